@@ -1,0 +1,34 @@
+"""entropyflow: how entropy flows through trained neural networks, from their weights alone.
+
+    >>> import entropyflow
+    >>> result = entropyflow.analyze("torchvision:vgg16", random_init=True)
+    >>> result.layer("features.0").summary.mean
+
+The pipeline is load → walk → estimate → report / recommend → regularize; each stage is a
+subpackage. Heavy imports (torch) happen on first use of the API, so ``import entropyflow`` is cheap.
+"""
+from __future__ import annotations
+
+from ._version import __version__
+
+__all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerResult", "load_model", "EntropyflowError"]
+
+_LAZY = {
+    "analyze": ("analysis", "analyze"),
+    "AnalyzeOptions": ("analysis", "AnalyzeOptions"),
+    "AnalysisResult": ("results", "AnalysisResult"),
+    "LayerResult": ("results", "LayerResult"),
+    "load_model": ("load.model", "load_model"),
+    "EntropyflowError": ("errors", "EntropyflowError"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{mod}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'entropyflow' has no attribute {name!r}")

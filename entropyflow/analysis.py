@@ -1,0 +1,86 @@
+"""The pipeline in one call: load → walk → estimate → :class:`AnalysisResult`."""
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass, fields, replace
+
+from torch import nn
+
+from ._version import __version__
+from .errors import NoLayersError, OptionError
+from .estimate.run import EstimateOptions, ProgressFn, estimate, resolve_device
+from .load.model import LoadOptions, load_model
+from .results import AnalysisResult, ModelInfo
+from .spec import parse_input_size
+from .walk import walk_model
+
+ESTIMATORS = ("paper",)
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """Every knob of :func:`analyze` (the CLI maps its flags one to one)."""
+
+    arch: str | None = None
+    weights: str | None = None
+    key: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    unsafe_pickle: bool = False
+    hash_files: bool = True
+    input_size: tuple[int, ...] | None = None
+    trace: bool = True
+    device: str = "auto"
+    channel_rule: str = "first"
+    estimator: str = "paper"
+
+    def load_options(self) -> LoadOptions:
+        names = {f.name for f in fields(LoadOptions)}
+        return LoadOptions(**{k: getattr(self, k) for k in names})
+
+
+def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None = None, *,
+            progress: ProgressFn | None = None, **overrides) -> AnalysisResult:
+    """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``sample:NAME``, a live
+    ``nn.Module``, or None for the bundled sample. ``overrides`` are :class:`AnalyzeOptions` fields."""
+    opts = replace(options or AnalyzeOptions(), **overrides)
+    if opts.estimator not in ESTIMATORS:
+        raise OptionError(f"unknown estimator '{opts.estimator}' (available: {', '.join(ESTIMATORS)})")
+    opts = replace(opts, input_size=parse_input_size(opts.input_size))
+    resolve_device(opts.device)  # fail fast, before loading anything
+    if model is None:
+        from .samples import default_sample_path
+
+        model = str(default_sample_path())
+    if progress:
+        progress("load", 0, 1)
+    loaded = load_model(model, opts.load_options())
+    if progress:
+        progress("load", 1, 1)
+        progress("trace", 0, 1)
+    walk = walk_model(loaded, opts.input_size, opts.trace)
+    if progress:
+        progress("trace", 1, 1)
+    if not walk.sites:
+        kinds = sorted({s.module_type for s in walk.skipped})
+        raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
+    layers, warnings = estimate(walk, loaded.tensors, EstimateOptions(opts.channel_rule, opts.device), progress)
+    sha = loaded.sha256.result() if loaded.sha256 is not None else None
+    info = ModelInfo(
+        spec=loaded.spec, description=loaded.description, format=loaded.format, weights=loaded.weights,
+        files=tuple(str(f) for f in loaded.files), sha256=sha, arch=loaded.arch, input_size=walk.input_size, walk=walk.mode,
+    )
+    return AnalysisResult(
+        model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(resolve_device(opts.device)),
+        layers=layers, skipped=walk.skipped, warnings=warnings, notes=loaded.notes + walk.notes, versions=_versions(),
+    )
+
+
+def _versions() -> tuple[tuple[str, str], ...]:
+    out = [("entropyflow", __version__), ("python", platform.python_version())]
+    for name in ("torch", "torchvision", "timm", "numpy", "safetensors"):
+        mod = sys.modules.get(name)
+        if mod is not None:
+            out.append((name, getattr(mod, "__version__", "?")))
+    return tuple(out)

@@ -1,0 +1,173 @@
+"""The ``entropyflow`` command line: each command parses, makes one library call, renders.
+
+Errors are mapped to exit codes in one place (:func:`_errors` with :func:`errors.exit_code`):
+a user error prints one line on stderr and exits 2; anything unexpected exits 1 (traceback with
+``--debug``). Heavy imports happen inside commands, after the output folder has been checked.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__
+from .errors import EXIT_INTERNAL, EntropyflowError, exit_code, one_line
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Measure how entropy flows through trained neural networks, from their weights alone.",
+)
+
+
+def _consoles(ctx: typer.Context) -> tuple[Console, Console]:
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return obj.get("console") or Console(), obj.get("err_console") or Console(stderr=True)
+
+
+@contextmanager
+def _errors(err: Console, debug: bool):
+    """The single mapping from exceptions to messages and exit codes."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except EntropyflowError as exc:
+        if debug:
+            err.print(traceback.format_exc(), markup=False, highlight=False)
+        err.print(f"[bold red]error:[/] {one_line(exc, 2000)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from None
+    except KeyboardInterrupt as exc:
+        err.print("[bold red]interrupted[/]")
+        raise typer.Exit(exit_code(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
+        if debug:
+            err.print(traceback.format_exc(), markup=False, highlight=False)
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {one_line(exc, 500)} "
+                  "(re-run with --debug for the traceback, and please report it)", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"entropyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """entropyflow: per-layer, per-filter entropy change of conv/dense layers (Meni et al.)."""
+
+
+def _prefetch_hash(model: str | None, weights: str | None, enabled: bool) -> None:
+    """Start hashing checkpoint files before torch is imported (hashlib releases the GIL)."""
+    if not enabled:
+        return
+    from .load.hashing import sha256_async
+    from .load.paths import resolve_checkpoint
+    from .spec import parse_spec
+
+    for text in (weights, model):
+        try:
+            if text and parse_spec(text).is_file:
+                sha256_async(resolve_checkpoint(text).files)
+        except (EntropyflowError, OSError):
+            pass  # the real load reports it
+
+
+class _Progress:
+    """Maps library progress callbacks onto a transient rich progress bar (terminals only)."""
+
+    LABELS = {"load": "loading weights", "trace": "tracing on meta", "estimate": "estimating layers"}
+
+    def __init__(self, console: Console):
+        self.enabled = console.is_terminal
+        self.bar = None
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console, transient=True)
+            self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.bar:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+@app.command()
+def analyze(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Argument(None, help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the bundled sample."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache."),
+    key: Optional[str] = typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema)."),
+    random_init: bool = typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers)."),
+    channel_rule: str = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels."),
+    estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3)."),
+    out: Path = typer.Option(Path("entropyflow-report"), "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
+    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!)."),
+    no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the meta forward pass (no geometry, no totals)."),
+    no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Per-layer, per-filter entropy change of every conv/dense layer, in forward execution order."""
+    console, err = _consoles(ctx)
+    with _errors(err, debug):
+        from .report import check_writable
+
+        out_dir = check_writable(out)
+        _prefetch_hash(model, weights, not no_hash)
+        from .analysis import AnalyzeOptions
+        from .analysis import analyze as run
+        from .report import write_report
+        from .report.terminal import render_analysis
+
+        opts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed,
+                              unsafe_pickle=unsafe_pickle, hash_files=not no_hash, input_size=input_size,
+                              trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator)
+        with _Progress(err) as progress:
+            result = run(model, opts, progress=progress)
+        written = write_report(result, out_dir)
+        if not quiet:
+            render_analysis(result, console)
+        console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    try:
+        app(args=argv, prog_name="entropyflow", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The one exception hierarchy of entropyflow.
+
+Every problem a user can cause or fix (a missing file, a wrong format, an unknown model name,
+NaN weights, an unwritable output folder, a bad config) raises a subclass of
+:class:`EntropyflowError` whose message is one readable line. :func:`exit_code` is the single
+place that maps exceptions to process exit codes; the CLI uses nothing else.
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # an unexpected error inside entropyflow (a bug): traceback with --debug
+EXIT_USER = 2  # bad input, bad option, environment problem: one line, no traceback
+EXIT_INTERRUPTED = 130
+
+
+class EntropyflowError(Exception):
+    """Base class: a problem with the user's input or environment (exit code 2)."""
+
+    exit_code = EXIT_USER
+
+
+class InputNotFoundError(EntropyflowError):
+    """A path that does not exist, or a folder with no checkpoint in it."""
+
+
+class CheckpointFormatError(EntropyflowError):
+    """An empty, truncated, corrupted or wrong-format file."""
+
+
+class UnsafePickleError(EntropyflowError):
+    """A checkpoint that would run pickled code to load (needs --unsafe-pickle)."""
+
+
+class UnknownModelError(EntropyflowError):
+    """An unknown torchvision:/timm:/sample: model name or spec prefix."""
+
+
+class WeightsNotCachedError(EntropyflowError):
+    """Pretrained weights that are not in the local cache (and no network is used)."""
+
+
+class ArchitectureMismatchError(EntropyflowError):
+    """A state dict whose keys or shapes do not match the architecture given with --arch."""
+
+
+class TraceError(EntropyflowError):
+    """The forward pass on the meta device failed (wrong input size, data-dependent code)."""
+
+
+class NoLayersError(EntropyflowError):
+    """A model with no conv or dense layers to analyse."""
+
+
+class WeightValueError(EntropyflowError):
+    """NaN or infinite weights, or a model whose analysed weights are all zero."""
+
+
+class OutputError(EntropyflowError):
+    """An output location that cannot be written."""
+
+
+class OptionError(EntropyflowError):
+    """An option value that cannot be used (bad --input-size, CUDA asked for but absent...)."""
+
+
+class ConfigError(EntropyflowError):
+    """An invalid λ placement config (names the bad field)."""
+
+
+def exit_code(exc: BaseException) -> int:
+    """The process exit code for an exception (the only such mapping in the project)."""
+    if isinstance(exc, EntropyflowError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """Collapse an arbitrary message (e.g. a wrapped library exception) to one short line."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -1,0 +1,147 @@
+"""Run the estimator over a walk: per-filter entropy change of every site (the paper, SPEC §2-3).
+
+Reads only what it needs from the tensor source: ``weight[:, 0]`` of each conv (the first input
+channel of each filter's group), the ``m × m`` square part of each dense weight. Whole weights
+are scanned once for NaN/inf. Dense log-determinants are batched in float64.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import OptionError, WeightValueError
+from ..load.source import TensorSource
+from ..results import LayerResult, frozen_array
+from ..walk.sites import ConvGeometry, LayerSite, Walk
+from . import paper
+from .pivots import pivot_plan
+from .stats import summarize
+
+ProgressFn = Callable[[str, int, int], None]
+CHANNEL_RULES = ("first", "mean")
+NO_GEOMETRY_UNTRACED = "not called in the traced forward pass: no geometry, total unavailable"
+
+
+@dataclass(frozen=True)
+class EstimateOptions:
+    channel_rule: str = "first"
+    device: str = "auto"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError("--device cuda was asked for but CUDA is not available here (use --device auto or cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise OptionError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
+
+
+def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None = None,
+             progress: ProgressFn | None = None) -> tuple[tuple[LayerResult, ...], tuple[str, ...]]:
+    """Estimate every site of ``walk``. Returns the layer results and warnings."""
+    opts = options or EstimateOptions()
+    if opts.channel_rule not in CHANNEL_RULES:
+        raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
+    device = resolve_device(opts.device)
+    n = len(walk.sites)
+    results: list[LayerResult | None] = [None] * n
+    dense: list[tuple[int, LayerSite, torch.Tensor]] = []
+    zero: list[str] = []
+    for i, site in enumerate(walk.sites):
+        if _scan(site, tensors):
+            zero.append(site.name)
+        if site.is_conv:
+            results[i] = _conv(i + 1, site, tensors, device, opts.channel_rule)
+        else:
+            dense.append((i, site, _square(site, tensors, device)))
+        if progress:
+            progress("estimate", i + 1, n)
+    if dense:
+        logdets = paper.dense_logabsdet([sq for _, _, sq in dense]).cpu().tolist()
+        for (i, site, sq), ld in zip(dense, logdets):
+            results[i] = _dense(i + 1, site, ld, sq.shape[0])
+    if zero and len(zero) == n:
+        raise WeightValueError("every analysed weight is all zeros (a blank or uninitialised checkpoint?)")
+    warnings = tuple(f"layer {z}: weight is all zeros (every value is -inf)" for z in zero)
+    return tuple(results), warnings
+
+
+def _weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
+    w = tensors.get(site.weight_key)
+    return w[site.rows[0]:site.rows[1]] if site.rows else w
+
+
+def _scan(site: LayerSite, tensors: TensorSource) -> bool:
+    """Raise on NaN/inf anywhere in the weight; return True if it is all zeros. One pass."""
+    w = _weight(site, tensors)
+    if w.numel() == 0:
+        raise WeightValueError(f"layer {site.name} ({site.weight_key}) has an empty weight")
+    lo, hi = torch.aminmax(w if w.dtype in (torch.float32, torch.float64) else w.float())
+    lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        nan = int(torch.isnan(w).sum())
+        inf = int(torch.isinf(w).sum())
+        raise WeightValueError(
+            f"layer {site.name} ({site.weight_key}) has {nan} NaN and {inf} infinite weight values: the checkpoint is corrupted"
+        )
+    return lo == 0.0 and hi == 0.0
+
+
+def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, rule: str) -> LayerResult:
+    nd = len(site.weight_shape) - 2
+    taps0 = tensors.get_slice(site.weight_key, (slice(None), 0)).to(device=device, dtype=paper.FLOAT)
+    c11 = taps0.reshape(taps0.shape[0], -1)[:, 0]
+    if rule == "first":
+        per = paper.log_abs(c11)
+    else:
+        first = tensors.get_slice(site.weight_key, (slice(None), slice(None)) + (0,) * nd).to(device=device, dtype=paper.FLOAT)
+        per = paper.conv_per_position_mean(first)
+    geo = site.geometry
+    totals, exact, reasons = None, None, []
+    if isinstance(geo, ConvGeometry):
+        plan = pivot_plan(geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pad_left, geo.dilation)
+        if geo.padding_mode != "zeros" and any(geo.pad_left):
+            reasons.append(f"padding_mode='{geo.padding_mode}' maps padded taps onto image pixels: the pivot formula does not apply; total = n_out·log|c11|")
+        elif not plan.exact:
+            reasons.append(plan.reason())
+        if rule == "mean":
+            reasons.append("channel_rule=mean averages log|taps| over input channels (§4.2 reading), not a completed determinant")
+        exact = not reasons
+        totals = paper.conv_totals_exact(taps0, paper.tap_counts(plan.counts, device)) if exact else paper.conv_totals_paper(per, geo.n_out)
+    else:
+        reasons.append(NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: no geometry, total unavailable")
+    per_np = per.cpu().numpy()
+    return LayerResult(
+        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
+        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo,
+        c11=frozen_array(c11.cpu().numpy()), per_position=frozen_array(per_np),
+        totals=None if totals is None else frozen_array(totals.cpu().numpy()), exact=exact, reason="; ".join(reasons),
+        summary=summarize(per_np), inferred=site.inferred, notes=site.notes,
+    )
+
+
+def _square(site: LayerSite, tensors: TensorSource, device: torch.device) -> torch.Tensor:
+    n_out, d_in = site.weight_shape[0], site.weight_shape[1]
+    m = min(n_out, d_in)
+    r0 = site.rows[0] if site.rows else 0
+    return tensors.get_slice(site.weight_key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
+
+
+def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:
+    per = np.array([logdet / m])
+    geo = site.geometry
+    totals = None if geo is None else np.array([geo.n_positions * logdet])
+    reason = "" if geo is not None else (NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: positions unknown, total unavailable")
+    return LayerResult(
+        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
+        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo,
+        c11=frozen_array([]), per_position=frozen_array(per), totals=None if totals is None else frozen_array(totals),
+        exact=True if geo is not None else None, reason=reason, summary=summarize(per), logdet=float(logdet), square=m,
+        inferred=site.inferred, notes=site.notes,
+    )

@@ -1,0 +1,18 @@
+"""load: from a spec (file, ``torchvision:``, ``timm:``, ``sample:``) or a live module to named
+tensors plus the structure to trace them with. ``paths`` and ``hashing`` import no torch, so the
+CLI can use them before the heavy imports; everything else is loaded on first use."""
+from __future__ import annotations
+
+__all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]
+
+
+def __getattr__(name: str):
+    if name in ("LoadOptions", "LoadedModel", "load_model"):
+        from . import model
+
+        return getattr(model, name)
+    if name == "TensorSource":
+        from .source import TensorSource
+
+        return TensorSource
+    raise AttributeError(name)

@@ -1,0 +1,151 @@
+"""The load entry point, :func:`load_model`, from a spec (or a live module) to named tensors plus
+whatever structure the source provides (an eager skeleton on ``meta``, a TorchScript module, or
+nothing for a bare state dict)."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..errors import OptionError
+from ..spec import ModelSpec, parse_spec
+from . import zoo
+from .arch import NumClassesMismatch, match_state_dict
+from .checkpoint import RawCheckpoint, read_checkpoint
+from .hashing import sha256_async
+from .source import DictSource, TensorSource
+
+__all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    arch: str | None = None  # architecture spec for a bare state dict
+    weights: str | None = None  # weights file for a zoo spec (instead of the cache)
+    key: str | None = None  # which entry of a checkpoint dict holds the weights
+    random_init: bool = False
+    seed: int = 0
+    unsafe_pickle: bool = False
+    hash_files: bool = True
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Named tensors plus the structure to trace them with."""
+
+    spec: str
+    description: str
+    format: str
+    tensors: TensorSource
+    skeleton: nn.Module | None = None  # eager architecture (meta device or live)
+    script: Any = None  # torch.jit.ScriptModule
+    input_size: tuple[int, ...] | None = None
+    arch: str | None = None
+    weights: str = ""
+    files: tuple[Path, ...] = ()
+    sha256: Future | None = field(default=None, compare=False)
+    notes: tuple[str, ...] = ()
+
+
+def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None = None) -> LoadedModel:
+    """Load a model from a spec string (file path, ``torchvision:NAME``, ``timm:NAME``,
+    ``sample:NAME``) or wrap a live ``nn.Module``. Never downloads; never unpickles code unless
+    ``options.unsafe_pickle``."""
+    opts = options or LoadOptions()
+    if isinstance(model, nn.Module):
+        return _from_module(model, "nn.Module (in memory)", type(model).__name__, opts)
+    spec = model if isinstance(model, ModelSpec) else parse_spec(model)
+    if spec.is_file:
+        if opts.weights or opts.random_init:
+            raise OptionError("--weights and --random-init apply to torchvision:/timm:/sample: specs, not to files")
+        return _from_file(spec, Path(spec.name), opts)
+    if opts.arch:
+        raise OptionError("--arch applies to state-dict files; for a zoo spec use --weights PATH")
+    zoo.check_spec(spec)
+    if opts.weights:
+        return _from_file(ModelSpec("file", opts.weights), Path(opts.weights), opts, arch=str(spec))
+    if opts.random_init:
+        real = zoo.build_random(spec, opts.seed)
+        loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
+        return _replace(loaded, arch=str(spec), weights=f"random init (torch.manual_seed({opts.seed}))", format="zoo")
+    f, origin = zoo.pretrained_file(spec)
+    return _from_file(ModelSpec("file", str(f)), f, opts, arch=str(spec), zoo_pretrained=True, weights_origin=origin, spec_text=str(spec))
+
+
+def _replace(loaded: LoadedModel, **kw) -> LoadedModel:
+    from dataclasses import replace
+
+    return replace(loaded, **kw)
+
+
+def _from_module(module: nn.Module, spec: str, description: str, opts: LoadOptions, input_size=None) -> LoadedModel:
+    return LoadedModel(
+        spec=spec, description=description, format="nn.Module", tensors=DictSource(module.state_dict()),
+        skeleton=module, input_size=input_size, weights="live module weights",
+    )
+
+
+def _classifier(skeleton: nn.Module) -> tuple[str, ...]:
+    last = [n for n, m in skeleton.named_modules() if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd))]
+    return (last[-1],) if last else ()
+
+
+def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | None = None, zoo_pretrained: bool = False,
+               weights_origin: str | None = None, spec_text: str | None = None) -> LoadedModel:
+    raw = read_checkpoint(path, unsafe_pickle=opts.unsafe_pickle, key=opts.key)
+    files = raw.resolved.files
+    sha = sha256_async(files) if opts.hash_files else None
+    base = dict(spec=spec_text or str(spec), format=raw.resolved.format, files=files, sha256=sha,
+                weights=weights_origin or f"{raw.description} ({raw.resolved.path.name})", notes=raw.notes)
+    if raw.script is not None:
+        if arch or opts.arch:
+            raise OptionError("--arch does not apply to a TorchScript archive (it carries its own architecture)")
+        return LoadedModel(description="TorchScript archive", tensors=raw.tensors, script=raw.script, **base)
+    if raw.module is not None:
+        if arch or opts.arch:
+            raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
+        return LoadedModel(description=f"pickled {type(raw.module).__name__} (loaded with --unsafe-pickle)",
+                           tensors=raw.tensors, skeleton=raw.module, **base)
+    manifest = raw.manifest or {}
+    arch = arch or opts.arch or manifest.get("arch")
+    input_size = tuple(manifest["input_size"]) if manifest.get("input_size") else None
+    if not arch:
+        return LoadedModel(description=raw.description, tensors=raw.tensors, input_size=input_size, **base)
+    arch_spec = parse_spec(arch)
+    if arch_spec.is_file:
+        raise OptionError(f"--arch must be a torchvision:, timm: or sample: spec, not a file ({arch})")
+    zoo.check_spec(arch_spec)
+    skeleton, tensors, notes = _match(arch_spec, raw, zoo_pretrained)
+    return LoadedModel(
+        description=f"{raw.description} as {arch_spec}", tensors=tensors, skeleton=skeleton, arch=str(arch_spec),
+        input_size=input_size or zoo.default_input_size(arch_spec), **{**base, "notes": base["notes"] + notes},
+    )
+
+
+def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
+    if zoo_pretrained and arch_spec.source == "torchvision":
+        sd = {k: raw.tensors.get(k) for k in raw.tensors.keys()}
+        try:
+            skeleton = zoo.build_pretrained_torchvision(arch_spec, sd)
+        except RuntimeError as exc:
+            from ..errors import ArchitectureMismatchError, one_line
+
+            raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from None
+        return skeleton, DictSource(sd), ()
+    skeleton = zoo.build(arch_spec)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    try:
+        m = match_state_dict(expected, raw.tensors, str(arch_spec), _classifier(skeleton))
+    except NumClassesMismatch as nc:
+        try:
+            skeleton = zoo.build(arch_spec, num_classes=nc.num_classes)
+        except TypeError:  # the builder has no num_classes: report the plain mismatch
+            match_state_dict(expected, raw.tensors, str(arch_spec))
+            raise
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        m = match_state_dict(expected, raw.tensors, str(arch_spec))
+        return skeleton, m.tensors, m.notes + (f"built {arch_spec} with num_classes={nc.num_classes} to match the checkpoint",)
+    return skeleton, m.tensors, m.notes

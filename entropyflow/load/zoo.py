@@ -1,0 +1,218 @@
+"""Architectures and pretrained weights from torchvision, timm and the bundled samples.
+
+Nothing here touches the network. Pretrained weights are looked up in the caches the libraries
+themselves use (the torch hub ``checkpoints`` folder, the Hugging Face hub cache); when they are
+absent the error names the exact file or repository expected and how to provide it.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torch import nn
+
+from ..errors import UnknownModelError, WeightsNotCachedError, one_line
+from ..spec import ModelSpec
+
+DEFAULT_INPUT = (3, 224, 224)
+
+
+@contextmanager
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+# --------------------------------------------------------------------------- torchvision
+def _tv_check(spec: ModelSpec):
+    import torchvision
+
+    names = torchvision.models.list_models()
+    if spec.name not in names:
+        raise UnknownModelError(f"unknown torchvision model '{spec.name}'{_suggest(spec.name, names)}")
+    return torchvision
+
+
+def _tv_weights(spec: ModelSpec):
+    tv = _tv_check(spec)
+    try:
+        enum = tv.models.get_model_weights(spec.name)
+    except (ValueError, KeyError):
+        return None
+    tag = spec.tag or "DEFAULT"
+    try:
+        return enum[tag] if tag != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        raise UnknownModelError(f"torchvision:{spec.name} has no weights '{tag}' (available: {', '.join(m.name for m in enum)})") from None
+
+
+def _tv_input_size(weights) -> tuple[int, ...]:
+    kw = getattr(getattr(weights, "transforms", None), "keywords", {}) or {}
+    crop = kw.get("crop_size")
+    if isinstance(crop, int):
+        return (3, crop, crop)
+    if isinstance(crop, (list, tuple)) and len(crop) == 2:
+        return (3, *crop)
+    return DEFAULT_INPUT
+
+
+# --------------------------------------------------------------------------- timm
+def _timm_check(spec: ModelSpec):
+    import timm
+
+    if not timm.is_model(spec.name):
+        raise UnknownModelError(f"unknown timm model '{spec.name}'{_suggest(spec.name, timm.list_models())}")
+    return timm
+
+
+def _timm_name(spec: ModelSpec) -> str:
+    return f"{spec.name}.{spec.tag}" if spec.tag else spec.name
+
+
+def _timm_create(spec: ModelSpec, **kwargs) -> nn.Module:
+    timm = _timm_check(spec)
+    try:
+        with _quiet():
+            return timm.create_model(_timm_name(spec), pretrained=False, **kwargs)
+    except RuntimeError as exc:
+        if "Invalid pretrained tag" in str(exc) or "tag" in str(exc):
+            raise UnknownModelError(f"timm:{_timm_name(spec)}: {one_line(exc, 150)}") from None
+        raise
+
+
+def _hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    return Path(home) / "hub"
+
+
+def _hf_cached_file(repo_id: str, filenames: list[str]) -> Path | None:
+    """A file of ``repo_id`` in the local Hugging Face hub cache (``models--org--name/snapshots``)."""
+    repo = _hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    if not repo.is_dir():
+        return None
+    refs = repo / "refs" / "main"
+    snaps = [repo / "snapshots" / refs.read_text().strip()] if refs.is_file() else []
+    snaps += sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+    for snap in snaps:
+        for name in filenames:
+            if (snap / name).is_file():
+                return snap / name
+    return None
+
+
+def _torch_hub_checkpoints() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+# --------------------------------------------------------------------------- public API
+def check_spec(spec: ModelSpec) -> None:
+    """Raise :class:`UnknownModelError` for an unknown name (with suggestions)."""
+    if spec.source == "torchvision":
+        _tv_weights(spec) if spec.tag else _tv_check(spec)
+    elif spec.source == "timm":
+        _timm_check(spec)
+    elif spec.source == "sample":
+        from ..samples import sample_info
+
+        sample_info(spec.name)
+
+
+def default_input_size(spec: ModelSpec) -> tuple[int, ...]:
+    if spec.source == "torchvision":
+        w = _tv_weights(spec)
+        return _tv_input_size(w) if w is not None else DEFAULT_INPUT
+    if spec.source == "timm":
+        with torch.device("meta"):
+            cfg = _timm_create(spec).pretrained_cfg
+        return tuple(cfg.get("input_size") or DEFAULT_INPUT)
+    from ..samples import sample_info
+
+    return sample_info(spec.name).input_size
+
+
+def build(spec: ModelSpec, *, device: str = "meta", num_classes: int | None = None) -> nn.Module:
+    """The architecture with default (random) initialisation on ``device`` (meta: no memory)."""
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    with torch.device(device), _quiet():
+        if spec.source == "torchvision":
+            tv = _tv_check(spec)
+            return tv.models.get_model(spec.name, weights=None, **kwargs)
+        if spec.source == "timm":
+            return _timm_create(spec, **kwargs)
+        from ..samples import build_sample
+
+        return build_sample(spec.name, **kwargs)
+
+
+def build_random(spec: ModelSpec, seed: int) -> nn.Module:
+    """A reproducible random initialisation: ``torch.manual_seed(seed)`` then the library's builder."""
+    torch.manual_seed(seed)
+    return build(spec, device="cpu")
+
+
+def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
+    """The cached pretrained weight file for a zoo spec, and a description of it."""
+    if spec.source == "torchvision":
+        w = _tv_weights(spec)
+        if w is None:
+            raise WeightsNotCachedError(f"torchvision:{spec.name} has no pretrained weights: use --random-init or --weights PATH")
+        f = _torch_hub_checkpoints() / os.path.basename(w.url)
+        if not f.is_file():
+            raise WeightsNotCachedError(
+                f"pretrained weights for torchvision:{spec.name} ({w}) are not cached: expected {f} "
+                f"(from {w.url}); copy the file there, pass --weights PATH, or use --random-init"
+            )
+        return f, f"torchvision {w} from the torch hub cache"
+    if spec.source == "timm":
+        with torch.device("meta"):
+            cfg = _timm_create(spec).pretrained_cfg
+        repo, url = cfg.get("hf_hub_id"), cfg.get("url")
+        if cfg.get("file") and Path(cfg["file"]).is_file():
+            return Path(cfg["file"]), f"timm {_timm_name(spec)} from {cfg['file']}"
+        if repo:
+            names = [n for n in (cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin") if n]
+            f = _hf_cached_file(repo, names)
+            if f:
+                return f, f"timm {_timm_name(spec)} from the Hugging Face cache ({repo})"
+        if url:
+            f = _torch_hub_checkpoints() / os.path.basename(url)
+            if f.is_file():
+                return f, f"timm {_timm_name(spec)} from the torch hub cache"
+        where = [f"Hugging Face repo {repo} (model.safetensors in {_hf_cache_dir()})"] if repo else []
+        where += [f"{_torch_hub_checkpoints() / os.path.basename(url)}"] if url else []
+        if not where:
+            raise WeightsNotCachedError(f"timm:{_timm_name(spec)} has no pretrained weights: use --random-init or --weights PATH")
+        raise WeightsNotCachedError(
+            f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}; "
+            "download them where there is network (HF_HUB_OFFLINE=0), pass --weights PATH, or use --random-init"
+        )
+    from ..samples import sample_info
+
+    return sample_info(spec.name).path, f"bundled sample weights ({sample_info(spec.name).path.name})"
+
+
+def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict) -> nn.Module:
+    """torchvision's own builder for these weights (its kwargs and key fixes), on meta.
+
+    The builder's download is replaced by ``state_dict`` (already read from the cache), so the
+    architecture is exactly the one torchvision builds for the weights and no file is fetched.
+    """
+    from torchvision.models._api import WeightsEnum
+
+    w = _tv_weights(spec)
+    tv = _tv_check(spec)
+    with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state_dict), torch.device("meta"), _quiet():
+        return tv.models.get_model(spec.name, weights=w)

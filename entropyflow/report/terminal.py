@@ -1,0 +1,85 @@
+"""The analysis in a terminal: a rich table, one row per layer, in execution order.
+
+Everything is written to the Console passed in (injectable for tests and embedding).
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..results import AnalysisResult
+
+SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if math.isinf(v):
+        return "−∞" if v < 0 else "∞"
+    if abs(v) >= 1e4:
+        return f"{v:,.0f}".replace("-", "−")
+    return f"{v:.{digits}f}".replace("-", "−")
+
+
+def _mark(i: int) -> str:
+    return SUPERSCRIPTS[i] if i < len(SUPERSCRIPTS) else f"[{i + 1}]"
+
+
+def render_analysis(result: AnalysisResult, console: Console) -> None:
+    m = result.model
+    size = "x".join(map(str, m.input_size)) if m.input_size else "—"
+    console.print(Text.assemble(("entropyflow ", "bold"), (m.spec, "bold cyan"), f"  ·  {m.description}"))
+    console.print(f"weights: {m.weights}  ·  input {size}  ·  estimator {result.estimator} (channel rule {result.channel_rule})  ·  device {result.device}", style="dim")
+
+    reasons: list[str] = []
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+    for col, just in (("#", "right"), ("layer", "left"), ("kind", "left"), ("filters", "right"), ("mean", "right"),
+                      ("median", "right"), ("Q1", "right"), ("Q3", "right"), ("total", "right"), ("exact", "left")):
+        table.add_column(col, justify=just, no_wrap=col != "layer")
+    any_inf = any(l.summary.n_neginf for l in result.layers)
+    if any_inf:
+        table.add_column("−∞", justify="right")
+    for l in result.layers:
+        s = l.summary
+        if l.exact is True:
+            exact = Text("yes", style="green")
+        elif l.exact is False:
+            if l.reason not in reasons:
+                reasons.append(l.reason)
+            exact = Text("no" + _mark(reasons.index(l.reason)), style="yellow")
+        else:
+            if l.reason not in reasons:
+                reasons.append(l.reason)
+            exact = Text("—" + _mark(reasons.index(l.reason)), style="dim")
+        name = l.name + ("" if l.traced else " (untraced)")
+        row = [str(l.index), name, l.kind, str(l.filters), fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
+        if any_inf:
+            row.append(Text(str(s.n_neginf), style="red") if s.n_neginf else "")
+        table.add_row(*row)
+    console.print(table)
+    console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values)", style="dim")
+    for i, reason in enumerate(reasons):
+        n = sum(1 for l in result.layers if l.reason == reason)
+        console.print(f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})", style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")
+
+    c = result.counts
+    console.print(Text.assemble(
+        (f"{c['layers']} layers", "bold"), f": {c['conv']} conv, {c['dense']} dense",
+        f"  ·  {c['layers'] - c['not_exact'] - c['no_total']} exact totals, {c['not_exact']} approximate, {c['no_total']} unavailable",
+        f"  ·  {c['untraced']} untraced" if c["untraced"] else "",
+        (f"  ·  {c['neginf_filters']} filters with c11 = 0 (−∞)", "red") if c["neginf_filters"] else "",
+    ))
+    if result.skipped:
+        by_type = Counter((s.module_type, s.reason) for s in result.skipped)
+        console.print(f"skipped {len(result.skipped)} parameterised module{'s' if len(result.skipped) != 1 else ''} (listed in analysis.json):")
+        for (typ, reason), n in by_type.most_common():
+            console.print(f"  {typ} ×{n}: {reason}", style="dim")
+    for note in result.notes:
+        console.print(f"note: {note}", style="dim")
+    for w in result.warnings:
+        console.print(f"warning: {w}", style="yellow")

@@ -1,0 +1,113 @@
+"""Frozen result types of an analysis. Arrays are float64, read-only, one entry per filter."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimate.stats import Summary, inf_safe_sum
+from .walk.sites import ConvGeometry, DenseGeometry, SkippedModule
+
+__all__ = ["LayerResult", "ModelInfo", "AnalysisResult", "SkippedModule", "ConvGeometry", "DenseGeometry", "Summary"]
+
+
+def frozen_array(values) -> np.ndarray:
+    a = np.array(values, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class LayerResult:
+    """Entropy change of one conv/dense map (nats).
+
+    ``per_position``: per filter, the change per output position (``log|c11|``; dense: the one
+    value ``log|det W_sq| / m``). ``totals``: per filter, the change over all output positions
+    (dense: ``n_positions · log|det W_sq|``), None without geometry. ``exact`` says whether
+    the totals are the completed determinant (True) or the paper's approximation (False).
+    """
+
+    index: int
+    name: str
+    kind: str
+    module_type: str
+    weight_key: str
+    weight_shape: tuple[int, ...]
+    traced: bool
+    calls: int
+    geometry: ConvGeometry | DenseGeometry | None
+    c11: np.ndarray
+    per_position: np.ndarray
+    totals: np.ndarray | None
+    exact: bool | None
+    reason: str
+    summary: Summary
+    logdet: float | None = None
+    square: int | None = None
+    inferred: bool = False
+    notes: tuple[str, ...] = ()
+    values: dict = field(default_factory=dict)  # extra per-filter arrays of other estimators
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind.startswith("conv")
+
+    @property
+    def filters(self) -> int:
+        return int(self.per_position.size)
+
+    @property
+    def n_positions(self) -> int | None:
+        if isinstance(self.geometry, ConvGeometry):
+            return self.geometry.n_out
+        if isinstance(self.geometry, DenseGeometry):
+            return self.geometry.n_positions
+        return None
+
+    @property
+    def total(self) -> float | None:
+        """Sum of the per-filter totals (``-inf`` if any filter is ``-inf``), None without geometry."""
+        return None if self.totals is None else inf_safe_sum(self.totals)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    spec: str
+    description: str
+    format: str
+    weights: str
+    files: tuple[str, ...] = ()
+    sha256: str | None = None
+    arch: str | None = None
+    input_size: tuple[int, ...] | None = None
+    walk: str = "trace"
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisResult:
+    model: ModelInfo
+    estimator: str
+    channel_rule: str
+    device: str
+    layers: tuple[LayerResult, ...]
+    skipped: tuple[SkippedModule, ...]
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    versions: tuple[tuple[str, str], ...] = ()
+
+    def layer(self, name: str) -> LayerResult:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        conv = sum(1 for l in self.layers if l.is_conv)
+        return {
+            "layers": len(self.layers), "conv": conv, "dense": len(self.layers) - conv,
+            "untraced": sum(1 for l in self.layers if not l.traced), "skipped": len(self.skipped),
+            "not_exact": sum(1 for l in self.layers if l.exact is False),
+            "no_total": sum(1 for l in self.layers if l.totals is None),
+            "neginf_filters": sum(l.summary.n_neginf for l in self.layers),
+        }

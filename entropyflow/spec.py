@@ -1,0 +1,71 @@
+"""Model specs: ``torchvision:NAME[.TAG]``, ``timm:NAME[.TAG]``, ``sample:NAME`` or a file path.
+
+Pure string handling (no torch import), so the CLI can look at a spec before the heavy imports.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from .errors import UnknownModelError
+
+ZOO_SOURCES = ("torchvision", "timm", "sample")
+_PREFIXED = re.compile(r"([A-Za-z][A-Za-z0-9_-]+):(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed model spec. ``source`` is one of ZOO_SOURCES or ``"file"``."""
+
+    source: str
+    name: str
+    tag: str | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.source == "file"
+
+    def __str__(self) -> str:
+        if self.is_file:
+            return self.name
+        return f"{self.source}:{self.name}" + (f".{self.tag}" if self.tag else "")
+
+
+def parse_spec(text: str) -> ModelSpec:
+    """Parse a model spec. Unknown ``prefix:`` strings that are not existing paths are errors."""
+    text = str(text).strip()
+    if not text:
+        raise UnknownModelError("empty model spec (give a file path, torchvision:NAME, timm:NAME or sample:NAME)")
+    m = _PREFIXED.fullmatch(text)
+    if m and m.group(1).lower() in ZOO_SOURCES:
+        rest = m.group(2).strip()
+        if not rest:
+            raise UnknownModelError(f"'{text}' names no model (example: {m.group(1).lower()}:resnet50)")
+        name, _, tag = rest.partition(".")
+        return ModelSpec(m.group(1).lower(), name, tag or None)
+    if m and not os.path.exists(text) and "/" not in m.group(1) and "\\" not in m.group(1):
+        raise UnknownModelError(
+            f"unknown model source '{m.group(1)}:' in '{text}' "
+            "(use a file path, torchvision:NAME, timm:NAME or sample:NAME)"
+        )
+    return ModelSpec("file", text)
+
+
+def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[int, ...] | None:
+    """``'3x224x224'`` → ``(3, 224, 224)``; ``'64'`` → ``(64,)`` (a vector). Sizes exclude the batch."""
+    from .errors import OptionError
+
+    if text is None:
+        return None
+    if isinstance(text, (tuple, list)):
+        parts = list(text)
+    else:
+        raw = str(text).strip().lower().replace("×", "x").replace(",", "x")
+        try:
+            parts = [int(p) for p in raw.split("x")]
+        except ValueError:
+            raise OptionError(f"bad --input-size '{text}' (expected sizes like 3x224x224, 1x8x8 or 64)") from None
+    if not parts or len(parts) > 5 or any(not isinstance(p, int) or p < 1 for p in parts):
+        raise OptionError(f"bad --input-size '{text}' (expected 1 to 5 positive sizes like 3x224x224)")
+    return tuple(parts)

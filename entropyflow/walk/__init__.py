@@ -1,0 +1,30 @@
+"""walk: find every conv/dense map of a loaded model, in forward execution order, with geometry."""
+from __future__ import annotations
+
+from ..load.model import LoadedModel
+from .heuristic import walk_state_dict
+from .script import trace_torchscript
+from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk
+from .trace import trace_eager
+
+__all__ = ["walk_model", "Walk", "LayerSite", "SkippedModule", "ConvGeometry", "DenseGeometry"]
+
+ASSUMED_INPUT = (3, 224, 224)
+
+
+def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, trace: bool = True) -> Walk:
+    """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict."""
+    if loaded.script is None and loaded.skeleton is None:
+        return walk_state_dict(loaded.tensors)
+    size = input_size or loaded.input_size
+    note = ()
+    if trace and size is None:
+        size = ASSUMED_INPUT
+        note = ("input size unknown: assumed 3x224x224 (pass --input-size)",)
+    if loaded.script is not None:
+        walk = trace_torchscript(loaded.script, size if trace else None)
+    else:
+        walk = trace_eager(loaded.skeleton, size if trace else None)
+    if not trace:
+        note += ("--no-trace: no geometry, totals unavailable",)
+    return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)

@@ -1,0 +1,111 @@
+"""Walk a TorchScript module: TorchScript cannot take module hooks, so one forward pass runs
+under a dispatch mode that executes every op on ``meta`` tensors and records the convolutions
+and matrix products that use the module's parameters (identified by tensor identity)."""
+from __future__ import annotations
+
+from math import prod
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from ..errors import TraceError, one_line
+from .classify import skip_reason, type_name_kind
+from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
+
+aten = torch.ops.aten
+_MATMULS = {aten.addmm.default: 1, aten.mm.default: 0, aten.matmul.default: 0, aten.bmm.default: 0}
+
+
+def _to_meta(x):
+    return x.to("meta") if isinstance(x, torch.Tensor) and x.device.type != "meta" else x
+
+
+class _MetaRecorder(TorchDispatchMode):
+    def __init__(self, params: dict[int, str]):
+        super().__init__()
+        self.params = params
+        self.transposed: dict[int, tuple[str, torch.Tensor]] = {}
+        self.calls: dict[str, dict] = {}
+
+    def _record(self, name: str, **info) -> None:
+        if name in self.calls:
+            self.calls[name]["count"] += 1
+        else:
+            self.calls[name] = {"order": len(self.calls), "count": 1, **info}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
+        if func is aten.convolution.default and id(args[1]) in self.params:
+            self._record(self.params[id(args[1])], input=tuple(args[0].shape), output=tuple(out.shape),
+                         stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]))
+        elif func in (aten.t.default, aten.permute.default, aten.transpose.int) and id(args[0]) in self.params:
+            self.transposed[id(out)] = (self.params[id(args[0])], out)
+        elif func is aten.linear.default and id(args[1]) in self.params:
+            self._record(self.params[id(args[1])], input=tuple(args[0].shape))
+        elif func in _MATMULS:
+            for a in args:
+                hit = self.transposed.get(id(a)) if isinstance(a, torch.Tensor) else None
+                if hit:
+                    x = args[_MATMULS[func]]
+                    self._record(hit[0], input=tuple(x.shape))
+                    break
+        return out
+
+
+def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
+    named = list(script.named_parameters())
+    params = {id(p): n for n, p in named}
+    modules = dict(script.named_modules())
+    rec = _MetaRecorder(params)
+    try:
+        if input_size is not None:
+            with rec, torch.no_grad():
+                script(torch.empty((1, *input_size), device="meta"))
+    except Exception as exc:  # TorchScript raises torch.jit.Error and friends
+        size = "x".join(map(str, input_size))
+        raise TraceError(
+            f"TorchScript forward on the meta device failed at input size {size} ({one_line(exc, 160)}); "
+            "pass --input-size matching the model, or --no-trace"
+        ) from exc
+    traced, untraced, skipped = [], [], []
+    for name, m in modules.items():
+        own = [(pn, p) for pn, p in m.named_parameters(recurse=False)]
+        if not own:
+            continue
+        type_name = m.original_name
+        kind = type_name_kind(type_name)
+        key = f"{name}.weight" if name else "weight"
+        if kind is None or kind == "attention" or key not in dict(named):
+            reason = "MultiheadAttention inside TorchScript: not supported (trace it eagerly)" if kind == "attention" else skip_reason(type_name)
+            skipped.append(SkippedModule(name or "(model)", type_name, reason, sum(p.numel() for _, p in own)))
+            continue
+        call = rec.calls.get(key)
+        site = _site(name, m, type_name, kind, key, dict(named)[key], call)
+        (traced.append((call["order"], site)) if call else untraced.append(site))
+    sites = tuple(s for _, s in sorted(traced, key=lambda t: t[0])) + tuple(untraced)
+    return Walk(sites, tuple(skipped), "torchscript", tuple(input_size) if input_size else None)
+
+
+def _site(name, m, type_name, kind, key, weight, call) -> LayerSite:
+    notes, geometry = [], None
+    if call and call["count"] > 1:
+        notes.append(f"called {call['count']} times: analysed once")
+    if call and kind == "linear":
+        geometry = DenseGeometry(prod(call["input"][:-1]))
+    elif call:
+        pad_attr = getattr(m, "padding", call["padding"])
+        mode = getattr(m, "padding_mode", "zeros")
+        in_shape = call["input"]
+        if mode != "zeros" and not isinstance(pad_attr, str):  # the module padded before the conv call
+            nd = len(weight.shape) - 2
+            in_shape = in_shape[:-nd] + tuple(n - 2 * p for n, p in zip(in_shape[-nd:], pad_attr))
+        padding = pad_attr if isinstance(pad_attr, str) or mode != "zeros" else call["padding"]
+        geometry, extra = conv_geometry(
+            kernel=tuple(weight.shape[2:]), stride=call["stride"], dilation=call["dilation"], padding=padding,
+            padding_mode=mode, transposed=call["transposed"], in_shape=in_shape, out_shape=call["output"],
+        )
+        notes.extend(extra)
+    return LayerSite(name or type_name.lower(), type_name, kind, key, tuple(weight.shape), geometry, call is not None,
+                     call["count"] if call else 0, notes=tuple(notes))

@@ -1,0 +1,132 @@
+"""What the walker finds: layer sites with their traced geometry, and the modules it skips."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Geometry of one traced convolution, in the *forward-conv* view used by the estimator.
+
+    For a transposed convolution this is its adjoint: the conv whose weight tensor it stores,
+    mapping the transposed conv's output grid (``in_size``) back to its input grid (``out_size``).
+    """
+
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad_left: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding_mode: str = "zeros"
+    transposed: bool = False
+    source: str = "module attributes"
+
+    @property
+    def n_out(self) -> int:
+        """Output positions per filter (transposed: input positions of the transposed conv)."""
+        return prod(self.out_size)
+
+
+@dataclass(frozen=True)
+class DenseGeometry:
+    """How many vectors a dense layer maps per sample (1 for a classifier head, T for T tokens)."""
+
+    n_positions: int
+
+
+@dataclass(frozen=True)
+class LayerSite:
+    """One conv/dense map to analyse. ``rows`` selects a row block of the weight (q/k/v)."""
+
+    name: str
+    module_type: str
+    kind: str
+    weight_key: str
+    weight_shape: tuple[int, ...]
+    geometry: ConvGeometry | DenseGeometry | None
+    traced: bool
+    calls: int = 0
+    rows: tuple[int, int] | None = None
+    inferred: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind.startswith("conv")
+
+    @property
+    def filters(self) -> int:
+        return self.weight_shape[0] if self.is_conv else 1
+
+
+@dataclass(frozen=True)
+class SkippedModule:
+    """A parameterised module (or parameter group) that is not analysed, and why."""
+
+    name: str
+    module_type: str
+    reason: str
+    parameters: int
+
+
+@dataclass(frozen=True)
+class Walk:
+    """All sites in analysis order (traced first, in execution order) plus skipped modules."""
+
+    sites: tuple[LayerSite, ...]
+    skipped: tuple[SkippedModule, ...]
+    mode: str  # 'trace' | 'torchscript' | 'state_dict' | 'untraced'
+    input_size: tuple[int, ...] | None
+    notes: tuple[str, ...] = ()
+
+
+def conv_geometry(
+    *,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    padding: tuple[int, ...] | str,
+    padding_mode: str,
+    transposed: bool,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+) -> tuple[ConvGeometry | None, tuple[str, ...]]:
+    """Build a :class:`ConvGeometry` from layer attributes and traced shapes.
+
+    When the attributes do not explain the traced output size (a subclass that pads in its own
+    forward, e.g. timm's ``Conv2dSame``), the left padding is inferred from the shapes with the
+    usual convention (left = total // 2) and the geometry says so.
+    """
+    nd = len(kernel)
+    in_sp, out_sp = tuple(in_shape[-nd:]), tuple(out_shape[-nd:])
+    if isinstance(padding, str):
+        if transposed or padding not in ("same", "valid"):
+            return None, (f"unsupported padding {padding!r}",)
+        pads = tuple(0 for _ in kernel) if padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    else:
+        pads = tuple(int(p) for p in padding)
+    conv_in, conv_out = (out_sp, in_sp) if transposed else (in_sp, out_sp)
+
+    def expected(p: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple((n + 2 * q - d * (k - 1) - 1) // s + 1 for n, q, d, k, s in zip(conv_in, p, dilation, kernel, stride))
+
+    source, notes = "module attributes", []
+    if transposed:
+        # the adjoint's outputs are exactly the transposed conv's inputs: nothing to reconcile,
+        # but the traced output must be what the attributes give for some output_padding
+        extra = [o - ((n - 1) * s - 2 * q + d * (k - 1) + 1) for o, n, s, q, d, k in zip(out_sp, in_sp, stride, pads, dilation, kernel)]
+        if any(e < 0 or e >= max(s, d) for e, s, d in zip(extra, stride, dilation)):
+            return None, (f"traced sizes {in_sp}->{out_sp} do not match the layer's attributes",)
+    elif expected(pads) != conv_out:
+        totals = [max(0, (o - 1) * s + d * (k - 1) + 1 - n) for o, s, d, k, n in zip(conv_out, stride, dilation, kernel, conv_in)]
+        pads = tuple(t // 2 for t in totals)
+        if tuple((n + t - d * (k - 1) - 1) // s + 1 for n, t, d, k, s in zip(conv_in, totals, dilation, kernel, stride)) != conv_out:
+            return None, (f"traced sizes {in_sp}->{out_sp} cannot be explained by any padding",)
+        source = "inferred from traced shapes"
+        notes.append(f"padding inferred from traced shapes (left {pads}, right {tuple(t - p for t, p in zip(totals, pads))})")
+    return (
+        ConvGeometry(conv_in, conv_out, tuple(kernel), tuple(stride), pads, tuple(dilation), padding_mode, transposed, source),
+        tuple(notes),
+    )

@@ -1,0 +1,219 @@
+"""Walk an eager ``nn.Module``: one forward pass on the ``meta`` device with module hooks.
+
+The model is never run on real data: a meta skeleton (parameters replaced by meta tensors
+without copying any weights) sees one input of shape ``(1, *input_size)``; hooks record which
+conv/dense modules run, in which order, and with which input/output shapes.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from math import prod
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..errors import OptionError, TraceError, one_line
+from .classify import custom_forward, eager_kind, skip_reason
+from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A structural copy of ``model`` whose parameters and buffers live on ``meta`` (no data copied).
+
+    Returns ``model`` itself when all its tensors are already on ``meta``.
+    """
+    tensors = list(model.parameters()) + list(model.buffers())
+    if all(t.device.type == "meta" for t in tensors):
+        return model
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
+
+
+class _NoRun(Exception):
+    pass
+
+
+@dataclass
+class _Calls:
+    order: int
+    inputs: list[tuple[int, ...]]
+    output: tuple[int, ...] | None = None
+    count: int = 0
+    varied: bool = False
+
+
+@dataclass
+class _Recorder:
+    calls: dict[str, _Calls] = field(default_factory=dict)
+
+    def pre(self, name: str):
+        def hook(module, args, kwargs):
+            shapes = [tuple(a.shape) for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
+            rec = self.calls.get(name)
+            if rec is None:
+                self.calls[name] = _Calls(len(self.calls), shapes, count=1)
+            else:
+                rec.count += 1
+                rec.varied |= shapes != rec.inputs
+        return hook
+
+    def post(self, name: str):
+        def hook(module, args, output):
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            rec = self.calls[name]
+            if rec.output is None and isinstance(out, torch.Tensor):
+                rec.output = tuple(out.shape)
+        return hook
+
+
+def _input_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
+def _check_lazy(model: nn.Module) -> None:
+    lazy = [n or "(model)" for n, m in model.named_modules() if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()]
+    if lazy:
+        raise OptionError(f"model has uninitialised lazy modules ({', '.join(lazy[:3])}): run one forward pass before saving it")
+
+
+def _weight_key(name: str, param: str = "weight") -> str:
+    return f"{name}.{param}" if name else param
+
+
+def _analysable(module: nn.Module, kind: str) -> str | None:
+    """None if the module's weight can be analysed, else the reason it cannot."""
+    if kind == "attention":
+        return None
+    if parametrize.is_parametrized(module, "weight"):
+        return "weight is parametrized (weight/spectral norm): the stored tensors are not the weight; not supported"
+    if "weight" not in module._parameters or module._parameters["weight"] is None:
+        return "no stored 'weight' parameter (e.g. legacy weight_norm's weight_g/weight_v): not supported"
+    return None
+
+
+def _attention_sites(name: str, m: nn.MultiheadAttention, rec: _Calls | None) -> list[LayerSite]:
+    traced = rec is not None
+    shapes = rec.inputs if rec else []
+    q_n = prod(shapes[0][:-1]) if len(shapes) > 0 else None
+    kv_n = prod(shapes[1][:-1]) if len(shapes) > 1 else q_n
+    e = m.embed_dim
+    sites = []
+    for i, part in enumerate("qkv"):
+        n = q_n if part == "q" else kv_n
+        geo = DenseGeometry(n) if traced and n is not None else None
+        if m._qkv_same_embed_dim:
+            key, rows, shape = _weight_key(name, "in_proj_weight"), (i * e, (i + 1) * e), (e, e)
+        else:
+            w = getattr(m, f"{part}_proj_weight")
+            key, rows, shape = _weight_key(name, f"{part}_proj_weight"), None, tuple(w.shape)
+        sites.append(LayerSite(f"{name}.{part}_proj" if name else f"{part}_proj", "MultiheadAttention",
+                               f"attention_{part}", key, shape, geo, traced, rec.count if rec else 0, rows))
+    out = m.out_proj
+    sites.append(LayerSite(f"{name}.out_proj" if name else "out_proj", type(out).__name__, "linear",
+                           _weight_key(f"{name}.out_proj" if name else "out_proj"), tuple(out.weight.shape),
+                           DenseGeometry(q_n) if traced and q_n is not None else None, traced,
+                           rec.count if rec else 0, notes=("applied inside MultiheadAttention's forward",)))
+    return sites
+
+
+def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
+    """Trace ``model`` on the meta device and return its sites in forward execution order.
+
+    With ``input_size=None`` nothing runs: every site is listed untraced, in module order."""
+    _check_lazy(model)
+    skel = meta_skeleton(model)
+    modules = dict(skel.named_modules())
+    kinds = {n: k for n, m in modules.items() if (k := eager_kind(m)) is not None}
+    attention_children = {f"{n}.out_proj" if n else "out_proj" for n, k in kinds.items() if k == "attention"}
+    blocked = {n: r for n, k in kinds.items() if (r := _analysable(modules[n], k))}
+    rec = _Recorder()
+    handles = []
+    for name in kinds:
+        if name in blocked or name in attention_children:
+            continue
+        handles.append(modules[name].register_forward_pre_hook(rec.pre(name), with_kwargs=True))
+        handles.append(modules[name].register_forward_hook(rec.post(name)))
+    training = {m: m.training for m in modules.values()}
+    try:
+        if input_size is None:
+            raise _NoRun
+        skel.eval()
+        x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(skel))
+        with torch.no_grad():
+            skel(x)
+    except _NoRun:
+        pass
+    except Exception as exc:  # the user's model code can raise anything
+        size = "x".join(map(str, input_size))
+        raise TraceError(
+            f"forward pass on the meta device failed at input size {size} ({type(exc).__name__}: {one_line(exc, 160)}); "
+            "pass --input-size matching the model, or --no-trace to analyse without geometry"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in training.items():
+            m.train(flag)
+
+    traced: list[tuple[int, list[LayerSite]]] = []
+    untraced: list[LayerSite] = []
+    for name, kind in kinds.items():
+        if name in blocked or name in attention_children:
+            continue
+        m, call = modules[name], rec.calls.get(name)
+        if kind == "attention":
+            sites = _attention_sites(name, m, call)
+        else:
+            sites = [_module_site(name, m, kind, call)]
+        (traced.append((call.order, sites)) if call else untraced.extend(sites))
+    ordered = [s for _, group in sorted(traced, key=lambda t: t[0]) for s in group] + untraced
+    skipped = _skipped(modules, kinds, blocked, attention_children)
+    return Walk(tuple(ordered), tuple(skipped), "trace", tuple(input_size) if input_size else None)
+
+
+def _module_site(name: str, m: nn.Module, kind: str, call: _Calls | None) -> LayerSite:
+    notes: list[str] = []
+    geometry = None
+    if call is not None:
+        if call.varied:
+            notes.append(f"called {call.count} times with different input shapes: geometry of the first call")
+        elif call.count > 1:
+            notes.append(f"called {call.count} times: analysed once")
+        if kind == "linear":
+            geometry = DenseGeometry(prod(call.inputs[0][:-1]) if call.inputs else 1)
+        elif call.inputs and call.output is not None:
+            geometry, extra = conv_geometry(
+                kernel=tuple(m.kernel_size), stride=tuple(m.stride), dilation=tuple(m.dilation),
+                padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
+                padding_mode=m.padding_mode, transposed=m.transposed,
+                in_shape=call.inputs[0], out_shape=call.output,
+            )
+            notes.extend(extra)
+    cls = custom_forward(m)
+    if cls:
+        notes.append(f"custom forward ({cls}): values use the stored weight")
+    return LayerSite(name or type(m).__name__.lower(), type(m).__name__, kind, _weight_key(name), tuple(m.weight.shape),
+                     geometry, call is not None, call.count if call else 0, notes=tuple(notes))
+
+
+def _skipped(modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], attention_children: set[str]) -> list[SkippedModule]:
+    out = []
+    for name, m in modules.items():
+        own = [p for p in m._parameters.values() if p is not None]
+        if not own or name in attention_children:
+            continue
+        n = sum(p.numel() for p in own)
+        if name in blocked:
+            out.append(SkippedModule(name or "(model)", type(m).__name__, blocked[name], n))
+        elif name not in kinds:
+            out.append(SkippedModule(name or "(model)", type(m).__name__, skip_reason(type(m).__name__), n))
+    return out
