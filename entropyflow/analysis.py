@@ -9,11 +9,12 @@ from torch import nn
 
 from ._version import __version__
 from .errors import NoLayersError, OptionError
-from .estimate.run import EstimateOptions, ProgressFn, estimate, resolve_device
+from .estimate.dense import DensePrefetch
+from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
 from .load.model import LoadOptions, load_model
 from .results import AnalysisResult, ModelInfo
 from .spec import parse_input_size
-from .walk import walk_model
+from .walk import effective_tensors, walk_model
 
 ESTIMATORS = ("paper",)
 
@@ -47,15 +48,18 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
     opts = replace(options or AnalyzeOptions(), **overrides)
     if opts.estimator not in ESTIMATORS:
         raise OptionError(f"unknown estimator '{opts.estimator}' (available: {', '.join(ESTIMATORS)})")
+    if opts.channel_rule not in CHANNEL_RULES:
+        raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
     opts = replace(opts, input_size=parse_input_size(opts.input_size))
-    resolve_device(opts.device)  # fail fast, before loading anything
     if model is None:
         from .samples import default_sample_path
 
         model = str(default_sample_path())
     if progress:
         progress("load", 0, 1)
-    loaded = load_model(model, opts.load_options())
+    started: list[DensePrefetch] = []
+    device = resolve_device(opts.device)
+    loaded = load_model(model, opts.load_options(), on_tensors=lambda t: started.append(DensePrefetch(t, device)))
     if progress:
         progress("load", 1, 1)
         progress("trace", 0, 1)
@@ -65,14 +69,16 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
     if not walk.sites:
         kinds = sorted({s.module_type for s in walk.skipped})
         raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
-    layers, warnings = estimate(walk, loaded.tensors, EstimateOptions(opts.channel_rule, opts.device), progress)
+    tensors, walk = effective_tensors(loaded, walk)
+    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device), progress,
+                                prefetch=started[0] if started else None)
     sha = loaded.sha256.result() if loaded.sha256 is not None else None
     info = ModelInfo(
         spec=loaded.spec, description=loaded.description, format=loaded.format, weights=loaded.weights,
         files=tuple(str(f) for f in loaded.files), sha256=sha, arch=loaded.arch, input_size=walk.input_size, walk=walk.mode,
     )
     return AnalysisResult(
-        model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(resolve_device(opts.device)),
+        model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(device),
         layers=layers, skipped=walk.skipped, warnings=warnings, notes=loaded.notes + walk.notes, versions=_versions(),
     )
 

@@ -27,9 +27,17 @@ app = typer.Typer(
 )
 
 
+def _console(stderr: bool = False) -> Console:
+    """A console; when output is not a terminal (a pipe, a file) tables get 160 columns, not 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
 def _consoles(ctx: typer.Context) -> tuple[Console, Console]:
+    """The output and error consoles: injectable through ``ctx.obj`` (tests, embedding)."""
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
-    return obj.get("console") or Console(), obj.get("err_console") or Console(stderr=True)
+    return obj.get("console") or _console(), obj.get("err_console") or _console(stderr=True)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from ..load.source import TensorSource
 from ..results import LayerResult, frozen_array
 from ..walk.sites import ConvGeometry, LayerSite, Walk
 from . import paper
+from .dense import DensePrefetch, run_dense
 from .pivots import pivot_plan
 from .stats import summarize
 
@@ -43,15 +44,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None = None,
-             progress: ProgressFn | None = None) -> tuple[tuple[LayerResult, ...], tuple[str, ...]]:
-    """Estimate every site of ``walk``. Returns the layer results and warnings."""
+             progress: ProgressFn | None = None, prefetch: DensePrefetch | None = None) -> tuple[tuple[LayerResult, ...], tuple[str, ...]]:
+    """Estimate every site of ``walk``. Returns the layer results and warnings.
+
+    ``prefetch``: dense log-determinants already started on these tensors (see estimate.dense)."""
     opts = options or EstimateOptions()
     if opts.channel_rule not in CHANNEL_RULES:
         raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
     device = resolve_device(opts.device)
     n = len(walk.sites)
     results: list[LayerResult | None] = [None] * n
-    dense: list[tuple[int, LayerSite, torch.Tensor]] = []
+    dense: list[tuple[int, LayerSite]] = []
     zero: list[str] = []
     for i, site in enumerate(walk.sites):
         if _scan(site, tensors):
@@ -59,13 +62,20 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
         if site.is_conv:
             results[i] = _conv(i + 1, site, tensors, device, opts.channel_rule)
         else:
-            dense.append((i, site, _square(site, tensors, device)))
+            dense.append((i, site))
         if progress:
             progress("estimate", i + 1, n)
     if dense:
-        logdets = paper.dense_logabsdet([sq for _, _, sq in dense]).cpu().tolist()
-        for (i, site, sq), ld in zip(dense, logdets):
-            results[i] = _dense(i + 1, site, ld, sq.shape[0])
+        jobs = {i: _job(site) for i, site in dense}
+        early = prefetch.take() if prefetch is not None else {}
+        done = {}
+        for job in jobs.values():
+            src, key = tensors.origin(job[0])
+            if prefetch is not None and src is prefetch.tensors and (key, job[1], job[2]) in early:
+                done[job] = early[(key, job[1], job[2])]
+        done.update(run_dense(tensors, [j for j in jobs.values() if j not in done], device))
+        for i, site in dense:
+            results[i] = _dense(i + 1, site, done[jobs[i]], jobs[i][2])
     if zero and len(zero) == n:
         raise WeightValueError("every analysed weight is all zeros (a blank or uninitialised checkpoint?)")
     warnings = tuple(f"layer {z}: weight is all zeros (every value is -inf)" for z in zero)
@@ -126,11 +136,9 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
     )
 
 
-def _square(site: LayerSite, tensors: TensorSource, device: torch.device) -> torch.Tensor:
-    n_out, d_in = site.weight_shape[0], site.weight_shape[1]
-    m = min(n_out, d_in)
-    r0 = site.rows[0] if site.rows else 0
-    return tensors.get_slice(site.weight_key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
+def _job(site: LayerSite) -> tuple[str, int, int]:
+    """The square part of a dense site: (key, first row, m = min(N, d))."""
+    return site.weight_key, site.rows[0] if site.rows else 0, min(site.weight_shape[0], site.weight_shape[1])
 
 
 def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:

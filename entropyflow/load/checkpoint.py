@@ -103,9 +103,11 @@ def _torch_load(f: Path, unsafe_pickle: bool) -> Any:
             raise CheckpointFormatError(f"{f} is truncated or corrupted ({one_line(text, 120)})") from None
         if unsafe_pickle:
             return _unsafe_load(f, mmap)
+        bad = sorted(set(bad), key=lambda g: (g.startswith(("torch.", "collections.", "builtins.")), g))
         shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        what = "a pickled nn.Module" if any(g.startswith("torch.nn.modules.") for g in bad) else "pickled Python objects"
         raise UnsafePickleError(
-            f"{f.name} contains pickled Python objects ({shown or 'unknown globals'}) that would run code when loaded; "
+            f"{f.name} contains {what} ({shown or 'unknown globals'}) that would run code when loaded; "
             "entropyflow loads weights only. If you trust the file, pass --unsafe-pickle, "
             "or re-save it with torch.save(model.state_dict(), PATH)"
         ) from None

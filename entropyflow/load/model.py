@@ -3,6 +3,7 @@ whatever structure the source provides (an eager skeleton on ``meta``, a TorchSc
 nothing for a bare state dict)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,15 @@ class LoadedModel:
     notes: tuple[str, ...] = ()
 
 
-def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None = None) -> LoadedModel:
+TensorsHook = Callable[[TensorSource], None]
+
+
+def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None = None, *,
+               on_tensors: TensorsHook | None = None) -> LoadedModel:
     """Load a model from a spec string (file path, ``torchvision:NAME``, ``timm:NAME``,
     ``sample:NAME``) or wrap a live ``nn.Module``. Never downloads; never unpickles code unless
-    ``options.unsafe_pickle``."""
+    ``options.unsafe_pickle``. ``on_tensors`` is called with the checkpoint's tensors as soon as
+    they are open, before any architecture is built (to start work early)."""
     opts = options or LoadOptions()
     if isinstance(model, nn.Module):
         return _from_module(model, "nn.Module (in memory)", type(model).__name__, opts)
@@ -61,18 +67,19 @@ def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None =
     if spec.is_file:
         if opts.weights or opts.random_init:
             raise OptionError("--weights and --random-init apply to torchvision:/timm:/sample: specs, not to files")
-        return _from_file(spec, Path(spec.name), opts)
+        return _from_file(spec, Path(spec.name), opts, on_tensors=on_tensors)
     if opts.arch:
         raise OptionError("--arch applies to state-dict files; for a zoo spec use --weights PATH")
     zoo.check_spec(spec)
     if opts.weights:
-        return _from_file(ModelSpec("file", opts.weights), Path(opts.weights), opts, arch=str(spec))
+        return _from_file(ModelSpec("file", opts.weights), Path(opts.weights), opts, arch=str(spec), on_tensors=on_tensors)
     if opts.random_init:
         real = zoo.build_random(spec, opts.seed)
         loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
         return _replace(loaded, arch=str(spec), weights=f"random init (torch.manual_seed({opts.seed}))", format="zoo")
     f, origin = zoo.pretrained_file(spec)
-    return _from_file(ModelSpec("file", str(f)), f, opts, arch=str(spec), zoo_pretrained=True, weights_origin=origin, spec_text=str(spec))
+    return _from_file(ModelSpec("file", str(f)), f, opts, arch=str(spec), zoo_pretrained=True, weights_origin=origin,
+                      spec_text=str(spec), on_tensors=on_tensors)
 
 
 def _replace(loaded: LoadedModel, **kw) -> LoadedModel:
@@ -94,8 +101,10 @@ def _classifier(skeleton: nn.Module) -> tuple[str, ...]:
 
 
 def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | None = None, zoo_pretrained: bool = False,
-               weights_origin: str | None = None, spec_text: str | None = None) -> LoadedModel:
+               weights_origin: str | None = None, spec_text: str | None = None, on_tensors: TensorsHook | None = None) -> LoadedModel:
     raw = read_checkpoint(path, unsafe_pickle=opts.unsafe_pickle, key=opts.key)
+    if on_tensors is not None and raw.tensors is not None:
+        on_tensors(raw.tensors)
     files = raw.resolved.files
     sha = sha256_async(files) if opts.hash_files else None
     base = dict(spec=spec_text or str(spec), format=raw.resolved.format, files=files, sha256=sha,
@@ -128,13 +137,15 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
 def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
     if zoo_pretrained and arch_spec.source == "torchvision":
         sd = {k: raw.tensors.get(k) for k in raw.tensors.keys()}
+        keys = list(sd)
         try:
             skeleton = zoo.build_pretrained_torchvision(arch_spec, sd)
         except RuntimeError as exc:
             from ..errors import ArchitectureMismatchError, one_line
 
             raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from None
-        return skeleton, DictSource(sd), ()
+        # torchvision's builder may rename legacy keys in place (densenet); otherwise keep the source
+        return skeleton, raw.tensors if list(sd) == keys else DictSource(sd), ()
     skeleton = zoo.build(arch_spec)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     try:

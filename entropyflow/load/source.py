@@ -6,6 +6,7 @@ sharded, opened with ``safe_open``) serve those slices without materialising who
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +41,10 @@ class TensorSource:
 
     def __contains__(self, key: object) -> bool:
         return key in set(self.keys())
+
+    def origin(self, key: str) -> tuple[TensorSource, str]:
+        """The source and key that actually hold ``key`` (through renaming views)."""
+        return self, key
 
     def __len__(self) -> int:
         return len(self.keys())
@@ -83,6 +88,7 @@ class SafetensorsSource(TensorSource):
     def __init__(self, weight_map: Mapping[str, Path]):
         from safetensors import safe_open
 
+        self._lock = threading.Lock()  # handles are shared with the dense prefetch thread
         self._handles = {f: safe_open(str(f), framework="pt", device="cpu") for f in sorted(set(weight_map.values()))}
         self._where: dict[str, object] = {}
         for f, h in self._handles.items():
@@ -114,10 +120,12 @@ class SafetensorsSource(TensorSource):
         return dt if dt is not None else torch.uint8
 
     def get(self, key: str) -> torch.Tensor:
-        return self._where[key].get_tensor(key)
+        with self._lock:
+            return self._where[key].get_tensor(key)
 
     def get_slice(self, key: str, index: tuple) -> torch.Tensor:
-        return self._where[key].get_slice(key)[index]
+        with self._lock:
+            return self._where[key].get_slice(key)[index]
 
     def __contains__(self, key: object) -> bool:
         return key in self._where
@@ -146,3 +154,34 @@ class RenamedSource(TensorSource):
 
     def __contains__(self, key: object) -> bool:
         return key in self._map
+
+    def origin(self, key: str) -> tuple[TensorSource, str]:
+        return self._base.origin(self._map[key])
+
+
+class OverlaySource(TensorSource):
+    """A source with some tensors replaced (e.g. effective weights of custom convs)."""
+
+    def __init__(self, base: TensorSource, overrides: Mapping[str, torch.Tensor]):
+        self._base, self._over = base, dict(overrides)
+
+    def keys(self) -> list[str]:
+        return self._base.keys()
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._over[key].shape) if key in self._over else self._base.shape(key)
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self._over[key].dtype if key in self._over else self._base.dtype(key)
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._over[key] if key in self._over else self._base.get(key)
+
+    def get_slice(self, key: str, index: tuple) -> torch.Tensor:
+        return self._over[key][index] if key in self._over else self._base.get_slice(key, index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._base
+
+    def origin(self, key: str) -> tuple[TensorSource, str]:
+        return (self, key) if key in self._over else self._base.origin(key)

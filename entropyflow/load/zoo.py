@@ -143,18 +143,52 @@ def default_input_size(spec: ModelSpec) -> tuple[int, ...]:
     return sample_info(spec.name).input_size
 
 
-def build(spec: ModelSpec, *, device: str = "meta", num_classes: int | None = None) -> nn.Module:
-    """The architecture with default (random) initialisation on ``device`` (meta: no memory)."""
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    with torch.device(device), _quiet():
+@contextmanager
+def offline(spec: ModelSpec):
+    """Turn any download a library builder attempts into a clear error (entropyflow never downloads)."""
+    def refuse(url, *args, **kwargs):
+        raise WeightsNotCachedError(
+            f"building {spec} would download {url}; entropyflow never downloads: put the file in "
+            f"{_torch_hub_checkpoints()} or pass --weights PATH"
+        )
+    with mock.patch.object(torch.hub, "download_url_to_file", refuse):
+        yield
+
+
+def _build_on(spec: ModelSpec, device: str, kwargs: dict) -> nn.Module:
+    with torch.device(device), _quiet(), offline(spec):
         if spec.source == "torchvision":
             tv = _tv_check(spec)
+            import inspect
+
+            params = inspect.signature(tv.models.get_model_builder(spec.name)).parameters
+            if "weights_backbone" in params:  # segmentation/detection: no pretrained backbone download
+                kwargs = {"weights_backbone": None, **kwargs}
             return tv.models.get_model(spec.name, weights=None, **kwargs)
         if spec.source == "timm":
             return _timm_create(spec, **kwargs)
         from ..samples import build_sample
 
         return build_sample(spec.name, **kwargs)
+
+
+def build(spec: ModelSpec, *, device: str = "meta", num_classes: int | None = None) -> nn.Module:
+    """The architecture with default (random) initialisation on ``device``.
+
+    On ``meta`` nothing is allocated; a builder that needs real values while it initialises
+    (e.g. ``.item()`` in an init function) is built on the CPU and converted to a meta skeleton.
+    """
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    if device != "meta":
+        return _build_on(spec, device, kwargs)
+    try:
+        return _build_on(spec, "meta", kwargs)
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise
+    from ..walk.trace import meta_skeleton
+
+    return meta_skeleton(_build_on(spec, "cpu", kwargs))
 
 
 def build_random(spec: ModelSpec, seed: int) -> nn.Module:
@@ -214,5 +248,13 @@ def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict) -> nn.Module
 
     w = _tv_weights(spec)
     tv = _tv_check(spec)
-    with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state_dict), torch.device("meta"), _quiet():
-        return tv.models.get_model(spec.name, weights=w)
+    with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state_dict), _quiet(), offline(spec):
+        try:
+            with torch.device("meta"):
+                return tv.models.get_model(spec.name, weights=w)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" not in str(exc):
+                raise
+        from ..walk.trace import meta_skeleton
+
+        return meta_skeleton(tv.models.get_model(spec.name, weights=w))

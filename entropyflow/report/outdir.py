@@ -30,21 +30,34 @@ def check_writable(out: str | Path) -> Path:
 
 
 def write_atomically(out: str | Path, files: Mapping[str, bytes]) -> list[Path]:
-    """Write ``files`` (name → bytes) into ``out``; all of them or none."""
+    """Write ``files`` (name → bytes) into ``out``: all of them, or none (previous files restored)."""
     out = check_writable(out)
     created = [] if out.exists() else [p for p in [out, *out.parents] if not p.exists()]
     tmp = None
+    placed: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".entropyflow-", dir=out))
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         for name in files:
-            os.replace(tmp / name, out / name)
+            dst, backup = out / name, None
+            if dst.exists():
+                backup = tmp / f".previous-{name}"
+                os.replace(dst, backup)
+            placed.append((dst, backup))
+            os.replace(tmp / name, dst)
     except OSError as exc:
+        for dst, backup in reversed(placed):
+            try:
+                dst.unlink(missing_ok=True)
+                if backup is not None:
+                    os.replace(backup, dst)
+            except OSError:
+                pass
         if tmp is not None:
-            for name in files:
-                (tmp / name).unlink(missing_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp = None
         for p in created:  # innermost first
             try:
                 p.rmdir()

@@ -42,7 +42,7 @@ def layer_row(layer: LayerResult) -> dict:
         "index": layer.index, "name": layer.name, "kind": layer.kind, "module_type": layer.module_type,
         "weight_key": layer.weight_key, "weight_shape": dims(layer.weight_shape), "filters": layer.filters,
         "traced": layer.traced, "calls": layer.calls,
-        "in_size": dims(g.in_size) if g else None, "out_size": dims(g.out_size) if g else None,
+        "in_size": dims(g.layer_in_size) if g else None, "out_size": dims(g.layer_out_size) if g else None,
         "kernel": dims(g.kernel) if g else None, "stride": dims(g.stride) if g else None,
         "padding": dims(g.pad_left) if g else None, "dilation": dims(g.dilation) if g else None,
         "padding_mode": g.padding_mode if g else None, "n_positions": layer.n_positions,

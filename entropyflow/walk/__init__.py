@@ -1,13 +1,17 @@
 """walk: find every conv/dense map of a loaded model, in forward execution order, with geometry."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..load.model import LoadedModel
+from ..load.source import OverlaySource, TensorSource
+from .effective import effective_weights
 from .heuristic import walk_state_dict
 from .script import trace_torchscript
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk
 from .trace import trace_eager
 
-__all__ = ["walk_model", "Walk", "LayerSite", "SkippedModule", "ConvGeometry", "DenseGeometry"]
+__all__ = ["walk_model", "effective_tensors", "Walk", "LayerSite", "SkippedModule", "ConvGeometry", "DenseGeometry"]
 
 ASSUMED_INPUT = (3, 224, 224)
 
@@ -28,3 +32,19 @@ def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, t
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)
     return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)
+
+
+def effective_tensors(loaded: LoadedModel, walk: Walk) -> tuple[TensorSource, Walk]:
+    """Replace the stored weights of weight-transforming conv subclasses by their effective weights."""
+    if loaded.skeleton is None or not any(n.startswith("custom forward (") for s in walk.sites for n in s.notes):
+        return loaded.tensors, walk
+    weights, notes = effective_weights(loaded.skeleton, walk.sites, loaded.tensors)
+    if not notes:
+        return loaded.tensors, walk
+    sites = tuple(
+        replace(s, notes=tuple(notes[s.weight_key] if n.startswith("custom forward (") else n for n in s.notes))
+        if s.weight_key in notes else s
+        for s in walk.sites
+    )
+    tensors = OverlaySource(loaded.tensors, weights) if weights else loaded.tensors
+    return tensors, replace(walk, sites=sites)

@@ -6,59 +6,17 @@ from __future__ import annotations
 from math import prod
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
 
 from ..errors import TraceError, one_line
 from .classify import skip_reason, type_name_kind
+from .dispatch import Clock, OpRecorder
 from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
-
-aten = torch.ops.aten
-_MATMULS = {aten.addmm.default: 1, aten.mm.default: 0, aten.matmul.default: 0, aten.bmm.default: 0}
-
-
-def _to_meta(x):
-    return x.to("meta") if isinstance(x, torch.Tensor) and x.device.type != "meta" else x
-
-
-class _MetaRecorder(TorchDispatchMode):
-    def __init__(self, params: dict[int, str]):
-        super().__init__()
-        self.params = params
-        self.transposed: dict[int, tuple[str, torch.Tensor]] = {}
-        self.calls: dict[str, dict] = {}
-
-    def _record(self, name: str, **info) -> None:
-        if name in self.calls:
-            self.calls[name]["count"] += 1
-        else:
-            self.calls[name] = {"order": len(self.calls), "count": 1, **info}
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
-        if func is aten.convolution.default and id(args[1]) in self.params:
-            self._record(self.params[id(args[1])], input=tuple(args[0].shape), output=tuple(out.shape),
-                         stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]))
-        elif func in (aten.t.default, aten.permute.default, aten.transpose.int) and id(args[0]) in self.params:
-            self.transposed[id(out)] = (self.params[id(args[0])], out)
-        elif func is aten.linear.default and id(args[1]) in self.params:
-            self._record(self.params[id(args[1])], input=tuple(args[0].shape))
-        elif func in _MATMULS:
-            for a in args:
-                hit = self.transposed.get(id(a)) if isinstance(a, torch.Tensor) else None
-                if hit:
-                    x = args[_MATMULS[func]]
-                    self._record(hit[0], input=tuple(x.shape))
-                    break
-        return out
-
 
 def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
     named = list(script.named_parameters())
     params = {id(p): n for n, p in named}
     modules = dict(script.named_modules())
-    rec = _MetaRecorder(params)
+    rec = OpRecorder(params, Clock(), to_meta=True)
     try:
         if input_size is not None:
             with rec, torch.no_grad():

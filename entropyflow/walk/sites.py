@@ -28,6 +28,15 @@ class ConvGeometry:
         """Output positions per filter (transposed: input positions of the transposed conv)."""
         return prod(self.out_size)
 
+    @property
+    def layer_in_size(self) -> tuple[int, ...]:
+        """The layer's own input grid (for a transposed conv: the adjoint's output grid)."""
+        return self.out_size if self.transposed else self.in_size
+
+    @property
+    def layer_out_size(self) -> tuple[int, ...]:
+        return self.in_size if self.transposed else self.out_size
+
 
 @dataclass(frozen=True)
 class DenseGeometry:

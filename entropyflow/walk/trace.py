@@ -1,13 +1,14 @@
-"""Walk an eager ``nn.Module``: one forward pass on the ``meta`` device with module hooks.
+"""Walk an eager ``nn.Module``: one forward pass on the ``meta`` device.
 
-The model is never run on real data: a meta skeleton (parameters replaced by meta tensors
-without copying any weights) sees one input of shape ``(1, *input_size)``; hooks record which
-conv/dense modules run, in which order, and with which input/output shapes.
+The model never sees real data: a meta skeleton (parameters replaced by meta tensors, no weight
+copied) runs on one input of shape ``(1, *input_size)``. Module hooks record which conv/dense
+modules run, in which order, with which shapes; an op recorder on the same clock catches
+weights that a parent module uses functionally (e.g. ``F.linear(x, self.qkv.weight)``).
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import prod
 
 import torch
@@ -16,7 +17,10 @@ from torch.nn.utils import parametrize
 
 from ..errors import OptionError, TraceError, one_line
 from .classify import custom_forward, eager_kind, skip_reason
+from .dispatch import Clock, OpRecorder
 from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
+
+FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
 
 
 def meta_skeleton(model: nn.Module) -> nn.Module:
@@ -35,29 +39,26 @@ def meta_skeleton(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-class _NoRun(Exception):
-    pass
-
-
 @dataclass
-class _Calls:
+class _Call:
     order: int
     inputs: list[tuple[int, ...]]
     output: tuple[int, ...] | None = None
-    count: int = 0
+    count: int = 1
     varied: bool = False
 
 
-@dataclass
-class _Recorder:
-    calls: dict[str, _Calls] = field(default_factory=dict)
+class _Hooks:
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.calls: dict[str, _Call] = {}
 
     def pre(self, name: str):
         def hook(module, args, kwargs):
             shapes = [tuple(a.shape) for a in list(args) + list(kwargs.values()) if isinstance(a, torch.Tensor)]
             rec = self.calls.get(name)
             if rec is None:
-                self.calls[name] = _Calls(len(self.calls), shapes, count=1)
+                self.calls[name] = _Call(self.clock.tick(), shapes)
             else:
                 rec.count += 1
                 rec.varied |= shapes != rec.inputs
@@ -85,73 +86,61 @@ def _check_lazy(model: nn.Module) -> None:
         raise OptionError(f"model has uninitialised lazy modules ({', '.join(lazy[:3])}): run one forward pass before saving it")
 
 
-def _weight_key(name: str, param: str = "weight") -> str:
+def _key(name: str, param: str = "weight") -> str:
     return f"{name}.{param}" if name else param
 
 
-def _analysable(module: nn.Module, kind: str) -> str | None:
-    """None if the module's weight can be analysed, else the reason it cannot."""
+def _blocked(module: nn.Module, kind: str) -> str | None:
+    """None if the module's weight can be analysed, else why not."""
     if kind == "attention":
         return None
     if parametrize.is_parametrized(module, "weight"):
         return "weight is parametrized (weight/spectral norm): the stored tensors are not the weight; not supported"
-    if "weight" not in module._parameters or module._parameters["weight"] is None:
+    if module._parameters.get("weight") is None:
         return "no stored 'weight' parameter (e.g. legacy weight_norm's weight_g/weight_v): not supported"
     return None
 
 
-def _attention_sites(name: str, m: nn.MultiheadAttention, rec: _Calls | None) -> list[LayerSite]:
-    traced = rec is not None
-    shapes = rec.inputs if rec else []
-    q_n = prod(shapes[0][:-1]) if len(shapes) > 0 else None
-    kv_n = prod(shapes[1][:-1]) if len(shapes) > 1 else q_n
-    e = m.embed_dim
-    sites = []
-    for i, part in enumerate("qkv"):
-        n = q_n if part == "q" else kv_n
-        geo = DenseGeometry(n) if traced and n is not None else None
-        if m._qkv_same_embed_dim:
-            key, rows, shape = _weight_key(name, "in_proj_weight"), (i * e, (i + 1) * e), (e, e)
-        else:
-            w = getattr(m, f"{part}_proj_weight")
-            key, rows, shape = _weight_key(name, f"{part}_proj_weight"), None, tuple(w.shape)
-        sites.append(LayerSite(f"{name}.{part}_proj" if name else f"{part}_proj", "MultiheadAttention",
-                               f"attention_{part}", key, shape, geo, traced, rec.count if rec else 0, rows))
-    out = m.out_proj
-    sites.append(LayerSite(f"{name}.out_proj" if name else "out_proj", type(out).__name__, "linear",
-                           _weight_key(f"{name}.out_proj" if name else "out_proj"), tuple(out.weight.shape),
-                           DenseGeometry(q_n) if traced and q_n is not None else None, traced,
-                           rec.count if rec else 0, notes=("applied inside MultiheadAttention's forward",)))
-    return sites
-
-
 def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
-    """Trace ``model`` on the meta device and return its sites in forward execution order.
-
-    With ``input_size=None`` nothing runs: every site is listed untraced, in module order."""
+    """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced)."""
     _check_lazy(model)
     skel = meta_skeleton(model)
     modules = dict(skel.named_modules())
     kinds = {n: k for n, m in modules.items() if (k := eager_kind(m)) is not None}
-    attention_children = {f"{n}.out_proj" if n else "out_proj" for n, k in kinds.items() if k == "attention"}
-    blocked = {n: r for n, k in kinds.items() if (r := _analysable(modules[n], k))}
-    rec = _Recorder()
+    children = {f"{n}.out_proj" if n else "out_proj" for n, k in kinds.items() if k == "attention"}
+    blocked = {n: r for n, k in kinds.items() if (r := _blocked(modules[n], k))}
+    analysed = [n for n in kinds if n not in blocked and n not in children]
+    clock = Clock()
+    hooks = _Hooks(clock)
+    ops = OpRecorder({id(p): n for n, p in skel.named_parameters()}, clock)
+    if input_size is not None:
+        _run(skel, modules, analysed, hooks, ops, input_size)
+    placed: list[tuple[int, list[LayerSite]]] = []
+    untraced: list[LayerSite] = []
+    for name in analysed:
+        m, kind, call = modules[name], kinds[name], hooks.calls.get(name)
+        if kind == "attention":
+            sites = _attention_sites(name, m, call)
+        else:
+            sites = [_site(name, m, kind, call, ops.calls.get(_key(name)))]
+        order = call.order if call else ops.calls.get(_key(name), {}).get("order")
+        (placed.append((order, sites)) if order is not None else untraced.extend(sites))
+    ordered = [s for _, group in sorted(placed, key=lambda t: t[0]) for s in group] + untraced
+    skipped = _skipped(modules, kinds, blocked, children)
+    return Walk(tuple(ordered), tuple(skipped), "trace", tuple(input_size) if input_size else None)
+
+
+def _run(skel, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -> None:
     handles = []
-    for name in kinds:
-        if name in blocked or name in attention_children:
-            continue
-        handles.append(modules[name].register_forward_pre_hook(rec.pre(name), with_kwargs=True))
-        handles.append(modules[name].register_forward_hook(rec.post(name)))
+    for name in analysed:
+        handles.append(modules[name].register_forward_pre_hook(hooks.pre(name), with_kwargs=True))
+        handles.append(modules[name].register_forward_hook(hooks.post(name)))
     training = {m: m.training for m in modules.values()}
     try:
-        if input_size is None:
-            raise _NoRun
         skel.eval()
         x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(skel))
-        with torch.no_grad():
+        with torch.no_grad(), ops:
             skel(x)
-    except _NoRun:
-        pass
     except Exception as exc:  # the user's model code can raise anything
         size = "x".join(map(str, input_size))
         raise TraceError(
@@ -164,23 +153,8 @@ def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
         for m, flag in training.items():
             m.train(flag)
 
-    traced: list[tuple[int, list[LayerSite]]] = []
-    untraced: list[LayerSite] = []
-    for name, kind in kinds.items():
-        if name in blocked or name in attention_children:
-            continue
-        m, call = modules[name], rec.calls.get(name)
-        if kind == "attention":
-            sites = _attention_sites(name, m, call)
-        else:
-            sites = [_module_site(name, m, kind, call)]
-        (traced.append((call.order, sites)) if call else untraced.extend(sites))
-    ordered = [s for _, group in sorted(traced, key=lambda t: t[0]) for s in group] + untraced
-    skipped = _skipped(modules, kinds, blocked, attention_children)
-    return Walk(tuple(ordered), tuple(skipped), "trace", tuple(input_size) if input_size else None)
 
-
-def _module_site(name: str, m: nn.Module, kind: str, call: _Calls | None) -> LayerSite:
+def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | None) -> LayerSite:
     notes: list[str] = []
     geometry = None
     if call is not None:
@@ -194,22 +168,57 @@ def _module_site(name: str, m: nn.Module, kind: str, call: _Calls | None) -> Lay
             geometry, extra = conv_geometry(
                 kernel=tuple(m.kernel_size), stride=tuple(m.stride), dilation=tuple(m.dilation),
                 padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
-                padding_mode=m.padding_mode, transposed=m.transposed,
-                in_shape=call.inputs[0], out_shape=call.output,
+                padding_mode=m.padding_mode, transposed=m.transposed, in_shape=call.inputs[0], out_shape=call.output,
+            )
+            notes.extend(extra)
+    elif op is not None:  # not called as a module, but its weight was used by an op
+        notes.append(FUNCTIONAL_NOTE)
+        if kind == "linear":
+            geometry = DenseGeometry(prod(op["input"][:-1]))
+        elif "output" in op:
+            geometry, extra = conv_geometry(
+                kernel=tuple(m.kernel_size), stride=op["stride"], dilation=op["dilation"], padding=op["padding"],
+                padding_mode="zeros", transposed=op["transposed"], in_shape=op["input"], out_shape=op["output"],
             )
             notes.extend(extra)
     cls = custom_forward(m)
     if cls:
         notes.append(f"custom forward ({cls}): values use the stored weight")
-    return LayerSite(name or type(m).__name__.lower(), type(m).__name__, kind, _weight_key(name), tuple(m.weight.shape),
-                     geometry, call is not None, call.count if call else 0, notes=tuple(notes))
+    traced = call is not None or op is not None
+    count = call.count if call else (op["count"] if op else 0)
+    return LayerSite(name or type(m).__name__.lower(), type(m).__name__, kind, _key(name), tuple(m.weight.shape),
+                     geometry, traced, count, notes=tuple(notes))
 
 
-def _skipped(modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], attention_children: set[str]) -> list[SkippedModule]:
+def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) -> list[LayerSite]:
+    """MultiheadAttention: q, k, v projections (packed or separate) and out_proj, in that order."""
+    shapes = call.inputs if call else []
+    q_n = prod(shapes[0][:-1]) if shapes else None
+    kv_n = prod(shapes[1][:-1]) if len(shapes) > 1 else q_n
+    e, count = m.embed_dim, call.count if call else 0
+    prefix = f"{name}." if name else ""
+    sites = []
+    for i, part in enumerate("qkv"):
+        n = q_n if part == "q" else kv_n
+        geo = DenseGeometry(n) if n is not None else None
+        if m._qkv_same_embed_dim:
+            key, rows, shape = _key(name, "in_proj_weight"), (i * e, (i + 1) * e), (e, e)
+        else:
+            key, rows, shape = _key(name, f"{part}_proj_weight"), None, tuple(getattr(m, f"{part}_proj_weight").shape)
+        sites.append(LayerSite(f"{prefix}{part}_proj", "MultiheadAttention", f"attention_{part}", key, shape, geo,
+                               call is not None, count, rows))
+    out = m.out_proj
+    sites.append(LayerSite(f"{prefix}out_proj", type(out).__name__, "linear", _key(f"{prefix}out_proj"), tuple(out.weight.shape),
+                           DenseGeometry(q_n) if q_n is not None else None, call is not None, count,
+                           notes=("applied inside MultiheadAttention's forward",)))
+    return sites
+
+
+def _skipped(modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], children: set[str]) -> list[SkippedModule]:
     out = []
     for name, m in modules.items():
         own = [p for p in m._parameters.values() if p is not None]
-        if not own or name in attention_children:
+        if not own or name in children:
             continue
         n = sum(p.numel() for p in own)
         if name in blocked:

@@ -1,0 +1,77 @@
+"""Dense log-determinants: chunked to a memory budget, batched by size, optionally started early.
+
+``run_dense`` never holds more than ``budget`` bytes of float64 square parts at once (one LLM
+has hundreds of 4096² layers). ``DensePrefetch`` starts the work on a background thread as soon
+as a checkpoint's tensors are open: LAPACK releases the GIL, so the factorisations overlap with
+importing and tracing the architecture (``import torchvision`` alone takes over a second).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future
+
+import torch
+
+from ..load.source import TensorSource
+from . import paper
+
+Job = tuple[str, int, int]  # (weight key, first row, m): the square part weight[r0:r0+m, :m]
+DEFAULT_BUDGET = 1 << 30
+
+
+def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tensor:
+    key, r0, m = job
+    return tensors.get_slice(key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
+
+
+def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, budget: int = DEFAULT_BUDGET) -> dict[Job, float]:
+    """``log|det|`` of every job's square part, reading at most ``budget`` bytes at a time."""
+    by_m: dict[int, list[Job]] = {}
+    for job in dict.fromkeys(jobs):
+        by_m.setdefault(job[2], []).append(job)
+    out: dict[Job, float] = {}
+    for m, group in by_m.items():
+        per = max(1, budget // (m * m * 8))
+        for lo in range(0, len(group), per):
+            chunk = group[lo:lo + per]
+            values = paper.dense_logabsdet([square(tensors, j, device) for j in chunk], max_batch_bytes=budget)
+            out.update(zip(chunk, values.cpu().tolist()))
+    return out
+
+
+def candidate_jobs(tensors: TensorSource) -> list[Job]:
+    """Square parts of every 2-D floating ``*.weight`` / packed ``in_proj_weight`` tensor."""
+    jobs: list[Job] = []
+    for key in tensors.keys():
+        shape = tensors.shape(key)
+        if len(shape) != 2 or not tensors.dtype(key).is_floating_point:
+            continue
+        if key.endswith("in_proj_weight") and shape[0] == 3 * shape[1]:
+            jobs += [(key, i * shape[1], shape[1]) for i in range(3)]
+        elif key == "weight" or key.endswith(".weight"):
+            jobs.append((key, 0, min(shape)))
+    return jobs
+
+
+class DensePrefetch:
+    """Computes candidate dense log-determinants on a daemon thread; ``take`` waits for them."""
+
+    def __init__(self, tensors: TensorSource, device: torch.device, budget: int = DEFAULT_BUDGET):
+        self.tensors = tensors
+        self._future: Future = Future()
+        jobs = candidate_jobs(tensors)
+
+        def work() -> None:
+            try:
+                self._future.set_result(run_dense(tensors, jobs, device, budget))
+            except BaseException as exc:  # surfaced to the caller by take()
+                self._future.set_exception(exc)
+
+        threading.Thread(target=work, name="entropyflow-dense", daemon=True).start()
+
+    def take(self) -> dict[Job, float]:
+        try:
+            return self._future.result()
+        except Exception:  # the estimator recomputes what is missing and reports its own errors
+            return {}
