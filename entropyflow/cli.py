@@ -142,6 +142,13 @@ def analyze(
     unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!)."),
     no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the meta forward pass (no geometry, no totals)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file."),
+    seeds: int = typer.Option(1, "--seeds", help="With --compare random: number of random initialisations (seeds 0..N-1), pooled."),
+    plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf for entropy.* and profile.*."),
+    no_plot: bool = typer.Option(False, "--no-plot", help="Write no figures."),
+    plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
+    labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names (dotted module names)."),
+    no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
 ) -> None:
@@ -151,6 +158,7 @@ def analyze(
         from .report import check_writable
 
         out_dir = check_writable(out)
+        report_opts = _report_options(plot_format, no_plot, plot_total, labels, not no_html)
         _prefetch_hash(model, weights, not no_hash)
         from .analysis import AnalyzeOptions
         from .analysis import analyze as run
@@ -162,9 +170,60 @@ def analyze(
                               trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator)
         with _Progress(err) as progress:
             result = run(model, opts, progress=progress)
-        written = write_report(result, out_dir)
+            references = ()
+            if compare:
+                from .compare import reference_analyses
+
+                references = reference_analyses(result, compare, opts, seeds, progress=progress)
+            elif seeds != 1:
+                raise _option_error("--seeds needs --compare random")
+        written = write_report(result, out_dir, report_opts, references)
         if not quiet:
             render_analysis(result, console)
+        console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
+
+
+def _option_error(message: str):
+    from .errors import OptionError
+
+    return OptionError(message)
+
+
+def _report_options(plot_format: str, no_plot: bool, total: bool, labels: str, html: bool):
+    """Validate figure options before any work is done."""
+    from .report import ReportOptions
+
+    if plot_format not in ("png", "svg", "pdf"):
+        raise _option_error(f"unknown --plot-format '{plot_format}' (use png, svg or pdf)")
+    if labels not in ("index", "names"):
+        raise _option_error(f"unknown --labels '{labels}' (use index or names)")
+    return ReportOptions(plot=not no_plot, plot_format=plot_format, total=total, labels=labels, html=html)
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    analyses: list[Path] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
+    out: Path = typer.Option(Path("entropyflow-compare"), "--out", "-o", help="Folder for compare.* and compare-profile.*."),
+    plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
+    plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
+    labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+) -> None:
+    """Side-by-side panels with a shared y axis, from saved analyses (the paper's Figure 1)."""
+    console, err = _consoles(ctx)
+    with _errors(err, debug):
+        from .report import check_writable
+
+        out_dir = check_writable(out)
+        report_opts = _report_options(plot_format, False, plot_total, labels, False)
+        if len(analyses) < 2:
+            raise _option_error("compare needs at least two analysis.json files")
+        from .report import comparison_files, read_analysis
+        from .report.outdir import write_atomically
+
+        results = [read_analysis(p / "analysis.json" if p.is_dir() else p) for p in analyses]
+        written = write_atomically(out_dir, comparison_files(results, report_opts))
         console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
 
 

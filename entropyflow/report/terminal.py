@@ -26,6 +26,20 @@ def fmt(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}f}".replace("-", "−")
 
 
+EIGHTHS = " ▏▎▍▌▋▊▉"
+BAR_WIDTH = 10
+
+
+def mean_bar(value: float | None, lo: float, hi: float, width: int = BAR_WIDTH) -> str:
+    """A horizontal bar for ``value`` on the scale [lo, hi], in eighths of a character cell."""
+    if value is None:
+        return ""
+    frac = 1.0 if hi <= lo else min(1.0, max(0.0, (value - lo) / (hi - lo)))
+    eighths = round(frac * (width - 1) * 8) + 8  # every layer gets at least one full cell
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (EIGHTHS[part] if part else "")).ljust(width)
+
+
 def _mark(i: int) -> str:
     return SUPERSCRIPTS[i] if i < len(SUPERSCRIPTS) else f"[{i + 1}]"
 
@@ -38,12 +52,14 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
 
     reasons: list[str] = []
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-    for col, just in (("#", "right"), ("layer", "left"), ("kind", "left"), ("filters", "right"), ("mean", "right"),
+    for col, just in (("#", "right"), ("layer", "left"), ("kind", "left"), ("filters", "right"), ("mean profile", "left"), ("mean", "right"),
                       ("median", "right"), ("Q1", "right"), ("Q3", "right"), ("total", "right"), ("exact", "left")):
         table.add_column(col, justify=just, no_wrap=col != "layer")
     any_inf = any(l.summary.n_neginf for l in result.layers)
     if any_inf:
         table.add_column("−∞", justify="right")
+    means = [l.summary.mean for l in result.layers if l.summary.mean is not None]
+    lo, hi = (min(means), max(means)) if means else (0.0, 0.0)
     for l in result.layers:
         s = l.summary
         if l.exact is True:
@@ -57,12 +73,14 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
                 reasons.append(l.reason)
             exact = Text("—" + _mark(reasons.index(l.reason)), style="dim")
         name = l.name + ("" if l.traced else " (untraced)")
-        row = [str(l.index), name, l.kind, str(l.filters), fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
+        bar = Text(mean_bar(s.mean, lo, hi), style="blue" if l.is_conv else "dark_orange")
+        row = [str(l.index), name, l.kind, str(l.filters), bar, fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
         if any_inf:
             row.append(Text(str(s.n_neginf), style="red") if s.n_neginf else "")
         table.add_row(*row)
     console.print(table)
-    console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values)", style="dim")
+    console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
+                  f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
     for i, reason in enumerate(reasons):
         n = sum(1 for l in result.layers if l.reason == reason)
         console.print(f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})", style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")

@@ -1,0 +1,323 @@
+"""The paper's Figures 1, 8 and 9 (one box per layer, in execution order) and a per-model
+profile (mean per layer with a quartile band), as matplotlib Figures.
+
+Nothing here touches pyplot or global state: figures are built with ``matplotlib.figure.Figure``
+under a local style, and :func:`save_figure` renders them to bytes deterministically (no
+timestamps, fixed SVG ids), so the same analysis gives the same file.
+"""
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.transforms import blended_transform_factory
+
+from ..results import AnalysisResult
+from .boxes import BoxStats, neginf_counts, result_boxes
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+LABEL_MODES = ("index", "names")
+DPI = 110
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "entropyflow",
+    "axes.axisbelow": True, "hatch.linewidth": 0.6,
+}
+CONV_FACE, DENSE_COLOR, APPROX_EDGE, NEGINF_COLOR = "#9ecae1", "#e6550d", "#3182bd", "#cb181d"
+PANEL_COLORS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel: a title and one analysis, or several (random seeds) pooled filter by filter."""
+
+    title: str
+    results: tuple[AnalysisResult, ...]
+
+    @classmethod
+    def of(cls, title: str, results: AnalysisResult | Sequence[AnalysisResult]) -> "Panel":
+        return cls(title, (results,) if isinstance(results, AnalysisResult) else tuple(results))
+
+    @property
+    def layers(self):
+        return self.results[0].layers
+
+
+@dataclass(frozen=True)
+class PlotOptions:
+    total: bool = False  # per-filter totals instead of per-position values
+    labels: str = "index"  # x tick labels: layer index or dotted names
+    title: str | None = None
+
+
+def y_label(options: PlotOptions, estimator: str = "paper") -> str:
+    what = "total entropy change per filter" if options.total else "entropy change per output position"
+    return f"{what} (nats)" + ("" if estimator == "paper" else f" [{estimator}]")
+
+
+def _panel_width(n_layers: int, labels: str) -> float:
+    per = 0.16 if labels == "names" else 0.13
+    return min(max(4.2, 1.2 + per * n_layers), 26.0)
+
+
+def _name_height(panels: Sequence[Panel], options: PlotOptions) -> float:
+    if options.labels != "names":
+        return 0.0
+    longest = max((len(l.name) for p in panels for l in p.layers), default=0)
+    return min(0.3 + 0.062 * longest, 3.2)
+
+
+def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()) -> Figure:
+    """Box per layer, panels side by side with a shared y axis (Figure 1 when comparing)."""
+    _check(panels, options)
+    with matplotlib.rc_context(STYLE):
+        n_layers = max(len(p.layers) for p in panels)
+        width = sum(_panel_width(len(p.layers), options.labels) for p in panels) + 0.6
+        fig = _new_figure(width, 4.6 + _name_height(panels, options))
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False,
+                            width_ratios=[_panel_width(len(p.layers), options.labels) for p in panels])[0]
+        legend: dict[str, object] = {}
+        for ax, panel in zip(axes, panels):
+            _draw_boxes(ax, panel, options, legend)
+            _style_axis(ax, panel, options, n_layers)
+        axes[0].set_ylabel(y_label(options, panels[0].results[0].estimator))
+        _legend(fig, legend)
+        _title(fig, options.title or _default_title(panels, "entropy change per layer"))
+        for ax, panel in zip(axes, panels):
+            thin_ticks(fig, ax, panel, options.labels)
+    return fig
+
+
+def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()) -> Figure:
+    """Mean per layer as a line with a band from the first to the third quartile; panels overlay."""
+    _check(panels, options)
+    with matplotlib.rc_context(STYLE):
+        n_layers = max(len(p.layers) for p in panels)
+        fig = _new_figure(_panel_width(n_layers, options.labels) + 1.2, 4.2 + _name_height(panels, options))
+        ax = fig.add_subplot()
+        handles = []
+        for k, panel in enumerate(panels):
+            color = PANEL_COLORS[k % len(PANEL_COLORS)]
+            boxes = [b for b in result_boxes(panel.results, options.total) if b is not None]
+            xs = [b.index for b in boxes]
+            ax.fill_between(xs, [b.q1 for b in boxes], [b.q3 for b in boxes], color=color, alpha=0.18, linewidth=0)
+            ax.plot(xs, [b.mean for b in boxes], color=color, linewidth=1.4, marker="o", markersize=2.2)
+            dense = [b for b in boxes if b.is_dense]
+            ax.plot([b.index for b in dense], [b.mean for b in dense], linestyle="none", marker="D", markersize=5,
+                    markerfacecolor=DENSE_COLOR, markeredgecolor="black", markeredgewidth=0.5)
+            handles.append(Line2D([], [], color=color, linewidth=1.4, label=f"{panel.title}: mean"))
+            handles.append(Patch(facecolor=color, alpha=0.18, label=f"{panel.title}: Q1–Q3 of filters"))
+        if any(b.is_dense for p in panels for b in result_boxes(p.results, options.total) if b is not None):
+            handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor=DENSE_COLOR,
+                                  markeredgecolor="black", label="dense layer"))
+        _mark_neginf(ax, panels[0], options)
+        _style_axis(ax, panels[0], options, n_layers, title=False)
+        ax.set_ylabel(y_label(options, panels[0].results[0].estimator))
+        _legend_below(fig, handles)
+        _title(fig, options.title or _default_title(panels, "mean entropy change per layer"))
+        thin_ticks(fig, ax, max(panels, key=lambda p: len(p.layers)), options.labels)
+    return fig
+
+
+def save_figure(fig: Figure, fmt: str = "png") -> bytes:
+    """Render to bytes without timestamps or random ids: same figure, same bytes."""
+    if fmt not in PLOT_FORMATS:
+        raise ValueError(f"unknown plot format {fmt!r} (use {', '.join(PLOT_FORMATS)})")
+    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
+                "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}}[fmt]
+    buf = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
+    return buf.getvalue()
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # attaches itself: layout passes and label extents need a real renderer
+    return fig
+
+
+def _check(panels: Sequence[Panel], options: PlotOptions) -> None:
+    if not panels:
+        raise ValueError("nothing to plot")
+    if options.labels not in LABEL_MODES:
+        raise ValueError(f"unknown label mode {options.labels!r} (use index or names)")
+
+
+def _title(fig: Figure, text: str) -> None:
+    """A suptitle wrapped to the figure's width (11 pt characters are about 0.09 in wide)."""
+    fig.suptitle(textwrap.fill(text, max(30, int(fig.get_figwidth() / 0.09))), fontsize=11)
+
+
+def _default_title(panels: Sequence[Panel], what: str) -> str:
+    return f"{what}: " + " vs ".join(p.title for p in panels)
+
+
+def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
+    boxes = result_boxes(panel.results, options.total)
+    conv = [b for b in boxes if b is not None and not (b.is_dense and b.n == 1 and len(panel.results) == 1)]
+    if conv:
+        art = ax.bxp([b.bxp() for b in conv], positions=[b.index for b in conv], widths=0.62, showmeans=True,
+                     patch_artist=True, manage_ticks=False,
+                     medianprops={"color": "black", "linewidth": 1.1},
+                     meanprops={"marker": "o", "markerfacecolor": "black", "markeredgecolor": "black", "markersize": 3.2},
+                     flierprops={"marker": "o", "markerfacecolor": "none", "markeredgecolor": "#444444", "markersize": 3,
+                                 "markeredgewidth": 0.6},
+                     whiskerprops={"linewidth": 0.8}, capprops={"linewidth": 0.8})
+        for patch, b in zip(art["boxes"], conv):
+            _style_box(patch, b, legend)
+        legend["mean"] = Line2D([], [], linestyle="none", marker="o", markerfacecolor="black", markeredgecolor="black",
+                                markersize=4, label="mean (closed dot)")
+        if any(b.fliers for b in conv):
+            legend["outlier"] = Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
+                                       markeredgecolor="#444444", markersize=4, label="outlier (> 1.5 IQR)")
+    single = [b for b in boxes if b is not None and b not in conv]
+    if single:
+        ax.plot([b.index for b in single], [b.mean for b in single], linestyle="none", marker="D", markersize=6,
+                markerfacecolor=DENSE_COLOR, markeredgecolor="black", markeredgewidth=0.6, zorder=3)
+        legend["dense"] = Line2D([], [], linestyle="none", marker="D", markerfacecolor=DENSE_COLOR,
+                                 markeredgecolor="black", markersize=5, label="dense layer (one value per layer)")
+    if len(panel.results) > 1:
+        _seed_means(ax, panel, options, legend)
+    _mark_untraced(ax, panel, legend)
+    _mark_neginf(ax, panel, options, legend)
+
+
+def _style_box(patch, b: BoxStats, legend: dict) -> None:
+    face = DENSE_COLOR if b.is_dense else CONV_FACE
+    patch.set_facecolor(face)
+    patch.set_edgecolor("#2b4c6f")
+    patch.set_linewidth(0.8)
+    if b.exact is False:
+        patch.set_hatch("////")
+        patch.set_edgecolor(APPROX_EDGE)
+        legend["approx"] = Patch(facecolor=CONV_FACE, edgecolor=APPROX_EDGE, hatch="////",
+                                 label="total not exact (paper's n_out·log|c11|)")
+    elif b.exact is None:
+        patch.set_facecolor("#d9d9d9")
+        legend["nototal"] = Patch(facecolor="#d9d9d9", edgecolor="#2b4c6f", label="no geometry (total unavailable)")
+    elif b.is_dense:
+        legend["densebox"] = Patch(facecolor=DENSE_COLOR, edgecolor="#2b4c6f", label="dense layer, values pooled over seeds")
+    else:
+        legend["exact"] = Patch(facecolor=face, edgecolor="#2b4c6f", label="Q1–Q3, median line (exact total)")
+
+
+def _seed_means(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
+    from .boxes import layer_values
+
+    xs, ys = [], []
+    for r in panel.results:
+        for layer in r.layers:
+            v = layer_values(layer, options.total)
+            if v is None:
+                continue
+            finite = v[v > -math.inf]
+            if finite.size:
+                xs.append(layer.index)
+                ys.append(float(finite.mean()))
+    ax.plot(xs, ys, linestyle="none", marker="_", markersize=7, color="#31a354", markeredgewidth=1.2, zorder=4)
+    legend["seeds"] = Line2D([], [], linestyle="none", marker="_", color="#31a354", markersize=8, markeredgewidth=1.2,
+                             label=f"mean of each of {len(panel.results)} seeds")
+
+
+def _mark_untraced(ax, panel: Panel, legend: dict) -> None:
+    untraced = [l.index for l in panel.layers if not l.traced]
+    for i in untraced:
+        ax.axvspan(i - 0.5, i + 0.5, color="#f0f0f0", zorder=0)
+    if untraced:
+        legend["untraced"] = Patch(facecolor="#f0f0f0", label="not called in the traced forward pass")
+
+
+def _mark_neginf(ax, panel: Panel, options: PlotOptions, legend: dict | None = None) -> None:
+    counts = neginf_counts(panel.results, options.total)
+    if not counts:
+        return
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    xs = sorted(counts)
+    ax.plot(xs, [0.015] * len(xs), transform=trans, linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5,
+            clip_on=False, zorder=5)
+    if len(panel.layers) <= 60:
+        for x in xs:
+            ax.text(x, 0.045, f"{counts[x]}", transform=trans, ha="center", va="bottom", fontsize=6.5, color=NEGINF_COLOR)
+    label = f"c11 = 0 → −∞, not drawn: {sum(counts.values())} value(s) in {len(xs)} layer(s)"
+    handle = Line2D([], [], linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5, label=label)
+    if legend is not None:
+        legend["neginf"] = handle
+    else:
+        ax.legend(handles=[handle], loc="lower right", frameon=False)
+
+
+def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bool = True) -> None:
+    ax.set_xlim(0.4, len(panel.layers) + 0.6)
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
+    ax.set_xlabel("layer (forward execution order)")
+    if title:
+        r = panel.results[0]
+        c = r.counts
+        ax.set_title(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)", loc="left")
+
+
+def _legend(fig: Figure, legend: dict) -> None:
+    order = ["exact", "approx", "nototal", "mean", "outlier", "dense", "densebox", "seeds", "neginf", "untraced"]
+    handles = [legend[k] for k in order if k in legend]
+    _legend_below(fig, handles)
+
+
+def _legend_below(fig: Figure, handles: list) -> None:
+    """Legend under the axes, with as many columns as the figure is wide (never clipped)."""
+    if handles:
+        longest = max(len(h.get_label()) for h in handles)
+        per_col = 0.55 + 0.065 * longest  # inches a column needs at 8 pt
+        ncols = max(1, min(len(handles), int(fig.get_figwidth() // per_col)))
+        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+
+
+NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+
+
+def tick_positions(n_layers: int, step: int) -> list[int]:
+    """Layer indices to label: every ``step``-th, plus layer 1 when it does not crowd the next."""
+    if step == 1:
+        return list(range(1, n_layers + 1))
+    ticks = list(range(step, n_layers + 1, step))
+    return ([1] if step >= 4 else []) + ticks
+
+
+def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
+    """Label as many layers as fit without overlapping text; returns the step used.
+
+    Starts from an estimate of the space each label needs and, after a real layout pass,
+    widens the step until no two tick labels' rendered boxes overlap."""
+    n = len(panel.layers)
+    names = {l.index: l.name for l in panel.layers}
+    width_pt = ax.get_position().width * fig.get_figwidth() * 72
+    font = matplotlib.rcParams["xtick.labelsize"] if isinstance(matplotlib.rcParams["xtick.labelsize"], float) else 8.0
+    need = font * 1.35 if labels == "names" else font * (0.62 * len(str(n)) + 0.9)
+    start = max(1, math.ceil(n / max(1.0, width_pt / need)))
+    for step in [s for s in NICE_STEPS if s >= start] + [n]:
+        ticks = tick_positions(n, step)
+        ax.set_xticks(ticks)
+        if labels == "names":
+            ax.set_xticklabels([names[t] for t in ticks], rotation=90, fontsize=7, family="monospace")
+        else:
+            ax.set_xticklabels([str(t) for t in ticks])
+        if not labels_overlap(fig, ax):
+            return step
+    return n
+
+
+def labels_overlap(fig: Figure, ax) -> bool:
+    """Whether any two visible x tick labels overlap once drawn."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
+                   key=lambda b: b.x0)
+    return any(b.x0 < a.x1 + 1.0 for a, b in zip(boxes, boxes[1:]))
