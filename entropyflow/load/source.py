@@ -83,19 +83,30 @@ class DictSource(TensorSource):
 
 
 class SafetensorsSource(TensorSource):
-    """One or more safetensors files read lazily through ``safe_open`` (mmap)."""
+    """One or more safetensors files, validated by ``safe_open`` and read tensor by tensor.
+
+    Data is read with positioned reads into fresh buffers, never through a long-lived mmap:
+    pages of a mapping stay in the process's resident set once touched, so scanning a sharded
+    multi-GB checkpoint through one would grow the RSS to the checkpoint's size. This way the
+    peak stays near the largest tensor read at once. A first-axis slice (``weight[a:b]``, the
+    square part of a dense weight) reads only its rows."""
 
     def __init__(self, weight_map: Mapping[str, Path]):
         from safetensors import safe_open
 
-        self._lock = threading.Lock()  # handles are shared with the dense prefetch thread
-        self._handles = {f: safe_open(str(f), framework="pt", device="cpu") for f in sorted(set(weight_map.values()))}
-        self._where: dict[str, object] = {}
-        for f, h in self._handles.items():
-            for k in h.keys():
+        self._lock = threading.Lock()  # file objects are shared with the dense prefetch thread
+        self._entries: dict[str, tuple[Path, int, torch.dtype, tuple[int, ...]]] = {}
+        self._files: dict[Path, object] = {}
+        for f in sorted(set(weight_map.values())):
+            with safe_open(str(f), framework="pt", device="cpu") as h:  # validates the file
+                names = set(h.keys())
+            header, start = _st_header(f)
+            for k in names:
                 if weight_map.get(k, f) == f:
-                    self._where[k] = h
-        missing = [k for k in weight_map if k not in self._where]
+                    meta = header[k]
+                    dtype = _ST_DTYPES.get(meta["dtype"]) or torch.uint8
+                    self._entries[k] = (f, start + int(meta["data_offsets"][0]), dtype, tuple(int(d) for d in meta["shape"]))
+        missing = [k for k in weight_map if k not in self._entries]
         if missing:
             from ..errors import CheckpointFormatError
 
@@ -110,25 +121,58 @@ class SafetensorsSource(TensorSource):
         return cls({k: path for k in names})
 
     def keys(self) -> list[str]:
-        return list(self._where)
+        return list(self._entries)
 
     def shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self._where[key].get_slice(key).get_shape())
+        return self._entries[key][3]
 
     def dtype(self, key: str) -> torch.dtype:
-        dt = _ST_DTYPES.get(self._where[key].get_slice(key).get_dtype())
-        return dt if dt is not None else torch.uint8
+        return self._entries[key][2]
 
     def get(self, key: str) -> torch.Tensor:
-        with self._lock:
-            return self._where[key].get_tensor(key)
+        shape = self._entries[key][3]
+        return self._rows(key, 0, shape[0] if shape else 1).reshape(shape)
 
     def get_slice(self, key: str, index: tuple) -> torch.Tensor:
+        shape = self._entries[key][3]
+        first = index[0] if index else slice(None)
+        if shape and isinstance(first, slice) and first.step in (None, 1):
+            a, b, _ = first.indices(shape[0])
+            rows = self._rows(key, a, max(a, b)).reshape((max(0, b - a),) + shape[1:])
+            return rows[(slice(None),) + tuple(index[1:])]
+        return self.get(key)[index]
+
+    def _rows(self, key: str, a: int, b: int) -> torch.Tensor:
+        """Rows ``a:b`` along the first axis as a fresh 1-D tensor."""
+        f, offset, dtype, shape = self._entries[key]
+        row = torch.empty((), dtype=dtype).element_size()
+        for d in shape[1:]:
+            row *= d
+        buf = torch.empty((b - a) * row, dtype=torch.uint8)
         with self._lock:
-            return self._where[key].get_slice(key)[index]
+            fh = self._files.get(f)
+            if fh is None:
+                fh = self._files[f] = open(f, "rb", buffering=0)  # noqa: SIM115 - kept for the source's lifetime
+            fh.seek(offset + a * row)
+            got = fh.readinto(memoryview(buf.numpy()))
+        if got != buf.numel():
+            from ..errors import CheckpointFormatError
+
+            raise CheckpointFormatError(f"{f.name} is truncated: tensor {key} ends past the end of the file")
+        return buf.view(dtype)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._where
+        return key in self._entries
+
+
+def _st_header(path: Path) -> tuple[dict, int]:
+    """The JSON header of a safetensors file and the offset where tensor data starts."""
+    import json
+    import struct
+
+    with open(path, "rb") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        return json.loads(fh.read(n)), 8 + n
 
 
 class RenamedSource(TensorSource):
