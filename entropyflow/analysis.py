@@ -9,11 +9,11 @@ from torch import nn
 
 from ._version import __version__
 from .errors import NoLayersError, OptionError
-from .estimate.dense import DensePrefetch
+from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
 from .load.model import LoadOptions, load_model
 from .results import AnalysisResult, ModelInfo
-from .spec import parse_input_size
+from .spec import parse_bytes, parse_input_size
 from .walk import effective_tensors, walk_model
 
 ESTIMATORS = ("paper",)
@@ -35,6 +35,7 @@ class AnalyzeOptions:
     device: str = "auto"
     channel_rule: str = "first"
     estimator: str = "paper"
+    max_mem: int | str | None = None  # memory budget of batched work ('4GiB'); default 1 GiB
 
     def load_options(self) -> LoadOptions:
         names = {f.name for f in fields(LoadOptions)}
@@ -50,7 +51,7 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         raise OptionError(f"unknown estimator '{opts.estimator}' (available: {', '.join(ESTIMATORS)})")
     if opts.channel_rule not in CHANNEL_RULES:
         raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
-    opts = replace(opts, input_size=parse_input_size(opts.input_size))
+    opts = replace(opts, input_size=parse_input_size(opts.input_size), max_mem=parse_bytes(opts.max_mem) or DEFAULT_BUDGET)
     if model is None:
         from .samples import default_sample_path
 
@@ -59,7 +60,7 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         progress("load", 0, 1)
     started: list[DensePrefetch] = []
     device = resolve_device(opts.device)
-    loaded = load_model(model, opts.load_options(), on_tensors=lambda t: started.append(DensePrefetch(t, device)))
+    loaded = load_model(model, opts.load_options(), on_tensors=lambda t: started.append(DensePrefetch(t, device, opts.max_mem)))
     if progress:
         progress("load", 1, 1)
         progress("trace", 0, 1)
@@ -70,7 +71,7 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         kinds = sorted({s.module_type for s in walk.skipped})
         raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
     tensors, walk = effective_tensors(loaded, walk)
-    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device), progress,
+    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem), progress,
                                 prefetch=started[0] if started else None)
     sha = loaded.sha256.result() if loaded.sha256 is not None else None
     info = ModelInfo(

@@ -136,6 +136,7 @@ def analyze(
     seed: int = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers)."),
+    max_gpu_mem: Optional[str] = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 1GiB)."),
     channel_rule: str = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels."),
     estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3)."),
     out: Path = typer.Option(Path("entropyflow-report"), "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
@@ -167,7 +168,8 @@ def analyze(
 
         opts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed,
                               unsafe_pickle=unsafe_pickle, hash_files=not no_hash, input_size=input_size,
-                              trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator)
+                              trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator,
+                              max_mem=max_gpu_mem)
         with _Progress(err) as progress:
             result = run(model, opts, progress=progress)
             references = ()

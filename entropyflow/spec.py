@@ -69,3 +69,24 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
     if not parts or len(parts) > 5 or any(not isinstance(p, int) or p < 1 for p in parts):
         raise OptionError(f"bad --input-size '{text}' (expected 1 to 5 positive sizes like 3x224x224)")
     return tuple(parts)
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(text: str | int | None) -> int | None:
+    """``'4GiB'`` → 4294967296, ``'512MB'`` → 512000000, ``'2G'`` → 2 GiB (a bare letter is binary)."""
+    import re
+
+    from .errors import OptionError
+
+    if text is None or isinstance(text, int):
+        if isinstance(text, int) and text < 1:
+            raise OptionError(f"bad memory budget {text} (must be positive)")
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise OptionError(f"bad memory budget '{text}' (examples: 512MiB, 4GiB, 8GB)")
+    return max(1, int(float(m.group(1)) * _UNITS[unit]))

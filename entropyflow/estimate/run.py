@@ -17,7 +17,7 @@ from ..load.source import TensorSource
 from ..results import LayerResult, frozen_array
 from ..walk.sites import ConvGeometry, LayerSite, Walk
 from . import paper
-from .dense import DensePrefetch, run_dense
+from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
 from .pivots import pivot_plan
 from .stats import summarize
 
@@ -30,6 +30,7 @@ NO_GEOMETRY_UNTRACED = "not called in the traced forward pass: no geometry, tota
 class EstimateOptions:
     channel_rule: str = "first"
     device: str = "auto"
+    max_mem: int = DEFAULT_BUDGET  # bytes of float64 work held at once (dense batches, spectra)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -73,7 +74,7 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
             src, key = tensors.origin(job[0])
             if prefetch is not None and src is prefetch.tensors and (key, job[1], job[2]) in early:
                 done[job] = early[(key, job[1], job[2])]
-        done.update(run_dense(tensors, [j for j in jobs.values() if j not in done], device))
+        done.update(run_dense(tensors, [j for j in jobs.values() if j not in done], device, opts.max_mem))
         for i, site in dense:
             results[i] = _dense(i + 1, site, done[jobs[i]], jobs[i][2])
     if zero and len(zero) == n:
