@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerResult", "load_model", "EntropyflowError"]
+__all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerResult", "load_model", "EntropyflowError",
+           "EntropyflowWarning", "EntropyRegularizer", "sigmoid_entropy_bits", "recommend", "load_config", "save_config"]
 
 _LAZY = {
     "analyze": ("analysis", "analyze"),
@@ -20,6 +21,12 @@ _LAZY = {
     "LayerResult": ("results", "LayerResult"),
     "load_model": ("load.model", "load_model"),
     "EntropyflowError": ("errors", "EntropyflowError"),
+    "EntropyflowWarning": ("warn", "EntropyflowWarning"),
+    "EntropyRegularizer": ("regularize", "EntropyRegularizer"),
+    "sigmoid_entropy_bits": ("regularize", "sigmoid_entropy_bits"),
+    "recommend": ("recommend", "recommend"),
+    "load_config": ("recommend", "load_config"),
+    "save_config": ("recommend", "save_config"),
 }
 
 

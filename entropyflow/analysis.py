@@ -9,15 +9,13 @@ from torch import nn
 
 from ._version import __version__
 from .errors import NoLayersError, OptionError
+from .estimate import ESTIMATORS
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
 from .load.model import LoadOptions, load_model
 from .results import AnalysisResult, ModelInfo
 from .spec import parse_bytes, parse_input_size
 from .walk import effective_tensors, walk_model
-
-ESTIMATORS = ("paper",)
-
 
 @dataclass(frozen=True)
 class AnalyzeOptions:

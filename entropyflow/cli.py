@@ -15,11 +15,44 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EntropyflowError, exit_code, one_line
 
+class _OneLineUsageErrors(TyperGroup):
+    """Bad command lines (unknown option, non-numeric value...) get one line on stderr and exit 2,
+    like every other bad input, instead of click's multi-line usage box."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx):
+        with _usage_errors():
+            return super().invoke(ctx)
+
+
+# typer raises the UsageError of the click it ships with (public only through BadParameter's bases)
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+@contextmanager
+def _usage_errors():
+    try:
+        yield
+    except _UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
+            raise
+        where = exc.ctx.command_path if exc.ctx is not None else "entropyflow"
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))} (see '{where} --help')",
+                                   highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -50,7 +83,7 @@ def _errors(err: Console, debug: bool):
     except EntropyflowError as exc:
         if debug:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        err.print(f"[bold red]error:[/] {one_line(exc, 2000)}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(one_line(exc, 2000))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt as exc:
         err.print("[bold red]interrupted[/]")
@@ -58,7 +91,7 @@ def _errors(err: Console, debug: bool):
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
         if debug:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {one_line(exc, 500)} "
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(one_line(exc, 500))} "
                   "(re-run with --debug for the traceback, and please report it)", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -124,23 +157,36 @@ class _Progress:
             self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
+# options shared by the commands that load a model
+ARCH = typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).")
+WEIGHTS = typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache.")
+KEY = typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema).")
+RANDOM_INIT = typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).")
+SEED = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed).")
+INPUT_SIZE = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own).")
+DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers).")
+MAX_GPU_MEM = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 1GiB).")
+CHANNEL_RULE = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")
+UNSAFE_PICKLE = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!).")
+DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
+
 
 @app.command()
 def analyze(
     ctx: typer.Context,
     model: Optional[str] = typer.Argument(None, help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the bundled sample."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache."),
-    key: Optional[str] = typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema)."),
-    random_init: bool = typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed)."),
-    input_size: Optional[str] = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers)."),
-    max_gpu_mem: Optional[str] = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 1GiB)."),
-    channel_rule: str = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels."),
+    arch: Optional[str] = ARCH,
+    weights: Optional[str] = WEIGHTS,
+    key: Optional[str] = KEY,
+    random_init: bool = RANDOM_INIT,
+    seed: int = SEED,
+    input_size: Optional[str] = INPUT_SIZE,
+    device: str = DEVICE,
+    max_gpu_mem: Optional[str] = MAX_GPU_MEM,
+    channel_rule: str = CHANNEL_RULE,
     estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3)."),
     out: Path = typer.Option(Path("entropyflow-report"), "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
-    unsafe_pickle: bool = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!)."),
+    unsafe_pickle: bool = UNSAFE_PICKLE,
     no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the meta forward pass (no geometry, no totals)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file."),
@@ -151,7 +197,7 @@ def analyze(
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names (dotted module names)."),
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DEBUG,
 ) -> None:
     """Per-layer, per-filter entropy change of every conv/dense layer, in forward execution order."""
     console, err = _consoles(ctx)
@@ -203,6 +249,52 @@ def _report_options(plot_format: str, no_plot: bool, total: bool, labels: str, h
 
 
 @app.command()
+def recommend(
+    ctx: typer.Context,
+    source: Optional[str] = typer.Argument(None, help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled sample."),
+    out: Path = typer.Option(Path("lambda.yaml"), "--out", "-o", help="Config file to write (.yaml, .yml or .json)."),
+    strategy: str = typer.Option("auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change or dense-first."),
+    k: int = typer.Option(1, "--k", help="first-k: number of leading conv layers."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="empirical / largest-change: number of layers (empirical default: robust z-score rule)."),
+    z: float = typer.Option(1.0, "--z", help="empirical / largest-change: robust z-score threshold on the layer means (or their magnitudes)."),
+    lam: float = typer.Option(1e-3, "--lambda", help="λ2 of conv layers (the paper's best: ≥ 1e-3)."),
+    lam_dense: float = typer.Option(1e-4, "--lambda-dense", help="λ1 of dense layers (the paper's autoencoders: ≥ 1e-4)."),
+    form: str = typer.Option("log", "--form", help="log (eqs. 21/23) or inverse (eqs. 24/25, stabilised)."),
+    epsilon: float = typer.Option(1e-4, "--epsilon", help="ε of the inverse form."),
+    per_filter: str = typer.Option("none", "--per-filter", help="Per-filter λ: none, uniform (written out, to edit) or outliers (λ on the reference's low-outlier filters only; for fine-tuning)."),
+    arch: Optional[str] = ARCH,
+    weights: Optional[str] = WEIGHTS,
+    key: Optional[str] = KEY,
+    random_init: bool = RANDOM_INIT,
+    seed: int = SEED,
+    input_size: Optional[str] = INPUT_SIZE,
+    channel_rule: str = CHANNEL_RULE,
+    device: str = DEVICE,
+    max_gpu_mem: Optional[str] = MAX_GPU_MEM,
+    unsafe_pickle: bool = UNSAFE_PICKLE,
+    debug: bool = DEBUG,
+) -> None:
+    """A λ placement config for the entropy regularizer (the paper's Figure 7 strategy)."""
+    console, err = _consoles(ctx)
+    with _errors(err, debug):
+        from .recommend.schema import check_config_path, save_config
+
+        out = check_config_path(out)
+        from .analysis import AnalyzeOptions
+        from .recommend.placement import RecommendOptions
+        from .recommend.source import recommend_for
+        from .report.terminal import render_recommendation
+
+        aopts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed, input_size=input_size,
+                               channel_rule=channel_rule, device=device, max_mem=max_gpu_mem, unsafe_pickle=unsafe_pickle)
+        ropts = RecommendOptions(strategy=strategy, k=k, top_k=top_k, z=z, lam_conv=lam, lam_dense=lam_dense, form=form, epsilon=epsilon,
+                                 per_filter=per_filter)
+        with _Progress(err) as progress:
+            rec = recommend_for(source, aopts, ropts, progress=progress)
+        render_recommendation(rec.config, console, save_config(rec.config, out))
+
+
+@app.command()
 def compare(
     ctx: typer.Context,
     analyses: list[Path] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
@@ -210,7 +302,7 @@ def compare(
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
     plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names."),
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
+    debug: bool = DEBUG,
 ) -> None:
     """Side-by-side panels with a shared y axis, from saved analyses (the paper's Figure 1)."""
     console, err = _consoles(ctx)

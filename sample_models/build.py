@@ -13,24 +13,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from entropyflow.samples import build_sample
+from entropyflow.samples.data import SPLIT_SEED, digits
 
 HERE = Path(__file__).resolve().parent
-SEED = 0
-
-
-def digits():
-    d = load_digits()
-    x = (d.data / 16.0).astype(np.float32)
-    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=SEED, stratify=d.target)
-    t = lambda a, dt=torch.float32: torch.tensor(a, dtype=dt)
-    return t(xtr), t(xte), t(ytr, torch.long), t(yte, torch.long)
+SEED = SPLIT_SEED
 
 
 def batches(n: int, size: int, gen: torch.Generator):

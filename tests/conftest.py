@@ -20,7 +20,7 @@ def cli():
     runner = CliRunner()
 
     def run(*args: str) -> CliResult:
-        return CliResult(runner.invoke(app, [str(a) for a in args]))
+        return CliResult(runner.invoke(app, [str(a) for a in args], prog_name="entropyflow"))
 
     return run
 

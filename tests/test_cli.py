@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from entropyflow.samples import build_sample, samples_dir
 
@@ -178,6 +177,24 @@ def test_write_failure_leaves_no_partial_report(cli, tmp_path, monkeypatch):
 def test_bad_options(cli, tmp_path, args, frag):
     out = tmp_path / "out"
     assert_user_error(cli("analyze", *args, "-o", out), out, frag)
+
+
+@pytest.mark.parametrize("args,frag", [
+    (["analyze", "--bogus"], "No such option: --bogus (Possible options: --out) (see 'entropyflow analyze --help')"),
+    (["analyze", "--seed", "one"], "Invalid value for '--seed': Input should be a valid integer"),
+    (["analyze", "a.pt", "b.pt"], "Got unexpected extra argument(s) (b.pt)"),
+    (["frobnicate"], "No such command 'frobnicate'. (see 'entropyflow --help')"),
+    (["--nope"], "No such option: --nope"),
+])
+def test_bad_command_lines_are_one_line_errors_too(cli, tmp_path, args, frag):
+    out = tmp_path / "out"
+    r = cli(*args, "-o", out) if args[0] == "analyze" else cli(*args)
+    assert_user_error(r, out, frag)
+
+
+def test_bare_command_prints_help(cli):
+    r = cli()
+    assert "Usage: entropyflow" in r.stdout and "analyze" in r.stdout and "recommend" in r.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -6,7 +6,6 @@ geometry, the walker's traced shapes and the pivot formula are all checked at on
 import random
 
 import pytest
-import torch
 from torch import nn
 
 import entropyflow

@@ -1,5 +1,4 @@
 """Figures 1/8/9 and the HTML report: statistics, -inf, tick layout, determinism, Chromium."""
-import csv
 import io
 import math
 import shutil

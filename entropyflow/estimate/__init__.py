@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = ["estimate", "EstimateOptions", "resolve_device", "ProgressFn"]
 
+ESTIMATORS = ("paper",)  # names an analysis (and a λ config made from it) may record
+
 
 def __getattr__(name: str):
     if name in __all__:

@@ -33,19 +33,28 @@ def is_state_dict(obj: object) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def clean_key(key: str) -> tuple[str, frozenset[str]]:
+    """One key without wrapper prefixes: ``module.`` (DataParallel/DDP, leading, repeated) and
+    ``_orig_mod.`` (torch.compile, anywhere). Returns the key and the prefixes it lost."""
+    stripped = set()
+    while True:
+        if key.startswith("module."):
+            key = key[len("module."):]
+            stripped.add("module.")
+        elif _ORIG_MOD.search(key):
+            key = _ORIG_MOD.sub(r"\1", key)
+            stripped.add("_orig_mod.")
+        else:
+            return key, frozenset(stripped)
+
+
 def clean_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
     """Strip ``module.`` (DataParallel/DDP, leading) and ``_orig_mod.`` (torch.compile) prefixes."""
     out: dict[str, torch.Tensor] = {}
-    stripped = set()
+    stripped: set[str] = set()
     for k, v in sd.items():
-        new = k
-        while True:
-            if new.startswith("module."):
-                new, _ = new[len("module."):], stripped.add("module.")
-            elif _ORIG_MOD.search(new):
-                new, _ = _ORIG_MOD.sub(r"\1", new), stripped.add("_orig_mod.")
-            else:
-                break
+        new, lost = clean_key(k)
+        stripped |= lost
         if new in out:  # stripping would merge two keys: keep the originals
             return dict(sd), ()
         out[new] = v

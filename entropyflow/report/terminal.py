@@ -101,3 +101,25 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
         console.print(f"note: {note}", style="dim")
     for w in result.warnings:
         console.print(f"warning: {w}", style="yellow")
+
+
+def render_recommendation(config, console: Console, path=None) -> None:
+    """A λ placement config: strategy, rationale, the chosen layers, warnings."""
+    s = config.strategy
+    params = ", ".join(f"{k}={v}" for k, v in s.params if k != "requested")
+    console.print(Text.assemble(("strategy ", "bold"), (s.name, "bold cyan"), f" ({params})" if params else "",
+                                f"  ·  loss form {config.form}" + (f", ε = {config.epsilon:g}" if config.form == "inverse" else ""),
+                                f"  ·  channel rule {config.channel_rule}"))
+    console.print(s.rationale, style="dim", soft_wrap=False)
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+    for col, just in (("layer", "left"), ("kind", "left"), ("weight", "left"), ("λ", "right")):
+        table.add_column(col, justify=just)
+    for l in config.layers:
+        fl = l.filter_lambdas
+        lam = f"{l.lam:g}" if fl is None else f"per filter: {sum(1 for v in fl if v)}/{len(fl)} nonzero, {min(fl):g}…{max(fl):g}"
+        table.add_row(l.name, l.kind, f"{l.weight_key} {'x'.join(map(str, l.weight_shape))}", lam)
+    console.print(table)
+    for w in config.warnings:
+        console.print(f"warning: {w}", style="yellow")
+    if path is not None:
+        console.print(f"wrote {path}", style="dim", highlight=False)

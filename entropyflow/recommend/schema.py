@@ -1,0 +1,295 @@
+"""The λ placement config: frozen dataclasses, validation with field-named errors, YAML/JSON I/O.
+
+Documented in docs/config.md. Files are written atomically, keys in a fixed order, so the same
+recommendation gives the same bytes except for ``provenance.created``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, InputNotFoundError, OutputError
+from ..estimate import ESTIMATORS
+
+SCHEMA_VERSION = 1
+FORMS = ("log", "inverse")
+CHANNEL_RULES = ("first", "mean")
+KIND = re.compile(r"conv(_transpose)?[123]d|linear|attention_[qkv]")
+TOP_FIELDS = ("schema_version", "model", "fingerprint", "estimator", "channel_rule", "loss", "strategy", "layers",
+              "warnings", "provenance")
+LAYER_FIELDS = ("name", "kind", "weight_key", "weight_shape", "lambda", "filter_lambdas", "rows")
+
+
+@dataclass(frozen=True)
+class LayerLambda:
+    """One regularised layer: where its weight is, and its λ (per filter optionally)."""
+
+    name: str
+    kind: str
+    weight_key: str
+    weight_shape: tuple[int, ...]
+    lam: float
+    filter_lambdas: tuple[float, ...] | None = None
+    rows: tuple[int, int] | None = None  # a row block of the weight (MultiheadAttention q/k/v)
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind.startswith("conv")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    params: tuple[tuple[str, object], ...]
+    rationale: str
+
+
+@dataclass(frozen=True)
+class LambdaConfig:
+    model: str
+    fingerprint: str
+    estimator: str
+    channel_rule: str
+    form: str
+    epsilon: float
+    strategy: Strategy
+    layers: tuple[LayerLambda, ...]
+    provenance: tuple[tuple[str, object], ...] = ()
+    warnings: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+    fingerprint_layers: int = 0
+    extra: dict = field(default_factory=dict, compare=False)
+
+
+def fingerprint(entries: Iterable[tuple[str, Iterable[int]]]) -> tuple[str, int]:
+    """sha256 (first 16 hex digits) of the sorted ``(weight key, shape)`` pairs, and their count."""
+    items = sorted({(k, tuple(int(d) for d in s)) for k, s in entries})
+    text = "\n".join(f"{k}:{'x'.join(map(str, s))}" for k, s in items)
+    return hashlib.sha256(text.encode()).hexdigest()[:16], len(items)
+
+
+# --- dict form -----------------------------------------------------------------------------------
+
+def to_dict(cfg: LambdaConfig) -> dict:
+    layers = []
+    for l in cfg.layers:
+        d = {"name": l.name, "kind": l.kind, "weight_key": l.weight_key, "weight_shape": list(l.weight_shape), "lambda": l.lam}
+        if l.rows is not None:
+            d["rows"] = list(l.rows)
+        if l.filter_lambdas is not None:
+            d["filter_lambdas"] = list(l.filter_lambdas)
+        layers.append(d)
+    return {
+        "schema_version": cfg.schema_version,
+        "model": cfg.model,
+        "fingerprint": {"sha256_16": cfg.fingerprint, "layers": cfg.fingerprint_layers},
+        "estimator": cfg.estimator,
+        "channel_rule": cfg.channel_rule,
+        "loss": {"form": cfg.form, "epsilon": cfg.epsilon},
+        "strategy": {"name": cfg.strategy.name, "params": dict(cfg.strategy.params), "rationale": cfg.strategy.rationale},
+        "layers": layers,
+        "warnings": list(cfg.warnings),
+        "provenance": dict(cfg.provenance),
+    }
+
+
+def _need(d: Mapping, key: str, path: str):
+    if key not in d:
+        raise ConfigError(f"{path}{key}: missing")
+    return d[key]
+
+
+def _number(v, path: str, *, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{path}: not a number ({v!r})")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ConfigError(f"{path}: must be finite ({v})")
+    if positive and v <= 0:
+        raise ConfigError(f"{path}: must be > 0 ({v})")
+    return v
+
+
+def _text(v, path: str) -> str:
+    if not isinstance(v, str) or not v:
+        raise ConfigError(f"{path}: must be a non-empty string ({v!r})")
+    return v
+
+
+def _ints(v, path: str, n: int | None = None) -> tuple[int, ...]:
+    if not isinstance(v, (list, tuple)) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
+        raise ConfigError(f"{path}: must be a list of non-negative integers ({v!r})")
+    if n is not None and len(v) != n:
+        raise ConfigError(f"{path}: must have {n} entries ({v!r})")
+    return tuple(v)
+
+
+def _known(d: Mapping, fields: tuple[str, ...], path: str) -> None:
+    for key in d:
+        if key not in fields:
+            raise ConfigError(f"{path}{key}: unknown field (expected {', '.join(fields)})")
+
+
+def from_dict(d) -> LambdaConfig:
+    """Validate a parsed config; every error names the offending field."""
+    if not isinstance(d, Mapping):
+        raise ConfigError("config: the top level must be a mapping")
+    _known(d, TOP_FIELDS, "")
+    version = _need(d, "schema_version", "")
+    if version != SCHEMA_VERSION:
+        raise ConfigError(f"schema_version: {version!r} is not supported (expected {SCHEMA_VERSION})")
+    loss = _need(d, "loss", "")
+    if not isinstance(loss, Mapping):
+        raise ConfigError("loss: must be a mapping with form and epsilon")
+    _known(loss, ("form", "epsilon"), "loss.")
+    form = _need(loss, "form", "loss.")
+    if form not in FORMS:
+        raise ConfigError(f"loss.form: {form!r} is not one of {', '.join(FORMS)}")
+    eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True)
+    rule = _need(d, "channel_rule", "")
+    if rule not in CHANNEL_RULES:
+        raise ConfigError(f"channel_rule: {rule!r} is not one of {', '.join(CHANNEL_RULES)}")
+    fp = d.get("fingerprint") or {}
+    if not isinstance(fp, Mapping):
+        raise ConfigError("fingerprint: must be a mapping with sha256_16 and layers")
+    _known(fp, ("sha256_16", "layers"), "fingerprint.")
+    if not re.fullmatch(r"[0-9a-f]{16}|", str(fp.get("sha256_16", ""))):
+        raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({fp.get('sha256_16')!r})")
+    fp_layers = fp.get("layers", 0)
+    if isinstance(fp_layers, bool) or not isinstance(fp_layers, int) or fp_layers < 0:
+        raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({fp_layers!r})")
+    st = _need(d, "strategy", "")
+    if not isinstance(st, Mapping):
+        raise ConfigError("strategy: must be a mapping with name, params and rationale")
+    params = st.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError("strategy.params: must be a mapping")
+    strategy = Strategy(_text(_need(st, "name", "strategy."), "strategy.name"), tuple(params.items()), str(st.get("rationale", "")))
+    estimator = d.get("estimator", "paper")
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator: {estimator!r} is not one of {', '.join(ESTIMATORS)}")
+    raw_layers = _need(d, "layers", "")
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise ConfigError("layers: must be a non-empty list")
+    layers = []
+    for i, l in enumerate(raw_layers):
+        p = f"layers[{i}]"
+        if not isinstance(l, Mapping):
+            raise ConfigError(f"{p}: must be a mapping")
+        _known(l, LAYER_FIELDS, p + ".")
+        shape = _ints(_need(l, "weight_shape", p + "."), f"{p}.weight_shape")
+        fl = l.get("filter_lambdas")
+        if fl is not None:
+            if not isinstance(fl, list):
+                raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
+            fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]") for j, x in enumerate(fl))
+        kind = _text(_need(l, "kind", p + "."), f"{p}.kind")
+        if not KIND.fullmatch(kind):
+            raise ConfigError(f"{p}.kind: {kind!r} is not conv1d/2d/3d, conv_transpose1d/2d/3d, linear or attention_q/k/v")
+        dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
+        if len(shape) != dims:
+            raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
+        if fl is not None and (not kind.startswith("conv") or len(fl) != shape[0]):
+            raise ConfigError(f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})")
+        rows = l.get("rows")
+        if rows is not None:
+            rows = _ints(rows, f"{p}.rows", 2)
+            if rows[0] >= rows[1]:
+                raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({list(rows)})")
+        name = _text(_need(l, "name", p + "."), f"{p}.name")
+        if any(name == prev.name for prev in layers):
+            raise ConfigError(f"{p}.name: {name!r} is listed twice")
+        layers.append(LayerLambda(
+            name=name, kind=kind,
+            weight_key=_text(_need(l, "weight_key", p + "."), f"{p}.weight_key"), weight_shape=shape,
+            lam=_number(_need(l, "lambda", p + "."), f"{p}.lambda"), filter_lambdas=fl,
+            rows=rows,
+        ))
+    prov = d.get("provenance") or {}
+    if not isinstance(prov, Mapping):
+        raise ConfigError("provenance: must be a mapping")
+    return LambdaConfig(
+        model=str(d.get("model", "")), fingerprint=str(fp.get("sha256_16", "")), estimator=estimator,
+        channel_rule=rule, form=form, epsilon=eps, strategy=strategy, layers=tuple(layers),
+        provenance=tuple(prov.items()), warnings=tuple(str(w) for w in d.get("warnings") or ()),
+        fingerprint_layers=fp_layers,
+    )
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+def _is_json(path: Path) -> bool:
+    return path.suffix.lower() == ".json"
+
+
+def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
+    d = to_dict(cfg)
+    if json_format:
+        return json.dumps(d, indent=2) + "\n"
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def short_lists(dumper, data):  # shapes and rows on one line: [16, 1, 3, 3]
+        flow = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data) and len(data) <= 8
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+    Dumper.add_representer(list, short_lists)
+    body = yaml.dump(d, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return "# entropyflow λ placement config (docs/config.md)\n" + body
+
+
+def check_config_path(path: str | Path) -> Path:
+    """The path a config will be written to, if it can be: a .yaml/.yml/.json name in a writable folder."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise OutputError(f"cannot write {path}: use a .yaml, .yml or .json file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {path}: {folder} is not a writable folder")
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder")
+    return path
+
+
+def save_config(cfg: LambdaConfig, path: str | Path) -> Path:
+    """Write YAML (``.yaml``/``.yml``) or JSON (``.json``) atomically (never a half-written file)."""
+    path = check_config_path(path)
+    text = dumps(cfg, _is_json(path))
+    fd, tmp = tempfile.mkstemp(prefix=".entropyflow-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def load_config(source: str | Path | Mapping) -> LambdaConfig:
+    """Read and validate a config file (YAML or JSON by extension) or an already parsed mapping."""
+    if isinstance(source, Mapping):
+        return from_dict(source)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise InputNotFoundError(f"no such config file: {path}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        if _is_json(path):
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - yaml/json parse errors of any kind become one line
+        raise ConfigError(f"{path.name} is not valid {'JSON' if _is_json(path) else 'YAML'}: {' '.join(str(exc).split())[:200]}") from None
+    return from_dict(data)

@@ -1,0 +1,54 @@
+"""Recommend from what the user has: a saved ``analysis.json`` (or its report folder), or a model
+spec that is analysed first."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..analysis import AnalyzeOptions, analyze
+from ..results import AnalysisResult
+from .placement import RecommendOptions, recommend, validate_options
+from .schema import LambdaConfig
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    config: LambdaConfig
+    analysis: AnalysisResult
+    analysis_file: Path | None
+
+
+def saved_analysis(source: str | None) -> Path | None:
+    """The analysis.json that ``source`` names (a file or a report folder), or None for a model."""
+    if not source:
+        return None
+    p = Path(source).expanduser()
+    if p.is_dir() and (p / "analysis.json").is_file():
+        return p / "analysis.json"
+    if p.is_file() and p.suffix.lower() == ".json":
+        try:
+            with open(p, encoding="utf-8") as f:
+                head = f.read(4096)
+        except OSError:
+            return None
+        if '"entropyflow.analysis/' in head:
+            return p
+    return None
+
+
+def recommend_for(source: str | None, analyze_options: AnalyzeOptions | None = None,
+                  options: RecommendOptions | None = None, progress=None) -> Recommendation:
+    """Analyse ``source`` (or read it, if it is a saved analysis) and recommend a λ placement."""
+    from ..report import read_analysis
+
+    options = options or RecommendOptions()
+    validate_options(options)
+    saved = saved_analysis(source)
+    if saved is not None:
+        analysis = read_analysis(saved)
+        sha = hashlib.sha256(saved.read_bytes()).hexdigest()
+    else:
+        analysis = analyze(source, analyze_options or AnalyzeOptions(), progress=progress)
+        sha = None  # analysed in this run: no file to hash
+    return Recommendation(recommend(analysis, options, analysis_sha256=sha), analysis, saved)

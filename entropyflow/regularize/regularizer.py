@@ -1,0 +1,145 @@
+"""``EntropyRegularizer``: the compound loss's entropy terms for a live model, from a λ config.
+
+    reg = EntropyRegularizer.from_config(model, "lambda.yaml")
+    loss = criterion(model(x), y) + reg()
+
+It holds no weight copies: parameters are looked up by name on the model at every call (so
+``model.to(device)`` and optimiser steps are always seen), and it registers no parameters or
+buffers of its own. Names resolve through ``DataParallel``/``DistributedDataParallel``
+(``module.``) and ``torch.compile`` (``_orig_mod.``) wrappers, in the model and in the config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..load.state_dict import clean_key
+from ..recommend.schema import LambdaConfig, LayerLambda, fingerprint, load_config
+from ..warn import warn
+from . import terms
+
+
+class EntropyRegularizer(nn.Module):
+    """Σ over the configured layers of eq. 21/23 (form 'log') or eq. 24/25 (form 'inverse').
+
+    Calling it returns a scalar tensor (float32, float64 for a float64 model) on the weights'
+    device, differentiable with respect to the configured weights only."""
+
+    def __init__(self, model: nn.Module, config: LambdaConfig):
+        super().__init__()
+        object.__setattr__(self, "_model", model)  # not a submodule: no duplicate parameters
+        self.config = config
+        params = dict(model.named_parameters())
+        clean = {clean_key(n)[0]: n for n in params}
+        self._paths = tuple(_resolve(l, params, clean) for l in config.layers)
+        self._filter_lams: dict[str, torch.Tensor] = {}
+        self._check_fingerprint(model)
+        self._check_inert()
+
+    @classmethod
+    def from_config(cls, model: nn.Module, config: LambdaConfig | str | Path | dict) -> EntropyRegularizer:
+        """``config``: a :class:`LambdaConfig`, a YAML/JSON file written by ``entropyflow recommend``, or its dict."""
+        cfg = config if isinstance(config, LambdaConfig) else load_config(config)
+        return cls(model, cfg)
+
+    def forward(self) -> torch.Tensor:
+        values = list(self._values().values())
+        return values[0] if len(values) == 1 else torch.stack(values).sum()
+
+    def breakdown(self) -> dict[str, float]:
+        """Per-layer terms (already multiplied by λ), in config order, as floats for logging."""
+        with torch.no_grad():
+            return {name: float(v) for name, v in self._values().items()}
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"form={c.form}, layers={len(c.layers)}, strategy={c.strategy.name}, channel_rule={c.channel_rule}"
+
+    # -- internals ------------------------------------------------------------------------------
+    def _values(self) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        out = {}
+        for layer, path in zip(cfg.layers, self._paths):
+            w = self._model.get_parameter(path)
+            dtype = torch.promote_types(w.dtype, torch.float32)
+            if layer.is_conv:
+                lam = self._lam(layer, w)
+                v = (terms.conv_log_term(w, lam, cfg.channel_rule) if cfg.form == "log"
+                     else terms.conv_inverse_term(w, lam, cfg.epsilon, cfg.channel_rule))
+            else:
+                v = (terms.dense_log_term(w, layer.lam, layer.rows) if cfg.form == "log"
+                     else terms.dense_inverse_term(w, layer.lam, cfg.epsilon, layer.rows))
+            out[layer.name] = v.to(dtype)
+        return out
+
+    def _lam(self, layer: LayerLambda, w: torch.Tensor) -> float | torch.Tensor:
+        if layer.filter_lambdas is None:
+            return layer.lam
+        cached = self._filter_lams.get(layer.name)
+        if cached is None or cached.device != w.device:
+            cached = self._filter_lams[layer.name] = torch.tensor(layer.filter_lambdas, dtype=torch.float64, device=w.device)
+        return cached
+
+    def _check_fingerprint(self, model: nn.Module) -> None:
+        if not self.config.fingerprint:
+            return
+        fp, n = model_fingerprint(model)
+        if fp != self.config.fingerprint:
+            warn(f"the model's layers (fingerprint {fp}, {n} weights) differ from those the config was made for "
+                 f"({self.config.fingerprint}, {self.config.fingerprint_layers} weights, {self.config.model}): the "
+                 "configured layers exist and have the right shapes, but check it is the same architecture", stacklevel=4)
+
+    def _check_inert(self) -> None:
+        if self.config.form != "inverse":
+            return
+        for layer, path in zip(self.config.layers, self._paths):
+            if not layer.is_conv:
+                with torch.no_grad():
+                    ld = float(terms.dense_logabsdet(self._model.get_parameter(path), layer.rows))
+                if terms.dense_inverse_is_inert(ld, self.config.epsilon):
+                    warn(f"layer {layer.name}: 1/(|det W|+ε) is inert (log|det| = {ld:.1f}: value λ/ε, gradient ~0); "
+                         "use form: log", stacklevel=4)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DataParallel/DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``)."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def model_fingerprint(model: nn.Module) -> tuple[str, int]:
+    """The fingerprint an analysis of ``model`` records: its analysable layers' (weight key, shape),
+    found by the same walker (no forward pass, nothing copied but structure)."""
+    from ..walk.trace import trace_eager
+
+    walk = trace_eager(unwrap(model), None)
+    return fingerprint((s.weight_key, s.weight_shape) for s in walk.sites)
+
+
+def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str:
+    """The model's own parameter path for a configured layer; ConfigError if missing or mis-shaped."""
+    path = layer.weight_key if layer.weight_key in params else clean.get(clean_key(layer.weight_key)[0])
+    if path is None:
+        raise ConfigError(f"layer {layer.name}: the model has no parameter '{layer.weight_key}' "
+                          "(is this the architecture the config was made for?)")
+    p = params[path]
+    shape = tuple(p.shape)
+    if layer.rows is not None:
+        if p.ndim != 2 or layer.rows[1] > shape[0] or layer.rows[0] >= layer.rows[1]:
+            raise ConfigError(f"layer {layer.name}: rows {list(layer.rows)} do not fit '{layer.weight_key}' of shape {list(shape)}")
+        shape = (layer.rows[1] - layer.rows[0],) + shape[1:]
+    if shape != tuple(layer.weight_shape):
+        raise ConfigError(f"layer {layer.name}: '{layer.weight_key}' has shape {list(shape)}, the config says {list(layer.weight_shape)}")
+    if layer.is_conv and p.ndim < 3:
+        raise ConfigError(f"layer {layer.name}: kind {layer.kind} needs a conv weight, '{layer.weight_key}' has shape {list(shape)}")
+    if not layer.is_conv and p.ndim != 2:
+        raise ConfigError(f"layer {layer.name}: kind {layer.kind} needs a 2-D dense weight, '{layer.weight_key}' has shape {list(shape)}")
+    return path
