@@ -135,14 +135,14 @@ def test_mean_channel_rule_matches_the_analysis_rule(net):
     w = net[2].weight
     reg = EntropyRegularizer(net, config([conv_layer("2", w, 1.0)], rule="mean"))
     expected = -float(torch.log(w.detach()[:, :, 0, 0].abs()).mean(dim=1).sum())
-    assert float(reg()) == pytest.approx(expected, rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(expected, rel=1e-12)
 
 
 def test_mha_packed_rows(net):
     mha = nn.MultiheadAttention(4, 1).double()
     layer = LayerLambda("k_proj", "attention_k", "in_proj_weight", (4, 4), 1.0, rows=(4, 8))
     reg = EntropyRegularizer(mha, config([layer]))
-    assert float(reg()) == pytest.approx(-float(torch.linalg.slogdet(mha.in_proj_weight.detach()[4:8]).logabsdet), rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(-float(torch.linalg.slogdet(mha.in_proj_weight.detach()[4:8]).logabsdet), rel=1e-12)
 
 
 # --- wrappers, devices, autocast ------------------------------------------------------------
@@ -150,20 +150,20 @@ def test_mha_packed_rows(net):
 def test_no_weight_copies_and_optimiser_steps_are_seen(net):
     reg = EntropyRegularizer(net, config([conv_layer("0", net[0].weight)]))
     assert list(reg.parameters()) == [] and list(reg.buffers()) == []
-    before = float(reg())
+    before = float(reg().detach())
     with torch.no_grad():
         net[0].weight.mul_(2.0)
-    assert float(reg()) == pytest.approx(before - 0.3 * 5 * math.log(2.0), rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(before - 0.3 * 5 * math.log(2.0), rel=1e-12)
 
 
 def test_data_parallel_and_compile_prefixes(net):
     cfg = config([conv_layer("0", net[0].weight)])
-    plain = float(EntropyRegularizer(net, cfg)())
+    plain = float(EntropyRegularizer(net, cfg)().detach())
     for wrapped in (nn.DataParallel(net), torch.compile(net)):
-        assert float(EntropyRegularizer(wrapped, cfg)()) == pytest.approx(plain, rel=1e-12)
+        assert float(EntropyRegularizer(wrapped, cfg)().detach()) == pytest.approx(plain, rel=1e-12)
     # and a config written from a wrapped model's names works on the bare model
     prefixed = config([LayerLambda("module.0", "conv2d", "module._orig_mod.0.weight", tuple(net[0].weight.shape), 0.3)])
-    assert float(EntropyRegularizer(net, prefixed)()) == pytest.approx(plain, rel=1e-12)
+    assert float(EntropyRegularizer(net, prefixed)().detach()) == pytest.approx(plain, rel=1e-12)
 
 
 def test_distributed_data_parallel(net, tmp_path):
@@ -190,7 +190,7 @@ def test_autocast_gives_the_full_precision_value(net):
     model = net.float()
     cfg = config([conv_layer("0", model[0].weight), LayerLambda("5", "linear", "5.weight", (6, 6), 1e-4)])
     reg = EntropyRegularizer(model, cfg)
-    full = float(reg())
+    full = float(reg().detach())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         value = reg()
     assert value.dtype == torch.float32 and float(value) == pytest.approx(full, rel=1e-7)
@@ -204,8 +204,8 @@ def test_autocast_gives_the_full_precision_value(net):
 @pytest.mark.gpu
 def test_cuda(net):
     cfg = config([conv_layer("0", net[0].weight)])
-    cpu = float(EntropyRegularizer(net, cfg)())
-    assert float(EntropyRegularizer(net.cuda(), cfg)()) == pytest.approx(cpu, rel=1e-12)
+    cpu = float(EntropyRegularizer(net, cfg)().detach())
+    assert float(EntropyRegularizer(net.cuda(), cfg)().detach()) == pytest.approx(cpu, rel=1e-12)
 
 
 # --- errors and warnings -------------------------------------------------------------------
@@ -246,6 +246,6 @@ def test_inert_dense_inverse_form_warns():
     lin = nn.Linear(256, 256)  # default init: log|det| ≈ -600, so |det| underflows far below ε
     with pytest.warns(EntropyflowWarning, match="inert"):
         reg = EntropyRegularizer(lin, config([LayerLambda("", "linear", "weight", (256, 256), 1e-4)], form="inverse"))
-    assert float(reg()) == pytest.approx(1e-4 / 1e-4)  # value λ/ε
+    assert float(reg().detach()) == pytest.approx(1e-4 / 1e-4)  # value λ/ε
     reg().backward()
     assert float(lin.weight.grad.abs().max()) == 0.0  # gradient exactly zero: the pitfall
