@@ -49,6 +49,8 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         raise OptionError(f"unknown estimator '{opts.estimator}' (available: {', '.join(ESTIMATORS)})")
     if opts.channel_rule not in CHANNEL_RULES:
         raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
+    if opts.estimator == "spectral" and opts.channel_rule != "first":
+        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
     opts = replace(opts, input_size=parse_input_size(opts.input_size), max_mem=parse_bytes(opts.max_mem) or DEFAULT_BUDGET)
     if model is None:
         from .samples import default_sample_path
@@ -58,7 +60,9 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         progress("load", 0, 1)
     started: list[DensePrefetch] = []
     device = resolve_device(opts.device)
-    loaded = load_model(model, opts.load_options(), on_tensors=lambda t: started.append(DensePrefetch(t, device, opts.max_mem)))
+    prefetch = opts.estimator == "paper"  # the paper's dense log-determinants can start while the model is built
+    loaded = load_model(model, opts.load_options(),
+                        on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None)
     if progress:
         progress("load", 1, 1)
         progress("trace", 0, 1)
@@ -69,7 +73,7 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         kinds = sorted({s.module_type for s in walk.skipped})
         raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
     tensors, walk = effective_tensors(loaded, walk)
-    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem), progress,
+    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator), progress,
                                 prefetch=started[0] if started else None)
     sha = loaded.sha256.result() if loaded.sha256 is not None else None
     info = ModelInfo(

@@ -25,6 +25,12 @@ class LayerResult:
     value ``log|det W_sq| / m``). ``totals``: per filter, the change over all output positions
     (dense: ``n_positions · log|det W_sq|``), None without geometry. ``exact`` says whether
     the totals are the completed determinant (True) or the paper's approximation (False).
+
+    Spectral estimator: conv ``per_position`` is ``Σ_ω log σ_f(ω) / n_ω`` per filter and
+    ``totals`` the sums; dense ``per_position`` holds ``log σ_i`` per singular direction (so a
+    dense layer has ``min(N, d)`` entries) and ``logdet`` is ``Σ_i log σ_i``. ``joint`` is the
+    whole layer as one map (all filters together, over all positions); None for the paper
+    estimator, which, like the paper, treats each filter as its own map.
     """
 
     index: int
@@ -46,6 +52,7 @@ class LayerResult:
     square: int | None = None
     inferred: bool = False
     notes: tuple[str, ...] = ()
+    joint: float | None = None
     values: dict = field(default_factory=dict)  # extra per-filter arrays of other estimators
 
     @property

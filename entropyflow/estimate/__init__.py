@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = ["estimate", "EstimateOptions", "resolve_device", "ProgressFn"]
 
-ESTIMATORS = ("paper",)  # names an analysis (and a λ config made from it) may record
+ESTIMATORS = ("paper", "spectral")  # names an analysis (and a λ config made from it) may record
 
 
 def __getattr__(name: str):

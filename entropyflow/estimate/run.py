@@ -16,7 +16,7 @@ from ..errors import OptionError, WeightValueError
 from ..load.source import TensorSource
 from ..results import LayerResult, frozen_array
 from ..walk.sites import ConvGeometry, LayerSite, Walk
-from . import paper
+from . import paper, spectral_sites
 from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
 from .pivots import pivot_plan
 from .stats import summarize
@@ -31,6 +31,7 @@ class EstimateOptions:
     channel_rule: str = "first"
     device: str = "auto"
     max_mem: int = DEFAULT_BUDGET  # bytes of float64 work held at once (dense batches, spectra)
+    estimator: str = "paper"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,21 +53,29 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
     opts = options or EstimateOptions()
     if opts.channel_rule not in CHANNEL_RULES:
         raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
+    if opts.estimator == "spectral" and opts.channel_rule != "first":
+        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
     device = resolve_device(opts.device)
     n = len(walk.sites)
     results: list[LayerResult | None] = [None] * n
     dense: list[tuple[int, LayerSite]] = []
     zero: list[str] = []
+    spectral = opts.estimator == "spectral"
     for i, site in enumerate(walk.sites):
         if _scan(site, tensors):
             zero.append(site.name)
         if site.is_conv:
-            results[i] = _conv(i + 1, site, tensors, device, opts.channel_rule)
+            results[i] = (_conv_spectral(i + 1, site, tensors, device, opts) if spectral
+                          else _conv(i + 1, site, tensors, device, opts.channel_rule))
         else:
             dense.append((i, site))
         if progress:
             progress("estimate", i + 1, n)
-    if dense:
+    if dense and spectral:
+        logs = spectral_sites.dense_log_singular_values([(i, _weight(site, tensors)) for i, site in dense], device, opts.max_mem)
+        for i, site in dense:
+            results[i] = spectral_sites.dense_layer(i + 1, site, logs[i])
+    elif dense:
         jobs = {i: _job(site) for i, site in dense}
         early = prefetch.take() if prefetch is not None else {}
         done = {}
@@ -135,6 +144,12 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
         totals=None if totals is None else frozen_array(totals.cpu().numpy()), exact=exact, reason="; ".join(reasons),
         summary=summarize(per_np), inferred=site.inferred, notes=site.notes,
     )
+
+
+def _conv_spectral(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, opts: EstimateOptions) -> LayerResult:
+    weight = tensors.get(site.weight_key)
+    c11 = weight.reshape(weight.shape[0], -1)[:, 0].to(paper.FLOAT).numpy()
+    return spectral_sites.conv_layer(index, site, weight, c11, device, opts.max_mem)
 
 
 def _job(site: LayerSite) -> tuple[str, int, int]:

@@ -233,7 +233,8 @@ def _warnings(a: AnalysisResult, chosen: tuple[LayerLambda, ...], o: RecommendOp
         if c.is_conv and o.form == "log" and layer.summary.n_neginf:
             out.append(f"layer {c.name}: {layer.summary.n_neginf} filters of the reference have c11 = 0, where the log "
                        "form is +inf if training starts from these weights: use form: inverse there")
-        if not c.is_conv and o.form == "inverse" and layer.logdet is not None and dense_inverse_is_inert(layer.logdet, o.epsilon):
+        paper_logdet = layer.logdet if a.estimator == "paper" else None  # the inverse form uses det of the square part
+        if not c.is_conv and o.form == "inverse" and paper_logdet is not None and dense_inverse_is_inert(paper_logdet, o.epsilon):
             out.append(f"layer {c.name}: the stabilised dense form 1/(|det W|+ε) is inert here (log|det| = "
                        f"{layer.logdet:.1f}, so the value is λ/ε and the gradient ~0): use form: log")
     return out

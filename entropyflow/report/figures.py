@@ -172,8 +172,9 @@ def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
                      flierprops={"marker": "o", "markerfacecolor": "none", "markeredgecolor": "#444444", "markersize": 3,
                                  "markeredgewidth": 0.6},
                      whiskerprops={"linewidth": 0.8}, capprops={"linewidth": 0.8})
+        estimator = panel.results[0].estimator
         for patch, b in zip(art["boxes"], conv):
-            _style_box(patch, b, legend)
+            _style_box(patch, b, legend, estimator)
         legend["mean"] = Line2D([], [], linestyle="none", marker="o", markerfacecolor="black", markeredgecolor="black",
                                 markersize=4, label="mean (closed dot)")
         if any(b.fliers for b in conv):
@@ -191,7 +192,13 @@ def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
     _mark_neginf(ax, panel, options, legend)
 
 
-def _style_box(patch, b: BoxStats, legend: dict) -> None:
+APPROX_LABEL = {"paper": "total not exact (paper's n_out·log|c11|)",
+                "spectral": "not exact: circular limit of a zero-padded conv"}
+DENSE_BOX_LABEL = {"paper": "dense layer, values pooled over seeds",
+                   "spectral": "dense layer: log σᵢ per singular direction"}
+
+
+def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> None:
     face = DENSE_COLOR if b.is_dense else CONV_FACE
     patch.set_facecolor(face)
     patch.set_edgecolor("#2b4c6f")
@@ -200,12 +207,13 @@ def _style_box(patch, b: BoxStats, legend: dict) -> None:
         patch.set_hatch("////")
         patch.set_edgecolor(APPROX_EDGE)
         legend["approx"] = Patch(facecolor=CONV_FACE, edgecolor=APPROX_EDGE, hatch="////",
-                                 label="total not exact (paper's n_out·log|c11|)")
+                                 label=APPROX_LABEL.get(estimator, APPROX_LABEL["paper"]))
     elif b.exact is None:
         patch.set_facecolor("#d9d9d9")
         legend["nototal"] = Patch(facecolor="#d9d9d9", edgecolor="#2b4c6f", label="no geometry (total unavailable)")
     elif b.is_dense:
-        legend["densebox"] = Patch(facecolor=DENSE_COLOR, edgecolor="#2b4c6f", label="dense layer, values pooled over seeds")
+        legend["densebox"] = Patch(facecolor=DENSE_COLOR, edgecolor="#2b4c6f",
+                                   label=DENSE_BOX_LABEL.get(estimator, DENSE_BOX_LABEL["paper"]))
     else:
         legend["exact"] = Patch(facecolor=face, edgecolor="#2b4c6f", label="Q1–Q3, median line (exact total)")
 

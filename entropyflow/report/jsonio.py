@@ -15,13 +15,23 @@ from ..results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, 
 
 SCHEMA = "entropyflow.analysis/1"
 CONVENTIONS = {
-    "log": "natural (nats)",
-    "conv": "PyTorch cross-correlation; weight (C_out, C_in/groups, *kernel); transposed convs as the adjoint of the conv storing the same weight (filters = weight.shape[0])",
-    "c11": "weight[f, 0, 0, ..., 0]: first tap of the first input channel of the filter's group",
-    "per_position": "conv: log|c11| per output position; dense: log|det W[:m,:m]| / m",
-    "total": "conv: completed determinant (sum over pivot taps) when exact, else n_out*log|c11|; dense: n_positions*log|det W[:m,:m]|",
-    "layer_total": "sum of per-filter totals (each filter as its own map, as in the paper)",
-    "dense": "log|det W[:m,:m]|, m = min(N, d), float64 slogdet (Theorem 3)",
+    "paper": {
+        "log": "natural (nats)",
+        "conv": "PyTorch cross-correlation; weight (C_out, C_in/groups, *kernel); transposed convs as the adjoint of the conv storing the same weight (filters = weight.shape[0])",
+        "c11": "weight[f, 0, 0, ..., 0]: first tap of the first input channel of the filter's group",
+        "per_position": "conv: log|c11| per output position; dense: log|det W[:m,:m]| / m",
+        "total": "conv: completed determinant (sum over pivot taps) when exact, else n_out*log|c11|; dense: n_positions*log|det W[:m,:m]|",
+        "layer_total": "sum of per-filter totals (each filter as its own map, as in the paper)",
+        "dense": "log|det W[:m,:m]|, m = min(N, d), float64 slogdet (Theorem 3)",
+    },
+    "spectral": {
+        "log": "natural (nats)",
+        "conv": "circular boundary on the traced input grid; stride by space-to-depth, dilation by zero insertion, groups block-diagonal, transposed convs as adjoints; zero-padded layers are approximated by their circular limit (exact = false)",
+        "per_position": "conv: sum over frequencies of log sigma_f(w) / number of frequencies, sigma_f(w) = sqrt(sum_c |FFT(k_fc)(w)|^2); dense: log sigma_i, one entry per singular direction",
+        "total": "conv: sum over frequencies of log sigma_f(w) per filter; dense: n_positions*log sigma_i",
+        "joint": "the whole layer as one map: conv sum over frequencies and groups of sum_i log sigma_i(K(w)), dense n_positions * sum_i log sigma_i(W)",
+        "dense": "sum_i log sigma_i(W), float64 svdvals (log-volume on the row space; the entropy change for square W)",
+    },
 }
 
 
@@ -45,14 +55,14 @@ def layer_dict(l: LayerResult) -> dict:
     if isinstance(g, ConvGeometry):
         geo = {"type": "conv", "in_size": list(g.in_size), "out_size": list(g.out_size), "kernel": list(g.kernel),
                "stride": list(g.stride), "pad_left": list(g.pad_left), "dilation": list(g.dilation),
-               "padding_mode": g.padding_mode, "transposed": g.transposed, "source": g.source}
+               "padding_mode": g.padding_mode, "transposed": g.transposed, "source": g.source, "groups": g.groups}
     elif isinstance(g, DenseGeometry):
         geo = {"type": "dense", "n_positions": g.n_positions}
     return {
         "index": l.index, "name": l.name, "kind": l.kind, "module_type": l.module_type, "weight_key": l.weight_key,
         "weight_shape": list(l.weight_shape), "filters": l.filters, "traced": l.traced, "calls": l.calls,
         "inferred": l.inferred, "geometry": geo, "exact": l.exact, "reason": l.reason, "notes": list(l.notes),
-        "total": _num(l.total), "logdet": _num(l.logdet), "square": l.square,
+        "total": _num(l.total), "joint": _num(l.joint), "logdet": _num(l.logdet), "square": l.square,
         "summary": {k: _num(v) for k, v in l.summary.__dict__.items()},
         "per_filter": {"c11": _arr(l.c11), "dh_per_position": _arr(l.per_position),
                        "dh_total": None if l.totals is None else _arr(l.totals)},
@@ -67,7 +77,7 @@ def to_dict(r: AnalysisResult) -> dict:
         "model": {"spec": m.spec, "description": m.description, "format": m.format, "weights": m.weights,
                   "files": list(m.files), "sha256": m.sha256, "arch": m.arch,
                   "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk},
-        "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS},
+        "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
         "device": r.device,
         "versions": dict(r.versions),
         "summary": r.counts,
@@ -118,7 +128,8 @@ def from_dict(d: dict) -> AnalysisResult:
         g = l["geometry"]
         if g and g["type"] == "conv":
             geo = ConvGeometry(tuple(g["in_size"]), tuple(g["out_size"]), tuple(g["kernel"]), tuple(g["stride"]),
-                               tuple(g["pad_left"]), tuple(g["dilation"]), g["padding_mode"], g["transposed"], g["source"])
+                               tuple(g["pad_left"]), tuple(g["dilation"]), g["padding_mode"], g["transposed"], g["source"],
+                               g.get("groups", 1))
         elif g and g["type"] == "dense":
             geo = DenseGeometry(g["n_positions"])
         else:
@@ -131,6 +142,7 @@ def from_dict(d: dict) -> AnalysisResult:
             totals=None if pf["dh_total"] is None else frozen_array([_unnum(v) for v in pf["dh_total"]]),
             exact=l["exact"], reason=l["reason"], summary=Summary(**{k: _unnum(v) for k, v in l["summary"].items()}),
             logdet=_unnum(l["logdet"]), square=l["square"], inferred=l["inferred"], notes=tuple(l["notes"]),
+            joint=_unnum(l.get("joint")),
         ))
     info = ModelInfo(m["spec"], m["description"], m["format"], m["weights"], tuple(m["files"]), m["sha256"], m["arch"],
                      tuple(m["input_size"]) if m["input_size"] else None, m["walk"])

@@ -14,7 +14,7 @@ from ..results import AnalysisResult, ConvGeometry, LayerResult
 LAYER_COLUMNS = [
     "index", "name", "kind", "module_type", "weight_key", "weight_shape", "filters", "traced", "calls",
     "in_size", "out_size", "kernel", "stride", "padding", "dilation", "padding_mode", "n_positions",
-    "mean", "std", "min", "q1", "median", "q3", "max", "n_finite", "n_neginf", "total", "logdet", "exact", "reason",
+    "mean", "std", "min", "q1", "median", "q3", "max", "n_finite", "n_neginf", "total", "joint", "logdet", "exact", "reason",
 ]
 FILTER_COLUMNS = ["layer_index", "layer_name", "kind", "filter", "c11", "dh_per_position", "dh_total", "exact"]
 
@@ -47,7 +47,7 @@ def layer_row(layer: LayerResult) -> dict:
         "padding": dims(g.pad_left) if g else None, "dilation": dims(g.dilation) if g else None,
         "padding_mode": g.padding_mode if g else None, "n_positions": layer.n_positions,
         "mean": s.mean, "std": s.std, "min": s.min, "q1": s.q1, "median": s.median, "q3": s.q3, "max": s.max,
-        "n_finite": s.n_finite, "n_neginf": s.n_neginf, "total": layer.total, "logdet": layer.logdet,
+        "n_finite": s.n_finite, "n_neginf": s.n_neginf, "total": layer.total, "joint": layer.joint, "logdet": layer.logdet,
         "exact": layer.exact, "reason": layer.reason or None,
     }
 

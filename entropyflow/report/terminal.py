@@ -55,6 +55,9 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
     for col, just in (("#", "right"), ("layer", "left"), ("kind", "left"), ("filters", "right"), ("mean profile", "left"), ("mean", "right"),
                       ("median", "right"), ("Q1", "right"), ("Q3", "right"), ("total", "right"), ("exact", "left")):
         table.add_column(col, justify=just, no_wrap=col != "layer")
+    joint = any(l.joint is not None for l in result.layers)
+    if joint:
+        table.add_column("joint", justify="right")
     any_inf = any(l.summary.n_neginf for l in result.layers)
     if any_inf:
         table.add_column("−∞", justify="right")
@@ -75,12 +78,19 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
         name = l.name + ("" if l.traced else " (untraced)")
         bar = Text(mean_bar(s.mean, lo, hi), style="blue" if l.is_conv else "dark_orange")
         row = [str(l.index), name, l.kind, str(l.filters), bar, fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
+        if joint:
+            row.append(fmt(l.joint, 1))
         if any_inf:
             row.append(Text(str(s.n_neginf), style="red") if s.n_neginf else "")
         table.add_row(*row)
     console.print(table)
-    console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
-                  f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
+    if result.estimator == "spectral":
+        console.print("values in nats (spectral, basis-invariant): conv rows are Σ_ω log σ_f(ω) per filter, per output position; "
+                      "dense rows are log σ_i per singular direction ('filters' = directions); total = Σ over filters; "
+                      f"joint = the whole layer as one map; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
+    else:
+        console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
+                      f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
     for i, reason in enumerate(reasons):
         n = sum(1 for l in result.layers if l.reason == reason)
         console.print(f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})", style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")

@@ -51,13 +51,19 @@ class OpRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func is aten.native_batch_norm.default and args[0].device.type == "meta":
+            # shapes only: torch's meta batch norm runs a Python decomposition (half of a ResNet trace)
+            x, training = args[0], bool(args[5])
+            stats = (x.shape[1],) if training else (0,)
+            return torch.empty_like(x), x.new_empty(stats), x.new_empty(stats)
         if self.to_meta:
             out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
         else:
             out = func(*args, **kwargs)
         if func is aten.convolution.default and id(args[1]) in self.params:
             self._record(self.params[id(args[1])], input=tuple(args[0].shape), output=tuple(out.shape),
-                         stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]))
+                         stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]),
+                         groups=int(args[8]))
         elif func in _VIEWS and id(args[0]) in self.params:
             self._views[id(out)] = (self.params[id(args[0])], out)  # keep `out` alive so its id stays unique
         elif func is aten.linear.default and id(args[1]) in self.params:

@@ -63,6 +63,7 @@ def _site(name, m, type_name, kind, key, weight, call) -> LayerSite:
         geometry, extra = conv_geometry(
             kernel=tuple(weight.shape[2:]), stride=call["stride"], dilation=call["dilation"], padding=padding,
             padding_mode=mode, transposed=call["transposed"], in_shape=in_shape, out_shape=call["output"],
+            groups=call["groups"],
         )
         notes.extend(extra)
     return LayerSite(name or type_name.lower(), type_name, kind, key, tuple(weight.shape), geometry, call is not None,

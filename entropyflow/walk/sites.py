@@ -22,6 +22,7 @@ class ConvGeometry:
     padding_mode: str = "zeros"
     transposed: bool = False
     source: str = "module attributes"
+    groups: int = 1
 
     @property
     def n_out(self) -> int:
@@ -101,6 +102,7 @@ def conv_geometry(
     transposed: bool,
     in_shape: tuple[int, ...],
     out_shape: tuple[int, ...],
+    groups: int = 1,
 ) -> tuple[ConvGeometry | None, tuple[str, ...]]:
     """Build a :class:`ConvGeometry` from layer attributes and traced shapes.
 
@@ -136,6 +138,7 @@ def conv_geometry(
         source = "inferred from traced shapes"
         notes.append(f"padding inferred from traced shapes (left {pads}, right {tuple(t - p for t, p in zip(totals, pads))})")
     return (
-        ConvGeometry(conv_in, conv_out, tuple(kernel), tuple(stride), pads, tuple(dilation), padding_mode, transposed, source),
+        ConvGeometry(conv_in, conv_out, tuple(kernel), tuple(stride), pads, tuple(dilation), padding_mode, transposed, source,
+                     int(groups)),
         tuple(notes),
     )

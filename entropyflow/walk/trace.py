@@ -169,6 +169,7 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
                 kernel=tuple(m.kernel_size), stride=tuple(m.stride), dilation=tuple(m.dilation),
                 padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
                 padding_mode=m.padding_mode, transposed=m.transposed, in_shape=call.inputs[0], out_shape=call.output,
+                groups=m.groups,
             )
             notes.extend(extra)
     elif op is not None:  # not called as a module, but its weight was used by an op
@@ -179,6 +180,7 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             geometry, extra = conv_geometry(
                 kernel=tuple(m.kernel_size), stride=op["stride"], dilation=op["dilation"], padding=op["padding"],
                 padding_mode="zeros", transposed=op["transposed"], in_shape=op["input"], out_shape=op["output"],
+                groups=op["groups"],
             )
             notes.extend(extra)
     cls = custom_forward(m)

@@ -1,0 +1,320 @@
+"""The basis-invariant spectral estimator (SPEC §4) as pure tensor functions.
+
+Dense: ``Σ_i log σ_i(W)``, with the ``log σ_i`` as the per-direction distribution.
+
+Convolutions are taken with a **circular** boundary on the layer's input grid, where they are
+block-circulant and diagonalised by the DFT (Sedghi, Gupta & Long 2019):
+
+* stride 1: filter ``f`` has singular values ``σ_f(ω) = sqrt(Σ_c |K̂_{f,c}(ω)|²)``, one per
+  frequency ``ω`` of the grid; the whole layer has, per frequency, the singular values of the
+  ``C_out × C_in`` matrix ``K̂(ω)`` (per group for grouped convs: block diagonal);
+* stride ``s``: space-to-depth (polyphase). On a grid divisible by ``s`` the strided conv is a
+  stride-1 conv on the ``grid/s`` grid with ``C_in·s^d`` input channels and kernel taps
+  ``k'[c, p][a'] = k[c][s·a' + p]``. Phases the kernel never reaches (a 1×1 stride-2 conv reads
+  one pixel in four) are dropped: they are zero columns, which have no singular value, so the
+  whole-layer sum runs over ``min(C_out, C_in·phases read)`` values per frequency, not over
+  structural zeros;
+* dilation ``δ``: the kernel with ``δ − 1`` zeros inserted between taps;
+* kernels larger than the grid wrap around it (taps are summed modulo the grid);
+* padding is a circular shift of the input (orthogonal): it does not change singular values;
+* a transposed conv is the adjoint of the conv storing the same weight: same singular values.
+
+Sums over frequencies use the real FFT's half spectrum with Hermitian multiplicities. The DFT
+of a tiny kernel is a product with small DFT matrices (no zero-padded FFT buffers). Whole-layer
+sums use ``slogdet`` on square blocks and the R factor of a QR on rectangular ones (never
+``eigvalsh(K̂K̂ᴴ)``, which squares the condition number). Everything is chunked over
+frequencies to a memory budget and runs wherever the input tensors live (CPU or CUDA).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from math import prod
+
+import torch
+
+FLOAT = torch.float64
+
+
+GRAM_CONDITION = 1e-4  # Gram route accepted when λ_min ≥ 1e-4·λ_max: log σ_i then within ~1e-8 nats
+
+
+def dense_log_singular_values(weight: torch.Tensor, dtype: torch.dtype = FLOAT) -> torch.Tensor:
+    """``log σ_i`` of a matrix (or a batch of equal-shaped matrices), descending; ``-inf`` for zeros.
+
+    Fast route: the eigenvalues of the smaller Gram matrix (``W Wᵀ`` or ``WᵀW``, one BLAS-3
+    product and a symmetric eigensolver, several times faster than an SVD of a wide layer). The
+    Gram's rounding error is about ``d·ε·λ_max``, so it is used only for matrices with
+    ``λ_min ≥ GRAM_CONDITION·λ_max`` (relative error of ``σ_i`` below ~1e-8); the others, and any
+    with a zero singular value, go through ``svdvals``, which is accurate down to ``ε·σ_max``."""
+    w = weight.to(dtype)
+    if w.shape[-2] > w.shape[-1]:
+        w = w.mT
+    gram = w @ w.mT
+    lam = torch.linalg.eigvalsh(gram).flip(-1)  # descending
+    ok = (lam[..., -1] >= GRAM_CONDITION * lam[..., 0]) & (lam[..., -1] > 0)
+    out = 0.5 * torch.log(lam.clamp_min(torch.finfo(dtype).tiny))
+    if not bool(ok.all()):
+        bad = ~ok
+        out[bad] = torch.log(torch.linalg.svdvals(w[bad]))
+    return out
+
+
+def dilate(kernel: torch.Tensor, dilation: tuple[int, ...]) -> torch.Tensor:
+    """Insert ``δ − 1`` zeros between taps along each of the last ``len(dilation)`` axes."""
+    nd = len(dilation)
+    if all(d == 1 for d in dilation):
+        return kernel
+    lead = kernel.shape[:-nd]
+    size = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape[-nd:], dilation))
+    out = kernel.new_zeros(*lead, *size)
+    out[(...,) + tuple(slice(None, None, d) for d in dilation)] = kernel
+    return out
+
+
+def polyphase(kernel: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
+    """Space-to-depth: ``(F, C, *k)`` with stride ``s`` → ``(F, C·∏s, *ceil(k/s))`` with stride 1.
+
+    Input channel ``c·∏s + p`` (``p`` the phase, row-major over axes) holds ``k[c][s·a' + p]``."""
+    nd = len(stride)
+    if all(s == 1 for s in stride):
+        return kernel
+    f, c = kernel.shape[:2]
+    ks = kernel.shape[2:]
+    padded = tuple(-(-k // s) * s for k, s in zip(ks, stride))
+    k = torch.nn.functional.pad(kernel, [p for ax in reversed(range(nd)) for p in (0, padded[ax] - ks[ax])])
+    # (F, C, a'0, s0, a'1, s1, ...) → (F, C, s0, s1, ..., a'0, a'1, ...)
+    k = k.reshape(f, c, *[v for ax in range(nd) for v in (padded[ax] // stride[ax], stride[ax])])
+    perm = [0, 1] + [2 + 2 * ax + 1 for ax in range(nd)] + [2 + 2 * ax for ax in range(nd)]
+    k = k.permute(perm)
+    return k.reshape(f, c * prod(stride), *[padded[ax] // stride[ax] for ax in range(nd)])
+
+
+def read_phases(kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Which polyphase input channels a kernel reads (row-major over axes, as :func:`polyphase`):
+    with a stride larger than the (dilated) kernel's reach some input pixels are never read."""
+    mask = torch.ones((), dtype=torch.bool)
+    for k, s, d in zip(kernel, stride, dilation):
+        taps = {d * a % s for a in range(k)}
+        mask = mask[..., None] & torch.tensor([p in taps for p in range(s)])
+    return mask.flatten()
+
+
+def fold(kernel: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """Wrap taps that reach beyond the circular grid back onto it (sum modulo the grid size)."""
+    nd = len(grid)
+    for ax, n in enumerate(grid):
+        axis = kernel.ndim - nd + ax
+        k = kernel.shape[axis]
+        if k <= n:
+            continue
+        blocks = -(-k // n)
+        pad = [0, 0] * (kernel.ndim - axis - 1) + [0, blocks * n - k]
+        kernel = torch.nn.functional.pad(kernel, pad)
+        shape = kernel.shape[:axis] + (blocks, n) + kernel.shape[axis + 1:]
+        kernel = kernel.reshape(shape).sum(dim=axis)
+    return kernel
+
+
+@dataclass(frozen=True)
+class CircularPlan:
+    """The stride-1 circular problem equivalent to a conv layer on its input grid."""
+
+    kernel: torch.Tensor  # (F, C', *k') real, folded into ``grid``; C' = phases the layer reads × C
+    grid: tuple[int, ...]  # the output grid (input grid / stride)
+    groups: int
+    divisible: bool  # the input grid was a multiple of the stride (else it was rounded up)
+
+    @property
+    def n_freq(self) -> int:
+        return prod(self.grid)
+
+
+def circular_plan(weight: torch.Tensor, in_grid: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+                  groups: int = 1, dtype: torch.dtype = FLOAT) -> CircularPlan:
+    """Reduce a conv (weight ``(F, C/groups, *k)``) on a circular ``in_grid`` to stride 1 on ``grid/s``."""
+    divisible = all(n % s == 0 for n, s in zip(in_grid, stride))
+    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride))
+    k = polyphase(dilate(weight.to(dtype), dilation), stride)
+    read = read_phases(tuple(weight.shape[2:]), stride, dilation)
+    if not bool(read.all()):  # drop the pixels the layer never reads (zero columns, e.g. 1x1 stride-2)
+        f, c = weight.shape[:2]
+        k = k.reshape(f, c, read.numel(), *k.shape[2:])[:, :, read.to(k.device)].reshape(f, -1, *k.shape[2:])
+    return CircularPlan(fold(k, grid), grid, groups, divisible)
+
+
+def _dft_matrices(grid: tuple[int, ...], taps: tuple[int, ...], device, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Per axis the DFT matrix ``E[u, a] = exp(−2πi·u·a/n)`` (last axis: ``u ≤ n/2`` only)."""
+    cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+    mats = []
+    for ax, (n, k) in enumerate(zip(grid, taps)):
+        u = torch.arange(n // 2 + 1 if ax == len(grid) - 1 else n, device=device, dtype=dtype)
+        a = torch.arange(k, device=device, dtype=dtype)
+        phase = (-2.0 * math.pi / n) * torch.remainder(torch.outer(u, a), n)
+        mats.append(torch.polar(torch.ones_like(phase), phase).to(cdtype))
+    return mats
+
+
+def _frequency_matrix(grid: tuple[int, ...], taps: tuple[int, ...], device, dtype: torch.dtype) -> torch.Tensor:
+    """``E[ω, a] = exp(−2πi·⟨ω, a⟩/n)`` over the half-spectrum frequencies (rfftn order, flattened)
+    and the kernel's taps (flattened): ``K̂(ω) = Σ_a E[ω, a]·k[:, :, a]`` is one matrix product."""
+    mats = _dft_matrices(grid, taps, device, dtype)
+    e = mats[0]
+    for m in mats[1:]:
+        e = (e[:, None, :, None] * m[None, :, None, :]).reshape(e.shape[0] * m.shape[0], -1)
+    return e
+
+
+def _block_logabs(blocks: torch.Tensor) -> torch.Tensor:
+    """``Σ_i log σ_i`` of each matrix in a batch ``(..., m, n)``: LU if square, else QR's R factor."""
+    m, n = blocks.shape[-2:]
+    if m == n:
+        r = torch.linalg.lu_factor_ex(blocks).LU
+    else:
+        r = torch.linalg.qr(blocks if m > n else blocks.mH, mode="r").R
+    return torch.log(torch.abs(torch.diagonal(r, dim1=-2, dim2=-1))).sum(-1)
+
+
+@dataclass(frozen=True)
+class ConvSpectrum:
+    """Per-filter totals ``Σ_ω log σ_f(ω)``, the whole-layer ``Σ_ω Σ_i log σ_i(K̂(ω))`` and the
+    number of frequencies (= output positions of the circular layer)."""
+
+    filter_totals: torch.Tensor  # (F,) float64
+    layer_total: float | None
+    n_freq: int
+
+
+def conv_spectrum(plan: CircularPlan, budget: int = 1 << 30, layer: bool = True) -> ConvSpectrum:
+    """Per-filter and (``layer=True``) whole-layer log-spectra of a circular plan, holding at most
+    about ``budget`` bytes of complex work at once."""
+    k = plan.kernel
+    if all(n == 1 for n in k.shape[2:]):  # one tap (1x1 convs, also strided): K̂(ω) = K at every frequency
+        flat = k.reshape(k.shape[:2])
+        filt = plan.n_freq * torch.log(torch.linalg.vector_norm(flat, dim=1))
+        whole = None
+        if layer:
+            blocks = flat.reshape(plan.groups, flat.shape[0] // plan.groups, flat.shape[1])
+            whole = plan.n_freq * float(_block_logabs(blocks).sum())
+        return ConvSpectrum(filt, whole, plan.n_freq)
+    return ConvSpectrum(filter_log_spectrum(plan, budget), layer_log_spectrum(plan, budget) if layer else None, plan.n_freq)
+
+
+def _multiplicity(grid: tuple[int, ...], device, dtype) -> torch.Tensor:
+    """Hermitian multiplicity of each rfftn frequency (1 or 2), shape ``(*grid[:-1], grid[-1]//2 + 1)``."""
+    n = grid[-1]
+    mult = torch.full((n // 2 + 1,), 2.0, device=device, dtype=dtype)
+    mult[0] = 1.0
+    if n % 2 == 0:
+        mult[-1] = 1.0
+    return mult.expand(*grid[:-1], n // 2 + 1)
+
+
+GUARD = 1e-6  # autocorrelation route accepted where σ_f(ω)² ≥ GUARD·‖k_f‖² (relative error ≲ 1e-8 there)
+
+
+def filter_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> torch.Tensor:
+    """``Σ_ω log σ_f(ω)`` per filter.
+
+    Fast route: ``σ_f(ω)² = Σ_τ r_f[τ] e^{−iωτ}``, the DFT of the filter's autocorrelation
+    ``r_f = Σ_c k_fc ⋆ k_fc`` (a few taps), so no ``F × C × grid`` array is formed. Its rounding
+    error is relative to ``‖k_f‖²``; filters whose response falls below ``GUARD·‖k_f‖²`` at some
+    frequency are recomputed from ``|K̂|²`` directly (exact down to zero, where ``log 0 = −∞``)."""
+    k = plan.kernel
+    f = k.shape[0]
+    nd = len(plan.grid)
+    dims = tuple(range(1, nd + 1))
+    mult = _multiplicity(plan.grid, k.device, k.dtype)
+    out = torch.empty(f, dtype=k.dtype, device=k.device)
+    per = max(1, budget // max(1, 3 * 8 * prod(plan.grid) + 8 * k[0].numel() * prod(2 * n - 1 for n in k.shape[2:])))
+    redo = []
+    for lo in range(0, f, per):
+        r = _autocorrelation(k[lo:lo + per])  # (f', *(2K-1))
+        power = torch.fft.rfftn(_wrap(r, plan.grid), s=plan.grid, dim=dims).real  # σ_f(ω)², (f', *half grid)
+        floor = GUARD * r[(slice(None),) + tuple(n // 2 for n in r.shape[1:])]  # GUARD · ‖k_f‖²
+        bad = (power <= floor.reshape((-1,) + (1,) * nd)).flatten(1).any(1)
+        out[lo:lo + per] = 0.5 * (torch.log(power.clamp_min(torch.finfo(k.dtype).tiny)) * mult).flatten(1).sum(1)
+        redo += [lo + int(i) for i in torch.nonzero(bad).flatten()]
+    if redo:
+        idx = torch.tensor(redo, device=k.device)
+        sub = CircularPlan(k[idx], plan.grid, 1, plan.divisible)
+        out[idx] = _filter_log_spectrum_direct(sub, budget)
+    return out
+
+
+def _autocorrelation(k: torch.Tensor) -> torch.Tensor:
+    """``r_f[τ] = Σ_c Σ_a k[f, c, a] k[f, c, a + τ]`` for all lags ``τ``: shape ``(F, *(2K − 1))``,
+    lag ``τ`` stored at index ``τ + K − 1``. One batched Gram ``Σ_c k[f,c,a] k[f,c,a']`` per filter,
+    then its entries are summed by lag ``a' − a``."""
+    f, c = k.shape[:2]
+    taps = tuple(k.shape[2:])
+    flat = k.reshape(f, c, -1)
+    gram = torch.bmm(flat.transpose(1, 2), flat)  # (F, P, P)
+    pos = torch.stack(torch.meshgrid(*[torch.arange(n, device=k.device) for n in taps], indexing="ij"), -1).reshape(-1, len(taps))
+    lags = pos[None, :, :] - pos[:, None, :] + torch.tensor(taps, device=k.device) - 1  # (P, P, nd): a' − a + K − 1
+    size = tuple(2 * n - 1 for n in taps)
+    idx = torch.zeros(lags.shape[:2], dtype=torch.long, device=k.device)
+    for ax, n in enumerate(size):
+        idx = idx * n + lags[..., ax]
+    r = k.new_zeros(f, prod(size)).index_add_(1, idx.flatten(), gram.reshape(f, -1))
+    return r.reshape(f, *size)
+
+
+def _wrap(r: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """Lags ``τ = −(K−1) … K−1`` (stored from index 0) summed onto the circular grid at ``τ mod n``."""
+    for ax, n in enumerate(grid):
+        axis = ax + 1
+        length = r.shape[axis]
+        idx = torch.remainder(torch.arange(length, device=r.device) - length // 2, n)
+        out = r.new_zeros(r.shape[:axis] + (n,) + r.shape[axis + 1:])
+        r = out.index_add_(axis, idx, r)
+    return r
+
+
+def _filter_log_spectrum_direct(plan: CircularPlan, budget: int) -> torch.Tensor:
+    """``Σ_ω log σ_f(ω)`` from ``|K̂_fc(ω)|²`` summed over channels (no cancellation anywhere)."""
+    k = plan.kernel
+    f, c = k.shape[:2]
+    nd = len(plan.grid)
+    dims = tuple(range(2, nd + 2))
+    mult = _multiplicity(plan.grid, k.device, k.dtype)
+    out = torch.empty(f, dtype=k.dtype, device=k.device)
+    per = max(1, budget // max(1, 3 * 16 * c * prod(mult.shape)))
+    for lo in range(0, f, per):
+        hat = torch.fft.rfftn(k[lo:lo + per], s=plan.grid, dim=dims)
+        power = (hat.real.square() + hat.imag.square()).sum(1)
+        out[lo:lo + per] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
+    return out
+
+
+def layer_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> float:
+    """``Σ_ω Σ_g Σ_i log σ_i(K̂_g(ω))``: the layer's ``C_out × C_in`` frequency matrices come out
+    of one complex matrix product per chunk of frequencies (already in batch layout) and go
+    through one batched factorisation; chunks hold about ``budget`` bytes."""
+    k = plan.kernel
+    f, c = k.shape[:2]
+    e = _frequency_matrix(plan.grid, tuple(k.shape[2:]), k.device, k.dtype)  # (n_half, taps)
+    weights = _multiplicity(plan.grid, k.device, k.dtype).reshape(-1)
+    taps = k.reshape(f * c, -1).mT.to(e.dtype)  # (taps, F·C)
+    per = max(1, budget // (3 * 16 * f * c))  # the chunk, its factorisation, workspace
+    whole = torch.zeros((), dtype=k.dtype, device=k.device)
+    for lo in range(0, e.shape[0], per):
+        blocks = (e[lo:lo + per] @ taps).reshape(-1, plan.groups, f // plan.groups, c)
+        whole += (_block_logabs(blocks).sum(-1) * weights[lo:lo + per]).sum()  # Σ over groups, then frequencies
+    return float(whole)
+
+
+def filter_singular_values(plan: CircularPlan) -> torch.Tensor:
+    """All ``σ_f(ω)`` over the full grid, shape ``(F, n_freq)`` (small problems, tests and plots)."""
+    k = plan.kernel.to(plan.kernel.dtype)
+    hat = torch.fft.fftn(k, s=plan.grid, dim=tuple(range(2, k.ndim)))
+    return hat.abs().square().sum(1).sqrt().reshape(k.shape[0], -1)
+
+
+def layer_singular_values(plan: CircularPlan) -> torch.Tensor:
+    """The whole layer's singular values (union over frequencies and groups), descending."""
+    k = plan.kernel
+    f, c = k.shape[:2]
+    hat = torch.fft.fftn(k, s=plan.grid, dim=tuple(range(2, k.ndim)))  # (F, C, *grid)
+    hat = hat.reshape(plan.groups, f // plan.groups, c, -1).permute(3, 0, 1, 2)
+    return torch.linalg.svdvals(hat).flatten().sort(descending=True).values

@@ -1,0 +1,92 @@
+"""Run the spectral estimator (SPEC §4) on walked sites and build their :class:`LayerResult`.
+
+Conv layers: per filter ``Σ_ω log σ_f(ω)`` (``totals``) and its mean per output position
+(``per_position``), plus the whole layer's ``Σ_ω Σ_i log σ_i(K̂(ω))`` (``joint``), all with a
+circular boundary on the traced input grid. Dense layers: ``log σ_i`` per singular direction
+(``per_position``, one entry per direction), ``logdet = Σ_i log σ_i``, batched by shape.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..results import LayerResult, frozen_array
+from ..walk.sites import ConvGeometry, LayerSite
+from . import spectral
+from .stats import summarize
+
+UNTRACED_GRID = 32  # per axis: a fine circular grid stands in for the large-grid limit without geometry
+
+
+def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarray, device: torch.device,
+               budget: int) -> LayerResult:
+    nd = len(site.weight_shape) - 2
+    geo = site.geometry
+    w = weight.to(device=device, dtype=spectral.FLOAT)
+    if isinstance(geo, ConvGeometry):
+        plan = spectral.circular_plan(w, geo.in_size, geo.stride, geo.dilation, geo.groups)
+        spec = spectral.conv_spectrum(plan, budget)
+        exact, reason = _exactness(geo, plan)
+        totals, joint = spec.filter_totals, spec.layer_total
+    else:
+        grid = tuple(max(UNTRACED_GRID, k) for k in site.weight_shape[2:])
+        plan = spectral.circular_plan(w, grid, (1,) * nd, (1,) * nd)
+        spec = spectral.conv_spectrum(plan, budget, layer=False)
+        exact, totals, joint = None, None, None
+        reason = (f"no geometry: per-position value on a {'x'.join(map(str, grid))} circular grid (≈ the large-grid "
+                  "limit) assuming stride 1 and no dilation; totals unavailable")
+    per = (spec.filter_totals / spec.n_freq).cpu().numpy()
+    return LayerResult(
+        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
+        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo, c11=frozen_array(c11),
+        per_position=frozen_array(per), totals=None if totals is None else frozen_array(totals.cpu().numpy()),
+        exact=exact, reason=reason, summary=summarize(per), inferred=site.inferred, notes=site.notes, joint=joint,
+    )
+
+
+def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, str]:
+    grid = "x".join(map(str, geo.in_size))
+    if not plan.divisible:
+        return False, (f"input grid {grid} is not a multiple of the stride {'x'.join(map(str, geo.stride))}: "
+                       f"circular spectrum on the rounded {'x'.join(str(n * s) for n, s in zip(plan.grid, geo.stride))} grid")
+    circular_same = (geo.padding_mode == "circular" and not geo.transposed
+                     and tuple(geo.out_size) == tuple(n // s for n, s in zip(geo.in_size, geo.stride)))
+    if circular_same:
+        return True, ""
+    return False, (f"{'zero' if geo.padding_mode == 'zeros' else geo.padding_mode} padding: the spectrum of the layer "
+                   "with a circular boundary on the traced input grid, not of the padded map itself (how far apart: "
+                   "docs/method.md, spectral estimator)")
+
+
+def dense_log_singular_values(jobs: Sequence[tuple[int, torch.Tensor]], device: torch.device,
+                              budget: int) -> dict[int, np.ndarray]:
+    """``log σ_i`` of each ``(id, weight)``; equal shapes go through one batched ``svdvals`` call,
+    chunked so that a batch holds at most ``budget`` bytes of float64."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for job in jobs:
+        by_shape.setdefault(tuple(job[1].shape), []).append(job)
+    out: dict[int, np.ndarray] = {}
+    for shape, group in by_shape.items():
+        per = max(1, budget // (3 * shape[0] * shape[1] * 8))  # matrix + SVD workspace
+        for lo in range(0, len(group), per):
+            chunk = group[lo:lo + per]
+            batch = torch.stack([w.to(device=device, dtype=spectral.FLOAT) for _, w in chunk])
+            logs = spectral.dense_log_singular_values(batch).cpu().numpy()
+            out.update((i, row) for (i, _), row in zip(chunk, logs))
+    return out
+
+
+def dense_layer(index: int, site: LayerSite, logs: np.ndarray) -> LayerResult:
+    geo = site.geometry
+    n = getattr(geo, "n_positions", None)
+    total = float(logs.sum()) if not np.isneginf(logs).any() else float("-inf")
+    reason = "" if n is not None else "no geometry: positions unknown, totals unavailable"
+    return LayerResult(
+        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
+        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo, c11=frozen_array([]),
+        per_position=frozen_array(logs), totals=None if n is None else frozen_array(n * logs),
+        exact=True if n is not None else None, reason=reason, summary=summarize(logs), logdet=total,
+        inferred=site.inferred, notes=site.notes, joint=None if n is None else n * total,
+    )
