@@ -72,7 +72,8 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
         if progress:
             progress("estimate", i + 1, n)
     if dense and spectral:
-        logs = spectral_sites.dense_log_singular_values([(i, _weight(site, tensors)) for i, site in dense], device, opts.max_mem)
+        jobs = [(i, site.weight_shape, lambda site=site: _weight(site, tensors)) for i, site in dense]  # shape: rows applied
+        logs = spectral_sites.dense_log_singular_values(jobs, device, opts.max_mem)
         for i, site in dense:
             results[i] = spectral_sites.dense_layer(i + 1, site, logs[i])
     elif dense:

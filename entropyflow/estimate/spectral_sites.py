@@ -7,7 +7,7 @@ circular boundary on the traced input grid. Dense layers: ``log σ_i`` per singu
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,21 +60,23 @@ def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, st
                    "docs/method.md, spectral estimator)")
 
 
-def dense_log_singular_values(jobs: Sequence[tuple[int, torch.Tensor]], device: torch.device,
-                              budget: int) -> dict[int, np.ndarray]:
-    """``log σ_i`` of each ``(id, weight)``; equal shapes go through one batched ``svdvals`` call,
-    chunked so that a batch holds at most ``budget`` bytes of float64."""
-    by_shape: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-    for job in jobs:
-        by_shape.setdefault(tuple(job[1].shape), []).append(job)
+def dense_log_singular_values(jobs: Sequence[tuple[int, tuple[int, int], Callable[[], torch.Tensor]]],
+                              device: torch.device, budget: int) -> dict[int, np.ndarray]:
+    """``log σ_i`` of each ``(id, shape, load)``; equal shapes go through one batched call, and a
+    batch reads (with ``load``) and holds at most about ``budget`` bytes of float64, so a
+    checkpoint far larger than memory streams through."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, Callable[[], torch.Tensor]]]] = {}
+    for i, shape, load in jobs:
+        by_shape.setdefault(tuple(shape), []).append((i, load))
     out: dict[int, np.ndarray] = {}
     for shape, group in by_shape.items():
-        per = max(1, budget // (3 * shape[0] * shape[1] * 8))  # matrix + SVD workspace
+        per = max(1, budget // (3 * shape[0] * shape[1] * 8))  # matrix + Gram/SVD workspace
         for lo in range(0, len(group), per):
             chunk = group[lo:lo + per]
-            batch = torch.stack([w.to(device=device, dtype=spectral.FLOAT) for _, w in chunk])
+            batch = torch.stack([load().to(device=device, dtype=spectral.FLOAT) for _, load in chunk])
             logs = spectral.dense_log_singular_values(batch).cpu().numpy()
             out.update((i, row) for (i, _), row in zip(chunk, logs))
+            del batch
     return out
 
 
