@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["resnet50", "vgg16"])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--max-gpu-mem", default=None, help="memory budget of batched work (default 1GiB)")
+    ap.add_argument("--max-gpu-mem", default=None, help="memory budget of batched work (default 256MiB)")
     args = ap.parse_args(argv)
 
     import numpy as np

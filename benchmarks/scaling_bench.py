@@ -3,7 +3,7 @@
 1. torchvision resnet18 → resnet152 and vgg11 → vgg19 (random init, seed 0), each saved once as
    safetensors, then ``entropyflow analyze FILE --arch torchvision:NAME`` in a fresh process:
    wall time, peak RSS (ru_maxrss of the child), and the in-process estimation phase of the paper
-   estimator against the number of filters (the cost must grow linearly with filters; the
+   estimator (median of 5 after a warm-up) against the number of filters (the cost must grow linearly with filters; the
    printed fit gives µs per filter and R²).
 2. A synthetic sharded safetensors checkpoint of several GB (``--shard-gb``, float32 dense
    weights with a small square part) analysed bare: peak RSS must stay near the largest tensor
@@ -29,14 +29,19 @@ TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
 MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19"]
 
 PHASE = """
-import json, sys, time, torch, entropyflow
-stamps = {}
-def progress(stage, done, total):
-    stamps.setdefault(stage + '_start', time.perf_counter())
-    if done == total:
-        stamps[stage + '_end'] = time.perf_counter()
-r = entropyflow.analyze(sys.argv[1], arch=sys.argv[2], hash_files=False, progress=progress)
-print(json.dumps({"estimate_s": stamps["estimate_end"] - stamps["estimate_start"],
+import json, statistics, sys, time, torch, entropyflow
+def once():
+    stamps = {}
+    def progress(stage, done, total):
+        stamps.setdefault(stage + '_start', time.perf_counter())
+        if done == total:
+            stamps[stage + '_end'] = time.perf_counter()
+    r = entropyflow.analyze(sys.argv[1], arch=sys.argv[2], hash_files=False, progress=progress)
+    return stamps["estimate_end"] - stamps["estimate_start"], r
+once()  # warm-up
+runs = [once() for _ in range(5)]
+r = runs[-1][1]
+print(json.dumps({"estimate_s": statistics.median(t for t, _ in runs),
                   "filters": sum(l.filters for l in r.layers), "layers": len(r.layers)}))
 """
 

@@ -33,7 +33,7 @@ class AnalyzeOptions:
     device: str = "auto"
     channel_rule: str = "first"
     estimator: str = "paper"
-    max_mem: int | str | None = None  # memory budget of batched work ('4GiB'); default 1 GiB
+    max_mem: int | str | None = None  # memory budget of batched work ('4GiB'); default 256 MiB
 
     def load_options(self) -> LoadOptions:
         names = {f.name for f in fields(LoadOptions)}

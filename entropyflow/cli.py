@@ -165,7 +165,7 @@ RANDOM_INIT = typer.Option(False, "--random-init", help="Random initialisation o
 SEED = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed).")
 INPUT_SIZE = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own).")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers).")
-MAX_GPU_MEM = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 1GiB).")
+MAX_GPU_MEM = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).")
 CHANNEL_RULE = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")
 UNSAFE_PICKLE = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!).")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")

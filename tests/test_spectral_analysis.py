@@ -151,3 +151,20 @@ def test_cuda_equals_cpu():
     for a, b in zip(cpu.layers, gpu.layers):
         np.testing.assert_allclose(a.per_position, b.per_position, rtol=0, atol=1e-9)
         assert a.joint == pytest.approx(b.joint, rel=1e-10, abs=1e-8)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_circular_padding_is_exact_against_the_real_layer(stride):
+    """A Conv2d with padding_mode='circular' IS the circular operator: its matrix, built by running
+    the real module on basis images, has exactly the singular values the estimator reports."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 3, stride=stride, padding=1, padding_mode="circular", bias=False).double()
+    a = entropyflow.analyze(conv, input_size=(2, 6, 6), estimator="spectral")
+    layer = a.layers[0]
+    basis = torch.eye(72, dtype=torch.float64).reshape(72, 2, 6, 6)
+    with torch.no_grad():
+        A = conv(basis).reshape(72, -1).T.numpy()  # (3·n_out, 72)
+    n = A.shape[0] // 3
+    assert layer.exact is True and layer.reason == "" and n == (6 // stride) ** 2
+    np.testing.assert_allclose(layer.totals, [sum_log_sv(A[f * n:(f + 1) * n]) for f in range(3)], atol=1e-10)
+    assert layer.joint == pytest.approx(sum_log_sv(A), abs=1e-10)

@@ -17,7 +17,7 @@ from ..load.source import TensorSource
 from . import paper
 
 Job = tuple[str, int, int]  # (weight key, first row, m): the square part weight[r0:r0+m, :m]
-DEFAULT_BUDGET = 1 << 30
+DEFAULT_BUDGET = 256 << 20  # bytes of float64 work held at once; --max-gpu-mem
 
 
 def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tensor:
@@ -32,7 +32,7 @@ def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, 
         by_m.setdefault(job[2], []).append(job)
     out: dict[Job, float] = {}
     for m, group in by_m.items():
-        per = max(1, budget // (m * m * 8))
+        per = max(1, budget // (3 * m * m * 8))  # the squares, their stacked copy, the LU workspace
         for lo in range(0, len(group), per):
             chunk = group[lo:lo + per]
             values = paper.dense_logabsdet([square(tensors, j, device) for j in chunk], max_batch_bytes=budget)
