@@ -83,7 +83,7 @@ def main(argv=None) -> None:
         print(f"  {k:14s} {v}")
     print()
     fmt = lambda v: "—" if v is None else f"{v:.2f}"
-    ratio = lambda a, b: "—" if a is None or b is None else f"{b / a:,.0f}×"
+    ratio = lambda a, b: "—" if a is None or b is None else (f"{b / a:,.0f}×" if b / a >= 10 else f"{b / a:.2f}×")
     print("| model | paper s | spectral s | weightwatcher s | ww / paper | ww / spectral |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, paper, spectral, peer in rows:
