@@ -193,7 +193,7 @@ def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
 
 
 APPROX_LABEL = {"paper": "total not exact (paper's n_out·log|c11|)",
-                "spectral": "not exact: circular limit of a zero-padded conv"}
+                "spectral": "not exact: zero-padded conv, circular-boundary spectrum"}
 DENSE_BOX_LABEL = {"paper": "dense layer, values pooled over seeds",
                    "spectral": "dense layer: log σᵢ per singular direction"}
 
