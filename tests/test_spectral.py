@@ -166,7 +166,11 @@ def zero_padded_matrix(k, n):
 
 
 def per_position_gap(k, n):
-    exact = sum_log_sv(zero_padded_matrix(k, n)) / n**2
+    # square matrix: Σ log σ = log|det|. The SVD route is NOT usable here: at n = 32 the off-centre
+    # filter's matrix has singular values far below ε·σ_max, which an SVD returns as rounding noise
+    # (it gave −0.5044 instead of −0.5132). LU's log|det| agrees with a 120-digit computation
+    # (test_gap_reference_values_are_exact) to 1e-12.
+    exact = np.linalg.slogdet(zero_padded_matrix(k, n))[1] / n**2
     circ = float(S.conv_spectrum(S.circular_plan(torch.tensor(k)[None, None], (n, n), (1, 1), (1, 1))).filter_totals[0])
     return exact - circ / n**2
 
@@ -181,7 +185,46 @@ def test_zero_padding_against_the_circular_value():
     assert gaps == pytest.approx([0.0195, -0.0014, -0.0004, -0.0001], abs=5e-5)
     offcentre = np.array([[0.1257, -0.1321, 0.6404], [0.1049, -0.5357, 0.3616], [1.304, 0.9471, -0.7037]])
     gaps = [per_position_gap(offcentre, n) for n in (4, 8, 16, 32)]
-    assert gaps == pytest.approx([-0.7348, -0.6025, -0.5613, -0.5044], abs=5e-5)
+    assert gaps == pytest.approx([-0.7348, -0.6025, -0.5613, -0.5132], abs=5e-5)
+
+
+def _same_conv_logdet_mp(k, n, dps):
+    """log|det| of the 'same' zero-padded n×n conv matrix in dps-digit arithmetic: the matrix is block
+    tridiagonal (image rows), so det = Π det S_i with S_0 = D, S_i = D − L S_{i−1}^{-1} U."""
+    import mpmath
+
+    mpmath.mp.dps = dps
+    rows = [[mpmath.mpf(str(v)) for v in r] for r in k]
+
+    def toeplitz(row):
+        t = mpmath.zeros(n, n)
+        for j in range(n):
+            for b in range(3):
+                if 0 <= j - 1 + b < n:
+                    t[j, j - 1 + b] += row[b]
+        return t
+
+    lo, d, up = (toeplitz(r) for r in rows)
+    s, total = d, mpmath.mpf(0)
+    for i in range(n):
+        if i:
+            s = d - lo * mpmath.inverse(s) * up
+        total += mpmath.log(abs(mpmath.det(s)))
+    return float(total)
+
+
+# log|det| / n² of the off-centre filter's zero-padded matrix, from _same_conv_logdet_mp at 60 and
+# 120 digits (identical); n = 32 takes 12 s, so it is recorded here and n = 8 is recomputed below
+OFFCENTRE_EXACT = {8: -0.04149769775101206, 16: 0.011863743167523906, 32: 0.055974365919305706}
+
+
+def test_gap_reference_values_are_exact():
+    off = np.array([[0.1257, -0.1321, 0.6404], [0.1049, -0.5357, 0.3616], [1.304, 0.9471, -0.7037]])
+    assert _same_conv_logdet_mp(off, 8, 40) / 64 == pytest.approx(OFFCENTRE_EXACT[8], abs=1e-15)
+    for n, exact in OFFCENTRE_EXACT.items():
+        assert np.linalg.slogdet(zero_padded_matrix(off, n))[1] / n**2 == pytest.approx(exact, abs=1e-9), n
+    # the SVD route is rounding noise at n = 32 (σ_min ≈ 1e-16 of σ_max): off by more than 5e-3
+    assert abs(sum_log_sv(zero_padded_matrix(off, 32)) / 1024 - OFFCENTRE_EXACT[32]) > 5e-3
 
 
 def test_float32_against_float64():
