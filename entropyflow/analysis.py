@@ -12,9 +12,10 @@ from .errors import NoLayersError, OptionError
 from .estimate import ESTIMATORS
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
-from .load.model import LoadOptions, load_model
+from .load.model import LoadedModel, LoadOptions, load_model
 from .results import AnalysisResult, ModelInfo
 from .spec import parse_bytes, parse_input_size
+from .text import printable
 from .walk import effective_tensors, walk_model
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class AnalyzeOptions:
     key: str | None = None
     random_init: bool = False
     seed: int = 0
-    unsafe_pickle: bool = False
+    trust_code: bool = False  # allow files whose loading runs code (pickled objects, TorchScript)
     hash_files: bool = True
     input_size: tuple[int, ...] | None = None
     trace: bool = True
@@ -51,31 +52,47 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
         raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
     if opts.estimator == "spectral" and opts.channel_rule != "first":
         raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed < 2**64:
+        raise OptionError(f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not {printable(opts.seed, 40)}")
     opts = replace(opts, input_size=parse_input_size(opts.input_size), max_mem=parse_bytes(opts.max_mem) or DEFAULT_BUDGET)
     if model is None:
-        from .samples import default_sample_path
+        from .samples import DEFAULT_SAMPLE, default_sample_path
 
+        if opts.random_init or opts.weights:
+            flag = "--random-init" if opts.random_init else "--weights"
+            raise OptionError(f"{flag} needs a model spec: with no model argument entropyflow analyses the bundled sample "
+                              f"file {DEFAULT_SAMPLE}.pt; for its architecture use sample:{DEFAULT_SAMPLE}, e.g. "
+                              f"`entropyflow analyze sample:{DEFAULT_SAMPLE} {flag}{' PATH' if flag == '--weights' else ''}`")
         model = str(default_sample_path())
     if progress:
         progress("load", 0, 1)
     started: list[DensePrefetch] = []
-    device = resolve_device(opts.device)
-    prefetch = opts.estimator == "paper"  # the paper's dense log-determinants can start while the model is built
-    loaded = load_model(model, opts.load_options(),
-                        on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None)
-    if progress:
-        progress("load", 1, 1)
-        progress("trace", 0, 1)
-    walk = walk_model(loaded, opts.input_size, opts.trace)
-    if progress:
-        progress("trace", 1, 1)
-    if not walk.sites:
-        kinds = sorted({s.module_type for s in walk.skipped})
-        raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
-    tensors, walk = effective_tensors(loaded, walk)
-    layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator), progress,
-                                prefetch=started[0] if started else None)
-    sha = loaded.sha256.result() if loaded.sha256 is not None else None
+    loaded: LoadedModel | None = None
+    try:
+        device = resolve_device(opts.device)
+        prefetch = opts.estimator == "paper"  # the paper's dense log-determinants can start while the model is built
+        loaded = load_model(model, opts.load_options(),
+                            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None)
+        if progress:
+            progress("load", 1, 1)
+            progress("trace", 0, 1)
+        walk = walk_model(loaded, opts.input_size, opts.trace)
+        if progress:
+            progress("trace", 1, 1)
+        if not walk.sites:
+            kinds = sorted({s.module_type for s in walk.skipped})
+            raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
+        tensors, walk = effective_tensors(loaded, walk)
+        layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator), progress,
+                                    prefetch=started[0] if started else None)
+        sha = loaded.integrity.future.result() if loaded.integrity is not None else None
+    except BaseException:
+        # nothing may keep running after a failed analysis (a thread inside a torch op at exit aborts the process)
+        for p in started:
+            p.stop()
+        if loaded is not None and loaded.integrity is not None:
+            loaded.integrity.stop()
+        raise
     info = ModelInfo(
         spec=loaded.spec, description=loaded.description, format=loaded.format, weights=loaded.weights,
         files=tuple(str(f) for f in loaded.files), sha256=sha, arch=loaded.arch, input_size=walk.input_size, walk=walk.mode,

@@ -19,7 +19,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EntropyflowError, exit_code, one_line
+from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, exit_code, one_line
+from .text import printable
+
 
 class _OneLineUsageErrors(TyperGroup):
     """Bad command lines (unknown option, non-numeric value...) get one line on stderr and exit 2,
@@ -46,7 +48,7 @@ def _usage_errors():
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
             raise
         where = exc.ctx.command_path if exc.ctx is not None else "entropyflow"
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))} (see '{where} --help')",
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(one_line(exc.format_message())))} (see '{where} --help')",
                                    highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
@@ -83,15 +85,16 @@ def _errors(err: Console, debug: bool):
     except EntropyflowError as exc:
         if debug:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        err.print(f"[bold red]error:[/] {escape(one_line(exc, 2000))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(printable(one_line(exc, 2000)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt as exc:
-        err.print("[bold red]interrupted[/]")
+        what = f"terminated ({exc.name})" if isinstance(exc, Interrupted) else "interrupted"
+        err.print(f"[bold red]{what}[/]", highlight=False)
         raise typer.Exit(exit_code(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
         if debug:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(one_line(exc, 500))} "
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(printable(one_line(exc, 500)))} "
                   "(re-run with --debug for the traceback, and please report it)", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -167,7 +170,8 @@ INPUT_SIZE = typer.Option(None, "--input-size", help="Input size without batch, 
 DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers).")
 MAX_GPU_MEM = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).")
 CHANNEL_RULE = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")
-UNSAFE_PICKLE = typer.Option(False, "--unsafe-pickle", help="Allow unpickling arbitrary Python objects (runs code from the file!).")
+TRUST_CODE = typer.Option(False, "--trust-code", "--unsafe-pickle",
+                          help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and TorchScript archives.")
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
@@ -185,8 +189,8 @@ def analyze(
     max_gpu_mem: Optional[str] = MAX_GPU_MEM,
     channel_rule: str = CHANNEL_RULE,
     estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3)."),
-    out: Path = typer.Option(Path("entropyflow-report"), "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
-    unsafe_pickle: bool = UNSAFE_PICKLE,
+    out: str = typer.Option("entropyflow-report", "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
+    trust_code: bool = TRUST_CODE,
     no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the meta forward pass (no geometry, no totals)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file."),
@@ -213,18 +217,15 @@ def analyze(
         from .report.terminal import render_analysis
 
         opts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed,
-                              unsafe_pickle=unsafe_pickle, hash_files=not no_hash, input_size=input_size,
+                              trust_code=trust_code, hash_files=not no_hash, input_size=input_size,
                               trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator,
                               max_mem=max_gpu_mem)
+        from .compare import check_seeds, reference_analyses
+
+        check_seeds(compare, seeds)
         with _Progress(err) as progress:
             result = run(model, opts, progress=progress)
-            references = ()
-            if compare:
-                from .compare import reference_analyses
-
-                references = reference_analyses(result, compare, opts, seeds, progress=progress)
-            elif seeds != 1:
-                raise _option_error("--seeds needs --compare random")
+            references = reference_analyses(result, compare, opts, seeds, progress=progress) if compare else ()
         written = write_report(result, out_dir, report_opts, references)
         if not quiet:
             render_analysis(result, console)
@@ -252,7 +253,7 @@ def _report_options(plot_format: str, no_plot: bool, total: bool, labels: str, h
 def recommend(
     ctx: typer.Context,
     source: Optional[str] = typer.Argument(None, help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled sample."),
-    out: Path = typer.Option(Path("lambda.yaml"), "--out", "-o", help="Config file to write (.yaml, .yml or .json)."),
+    out: str = typer.Option("lambda.yaml", "--out", "-o", help="Config file to write (.yaml, .yml or .json)."),
     strategy: str = typer.Option("auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change or dense-first."),
     k: int = typer.Option(1, "--k", help="first-k: number of leading conv layers."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="empirical / largest-change: number of layers (empirical default: robust z-score rule)."),
@@ -271,7 +272,7 @@ def recommend(
     channel_rule: str = CHANNEL_RULE,
     device: str = DEVICE,
     max_gpu_mem: Optional[str] = MAX_GPU_MEM,
-    unsafe_pickle: bool = UNSAFE_PICKLE,
+    trust_code: bool = TRUST_CODE,
     debug: bool = DEBUG,
 ) -> None:
     """A λ placement config for the entropy regularizer (the paper's Figure 7 strategy)."""
@@ -286,7 +287,7 @@ def recommend(
         from .report.terminal import render_recommendation
 
         aopts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed, input_size=input_size,
-                               channel_rule=channel_rule, device=device, max_mem=max_gpu_mem, unsafe_pickle=unsafe_pickle)
+                               channel_rule=channel_rule, device=device, max_mem=max_gpu_mem, trust_code=trust_code)
         ropts = RecommendOptions(strategy=strategy, k=k, top_k=top_k, z=z, lam_conv=lam, lam_dense=lam_dense, form=form, epsilon=epsilon,
                                  per_filter=per_filter)
         with _Progress(err) as progress:
@@ -298,7 +299,7 @@ def recommend(
 def compare(
     ctx: typer.Context,
     analyses: list[Path] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
-    out: Path = typer.Option(Path("entropyflow-compare"), "--out", "-o", help="Folder for compare.* and compare-profile.*."),
+    out: str = typer.Option("entropyflow-compare", "--out", "-o", help="Folder for compare.* and compare-profile.*."),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
     plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names."),
@@ -321,12 +322,32 @@ def compare(
         console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
 
 
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM and SIGHUP end the run like Ctrl-C does: through the
+    same cleanup (no partial files, background work joined), with exit code 128 + the signal."""
+    import signal
+
+    from . import background
+
+    previous = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                previous[sig] = signal.signal(sig, _raise_interrupted)
+            except (ValueError, OSError):  # not the main thread (embedded): leave the defaults
+                pass
     try:
         app(args=argv, prog_name="entropyflow", standalone_mode=True)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        background.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

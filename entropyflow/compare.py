@@ -12,6 +12,17 @@ from .errors import OptionError
 from .results import AnalysisResult
 
 RANDOM = "random"
+MAX_SEEDS = 1000  # each seed is one full analysis
+
+
+def check_seeds(compare: str | None, seeds: int) -> None:
+    """Validate ``--compare``/``--seeds`` before any analysis runs."""
+    if seeds < 1:
+        raise OptionError("--seeds must be at least 1")
+    if seeds > MAX_SEEDS:
+        raise OptionError(f"--seeds {seeds:,} is more than {MAX_SEEDS} (each seed is one full analysis of the architecture)")
+    if seeds != 1 and compare != RANDOM:
+        raise OptionError("--seeds needs --compare random" if not compare else "--seeds applies to --compare random only")
 
 
 def is_random_init(result: AnalysisResult) -> bool:
@@ -31,13 +42,10 @@ def panel_title(result: AnalysisResult, seeds: int = 1) -> str:
 def reference_analyses(result: AnalysisResult, compare: str, options: AnalyzeOptions, seeds: int = 1,
                        progress=None) -> tuple[AnalysisResult, ...]:
     """Analyse what ``compare`` names with the analysed model's input size and conventions."""
-    if seeds < 1:
-        raise OptionError("--seeds must be at least 1")
+    check_seeds(compare, seeds)
     opts = replace(options, arch=None, weights=None, key=None, random_init=False, input_size=result.model.input_size,
                    channel_rule=result.channel_rule, estimator=result.estimator)
     if compare != RANDOM:
-        if seeds != 1:
-            raise OptionError("--seeds applies to --compare random only")
         return (analyze(compare, opts, progress=progress),)
     arch = result.model.arch
     if not arch:

@@ -23,12 +23,21 @@ class InputNotFoundError(EntropyflowError):
     """A path that does not exist, or a folder with no checkpoint in it."""
 
 
+class InputUnreadableError(EntropyflowError):
+    """A path that exists but cannot be read (permissions, a name too long, an I/O error)."""
+
+
 class CheckpointFormatError(EntropyflowError):
     """An empty, truncated, corrupted or wrong-format file."""
 
 
-class UnsafePickleError(EntropyflowError):
-    """A checkpoint that would run pickled code to load (needs --unsafe-pickle)."""
+class UntrustedCodeError(EntropyflowError):
+    """A file whose loading runs code from it: a TorchScript archive, a pickle of Python objects
+    (needs --trust-code, alias --unsafe-pickle)."""
+
+
+class UnsafePickleError(UntrustedCodeError):
+    """A checkpoint that would run pickled code to load (needs --trust-code)."""
 
 
 class UnknownModelError(EntropyflowError):
@@ -67,10 +76,30 @@ class ConfigError(EntropyflowError):
     """An invalid λ placement config (names the bad field)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised by the CLI's handler so that the run ends through the same
+    cleanup as Ctrl-C (exit code 128 + the signal number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
 def exit_code(exc: BaseException) -> int:
     """The process exit code for an exception (the only such mapping in the project)."""
     if isinstance(exc, EntropyflowError):
         return exc.exit_code
+    if isinstance(exc, Interrupted):
+        return 128 + exc.signum
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return EXIT_INTERNAL

@@ -65,10 +65,21 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
         try:
             parts = [int(p) for p in raw.split("x")]
         except ValueError:
-            raise OptionError(f"bad --input-size '{text}' (expected sizes like 3x224x224, 1x8x8 or 64)") from None
-    if not parts or len(parts) > 5 or any(not isinstance(p, int) or p < 1 for p in parts):
-        raise OptionError(f"bad --input-size '{text}' (expected 1 to 5 positive sizes like 3x224x224)")
+            raise OptionError(f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)") from None
+    if not parts or len(parts) > 5 or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in parts):
+        raise OptionError(f"bad --input-size '{_short(text)}' (expected 1 to 5 positive sizes like 3x224x224)")
+    if any(p > MAX_INPUT_AXIS for p in parts):
+        raise OptionError(f"bad --input-size '{_short(text)}': each size must be at most {MAX_INPUT_AXIS:,}")
     return tuple(parts)
+
+
+MAX_INPUT_AXIS = 1 << 20  # per axis; geometry is computed per output index along each axis
+
+
+def _short(text: object) -> str:
+    from .text import printable
+
+    return printable(text, 60)
 
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
@@ -88,5 +99,5 @@ def parse_bytes(text: str | int | None) -> int | None:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
     if not m or unit not in _UNITS or float(m.group(1)) <= 0:
-        raise OptionError(f"bad memory budget '{text}' (examples: 512MiB, 4GiB, 8GB)")
+        raise OptionError(f"bad memory budget '{_short(text)}' (examples: 512MiB, 4GiB, 8GB)")
     return max(1, int(float(m.group(1)) * _UNITS[unit]))

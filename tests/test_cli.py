@@ -11,7 +11,15 @@ SAMPLES = samples_dir()
 
 
 def files_in(path):
+    """Every name under ``path``, hidden ones included (nothing may be left after an error)."""
     return sorted(p.name for p in path.rglob("*")) if path.exists() else []
+
+
+def report_names(path):
+    """The report files of a successful run: everything but the ownership manifest, which must be there."""
+    names = files_in(path)
+    assert ".entropyflow-manifest.json" in names, names
+    return [n for n in names if n != ".entropyflow-manifest.json"]
 
 
 def assert_user_error(r, out, *fragments):
@@ -28,7 +36,7 @@ def test_default_analyze_on_the_bundled_sample(cli, tmp_path):
     out = tmp_path / "report"
     r = cli("analyze", "-o", out)
     assert r.exit_code == 0, r.stderr
-    assert files_in(out) == ["analysis.json", "entropy.png", "filters.csv", "layers.csv", "profile.png", "report.html"]
+    assert report_names(out) == ["analysis.json", "entropy.png", "filters.csv", "layers.csv", "profile.png", "report.html"]
     for name in ("features.0", "features.7", "classifier.1", "classifier.3"):
         assert name in r.stdout
     doc = json.loads((out / "analysis.json").read_text())
@@ -172,7 +180,9 @@ def test_write_failure_leaves_no_partial_report(cli, tmp_path, monkeypatch):
     (["--channel-rule", "median"], "unknown channel rule 'median'"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--estimator", "magic"], "unknown estimator 'magic'"),
-    (["--arch", "torchvision:vgg16", "--random-init"], "apply to torchvision:/timm:/sample: specs, not to files"),
+    (["--arch", "torchvision:vgg16", "--random-init"], "--random-init needs a model spec: with no model argument entropyflow "
+     "analyses the bundled sample file digits_vgg.pt; for its architecture use sample:digits_vgg"),
+    ([str(SAMPLES / "digits_vgg.pt"), "--random-init"], "apply to torchvision:/timm:/sample: specs, not to files"),
 ])
 def test_bad_options(cli, tmp_path, args, frag):
     out = tmp_path / "out"
@@ -208,9 +218,10 @@ def test_unsafe_pickle_refused_then_allowed(cli, tmp_path):
     f = tmp_path / "full.pt"
     torch.save(build_sample("digits_vgg"), f)
     out = tmp_path / "out"
-    assert_user_error(cli("analyze", f, "-o", out), out, "a pickled nn.Module", "DigitsVGG", "--unsafe-pickle")
-    r = cli("analyze", f, "--unsafe-pickle", "--input-size", "1x8x8", "-o", out)
-    assert r.exit_code == 0 and "analysis.json" in files_in(out)
+    assert_user_error(cli("analyze", f, "-o", out), out, "a pickled nn.Module", "DigitsVGG", "--trust-code")
+    for flag in ("--trust-code", "--unsafe-pickle"):  # --unsafe-pickle is the older name of the same flag
+        r = cli("analyze", f, flag, "--input-size", "1x8x8", "-o", out)
+        assert r.exit_code == 0 and "analysis.json" in files_in(out)
 
 
 def test_internal_errors_exit_1_with_traceback_only_under_debug(cli, tmp_path, monkeypatch):

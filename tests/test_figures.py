@@ -200,14 +200,14 @@ def test_console_error_detection_works(tmp_path):
 
 # --- the CLI side of figures and comparisons -------------------------------------------------
 
-from test_cli import assert_user_error, files_in  # noqa: E402
+from test_cli import assert_user_error, files_in, report_names  # noqa: E402
 
 
 def test_plot_flags(cli, tmp_path):
     out = tmp_path / "a"
     r = cli("analyze", "-o", out, "--no-plot", "--no-html", "-q")
     assert r.exit_code == 0, r.stderr
-    assert files_in(out) == ["analysis.json", "filters.csv", "layers.csv"]
+    assert report_names(out) == ["analysis.json", "filters.csv", "layers.csv"]
     out = tmp_path / "b"
     r = cli("analyze", "-o", out, "--plot-format", "svg", "--plot-total", "--labels", "names", "-q")
     assert r.exit_code == 0, r.stderr
@@ -238,7 +238,7 @@ def test_compare_random_seeds_and_saved_analyses(cli, tmp_path):
     both = tmp_path / "both"
     r = cli("compare", out / "analysis.json", out / "compare-1.analysis.json", "-o", both)
     assert r.exit_code == 0, r.stderr
-    assert files_in(both) == ["compare-profile.png", "compare.png"]
+    assert report_names(both) == ["compare-profile.png", "compare.png"]
     png = imread(both / "compare.png")
     assert png.shape[1] > imread(out / "entropy.png").shape[1] * 0.9  # two full panels
     r = cli("compare", out, out / "compare-2.analysis.json", "-o", tmp_path / "dirs", "--plot-format", "pdf")

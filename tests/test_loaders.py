@@ -119,7 +119,7 @@ def test_safetensors_reads_only_what_it_needs(tmp_path, vgg, monkeypatch):
 def test_torchscript_archive_matches_eager(tmp_path, vgg, reference):
     f = tmp_path / "model.ts"
     torch.jit.save(torch.jit.script(vgg), f)
-    result = analyze(f, input_size="1x8x8")
+    result = analyze(f, input_size="1x8x8", trust_code=True)
     same_values(result, reference)
     assert result.model.walk == "torchscript" and all(l.traced for l in result.layers)
 
@@ -131,7 +131,7 @@ def test_torchscript_resnet_geometry_matches_eager(tmp_path):
     model = torchvision.models.resnet18().eval()
     f = tmp_path / "r18.pt"
     torch.jit.save(torch.jit.script(model), f)
-    scripted = analyze(f, input_size="3x64x64")
+    scripted = analyze(f, input_size="3x64x64", trust_code=True)
     eager = entropyflow.analyze(model, input_size=(3, 64, 64), hash_files=False)
     same_values(scripted, eager)
     assert [l.geometry for l in scripted.layers] == [l.geometry for l in eager.layers]
@@ -153,12 +153,12 @@ def test_planted_pickle_payload_does_not_run_by_default(tmp_path, vgg):
     marker = tmp_path / "payload-ran"
     f = tmp_path / "evil.pt"
     torch.save({"state_dict": vgg.state_dict(), "extra": Payload(str(marker))}, f)
-    with pytest.raises(UnsafePickleError, match=r"pathlib.*--unsafe-pickle"):
+    with pytest.raises(UnsafePickleError, match=r"pathlib.*--trust-code"):
         analyze(f)
     assert not marker.exists()
     # the flag really is what allows it: with it, the payload runs
     with pytest.raises(Exception):
-        analyze(f, unsafe_pickle=True, key="extra")
+        analyze(f, trust_code=True, key="extra")
     assert marker.exists()
 
 
@@ -167,9 +167,9 @@ def test_full_pickled_module_needs_the_unsafe_flag(tmp_path, vgg, reference):
     torch.save(vgg, f)
     with pytest.raises(UnsafePickleError, match="DigitsVGG"):
         analyze(f)
-    result = analyze(f, unsafe_pickle=True, input_size="1x8x8")
+    result = analyze(f, trust_code=True, input_size="1x8x8")
     same_values(result, reference)
-    assert "--unsafe-pickle" in result.model.description
+    assert "--trust-code" in result.model.description
 
 
 def test_arch_mismatch_report_names_the_keys(tmp_path, vgg):

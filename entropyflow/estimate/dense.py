@@ -3,16 +3,18 @@
 ``run_dense`` never holds more than ``budget`` bytes of float64 square parts at once (one LLM
 has hundreds of 4096² layers). ``DensePrefetch`` starts the work on a background thread as soon
 as a checkpoint's tensors are open: LAPACK releases the GIL, so the factorisations overlap with
-importing and tracing the architecture (``import torchvision`` alone takes over a second).
+importing and tracing the architecture (``import torchvision`` alone takes over a second). It
+stops between two chunks when cancelled (:meth:`DensePrefetch.stop`, on every error path).
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from concurrent.futures import Future
 
 import torch
 
+from .. import background
+from ..background import Cancelled
 from ..load.source import TensorSource
 from . import paper
 
@@ -25,7 +27,8 @@ def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tenso
     return tensors.get_slice(key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
 
 
-def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, budget: int = DEFAULT_BUDGET) -> dict[Job, float]:
+def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, budget: int = DEFAULT_BUDGET,
+              cancelled: threading.Event | None = None) -> dict[Job, float]:
     """``log|det|`` of every job's square part, reading at most ``budget`` bytes at a time."""
     by_m: dict[int, list[Job]] = {}
     for job in dict.fromkeys(jobs):
@@ -34,6 +37,8 @@ def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, 
     for m, group in by_m.items():
         per = max(1, budget // (3 * m * m * 8))  # the squares, their stacked copy, the LU workspace
         for lo in range(0, len(group), per):
+            if cancelled is not None and cancelled.is_set():
+                raise Cancelled("dense prefetch cancelled")
             chunk = group[lo:lo + per]
             values = paper.dense_logabsdet([square(tensors, j, device) for j in chunk], max_batch_bytes=budget)
             out.update(zip(chunk, values.cpu().tolist()))
@@ -55,23 +60,20 @@ def candidate_jobs(tensors: TensorSource) -> list[Job]:
 
 
 class DensePrefetch:
-    """Computes candidate dense log-determinants on a daemon thread; ``take`` waits for them."""
+    """Computes candidate dense log-determinants on a tracked background thread; ``take`` waits
+    for them, ``stop`` cancels and joins (the thread never outlives an analysis)."""
 
     def __init__(self, tensors: TensorSource, device: torch.device, budget: int = DEFAULT_BUDGET):
         self.tensors = tensors
-        self._future: Future = Future()
         jobs = candidate_jobs(tensors)
-
-        def work() -> None:
-            try:
-                self._future.set_result(run_dense(tensors, jobs, device, budget))
-            except BaseException as exc:  # surfaced to the caller by take()
-                self._future.set_exception(exc)
-
-        threading.Thread(target=work, name="entropyflow-dense", daemon=True).start()
+        self._task = background.start(lambda cancelled: run_dense(tensors, jobs, device, budget, cancelled),
+                                      "entropyflow-dense")
 
     def take(self) -> dict[Job, float]:
         try:
-            return self._future.result()
-        except Exception:  # the estimator recomputes what is missing and reports its own errors
+            return self._task.future.result()
+        except Exception:  # noqa: BLE001 - the estimator recomputes what is missing and reports its own errors
             return {}
+
+    def stop(self) -> None:
+        self._task.stop()

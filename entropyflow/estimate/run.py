@@ -35,14 +35,24 @@ class EstimateOptions:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Other torch devices are refused: ``meta`` holds no
+    values, and ``mps`` (and most accelerators) have no float64, which every reported value needs."""
+    import re
+
+    from ..text import printable
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise OptionError("--device cuda was asked for but CUDA is not available here (use --device auto or cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise OptionError(f"unknown device '{name}' (use auto, cpu or cuda)") from None
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d{1,3})?", name):
+        why = {"meta": " (meta tensors hold no values)", "mps": " (MPS has no float64, which every reported value needs)"}
+        raise OptionError(f"unknown device '{printable(name, 40)}'{why.get(str(name).split(':')[0], '')} (use auto, cpu, cuda or cuda:N)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise OptionError("--device cuda was asked for but CUDA is not available here (use --device auto or cpu)")
+        index = int(name.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise OptionError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(name)
 
 
 def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None = None,

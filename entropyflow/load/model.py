@@ -4,7 +4,6 @@ nothing for a bare state dict)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from ..spec import ModelSpec, parse_spec
 from . import zoo
 from .arch import NumClassesMismatch, match_state_dict
 from .checkpoint import RawCheckpoint, read_checkpoint
-from .hashing import sha256_async
+from ..background import Task
+from .hashing import integrity_async
 from .source import DictSource, TensorSource
 
 __all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]
@@ -29,7 +29,7 @@ class LoadOptions:
     key: str | None = None  # which entry of a checkpoint dict holds the weights
     random_init: bool = False
     seed: int = 0
-    unsafe_pickle: bool = False
+    trust_code: bool = False  # allow files whose loading runs code (pickled objects, TorchScript)
     hash_files: bool = True
 
 
@@ -47,7 +47,7 @@ class LoadedModel:
     arch: str | None = None
     weights: str = ""
     files: tuple[Path, ...] = ()
-    sha256: Future | None = field(default=None, compare=False)
+    integrity: Task | None = field(default=None, compare=False)  # zip CRC check + sha256 (see load.hashing)
     notes: tuple[str, ...] = ()
 
 
@@ -58,7 +58,7 @@ def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None =
                on_tensors: TensorsHook | None = None) -> LoadedModel:
     """Load a model from a spec string (file path, ``torchvision:NAME``, ``timm:NAME``,
     ``sample:NAME``) or wrap a live ``nn.Module``. Never downloads; never unpickles code unless
-    ``options.unsafe_pickle``. ``on_tensors`` is called with the checkpoint's tensors as soon as
+    ``options.trust_code``. ``on_tensors`` is called with the checkpoint's tensors as soon as
     they are open, before any architecture is built (to start work early)."""
     opts = options or LoadOptions()
     if isinstance(model, nn.Module):
@@ -102,12 +102,13 @@ def _classifier(skeleton: nn.Module) -> tuple[str, ...]:
 
 def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | None = None, zoo_pretrained: bool = False,
                weights_origin: str | None = None, spec_text: str | None = None, on_tensors: TensorsHook | None = None) -> LoadedModel:
-    raw = read_checkpoint(path, unsafe_pickle=opts.unsafe_pickle, key=opts.key)
+    raw = read_checkpoint(path, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None and raw.tensors is not None:
         on_tensors(raw.tensors)
     files = raw.resolved.files
-    sha = sha256_async(files) if opts.hash_files else None
-    base = dict(spec=spec_text or str(spec), format=raw.resolved.format, files=files, sha256=sha,
+    zipped = raw.resolved.format in ("torch-zip", "torch-sharded") and raw.script is None
+    check = integrity_async(files, sha256=opts.hash_files, zip_crc=zipped) if (opts.hash_files or zipped) else None
+    base = dict(spec=spec_text or str(spec), format=raw.resolved.format, files=files, integrity=check,
                 weights=weights_origin or f"{raw.description} ({raw.resolved.path.name})", notes=raw.notes)
     if raw.script is not None:
         if arch or opts.arch:
@@ -116,7 +117,7 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
     if raw.module is not None:
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
-        return LoadedModel(description=f"pickled {type(raw.module).__name__} (loaded with --unsafe-pickle)",
+        return LoadedModel(description=f"pickled {type(raw.module).__name__} (loaded with --trust-code)",
                            tensors=raw.tensors, skeleton=raw.module, **base)
     manifest = raw.manifest or {}
     arch = arch or opts.arch or manifest.get("arch")

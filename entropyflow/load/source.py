@@ -2,7 +2,7 @@
 
 The estimator asks only for what it needs (``weight[:, 0]`` of a conv, the ``m × m`` square
 part of a dense weight). ``torch.load(mmap=True)`` state dicts and safetensors files (single or
-sharded, opened with ``safe_open``) serve those slices without materialising whole tensors.
+sharded, their headers validated by ``load.paths``) serve those slices without materialising whole tensors.
 """
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ from pathlib import Path
 
 import torch
 
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool, "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
-}
+def _st_dtypes() -> dict[str, torch.dtype]:
+    """safetensors dtype names → torch dtypes (those this torch has; the others are read as bytes
+    and skipped as not floating point)."""
+    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+             "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
+             "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E4M3FNUZ": "float8_e4m3fnuz",
+             "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E8M0": "float8_e8m0fnu", "C64": "complex64"}
+    return {k: getattr(torch, v) for k, v in names.items() if isinstance(getattr(torch, v, None), torch.dtype)}
+
+
+_ST_DTYPES = _st_dtypes()
 
 
 class TensorSource:
@@ -83,7 +89,8 @@ class DictSource(TensorSource):
 
 
 class SafetensorsSource(TensorSource):
-    """One or more safetensors files, validated by ``safe_open`` and read tensor by tensor.
+    """One or more safetensors files, validated by :func:`~entropyflow.load.paths.read_safetensors_header`
+    (the safetensors library's own rules) and read tensor by tensor.
 
     Data is read with positioned reads into fresh buffers, never through a long-lived mmap:
     pages of a mapping stay in the process's resident set once touched, so scanning a sharded
@@ -92,33 +99,38 @@ class SafetensorsSource(TensorSource):
     square part of a dense weight) reads only its rows."""
 
     def __init__(self, weight_map: Mapping[str, Path]):
-        from safetensors import safe_open
+        from .paths import read_safetensors_header
 
         self._lock = threading.Lock()  # file objects are shared with the dense prefetch thread
         self._entries: dict[str, tuple[Path, int, torch.dtype, tuple[int, ...]]] = {}
+        self._unsupported: dict[str, str] = {}
         self._files: dict[Path, object] = {}
         for f in sorted(set(weight_map.values())):
-            with safe_open(str(f), framework="pt", device="cpu") as h:  # validates the file
-                names = set(h.keys())
-            header, start = _st_header(f)
-            for k in names:
-                if weight_map.get(k, f) == f:
-                    meta = header[k]
-                    dtype = _ST_DTYPES.get(meta["dtype"]) or torch.uint8
-                    self._entries[k] = (f, start + int(meta["data_offsets"][0]), dtype, tuple(int(d) for d in meta["shape"]))
+            header, _meta = read_safetensors_header(f)  # validated: every entry lies inside the file
+            for k, e in header.items():
+                if weight_map.get(k, f) != f:
+                    continue
+                dtype = _ST_DTYPES.get(e.dtype)
+                if dtype is None:  # a format dtype torch cannot hold here (F4, F6...): listed, never read
+                    self._unsupported[k] = e.dtype
+                    dtype = torch.uint8
+                    shape = (e.end - e.begin,)
+                else:
+                    shape = e.shape
+                self._entries[k] = (f, e.begin, dtype, shape)
         missing = [k for k in weight_map if k not in self._entries]
         if missing:
             from ..errors import CheckpointFormatError
+            from ..text import printable
 
-            raise CheckpointFormatError(f"shard index lists tensors absent from their shards: {', '.join(missing[:3])}")
+            raise CheckpointFormatError(f"shard index lists tensors absent from their shards: {', '.join(printable(k, 60) for k in missing[:3])}")
 
     @classmethod
     def single(cls, path: Path) -> SafetensorsSource:
-        from safetensors import safe_open
+        from .paths import read_safetensors_header
 
-        with safe_open(str(path), framework="pt", device="cpu") as h:
-            names = list(h.keys())
-        return cls({k: path for k in names})
+        header, _meta = read_safetensors_header(path)
+        return cls({k: path for k in header})
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -163,16 +175,6 @@ class SafetensorsSource(TensorSource):
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries
-
-
-def _st_header(path: Path) -> tuple[dict, int]:
-    """The JSON header of a safetensors file and the offset where tensor data starts."""
-    import json
-    import struct
-
-    with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        return json.loads(fh.read(n)), 8 + n
 
 
 class RenamedSource(TensorSource):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointFormatError
+from ..text import brief, printable
 
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema", "ema", "module", "net", "network")
 _ORIG_MOD = re.compile(r"(^|\.)_orig_mod\.")
@@ -78,10 +79,18 @@ def read_manifest(obj: Mapping) -> dict | None:
 
 
 def _describe(obj: Mapping) -> str:
+    """A short description; every value comes from the file, so each is rendered bounded (a tiny
+    pickle of shared tuples can stand for a string of gigabytes)."""
     if "pytorch-lightning_version" in obj or "lightning_version" in obj:
         ver = obj.get("pytorch-lightning_version") or obj.get("lightning_version")
-        return f"Lightning checkpoint (version {ver}, epoch {obj.get('epoch', '?')}, step {obj.get('global_step', '?')})"
+        return (f"Lightning checkpoint (version {brief(ver, 20)}, epoch {brief(obj.get('epoch', '?'), 20)}, "
+                f"step {brief(obj.get('global_step', '?'), 20)})")
     return "checkpoint dict"
+
+
+def _keys(obj: Mapping, n: int = 8) -> str:
+    keys = [brief(k, 40) for k in list(obj)[:n]]
+    return ", ".join(keys) + (f" and {len(obj) - n} more" if len(obj) > n else "")
 
 
 def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
@@ -91,16 +100,16 @@ def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
     if isinstance(obj, nn.Module):
         return Unwrapped(None, obj, "", "pickled nn.Module", None, ())
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"the checkpoint holds a {type(obj).__name__}, not a state dict or a dict containing one")
+        raise CheckpointFormatError(f"the checkpoint holds a {printable(type(obj).__name__, 60)}, not a state dict or a dict containing one")
     manifest = read_manifest(obj)
     if key is not None:
         if key not in obj:
-            raise CheckpointFormatError(f"the checkpoint has no key '{key}' (keys: {', '.join(map(str, list(obj)[:8]))})")
+            raise CheckpointFormatError(f"the checkpoint has no key '{printable(key, 60)}' (keys: {_keys(obj)})")
         inner = obj[key]
         if isinstance(inner, nn.Module):
             return Unwrapped(None, inner, f"['{key}']", f"pickled nn.Module under '{key}'", manifest, ())
         if not is_state_dict(inner):
-            raise CheckpointFormatError(f"the checkpoint's '{key}' entry is not a state dict")
+            raise CheckpointFormatError(f"the checkpoint's '{printable(key, 60)}' entry is not a state dict")
         return Unwrapped(dict(inner), None, f"['{key}']", _describe(obj), manifest, ())
     if is_state_dict(obj):
         return Unwrapped(dict(obj), None, "", "state dict", manifest, ())
@@ -108,10 +117,9 @@ def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
     if not candidates:
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if len(tensors) >= 1 and len(tensors) >= len(obj) - 2 and "entropyflow" not in obj:
-            dropped = [str(k) for k in obj if k not in tensors]
+            dropped = [brief(k, 40) for k in obj if k not in tensors]
             return Unwrapped(tensors, None, "", "state dict", manifest, (f"ignored non-tensor entries: {', '.join(dropped)}",) if dropped else ())
-        keys = ", ".join(map(str, list(obj)[:8]))
-        raise CheckpointFormatError(f"the checkpoint is a dict without a state dict (keys: {keys}); pass --key NAME to pick one")
+        raise CheckpointFormatError(f"the checkpoint is a dict without a state dict (keys: {_keys(obj)}); pass --key NAME to pick one")
     pick = candidates[0]
     notes = (f"also found {', '.join(candidates[1:])}: pass --key to analyse it instead",) if len(candidates) > 1 else ()
     inner = obj[pick]

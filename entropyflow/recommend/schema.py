@@ -17,6 +17,12 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputNotFoundError, OutputError
 from ..estimate import ESTIMATORS
+from ..text import brief, printable
+
+
+def _show(v: object) -> str:
+    """A config value in an error message: bounded, control characters escaped."""
+    return brief(v, 60) if not isinstance(v, str) else repr(printable(v, 60))
 
 SCHEMA_VERSION = 1
 FORMS = ("log", "inverse")
@@ -108,7 +114,7 @@ def _need(d: Mapping, key: str, path: str):
 
 def _number(v, path: str, *, positive: bool = False) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{path}: not a number ({v!r})")
+        raise ConfigError(f"{path}: not a number ({_show(v)})")
     v = float(v)
     if not math.isfinite(v):
         raise ConfigError(f"{path}: must be finite ({v})")
@@ -119,22 +125,23 @@ def _number(v, path: str, *, positive: bool = False) -> float:
 
 def _text(v, path: str) -> str:
     if not isinstance(v, str) or not v:
-        raise ConfigError(f"{path}: must be a non-empty string ({v!r})")
+        raise ConfigError(f"{path}: must be a non-empty string ({_show(v)})")
     return v
 
 
 def _ints(v, path: str, n: int | None = None) -> tuple[int, ...]:
     if not isinstance(v, (list, tuple)) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
-        raise ConfigError(f"{path}: must be a list of non-negative integers ({v!r})")
+        raise ConfigError(f"{path}: must be a list of non-negative integers ({_show(v)})")
     if n is not None and len(v) != n:
-        raise ConfigError(f"{path}: must have {n} entries ({v!r})")
+        raise ConfigError(f"{path}: must have {n} entries ({_show(v)})")
     return tuple(v)
 
 
 def _known(d: Mapping, fields: tuple[str, ...], path: str) -> None:
     for key in d:
         if key not in fields:
-            raise ConfigError(f"{path}{key}: unknown field (expected {', '.join(fields)})")
+            shown = printable(key, 60) if isinstance(key, str) else brief(key, 40)
+            raise ConfigError(f"{path}{shown}: unknown field (expected {', '.join(fields)})")
 
 
 def from_dict(d) -> LambdaConfig:
@@ -143,42 +150,47 @@ def from_dict(d) -> LambdaConfig:
         raise ConfigError("config: the top level must be a mapping")
     _known(d, TOP_FIELDS, "")
     version = _need(d, "schema_version", "")
-    if version != SCHEMA_VERSION:
-        raise ConfigError(f"schema_version: {version!r} is not supported (expected {SCHEMA_VERSION})")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise ConfigError(f"schema_version: {_show(version)} is not supported (expected {SCHEMA_VERSION})")
     loss = _need(d, "loss", "")
     if not isinstance(loss, Mapping):
         raise ConfigError("loss: must be a mapping with form and epsilon")
     _known(loss, ("form", "epsilon"), "loss.")
     form = _need(loss, "form", "loss.")
-    if form not in FORMS:
-        raise ConfigError(f"loss.form: {form!r} is not one of {', '.join(FORMS)}")
+    if not isinstance(form, str) or form not in FORMS:
+        raise ConfigError(f"loss.form: {_show(form)} is not one of {', '.join(FORMS)}")
     eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True)
     rule = _need(d, "channel_rule", "")
-    if rule not in CHANNEL_RULES:
-        raise ConfigError(f"channel_rule: {rule!r} is not one of {', '.join(CHANNEL_RULES)}")
+    if not isinstance(rule, str) or rule not in CHANNEL_RULES:
+        raise ConfigError(f"channel_rule: {_show(rule)} is not one of {', '.join(CHANNEL_RULES)}")
     fp = d.get("fingerprint") or {}
     if not isinstance(fp, Mapping):
         raise ConfigError("fingerprint: must be a mapping with sha256_16 and layers")
     _known(fp, ("sha256_16", "layers"), "fingerprint.")
-    if not re.fullmatch(r"[0-9a-f]{16}|", str(fp.get("sha256_16", ""))):
-        raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({fp.get('sha256_16')!r})")
+    if not isinstance(fp.get("sha256_16", ""), str) or not re.fullmatch(r"[0-9a-f]{16}|", fp.get("sha256_16", "")):
+        raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({_show(fp.get('sha256_16'))})")
     fp_layers = fp.get("layers", 0)
     if isinstance(fp_layers, bool) or not isinstance(fp_layers, int) or fp_layers < 0:
-        raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({fp_layers!r})")
+        raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({_show(fp_layers)})")
     st = _need(d, "strategy", "")
     if not isinstance(st, Mapping):
         raise ConfigError("strategy: must be a mapping with name, params and rationale")
+    _known(st, ("name", "params", "rationale"), "strategy.")
     params = st.get("params") or {}
-    if not isinstance(params, Mapping):
-        raise ConfigError("strategy.params: must be a mapping")
-    strategy = Strategy(_text(_need(st, "name", "strategy."), "strategy.name"), tuple(params.items()), str(st.get("rationale", "")))
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) and _scalar(v) for k, v in params.items()):
+        raise ConfigError("strategy.params: must be a mapping of names to numbers or strings")
+    rationale = st.get("rationale", "")
+    if not isinstance(rationale, str):
+        raise ConfigError(f"strategy.rationale: must be a string ({_show(rationale)})")
+    strategy = Strategy(_text(_need(st, "name", "strategy."), "strategy.name"), tuple(params.items()), rationale)
     estimator = d.get("estimator", "paper")
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"estimator: {estimator!r} is not one of {', '.join(ESTIMATORS)}")
+    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator: {_show(estimator)} is not one of {', '.join(ESTIMATORS)}")
     raw_layers = _need(d, "layers", "")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ConfigError("layers: must be a non-empty list")
     layers = []
+    seen: set[str] = set()
     for i, l in enumerate(raw_layers):
         p = f"layers[{i}]"
         if not isinstance(l, Mapping):
@@ -192,7 +204,7 @@ def from_dict(d) -> LambdaConfig:
             fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]") for j, x in enumerate(fl))
         kind = _text(_need(l, "kind", p + "."), f"{p}.kind")
         if not KIND.fullmatch(kind):
-            raise ConfigError(f"{p}.kind: {kind!r} is not conv1d/2d/3d, conv_transpose1d/2d/3d, linear or attention_q/k/v")
+            raise ConfigError(f"{p}.kind: {_show(kind)} is not conv1d/2d/3d, conv_transpose1d/2d/3d, linear or attention_q/k/v")
         dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
         if len(shape) != dims:
             raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
@@ -204,8 +216,9 @@ def from_dict(d) -> LambdaConfig:
             if rows[0] >= rows[1]:
                 raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({list(rows)})")
         name = _text(_need(l, "name", p + "."), f"{p}.name")
-        if any(name == prev.name for prev in layers):
-            raise ConfigError(f"{p}.name: {name!r} is listed twice")
+        if name in seen:
+            raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
+        seen.add(name)
         layers.append(LayerLambda(
             name=name, kind=kind,
             weight_key=_text(_need(l, "weight_key", p + "."), f"{p}.weight_key"), weight_shape=shape,
@@ -213,14 +226,23 @@ def from_dict(d) -> LambdaConfig:
             rows=rows,
         ))
     prov = d.get("provenance") or {}
-    if not isinstance(prov, Mapping):
-        raise ConfigError("provenance: must be a mapping")
+    if not isinstance(prov, Mapping) or not all(isinstance(k, str) and _scalar(v) for k, v in prov.items()):
+        raise ConfigError("provenance: must be a mapping of names to strings or numbers")
+    warnings = d.get("warnings") or []
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        raise ConfigError(f"warnings: must be a list of strings ({_show(warnings)})")
+    model = d.get("model", "")
+    if not isinstance(model, str):
+        raise ConfigError(f"model: must be a string ({_show(model)})")
     return LambdaConfig(
-        model=str(d.get("model", "")), fingerprint=str(fp.get("sha256_16", "")), estimator=estimator,
+        model=model, fingerprint=fp.get("sha256_16", ""), estimator=estimator,
         channel_rule=rule, form=form, epsilon=eps, strategy=strategy, layers=tuple(layers),
-        provenance=tuple(prov.items()), warnings=tuple(str(w) for w in d.get("warnings") or ()),
-        fingerprint_layers=fp_layers,
+        provenance=tuple(prov.items()), warnings=tuple(warnings), fingerprint_layers=fp_layers,
     )
+
+
+def _scalar(v: object) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -243,36 +265,107 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
         return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
     Dumper.add_representer(list, short_lists)
+    Dumper.ignore_aliases = lambda self, data: True  # configs are read back without aliases
     body = yaml.dump(d, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
-    return "# entropyflow λ placement config (docs/config.md)\n" + body
+    return CONFIG_HEADER + body
+
+
+CONFIG_HEADER = "# entropyflow λ placement config (docs/config.md)\n"
+MAX_CONFIG_BYTES = 64 << 20
+
+
+def _is_config_file(path: Path) -> bool:
+    """Whether an existing file is a λ config entropyflow wrote (the only files it overwrites)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    if head.startswith(CONFIG_HEADER.encode()):
+        return True
+    return head.lstrip().startswith(b"{") and b'"schema_version"' in head and b'"fingerprint"' in head
 
 
 def check_config_path(path: str | Path) -> Path:
-    """The path a config will be written to, if it can be: a .yaml/.yml/.json name in a writable folder."""
+    """The path a config will be written to, if it can be: a .yaml/.yml/.json name in a writable
+    folder, not a folder or link, and not an existing file that entropyflow did not write."""
+    if str(path).strip() == "":
+        raise OutputError("the config file name is empty (give one, e.g. -o lambda.yaml)")
     path = Path(path).expanduser()
+    where = printable(path)
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise OutputError(f"cannot write {path}: use a .yaml, .yml or .json file name")
+        raise OutputError(f"cannot write {where}: use a .yaml, .yml or .json file name")
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write {path}: {folder} is not a writable folder")
-    if path.is_dir():
-        raise OutputError(f"cannot write {path}: it is a folder")
+    try:
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise OutputError(f"cannot write {where}: {printable(folder)} is not a writable folder")
+        if path.is_symlink() or path.is_dir():
+            raise OutputError(f"cannot write {where}: it is a {'symbolic link' if path.is_symlink() else 'folder'}")
+        if path.exists() and not _is_config_file(path):
+            raise OutputError(f"cannot write {where}: the file exists and is not a λ config written by entropyflow "
+                              "(entropyflow never overwrites files it did not write): choose another name")
+        if len(os.fsencode(path.name)) + 24 > os.pathconf(folder, "PC_NAME_MAX"):
+            raise OutputError(f"cannot write {where}: the file name is too long")
+    except OSError as exc:
+        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from exc
     return path
 
 
 def save_config(cfg: LambdaConfig, path: str | Path) -> Path:
-    """Write YAML (``.yaml``/``.yml``) or JSON (``.json``) atomically (never a half-written file)."""
+    """Write YAML (``.yaml``/``.yml``) or JSON (``.json``) atomically (never a half-written file,
+    no temporary file left behind even when interrupted)."""
     path = check_config_path(path)
     text = dumps(cfg, _is_json(path))
-    fd, tmp = tempfile.mkstemp(prefix=".entropyflow-", suffix=path.suffix, dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".entropyflow-", suffix=path.suffix, dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     return path
+
+
+MAX_YAML_NODES = 1_000_000  # a config's YAML nodes after expanding aliases
+
+
+def _yaml_loader():
+    import yaml
+
+    class BoundedAliases(yaml.SafeLoader):
+        """YAML whose aliases expand to at most MAX_YAML_NODES nodes (a 1.5 KB file of nested
+        aliases, the 'billion laughs', describes billions) and never refer to themselves."""
+
+        def construct_document(self, node):
+            _expanded_size(node, {}, set())
+            return super().construct_document(node)
+
+    def _expanded_size(node, memo: dict[int, int], open_: set[int]) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in open_:
+            raise ConfigError(f"line {node.start_mark.line + 1}: a YAML alias refers to the node that contains it")
+        open_.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(_expanded_size(c, memo, open_) for c in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n = 1 + sum(_expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value)
+        else:
+            n = 1
+        open_.discard(key)
+        if n > MAX_YAML_NODES:
+            raise ConfigError(f"line {node.start_mark.line + 1}: YAML aliases expand this config past "
+                              f"{MAX_YAML_NODES:,} values (an alias bomb?); write the values out")
+        memo[key] = n
+        return n
+
+    return BoundedAliases
 
 
 def load_config(source: str | Path | Mapping) -> LambdaConfig:
@@ -280,16 +373,27 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
     if isinstance(source, Mapping):
         return from_dict(source)
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise InputNotFoundError(f"no such config file: {path}")
-    text = path.read_text(encoding="utf-8", errors="replace")
+    where = printable(path)
+    try:
+        if not path.is_file():
+            raise InputNotFoundError(f"no such config file: {where}")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read the config file {where}: {exc.strerror or exc}") from exc
     try:
         if _is_json(path):
             data = json.loads(text)
         else:
             import yaml
 
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass with bounded aliases
+    except ConfigError:
+        raise
+    except RecursionError as exc:
+        raise ConfigError(f"{where} is nested too deeply to be a λ config") from exc
     except Exception as exc:  # noqa: BLE001 - yaml/json parse errors of any kind become one line
-        raise ConfigError(f"{path.name} is not valid {'JSON' if _is_json(path) else 'YAML'}: {' '.join(str(exc).split())[:200]}") from None
+        raise ConfigError(f"{printable(path.name)} is not valid {'JSON' if _is_json(path) else 'YAML'}: "
+                          f"{printable(' '.join(str(exc).split()), 200)}") from exc
     return from_dict(data)

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
-from ..errors import CheckpointFormatError, InputNotFoundError
+from ..errors import CheckpointFormatError, InputNotFoundError, one_line
+from ..text import brief, printable
 from ..estimate.stats import Summary
 from ..results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
 
@@ -105,49 +107,171 @@ def analysis_json(r: AnalysisResult) -> bytes:
     return (_dump(to_dict(r)) + "\n").encode()
 
 
+MAX_ANALYSIS_BYTES = 512 << 20
+
+
 def read_analysis(path: str | Path) -> AnalysisResult:
-    """Restore an :class:`AnalysisResult` from ``analysis.json`` (or the folder holding it)."""
+    """Restore an :class:`AnalysisResult` from ``analysis.json`` (or the folder holding it).
+
+    The file is input like any checkpoint: every field is type-checked (a wrong type names the
+    field), NaN is refused, nesting and size are bounded."""
     p = Path(path)
-    if p.is_dir():
-        p = p / "analysis.json"
-    if not p.is_file():
-        raise InputNotFoundError(f"no such analysis file: {p}")
+    where = printable(p)
     try:
-        d = json.loads(p.read_text())
-        if d.get("schema") != SCHEMA:
-            raise ValueError(f"schema {d.get('schema')!r}")
+        if p.is_dir():
+            p = p / "analysis.json"
+        if not p.is_file():
+            raise InputNotFoundError(f"no such analysis file: {printable(p)}")
+        if p.stat().st_size > MAX_ANALYSIS_BYTES:
+            raise CheckpointFormatError(f"{printable(p)} is larger than {MAX_ANALYSIS_BYTES >> 20} MiB: not an entropyflow analysis")
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputNotFoundError(f"cannot read {where}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): not UTF-8 text") from exc
+    try:
+        d = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            raise _Bad(f"schema {brief(d.get('schema') if isinstance(d, dict) else d, 40)}")
         return from_dict(d)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointFormatError(f"{p} is not an entropyflow analysis ({SCHEMA}): {exc}") from None
+    except RecursionError as exc:
+        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis: nested too deeply") from exc
+    except (_Bad, ValueError) as exc:
+        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): {printable(one_line(exc, 200))}") from exc
+
+
+class _Bad(ValueError):
+    """A field of analysis.json with the wrong type or value."""
+
+
+def _no_constant(name: str):
+    raise _Bad(f"{name} is not a number entropyflow writes")
+
+
+def _get(d: dict, key: str, where: str, kinds, *, optional: bool = False):
+    if not isinstance(d, dict):
+        raise _Bad(f"{where or 'top level'}: must be an object")
+    if key not in d:
+        if optional:
+            return None
+        raise _Bad(f"{where}{key}: missing")
+    v = d[key]
+    if v is None and optional:
+        return None
+    ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)))
+    if not ok:
+        raise _Bad(f"{where}{key}: wrong type ({brief(v, 40)})")
+    return v
+
+
+def _ints(v, where: str, minimum: int = 0) -> tuple[int, ...]:
+    if not isinstance(v, list) or not all(type(x) is int and x >= minimum for x in v):
+        raise _Bad(f"{where}: must be a list of integers ≥ {minimum} ({brief(v, 40)})")
+    return tuple(v)
+
+
+def _strs(v, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise _Bad(f"{where}: must be a list of strings ({brief(v, 40)})")
+    return tuple(v)
+
+
+def _value(v, where: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, str) and v in ("-inf", "inf"):
+        return float(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _Bad(f"{where}: not a number ({brief(v, 40)})")
+    return float(v)
+
+
+def _values(v, where: str, *, finite_or_neginf: bool = False):
+    if not isinstance(v, list):
+        raise _Bad(f"{where}: must be a list of numbers ({brief(v, 40)})")
+    out = [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
+    if any(x is None for x in out) or (finite_or_neginf and any(x == math.inf for x in out)):
+        raise _Bad(f"{where}: must hold numbers (or \"-inf\")")
+    return frozen_array(out)
+
+
+_KIND = re.compile(r"conv(_transpose)?[123]d|linear|attention_[qkv]")
 
 
 def from_dict(d: dict) -> AnalysisResult:
-    m = d["model"]
+    """Validate and restore an analysis from its dict form (see :func:`read_analysis`)."""
+    m = _get(d, "model", "", dict)
+    est = _get(d, "estimator", "", dict)
+    estimator, rule = _get(est, "name", "estimator.", str), _get(est, "channel_rule", "estimator.", str)
+    if estimator not in CONVENTIONS:
+        raise _Bad(f"estimator.name: {printable(estimator, 40)!r} is not one of {', '.join(CONVENTIONS)}")
+    if rule not in ("first", "mean"):
+        raise _Bad(f"estimator.channel_rule: {printable(rule, 40)!r} is not first or mean")
     layers = []
-    for l in d["layers"]:
-        g = l["geometry"]
-        if g and g["type"] == "conv":
-            geo = ConvGeometry(tuple(g["in_size"]), tuple(g["out_size"]), tuple(g["kernel"]), tuple(g["stride"]),
-                               tuple(g["pad_left"]), tuple(g["dilation"]), g["padding_mode"], g["transposed"], g["source"],
-                               g.get("groups", 1))
-        elif g and g["type"] == "dense":
-            geo = DenseGeometry(g["n_positions"])
-        else:
-            geo = None
-        pf = l["per_filter"]
-        layers.append(LayerResult(
-            index=l["index"], name=l["name"], kind=l["kind"], module_type=l["module_type"], weight_key=l["weight_key"],
-            weight_shape=tuple(l["weight_shape"]), traced=l["traced"], calls=l["calls"], geometry=geo,
-            c11=frozen_array([_unnum(v) for v in pf["c11"]]), per_position=frozen_array([_unnum(v) for v in pf["dh_per_position"]]),
-            totals=None if pf["dh_total"] is None else frozen_array([_unnum(v) for v in pf["dh_total"]]),
-            exact=l["exact"], reason=l["reason"], summary=Summary(**{k: _unnum(v) for k, v in l["summary"].items()}),
-            logdet=_unnum(l["logdet"]), square=l["square"], inferred=l["inferred"], notes=tuple(l["notes"]),
-            joint=_unnum(l.get("joint")),
-        ))
-    info = ModelInfo(m["spec"], m["description"], m["format"], m["weights"], tuple(m["files"]), m["sha256"], m["arch"],
-                     tuple(m["input_size"]) if m["input_size"] else None, m["walk"])
+    raw_layers = _get(d, "layers", "", list)
+    for i, item in enumerate(raw_layers):
+        layers.append(_layer(item, f"layers[{i}]."))
+    if [l.index for l in layers] != list(range(1, len(layers) + 1)):
+        raise _Bad("layers: indices must run 1, 2, 3, …")
+    size = _get(m, "input_size", "model.", list, optional=True)
+    info = ModelInfo(_get(m, "spec", "model.", str), _get(m, "description", "model.", str), _get(m, "format", "model.", str),
+                     _get(m, "weights", "model.", str), _strs(_get(m, "files", "model.", list), "model.files"),
+                     _get(m, "sha256", "model.", str, optional=True), _get(m, "arch", "model.", str, optional=True),
+                     _ints(size, "model.input_size", 1) if size is not None else None, _get(m, "walk", "model.", str))
+    skipped = []
+    for i, s_ in enumerate(_get(d, "skipped", "", list)):
+        w = f"skipped[{i}]."
+        skipped.append(SkippedModule(_get(s_, "name", w, str), _get(s_, "type", w, str), _get(s_, "reason", w, str),
+                                     _get(s_, "parameters", w, int)))
+    versions = _get(d, "versions", "", dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
+        raise _Bad("versions: must map names to version strings")
     return AnalysisResult(
-        model=info, estimator=d["estimator"]["name"], channel_rule=d["estimator"]["channel_rule"], device=d["device"],
-        layers=tuple(layers), skipped=tuple(SkippedModule(s["name"], s["type"], s["reason"], s["parameters"]) for s in d["skipped"]),
-        warnings=tuple(d["warnings"]), notes=tuple(d["notes"]), versions=tuple(d["versions"].items()),
+        model=info, estimator=estimator, channel_rule=rule, device=_get(d, "device", "", str), layers=tuple(layers),
+        skipped=tuple(skipped), warnings=_strs(_get(d, "warnings", "", list), "warnings"),
+        notes=_strs(_get(d, "notes", "", list), "notes"), versions=tuple(versions.items()),
+    )
+
+
+def _layer(item, w: str) -> LayerResult:
+    kind = _get(item, "kind", w, str)
+    if not _KIND.fullmatch(kind):
+        raise _Bad(f"{w}kind: {printable(kind, 40)!r} is not a layer kind entropyflow writes")
+    shape = _ints(_get(item, "weight_shape", w, list), f"{w}weight_shape")
+    g = _get(item, "geometry", w, dict, optional=True)
+    geo: ConvGeometry | DenseGeometry | None = None
+    if g is not None:
+        t = _get(g, "type", f"{w}geometry.", str)
+        gw = f"{w}geometry."
+        if t == "conv":
+            geo = ConvGeometry(_ints(_get(g, "in_size", gw, list), gw + "in_size", 1), _ints(_get(g, "out_size", gw, list), gw + "out_size", 1),
+                               _ints(_get(g, "kernel", gw, list), gw + "kernel", 1), _ints(_get(g, "stride", gw, list), gw + "stride", 1),
+                               _ints(_get(g, "pad_left", gw, list), gw + "pad_left"), _ints(_get(g, "dilation", gw, list), gw + "dilation", 1),
+                               _get(g, "padding_mode", gw, str), _get(g, "transposed", gw, bool), _get(g, "source", gw, str),
+                               _get(g, "groups", gw, int, optional=True) or 1)
+        elif t == "dense":
+            geo = DenseGeometry(_get(g, "n_positions", gw, int))
+        else:
+            raise _Bad(f"{gw}type: {printable(t, 20)!r} is not conv or dense")
+    pf = _get(item, "per_filter", w, dict)
+    per = _values(_get(pf, "dh_per_position", f"{w}per_filter.", list), f"{w}per_filter.dh_per_position", finite_or_neginf=True)
+    totals_raw = _get(pf, "dh_total", f"{w}per_filter.", list, optional=True)
+    totals = None if totals_raw is None else _values(totals_raw, f"{w}per_filter.dh_total")
+    c11 = _values(_get(pf, "c11", f"{w}per_filter.", list), f"{w}per_filter.c11")
+    if totals is not None and totals.size != per.size:
+        raise _Bad(f"{w}per_filter: dh_total and dh_per_position differ in length")
+    sm = _get(item, "summary", w, dict)
+    summary = Summary(**{f: (_get(sm, f, f"{w}summary.", int) if f.startswith("n") else _value(sm.get(f), f"{w}summary.{f}"))
+                         for f in Summary.__dataclass_fields__})
+    exact = item.get("exact")
+    if exact is not None and not isinstance(exact, bool):
+        raise _Bad(f"{w}exact: must be true, false or null ({brief(exact, 20)})")
+    square = _get(item, "square", w, int, optional=True)
+    return LayerResult(
+        index=_get(item, "index", w, int), name=_get(item, "name", w, str), kind=kind, module_type=_get(item, "module_type", w, str),
+        weight_key=_get(item, "weight_key", w, str), weight_shape=shape, traced=_get(item, "traced", w, bool),
+        calls=_get(item, "calls", w, int), geometry=geo, c11=c11, per_position=per, totals=totals, exact=exact,
+        reason=_get(item, "reason", w, str), summary=summary, logdet=_value(item.get("logdet"), f"{w}logdet"), square=square,
+        inferred=_get(item, "inferred", w, bool), notes=_strs(_get(item, "notes", w, list), f"{w}notes"),
+        joint=_value(item.get("joint"), f"{w}joint"),
     )

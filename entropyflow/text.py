@@ -1,0 +1,52 @@
+"""Text taken from untrusted input (checkpoint keys, file names, analysis.json fields) made safe
+to render: control characters become visible escapes (no ``ESC[2J`` reaches a terminal), and
+anything rendered from checkpoint metadata is bounded in size however the object is built
+(a 3 KB pickle of shared tuples can describe a string of gigabytes)."""
+from __future__ import annotations
+
+import re
+
+# C0/C1 controls, DEL, and the bidirectional overrides/isolates that reorder displayed text
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match) -> str:
+    c = m.group(0)
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def printable(text: object, limit: int | None = None) -> str:
+    """``text`` with every control or direction-changing character written as ``\\xNN``/``\\uNNNN``
+    (tabs and newlines included: rendered text is one line), cut to ``limit`` characters."""
+    s = _UNSAFE.sub(_escape, str(text))
+    if limit is not None and len(s) > limit:
+        s = s[: max(0, limit - 1)] + "…"
+    return s
+
+
+def brief(obj: object, limit: int = 60, depth: int = 2) -> str:
+    """A bounded description of a value read from a checkpoint: numbers and short strings as
+    themselves, containers by type and length (``tuple[3]``), never expanding shared structure."""
+    if isinstance(obj, bool) or obj is None:
+        return str(obj)
+    if isinstance(obj, (int, float)):
+        text = repr(obj)
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+    if isinstance(obj, str):
+        return printable(obj, limit)
+    if isinstance(obj, (bytes, bytearray)):
+        return f"{type(obj).__name__}[{len(obj)}]"
+    if isinstance(obj, (list, tuple, dict, set, frozenset)):
+        n = len(obj)
+        if depth <= 0 or n > 4:
+            return f"{type(obj).__name__}[{n}]"
+        items = obj.items() if isinstance(obj, dict) else obj
+        parts: list[str] = []
+        for item in items:
+            part = (f"{brief(item[0], 20, depth - 1)}: {brief(item[1], 20, depth - 1)}" if isinstance(obj, dict)
+                    else brief(item, 20, depth - 1))
+            parts.append(part)
+        text = {"list": "[{}]", "tuple": "({})", "dict": "{{{}}}"}.get(type(obj).__name__, type(obj).__name__ + "({})")
+        out = text.format(", ".join(parts))
+        return out if len(out) <= limit else f"{type(obj).__name__}[{n}]"
+    return printable(type(obj).__name__, limit)
