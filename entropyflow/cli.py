@@ -229,7 +229,13 @@ def analyze(
         written = write_report(result, out_dir, report_opts, references)
         if not quiet:
             render_analysis(result, console)
-        console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
+        _wrote(console, written, out_dir)
+
+
+def _wrote(console: Console, written, out_dir) -> None:
+    from rich.text import Text
+
+    console.print(Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False)
 
 
 def _option_error(message: str):
@@ -319,7 +325,7 @@ def compare(
 
         results = [read_analysis(p / "analysis.json" if p.is_dir() else p) for p in analyses]
         written = write_atomically(out_dir, comparison_files(results, report_opts))
-        console.print(f"wrote {', '.join(p.name for p in written)} to {out_dir}", style="dim", highlight=False)
+        _wrote(console, written, out_dir)
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

@@ -72,6 +72,10 @@ class OptionError(EntropyflowError):
     """An option value that cannot be used (bad --input-size, CUDA asked for but absent...)."""
 
 
+class BudgetError(OptionError):
+    """Work that cannot fit the memory budget (--max-gpu-mem), refused before it starts."""
+
+
 class ConfigError(EntropyflowError):
     """An invalid λ placement config (names the bad field)."""
 

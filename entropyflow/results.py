@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .estimate.stats import Summary, inf_safe_sum
-from .walk.sites import ConvGeometry, DenseGeometry, SkippedModule
+from .walk.sites import ConvGeometry, DenseGeometry, SkippedModule, order_of
 
 __all__ = ["LayerResult", "ModelInfo", "AnalysisResult", "SkippedModule", "ConvGeometry", "DenseGeometry", "Summary"]
 
@@ -88,6 +88,11 @@ class ModelInfo:
     arch: str | None = None
     input_size: tuple[int, ...] | None = None
     walk: str = "trace"
+
+    @property
+    def order(self) -> str:
+        """How the layers are numbered, in words (``forward execution order`` when traced)."""
+        return order_of(self.walk)
 
 
 @dataclass(frozen=True, eq=False)

@@ -74,7 +74,11 @@ def test_bare_state_dict_without_arch_gives_values_but_no_totals(tmp_path, vgg, 
     f = tmp_path / "sd.pth"
     torch.save(vgg.state_dict(), f)
     result = analyze(f)
-    assert [l.per_position.tolist() for l in result.layers] == [l.per_position.tolist() for l in reference.layers]
+    # without the architecture: module-name order (natural sort), said so, values equal layer by layer
+    assert [l.name for l in result.layers] == ["classifier.1", "classifier.3", "features.0", "features.2", "features.5", "features.7"]
+    assert result.model.order == "module-name order, not traced"
+    by_name = {l.name: l.per_position.tolist() for l in reference.layers}
+    assert {l.name: l.per_position.tolist() for l in result.layers} == by_name
     assert all(l.totals is None and "--arch" in " ".join(l.notes) for l in result.layers)
 
 

@@ -161,13 +161,21 @@ def test_bare_state_dict_heuristics():
         "rnn.weight_ih_l0": torch.randn(16, 4), "rnn.weight_hh_l0": torch.randn(16, 4),
     }
     walk = walk_state_dict(DictSource(sd))
-    assert [(s.name, s.kind) for s in walk.sites] == [
-        ("stem", "conv2d"), ("block.attn.q_proj", "attention_q"), ("block.attn.k_proj", "attention_k"),
-        ("block.attn.v_proj", "attention_v"), ("temporal", "conv1d"), ("head", "linear")]
+    assert [(s.name, s.kind) for s in walk.sites] == [  # module-name order: the file's order is not the model's
+        ("block.attn.q_proj", "attention_q"), ("block.attn.k_proj", "attention_k"), ("block.attn.v_proj", "attention_v"),
+        ("head", "linear"), ("stem", "conv2d"), ("temporal", "conv1d")]
     assert all(s.geometry is None and s.inferred for s in walk.sites)
     skipped = {s.name: s.reason for s in walk.skipped}
     assert set(skipped) == {"bn", "tok_embeddings", "rnn"}
     assert "embedding" in skipped["tok_embeddings"] and "recurrent" in skipped["rnn"] and "1-D" in skipped["bn"]
+
+
+def test_natural_module_order():
+    from entropyflow.walk.heuristic import natural_key
+
+    names = ["layer.10.conv", "layer.2.conv", "layer.2", "fc", "layer.1.conv2", "layer.1.conv10", "layer1.0", "layer.1.conv"]
+    assert sorted(names, key=natural_key) == ["fc", "layer.1.conv", "layer.1.conv2", "layer.1.conv10", "layer.2", "layer.2.conv",
+                                              "layer.10.conv", "layer1.0"]
 
 
 def test_wrong_input_size_fails_with_a_hint():

@@ -66,11 +66,13 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
     if opts.estimator == "spectral" and opts.channel_rule != "first":
         raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
     device = resolve_device(opts.device)
+    spectral = opts.estimator == "spectral"
+    if spectral:
+        spectral_sites.check_budget(walk.sites, opts.max_mem)  # every layer planned before any work
     n = len(walk.sites)
     results: list[LayerResult | None] = [None] * n
     dense: list[tuple[int, LayerSite]] = []
     zero: list[str] = []
-    spectral = opts.estimator == "spectral"
     for i, site in enumerate(walk.sites):
         if _scan(site, tensors):
             zero.append(site.name)
@@ -126,15 +128,9 @@ def _scan(site: LayerSite, tensors: TensorSource) -> bool:
 
 def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, rule: str) -> LayerResult:
     nd = len(site.weight_shape) - 2
-    taps0 = tensors.get_slice(site.weight_key, (slice(None), 0)).to(device=device, dtype=paper.FLOAT)
-    c11 = taps0.reshape(taps0.shape[0], -1)[:, 0]
-    if rule == "first":
-        per = paper.log_abs(c11)
-    else:
-        first = tensors.get_slice(site.weight_key, (slice(None), slice(None)) + (0,) * nd).to(device=device, dtype=paper.FLOAT)
-        per = paper.conv_per_position_mean(first)
     geo = site.geometry
     totals, exact, reasons = None, None, []
+    plan = None
     if isinstance(geo, ConvGeometry):
         plan = pivot_plan(geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pad_left, geo.dilation)
         if geo.padding_mode != "zeros" and any(geo.pad_left):
@@ -144,9 +140,22 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
         if rule == "mean":
             reasons.append("channel_rule=mean averages log|taps| over input channels (§4.2 reading), not a completed determinant")
         exact = not reasons
-        totals = paper.conv_totals_exact(taps0, paper.tap_counts(plan.counts, device)) if exact else paper.conv_totals_paper(per, geo.n_out)
     else:
         reasons.append(NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: no geometry, total unavailable")
+    # read only the taps the estimate uses: c11, and for exact totals the pivot taps (a corner of the kernel)
+    extent = tuple(max((a for a, n in enumerate(c) if n), default=0) + 1 for c in plan.counts) if exact else (1,) * nd
+    taps0 = tensors.get_slice(site.weight_key, (slice(None), 0) + tuple(slice(0, n) for n in extent)).to(device=device, dtype=paper.FLOAT)
+    c11 = taps0.reshape(taps0.shape[0], -1)[:, 0]
+    if rule == "first":
+        per = paper.log_abs(c11)
+    else:
+        first = tensors.get_slice(site.weight_key, (slice(None), slice(None)) + (0,) * nd).to(device=device, dtype=paper.FLOAT)
+        per = paper.conv_per_position_mean(first)
+    if exact:
+        counts = paper.tap_counts(tuple(c[:n] for c, n in zip(plan.counts, extent)), device)
+        totals = paper.conv_totals_exact(taps0, counts)
+    elif isinstance(geo, ConvGeometry):
+        totals = paper.conv_totals_paper(per, geo.n_out)
     per_np = per.cpu().numpy()
     return LayerResult(
         index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,

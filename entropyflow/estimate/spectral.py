@@ -143,26 +143,32 @@ def circular_plan(weight: torch.Tensor, in_grid: tuple[int, ...], stride: tuple[
     return CircularPlan(fold(k, grid), grid, groups, divisible)
 
 
-def _dft_matrices(grid: tuple[int, ...], taps: tuple[int, ...], device, dtype: torch.dtype) -> list[torch.Tensor]:
-    """Per axis the DFT matrix ``E[u, a] = exp(−2πi·u·a/n)`` (last axis: ``u ≤ n/2`` only)."""
+def frequency_rows(grid: tuple[int, ...], taps: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype) -> torch.Tensor:
+    """Rows ``lo:hi`` of ``E[ω, a] = exp(−2πi·Σ_ax u_ax·a_ax/n_ax)`` over the half-spectrum frequencies
+    (rfftn order, flattened) and the kernel's taps (flattened): ``K̂(ω) = Σ_a E[ω, a]·k[:, :, a]``.
+    Built a chunk at a time, so no (frequencies × taps) matrix of the whole grid is ever held."""
     cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
-    mats = []
-    for ax, (n, k) in enumerate(zip(grid, taps)):
-        u = torch.arange(n // 2 + 1 if ax == len(grid) - 1 else n, device=device, dtype=dtype)
-        a = torch.arange(k, device=device, dtype=dtype)
-        phase = (-2.0 * math.pi / n) * torch.remainder(torch.outer(u, a), n)
-        mats.append(torch.polar(torch.ones_like(phase), phase).to(cdtype))
-    return mats
+    half = (*grid[:-1], grid[-1] // 2 + 1)
+    flat = torch.arange(lo, hi, device=device)
+    phase = torch.zeros((hi - lo, prod(taps)), device=device, dtype=dtype)
+    tap_index = torch.arange(prod(taps), device=device)
+    step, tap_step = 1, 1
+    for ax in reversed(range(len(grid))):
+        u = (flat // step) % half[ax]
+        a = (tap_index // tap_step) % taps[ax]
+        # per axis, the phase of u·a mod n (exact integers), then scaled: as np.fft does
+        phase += (-2.0 * math.pi / grid[ax]) * torch.remainder(torch.outer(u, a), grid[ax]).to(dtype)
+        step *= half[ax]
+        tap_step *= taps[ax]
+    return torch.polar(torch.ones_like(phase), phase).to(cdtype)
 
 
-def _frequency_matrix(grid: tuple[int, ...], taps: tuple[int, ...], device, dtype: torch.dtype) -> torch.Tensor:
-    """``E[ω, a] = exp(−2πi·⟨ω, a⟩/n)`` over the half-spectrum frequencies (rfftn order, flattened)
-    and the kernel's taps (flattened): ``K̂(ω) = Σ_a E[ω, a]·k[:, :, a]`` is one matrix product."""
-    mats = _dft_matrices(grid, taps, device, dtype)
-    e = mats[0]
-    for m in mats[1:]:
-        e = (e[:, None, :, None] * m[None, :, None, :]).reshape(e.shape[0] * m.shape[0], -1)
-    return e
+def half_multiplicity(grid: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype) -> torch.Tensor:
+    """Hermitian multiplicity (1 or 2) of the half-spectrum frequencies ``lo:hi`` (rfftn order)."""
+    n = grid[-1]
+    u_last = torch.arange(lo, hi, device=device) % (n // 2 + 1)
+    one = (u_last == 0) | ((n % 2 == 0) & (u_last == n // 2))
+    return torch.where(one, 1.0, 2.0).to(dtype)
 
 
 def _block_logabs(blocks: torch.Tensor) -> torch.Tensor:
@@ -211,22 +217,49 @@ def _multiplicity(grid: tuple[int, ...], device, dtype) -> torch.Tensor:
 
 
 GUARD = 1e-6  # autocorrelation route accepted where σ_f(ω)² ≥ GUARD·‖k_f‖² (relative error ≲ 1e-8 there)
+AUTOCORR_MAX_TAPS = 1024  # beyond this many taps per channel the P×P Gram costs more than the direct route
+
+
+def _half(grid: tuple[int, ...]) -> int:
+    return prod(grid[:-1]) * (grid[-1] // 2 + 1)
+
+
+def autocorr_fixed_bytes(taps: int, nd: int) -> int:
+    """Bytes of the lag index arrays of :func:`_autocorrelation` (once per call)."""
+    return 8 * taps * taps * (nd + 2)
+
+
+def autocorr_bytes_per_filter(taps: int, grid: tuple[int, ...], kernel: tuple[int, ...]) -> int:
+    """Bytes one filter holds on the autocorrelation route: its Gram, lags, the wrapped grid, the
+    half spectrum and the temporaries of the log."""
+    return 8 * taps * taps + 8 * prod(2 * n - 1 for n in kernel) + 8 * prod(grid) + 40 * _half(grid)
+
+
+def direct_bytes_per_channel(grid: tuple[int, ...]) -> int:
+    """Bytes one (filter, input channel) holds on the direct route: its complex half spectrum and
+    the power accumulator with its temporaries."""
+    return 56 * _half(grid)
 
 
 def filter_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> torch.Tensor:
     """``Σ_ω log σ_f(ω)`` per filter.
 
-    Fast route: ``σ_f(ω)² = Σ_τ r_f[τ] e^{−iωτ}``, the DFT of the filter's autocorrelation
-    ``r_f = Σ_c k_fc ⋆ k_fc`` (a few taps), so no ``F × C × grid`` array is formed. Its rounding
-    error is relative to ``‖k_f‖²``; filters whose response falls below ``GUARD·‖k_f‖²`` at some
-    frequency are recomputed from ``|K̂|²`` directly (exact down to zero, where ``log 0 = −∞``)."""
+    Fast route (kernels of at most AUTOCORR_MAX_TAPS taps): ``σ_f(ω)² = Σ_τ r_f[τ] e^{−iωτ}``,
+    the DFT of the filter's autocorrelation ``r_f = Σ_c k_fc ⋆ k_fc`` (a few taps), so no
+    ``F × C × grid`` array is formed. Its rounding error is relative to ``‖k_f‖²``; filters whose
+    response falls below ``GUARD·‖k_f‖²`` at some frequency are recomputed from ``|K̂|²`` directly
+    (exact down to zero, where ``log 0 = −∞``), as are all filters of larger kernels."""
     k = plan.kernel
     f = k.shape[0]
     nd = len(plan.grid)
+    taps = prod(k.shape[2:])
+    if taps > AUTOCORR_MAX_TAPS:
+        return _filter_log_spectrum_direct(plan, budget)
     dims = tuple(range(1, nd + 1))
     mult = _multiplicity(plan.grid, k.device, k.dtype)
     out = torch.empty(f, dtype=k.dtype, device=k.device)
-    per = max(1, budget // max(1, 3 * 8 * prod(plan.grid) + 8 * k[0].numel() * prod(2 * n - 1 for n in k.shape[2:])))
+    room = budget - autocorr_fixed_bytes(taps, nd)
+    per = max(1, room // autocorr_bytes_per_filter(taps, plan.grid, tuple(k.shape[2:])))
     redo = []
     for lo in range(0, f, per):
         r = _autocorrelation(k[lo:lo + per])  # (f', *(2K-1))
@@ -235,6 +268,7 @@ def filter_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> torch.Tens
         bad = (power <= floor.reshape((-1,) + (1,) * nd)).flatten(1).any(1)
         out[lo:lo + per] = 0.5 * (torch.log(power.clamp_min(torch.finfo(k.dtype).tiny)) * mult).flatten(1).sum(1)
         redo += [lo + int(i) for i in torch.nonzero(bad).flatten()]
+        del r, power
     if redo:
         idx = torch.tensor(redo, device=k.device)
         sub = CircularPlan(k[idx], plan.grid, 1, plan.divisible)
@@ -272,36 +306,90 @@ def _wrap(r: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
 
 
 def _filter_log_spectrum_direct(plan: CircularPlan, budget: int) -> torch.Tensor:
-    """``Σ_ω log σ_f(ω)`` from ``|K̂_fc(ω)|²`` summed over channels (no cancellation anywhere)."""
+    """``Σ_ω log σ_f(ω)`` from ``|K̂_fc(ω)|²`` summed over channels (no cancellation anywhere).
+    Chunks over filters, and over input channels when one filter's spectra exceed the budget."""
     k = plan.kernel
     f, c = k.shape[:2]
     nd = len(plan.grid)
     dims = tuple(range(2, nd + 2))
     mult = _multiplicity(plan.grid, k.device, k.dtype)
     out = torch.empty(f, dtype=k.dtype, device=k.device)
-    per = max(1, budget // max(1, 3 * 16 * c * prod(mult.shape)))
-    for lo in range(0, f, per):
-        hat = torch.fft.rfftn(k[lo:lo + per], s=plan.grid, dim=dims)
-        power = (hat.real.square() + hat.imag.square()).sum(1)
-        out[lo:lo + per] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
+    unit = direct_bytes_per_channel(plan.grid)
+    cper = max(1, min(c, budget // unit))
+    fper = max(1, budget // (unit * cper)) if cper == c else 1
+    for lo in range(0, f, fper):
+        power = torch.zeros((min(fper, f - lo), *mult.shape), dtype=k.dtype, device=k.device)
+        for c0 in range(0, c, cper):
+            hat = torch.fft.rfftn(k[lo:lo + fper, c0:c0 + cper], s=plan.grid, dim=dims)
+            power += (hat.real.square() + hat.imag.square()).sum(1)
+            del hat
+        out[lo:lo + fper] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
+        del power
     return out
+
+
+@dataclass(frozen=True)
+class ConvWork:
+    """What the spectral estimator of one conv layer must hold at once, before anything runs:
+    building its circular plan, and the smallest chunk of the per-filter and whole-layer passes."""
+
+    plan_bytes: int
+    filter_bytes: int
+    layer_bytes: int
+
+    @property
+    def least(self) -> int:
+        return max(self.plan_bytes, self.filter_bytes, self.layer_bytes)
+
+
+def conv_work(weight_shape: tuple[int, ...], in_grid: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
+              layer: bool = True) -> ConvWork:
+    """The least memory :func:`circular_plan` + :func:`conv_spectrum` need for a conv of this shape
+    on this grid (bytes; float64/complex128), from shapes alone."""
+    f, c = weight_shape[:2]
+    kernel = weight_shape[2:]
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    padded = [-(-n // s) * s for n, s in zip(dilated, stride)]
+    plan_bytes = 3 * 8 * f * c * prod(padded)  # the float64 copy, dilation, space-to-depth
+    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride))
+    folded = tuple(min(p // s, g) for p, s, g in zip(padded, stride, grid))
+    channels = c * prod(stride)
+    taps = prod(folded)
+    if all(n == 1 for n in folded):
+        return ConvWork(plan_bytes, 8 * f * channels, 16 * f * channels)
+    if taps <= AUTOCORR_MAX_TAPS:
+        filt = autocorr_fixed_bytes(taps, len(grid)) + autocorr_bytes_per_filter(taps, grid, folded)
+    else:
+        filt = direct_bytes_per_channel(grid)
+    whole = 16 * f * channels * taps + layer_bytes_per_freq(f, channels, taps) if layer else 0
+    return ConvWork(plan_bytes, filt, whole)
 
 
 def layer_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> float:
     """``Σ_ω Σ_g Σ_i log σ_i(K̂_g(ω))``: the layer's ``C_out × C_in`` frequency matrices come out
     of one complex matrix product per chunk of frequencies (already in batch layout) and go
-    through one batched factorisation; chunks hold about ``budget`` bytes."""
+    through one batched factorisation; a chunk holds about ``budget`` bytes."""
     k = plan.kernel
     f, c = k.shape[:2]
-    e = _frequency_matrix(plan.grid, tuple(k.shape[2:]), k.device, k.dtype)  # (n_half, taps)
-    weights = _multiplicity(plan.grid, k.device, k.dtype).reshape(-1)
-    taps = k.reshape(f * c, -1).mT.to(e.dtype)  # (taps, F·C)
-    per = max(1, budget // (3 * 16 * f * c))  # the chunk, its factorisation, workspace
+    taps_shape = tuple(k.shape[2:])
+    n_half = prod(plan.grid[:-1]) * (plan.grid[-1] // 2 + 1)
+    taps = k.reshape(f * c, -1).mT.to(torch.complex128 if k.dtype == torch.float64 else torch.complex64)  # (taps, F·C)
+    per = max(1, budget // layer_bytes_per_freq(f, c, taps.shape[0]))
     whole = torch.zeros((), dtype=k.dtype, device=k.device)
-    for lo in range(0, e.shape[0], per):
-        blocks = (e[lo:lo + per] @ taps).reshape(-1, plan.groups, f // plan.groups, c)
-        whole += (_block_logabs(blocks).sum(-1) * weights[lo:lo + per]).sum()  # Σ over groups, then frequencies
+    for lo in range(0, n_half, per):
+        hi = min(n_half, lo + per)
+        e = frequency_rows(plan.grid, taps_shape, lo, hi, k.device, k.dtype)
+        blocks = (e @ taps).reshape(-1, plan.groups, f // plan.groups, c)
+        weights = half_multiplicity(plan.grid, lo, hi, k.device, k.dtype)
+        whole += (_block_logabs(blocks).sum(-1) * weights).sum()  # Σ over groups, then frequencies
+        del e, blocks
     return float(whole)
+
+
+def layer_bytes_per_freq(f: int, c: int, taps: int) -> int:
+    """Bytes one frequency of :func:`layer_log_spectrum` holds: its E row, its F×C block, the
+    factorisation and its workspace."""
+    return 16 * taps + 4 * 16 * f * c + 64
 
 
 def filter_singular_values(plan: CircularPlan) -> torch.Tensor:

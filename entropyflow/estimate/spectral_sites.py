@@ -12,12 +12,45 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from math import prod
+
+from ..errors import BudgetError
 from ..results import LayerResult, frozen_array
+from ..text import printable
 from ..walk.sites import ConvGeometry, LayerSite
 from . import spectral
 from .stats import summarize
 
 UNTRACED_GRID = 32  # per axis: a fine circular grid stands in for the large-grid limit without geometry
+
+
+def _grid(site: LayerSite) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The circular grid, stride and dilation the spectral estimator uses for a conv site."""
+    geo = site.geometry
+    if isinstance(geo, ConvGeometry):
+        return geo.in_size, geo.stride, geo.dilation
+    nd = len(site.weight_shape) - 2
+    return tuple(max(UNTRACED_GRID, k) for k in site.weight_shape[2:]), (1,) * nd, (1,) * nd
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_budget(sites: Sequence[LayerSite], budget: int) -> None:
+    """Refuse, before any work, a layer whose smallest spectral chunk cannot fit ``budget`` (or,
+    for a layer whose weight is itself that large, four times its float64 weight)."""
+    for site in sites:
+        if not site.is_conv:
+            continue
+        grid, stride, dilation = _grid(site)
+        need = spectral.conv_work(site.weight_shape, grid, stride, dilation).least
+        allowance = max(budget, 4 * 8 * prod(site.weight_shape))
+        if need > allowance:
+            raise BudgetError(
+                f"layer {printable(site.name, 60)}: the spectral estimator needs at least {_mib(need)} at once for a "
+                f"{'x'.join(map(str, site.weight_shape))} kernel on a {'x'.join(map(str, grid))} grid, more than the memory "
+                f"budget of {_mib(budget)}: raise --max-gpu-mem, pass a smaller --input-size, or use --estimator paper")
 
 
 def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarray, device: torch.device,
@@ -31,7 +64,7 @@ def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarra
         exact, reason = _exactness(geo, plan)
         totals, joint = spec.filter_totals, spec.layer_total
     else:
-        grid = tuple(max(UNTRACED_GRID, k) for k in site.weight_shape[2:])
+        grid, _, _ = _grid(site)
         plan = spectral.circular_plan(w, grid, (1,) * nd, (1,) * nd)
         spec = spectral.conv_spectrum(plan, budget, layer=False)
         exact, totals, joint = None, None, None

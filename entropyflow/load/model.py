@@ -49,6 +49,9 @@ class LoadedModel:
     files: tuple[Path, ...] = ()
     integrity: Task | None = field(default=None, compare=False)  # zip CRC check + sha256 (see load.hashing)
     notes: tuple[str, ...] = ()
+    # the architecture as a real CPU module holding these weights, for models the meta device
+    # cannot run (data-dependent code such as detection heads); None when there is no structure
+    rebuild: Callable[[], nn.Module] | None = field(default=None, compare=False)
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -91,7 +94,7 @@ def _replace(loaded: LoadedModel, **kw) -> LoadedModel:
 def _from_module(module: nn.Module, spec: str, description: str, opts: LoadOptions, input_size=None) -> LoadedModel:
     return LoadedModel(
         spec=spec, description=description, format="nn.Module", tensors=DictSource(module.state_dict()),
-        skeleton=module, input_size=input_size, weights="live module weights",
+        skeleton=module, input_size=input_size, weights="live module weights", rebuild=lambda: module,
     )
 
 
@@ -118,7 +121,7 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
         return LoadedModel(description=f"pickled {type(raw.module).__name__} (loaded with --trust-code)",
-                           tensors=raw.tensors, skeleton=raw.module, **base)
+                           tensors=raw.tensors, skeleton=raw.module, rebuild=lambda: raw.module, **base)
     manifest = raw.manifest or {}
     arch = arch or opts.arch or manifest.get("arch")
     input_size = tuple(manifest["input_size"]) if manifest.get("input_size") else None
@@ -128,11 +131,22 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
     if arch_spec.is_file:
         raise OptionError(f"--arch must be a torchvision:, timm: or sample: spec, not a file ({arch})")
     zoo.check_spec(arch_spec)
-    skeleton, tensors, notes = _match(arch_spec, raw, zoo_pretrained)
+    skeleton, tensors, notes, rebuild = _match(arch_spec, raw, zoo_pretrained)
     return LoadedModel(
         description=f"{raw.description} as {arch_spec}", tensors=tensors, skeleton=skeleton, arch=str(arch_spec),
-        input_size=input_size or zoo.default_input_size(arch_spec), **{**base, "notes": base["notes"] + notes},
+        input_size=input_size or zoo.default_input_size(arch_spec), rebuild=rebuild, **{**base, "notes": base["notes"] + notes},
     )
+
+
+def _real(arch_spec: ModelSpec, tensors: TensorSource, num_classes: int | None) -> Callable[[], nn.Module]:
+    """Build the architecture on the CPU (its own init fills buffers the file lacks) and load the
+    checkpoint's tensors into it."""
+    def rebuild() -> nn.Module:
+        module = zoo.build(arch_spec, device="cpu", num_classes=num_classes)
+        own = module.state_dict()
+        module.load_state_dict({k: tensors.get(k) for k in own if k in tensors}, strict=False)
+        return module
+    return rebuild
 
 
 def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
@@ -144,9 +158,10 @@ def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
         except RuntimeError as exc:
             from ..errors import ArchitectureMismatchError, one_line
 
-            raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from None
+            raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from exc
         # torchvision's builder may rename legacy keys in place (densenet); otherwise keep the source
-        return skeleton, raw.tensors if list(sd) == keys else DictSource(sd), ()
+        return (skeleton, raw.tensors if list(sd) == keys else DictSource(sd), (),
+                lambda: zoo.build_pretrained_torchvision(arch_spec, dict(sd), device="cpu"))
     skeleton = zoo.build(arch_spec)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     try:
@@ -159,5 +174,6 @@ def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
             raise
         expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         m = match_state_dict(expected, raw.tensors, str(arch_spec))
-        return skeleton, m.tensors, m.notes + (f"built {arch_spec} with num_classes={nc.num_classes} to match the checkpoint",)
-    return skeleton, m.tensors, m.notes
+        return (skeleton, m.tensors, m.notes + (f"built {arch_spec} with num_classes={nc.num_classes} to match the checkpoint",),
+                _real(arch_spec, m.tensors, nc.num_classes))
+    return skeleton, m.tensors, m.notes, _real(arch_spec, m.tensors, None)

@@ -238,8 +238,8 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
     return sample_info(spec.name).path, f"bundled sample weights ({sample_info(spec.name).path.name})"
 
 
-def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict) -> nn.Module:
-    """torchvision's own builder for these weights (its kwargs and key fixes), on meta.
+def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict, device: str = "meta") -> nn.Module:
+    """torchvision's own builder for these weights (its kwargs and key fixes), on ``device``.
 
     The builder's download is replaced by ``state_dict`` (already read from the cache), so the
     architecture is exactly the one torchvision builds for the weights and no file is fetched.
@@ -249,6 +249,8 @@ def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict) -> nn.Module
     w = _tv_weights(spec)
     tv = _tv_check(spec)
     with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state_dict), _quiet(), offline(spec):
+        if device != "meta":
+            return tv.models.get_model(spec.name, weights=w)
         try:
             with torch.device("meta"):
                 return tv.models.get_model(spec.name, weights=w)

@@ -21,9 +21,17 @@ from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from ..results import AnalysisResult
+from ..text import printable
 from .boxes import BoxStats, neginf_counts, result_boxes
 
+
+def label(text: object, limit: int | None = 200) -> str:
+    """Input-derived text for a figure: control characters written out, cut to ``limit``
+    characters, and ``$`` escaped so that matplotlib never parses a layer or file name as mathtext."""
+    return printable(text, limit).replace("$", r"\$")
+
 PLOT_FORMATS = ("png", "svg", "pdf")
+NAME_LIMIT = 48  # characters of a layer name on the x axis
 LABEL_MODES = ("index", "names")
 DPI = 110
 STYLE = {
@@ -71,7 +79,7 @@ def _panel_width(n_layers: int, labels: str) -> float:
 def _name_height(panels: Sequence[Panel], options: PlotOptions) -> float:
     if options.labels != "names":
         return 0.0
-    longest = max((len(l.name) for p in panels for l in p.layers), default=0)
+    longest = max((min(len(l.name), NAME_LIMIT) for p in panels for l in p.layers), default=0)
     return min(0.3 + 0.062 * longest, 3.2)
 
 
@@ -113,8 +121,8 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
             dense = [b for b in boxes if b.is_dense]
             ax.plot([b.index for b in dense], [b.mean for b in dense], linestyle="none", marker="D", markersize=5,
                     markerfacecolor=DENSE_COLOR, markeredgecolor="black", markeredgewidth=0.5)
-            handles.append(Line2D([], [], color=color, linewidth=1.4, label=f"{panel.title}: mean"))
-            handles.append(Patch(facecolor=color, alpha=0.18, label=f"{panel.title}: Q1–Q3 of filters"))
+            handles.append(Line2D([], [], color=color, linewidth=1.4, label=label(f"{panel.title}: mean")))
+            handles.append(Patch(facecolor=color, alpha=0.18, label=label(f"{panel.title}: Q1–Q3 of filters")))
         if any(b.is_dense for p in panels for b in result_boxes(p.results, options.total) if b is not None):
             handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor=DENSE_COLOR,
                                   markeredgecolor="black", label="dense layer"))
@@ -154,7 +162,7 @@ def _check(panels: Sequence[Panel], options: PlotOptions) -> None:
 
 def _title(fig: Figure, text: str) -> None:
     """A suptitle wrapped to the figure's width (11 pt characters are about 0.09 in wide)."""
-    fig.suptitle(textwrap.fill(text, max(30, int(fig.get_figwidth() / 0.09))), fontsize=11)
+    fig.suptitle(textwrap.fill(label(text), max(30, int(fig.get_figwidth() / 0.09))), fontsize=11)
 
 
 def _default_title(panels: Sequence[Panel], what: str) -> str:
@@ -255,8 +263,8 @@ def _mark_neginf(ax, panel: Panel, options: PlotOptions, legend: dict | None = N
     if len(panel.layers) <= 60:
         for x in xs:
             ax.text(x, 0.045, f"{counts[x]}", transform=trans, ha="center", va="bottom", fontsize=6.5, color=NEGINF_COLOR)
-    label = f"c11 = 0 → −∞, not drawn: {sum(counts.values())} value(s) in {len(xs)} layer(s)"
-    handle = Line2D([], [], linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5, label=label)
+    text = f"c11 = 0 → −∞, not drawn: {sum(counts.values())} value(s) in {len(xs)} layer(s)"
+    handle = Line2D([], [], linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5, label=text)
     if legend is not None:
         legend["neginf"] = handle
     else:
@@ -266,11 +274,11 @@ def _mark_neginf(ax, panel: Panel, options: PlotOptions, legend: dict | None = N
 def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bool = True) -> None:
     ax.set_xlim(0.4, len(panel.layers) + 0.6)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
-    ax.set_xlabel("layer (forward execution order)")
+    ax.set_xlabel(f"layer ({panel.results[0].model.order})")
     if title:
         r = panel.results[0]
         c = r.counts
-        ax.set_title(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)", loc="left")
+        ax.set_title(label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)"), loc="left")
 
 
 def _legend(fig: Figure, legend: dict) -> None:
@@ -314,7 +322,7 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
         ticks = tick_positions(n, step)
         ax.set_xticks(ticks)
         if labels == "names":
-            ax.set_xticklabels([names[t] for t in ticks], rotation=90, fontsize=7, family="monospace")
+            ax.set_xticklabels([label(names[t], NAME_LIMIT) for t in ticks], rotation=90, fontsize=7, family="monospace")
         else:
             ax.set_xticklabels([str(t) for t in ticks])
         if not labels_overlap(fig, ax):

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from html import escape
+from html import escape as _html_escape
 
 from ..results import AnalysisResult
+from ..text import printable
 from .terminal import fmt
+
+
+def escape(text: object) -> str:
+    """HTML-escaped, with control characters written out (input-derived text is never raw)."""
+    return _html_escape(printable(text))
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;background:#fafafa}

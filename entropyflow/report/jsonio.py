@@ -78,7 +78,7 @@ def to_dict(r: AnalysisResult) -> dict:
         "entropyflow": dict(r.versions).get("entropyflow"),
         "model": {"spec": m.spec, "description": m.description, "format": m.format, "weights": m.weights,
                   "files": list(m.files), "sha256": m.sha256, "arch": m.arch,
-                  "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk},
+                  "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk, "order": m.order},
         "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
         "device": r.device,
         "versions": dict(r.versions),

@@ -1,6 +1,8 @@
 """The analysis in a terminal: a rich table, one row per layer, in execution order.
 
-Everything is written to the Console passed in (injectable for tests and embedding).
+Everything is written to the Console passed in (injectable for tests and embedding). Every string
+that comes from the input (names, keys, file names, notes) goes out as a rich ``Text`` after
+:func:`~entropyflow.text.printable`: never parsed as markup, never a raw control character.
 """
 from __future__ import annotations
 
@@ -12,6 +14,17 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import AnalysisResult
+from ..text import printable
+
+
+def _t(text: object, style: str = "") -> Text:
+    """Input-derived text, safe to print: control characters escaped, no markup."""
+    return Text(printable(text), style=style)
+
+
+def _line(console: Console, *parts, style: str = "") -> None:
+    console.print(Text.assemble(*[(printable(p), "") if isinstance(p, str) else p for p in parts], style=style),
+                  highlight=False)
 
 SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
 
@@ -47,8 +60,9 @@ def _mark(i: int) -> str:
 def render_analysis(result: AnalysisResult, console: Console) -> None:
     m = result.model
     size = "x".join(map(str, m.input_size)) if m.input_size else "—"
-    console.print(Text.assemble(("entropyflow ", "bold"), (m.spec, "bold cyan"), f"  ·  {m.description}"))
-    console.print(f"weights: {m.weights}  ·  input {size}  ·  estimator {result.estimator} (channel rule {result.channel_rule})  ·  device {result.device}", style="dim")
+    _line(console, ("entropyflow ", "bold"), (printable(m.spec), "bold cyan"), f"  ·  {m.description}")
+    _line(console, f"weights: {m.weights}  ·  input {size}  ·  estimator {result.estimator} (channel rule {result.channel_rule})"
+                   f"  ·  device {result.device}", style="dim")
 
     reasons: list[str] = []
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
@@ -75,9 +89,9 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
             if l.reason not in reasons:
                 reasons.append(l.reason)
             exact = Text("—" + _mark(reasons.index(l.reason)), style="dim")
-        name = l.name + ("" if l.traced else " (untraced)")
+        name = _t(l.name + ("" if l.traced else " (untraced)"))
         bar = Text(mean_bar(s.mean, lo, hi), style="blue" if l.is_conv else "dark_orange")
-        row = [str(l.index), name, l.kind, str(l.filters), bar, fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
+        row = [str(l.index), name, _t(l.kind), str(l.filters), bar, fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
         if joint:
             row.append(fmt(l.joint, 1))
         if any_inf:
@@ -93,7 +107,8 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
                       f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
     for i, reason in enumerate(reasons):
         n = sum(1 for l in result.layers if l.reason == reason)
-        console.print(f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})", style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")
+        _line(console, f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})",
+              style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")
 
     c = result.counts
     console.print(Text.assemble(
@@ -104,32 +119,32 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
     ))
     if result.skipped:
         by_type = Counter((s.module_type, s.reason) for s in result.skipped)
-        console.print(f"skipped {len(result.skipped)} parameterised module{'s' if len(result.skipped) != 1 else ''} (listed in analysis.json):")
+        _line(console, f"skipped {len(result.skipped)} parameterised module{'s' if len(result.skipped) != 1 else ''} (listed in analysis.json):")
         for (typ, reason), n in by_type.most_common():
-            console.print(f"  {typ} ×{n}: {reason}", style="dim")
+            _line(console, f"  {typ} ×{n}: {reason}", style="dim")
     for note in result.notes:
-        console.print(f"note: {note}", style="dim")
+        _line(console, f"note: {note}", style="dim")
     for w in result.warnings:
-        console.print(f"warning: {w}", style="yellow")
+        _line(console, f"warning: {w}", style="yellow")
 
 
 def render_recommendation(config, console: Console, path=None) -> None:
     """A λ placement config: strategy, rationale, the chosen layers, warnings."""
     s = config.strategy
     params = ", ".join(f"{k}={v}" for k, v in s.params if k != "requested")
-    console.print(Text.assemble(("strategy ", "bold"), (s.name, "bold cyan"), f" ({params})" if params else "",
-                                f"  ·  loss form {config.form}" + (f", ε = {config.epsilon:g}" if config.form == "inverse" else ""),
-                                f"  ·  channel rule {config.channel_rule}"))
-    console.print(s.rationale, style="dim", soft_wrap=False)
+    _line(console, ("strategy ", "bold"), (printable(s.name), "bold cyan"), f" ({params})" if params else "",
+          f"  ·  loss form {config.form}" + (f", ε = {config.epsilon:g}" if config.form == "inverse" else ""),
+          f"  ·  channel rule {config.channel_rule}")
+    console.print(_t(s.rationale, "dim"), soft_wrap=False)
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
     for col, just in (("layer", "left"), ("kind", "left"), ("weight", "left"), ("λ", "right")):
         table.add_column(col, justify=just)
     for l in config.layers:
         fl = l.filter_lambdas
         lam = f"{l.lam:g}" if fl is None else f"per filter: {sum(1 for v in fl if v)}/{len(fl)} nonzero, {min(fl):g}…{max(fl):g}"
-        table.add_row(l.name, l.kind, f"{l.weight_key} {'x'.join(map(str, l.weight_shape))}", lam)
+        table.add_row(_t(l.name), _t(l.kind), _t(f"{l.weight_key} {'x'.join(map(str, l.weight_shape))}"), _t(lam))
     console.print(table)
     for w in config.warnings:
-        console.print(f"warning: {w}", style="yellow")
+        _line(console, f"warning: {w}", style="yellow")
     if path is not None:
-        console.print(f"wrote {path}", style="dim", highlight=False)
+        _line(console, f"wrote {path}", style="dim")

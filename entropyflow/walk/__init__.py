@@ -28,7 +28,7 @@ def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, t
     if loaded.script is not None:
         walk = trace_torchscript(loaded.script, size if trace else None)
     else:
-        walk = trace_eager(loaded.skeleton, size if trace else None)
+        walk = trace_eager(loaded.skeleton, size if trace else None, rebuild=loaded.rebuild)
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)
     return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)

@@ -16,6 +16,8 @@ from torch.utils._pytree import tree_map
 aten = torch.ops.aten
 _MATMULS = {aten.addmm.default: 1, aten.mm.default: 0, aten.matmul.default: 0, aten.bmm.default: 0}
 _VIEWS = (aten.t.default, aten.permute.default, aten.transpose.int)
+# torch.jit.trace records aten::_convolution (same leading arguments as aten::convolution)
+_CONVS = (aten.convolution.default, aten._convolution.default)
 
 
 class Clock:
@@ -60,7 +62,7 @@ class OpRecorder(TorchDispatchMode):
             out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
         else:
             out = func(*args, **kwargs)
-        if func is aten.convolution.default and id(args[1]) in self.params:
+        if func in _CONVS and id(args[1]) in self.params:
             self._record(self.params[id(args[1])], input=tuple(args[0].shape), output=tuple(out.shape),
                          stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]),
                          groups=int(args[8]))

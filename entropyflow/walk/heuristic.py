@@ -7,7 +7,9 @@ Heuristics (docs/method.md#bare-state-dicts):
     (``embed*``, ``wte``, ``wpe``, ``word_embeddings`` ...);
   * ``*.in_proj_weight`` of shape (3E, E) → MultiheadAttention's packed q, k, v;
   * everything else is listed as skipped with a reason.
-Layers are numbered in state-dict order; totals need geometry and are marked unavailable.
+Without an architecture the execution order is unknown: layers are numbered by module path in
+natural order (``layer.2`` before ``layer.10``), never in the file's storage order (safetensors
+stores tensors by dtype and size), and the walk says so. Totals need geometry: unavailable.
 """
 from __future__ import annotations
 
@@ -23,11 +25,26 @@ EMBEDDING_NAME = re.compile(
 NO_ARCH = "no architecture: pass --arch (e.g. --arch torchvision:resnet50) or embed a manifest for geometry and totals"
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key for dotted module paths with numbers compared as numbers: ``layer.2`` < ``layer.10``."""
+    out: list[tuple[int, int | str]] = []
+    for part in name.split("."):
+        for i, tok in enumerate(re.split(r"(\d+)", part)):
+            if tok:
+                out.append((0, int(tok)) if i % 2 else (1, tok))
+        out.append((-1, ""))  # a component boundary sorts before any continuation
+    return tuple(out)
+
+
+ORDER_NOTE = ("layers are numbered in module-name order (natural sort of the dotted paths), not in execution order: "
+              "without the architecture the order a forward pass uses is unknown (pass --arch for it)")
+
+
 def walk_state_dict(tensors: TensorSource) -> Walk:
     sites: list[LayerSite] = []
     groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     analysed: set[str] = set()
-    for key in tensors.keys():
+    for key in sorted(tensors.keys(), key=natural_key):
         prefix, _, param = key.rpartition(".")
         shape = tuple(tensors.shape(key))
         groups.setdefault(prefix, []).append((param, shape))
@@ -50,7 +67,7 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
             analysed.add(prefix)
     skipped = [SkippedModule(p or "(root)", "inferred", _reason(p, params), sum(prod(s) for _, s in params))
                for p, params in groups.items() if p not in analysed]
-    return Walk(tuple(sites), tuple(skipped), "state_dict", None, (NO_ARCH,))
+    return Walk(tuple(sites), tuple(skipped), "state_dict", None, (NO_ARCH, ORDER_NOTE))
 
 
 def _reason(prefix: str, params: list[tuple[str, tuple[int, ...]]]) -> str:

@@ -13,20 +13,34 @@ from .dispatch import Clock, OpRecorder
 from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
+    """Sites of a TorchScript module (scripted or ``torch.jit.trace``d) in execution order.
+
+    The forward pass runs on ``meta`` copies of every operand; an archive the meta device cannot
+    run (data-dependent code, ops without meta kernels) runs once on the CPU at batch 1 instead
+    (loading it already required the trust flag), and the walk says so."""
     named = list(script.named_parameters())
     params = {id(p): n for n, p in named}
     modules = dict(script.named_modules())
     rec = OpRecorder(params, Clock(), to_meta=True)
-    try:
-        if input_size is not None:
+    mode, notes = "torchscript", ()
+    if input_size is not None:
+        try:
             with rec, torch.no_grad():
                 script(torch.empty((1, *input_size), device="meta"))
-    except Exception as exc:  # TorchScript raises torch.jit.Error and friends
-        size = "x".join(map(str, input_size))
-        raise TraceError(
-            f"TorchScript forward on the meta device failed at input size {size} ({one_line(exc, 160)}); "
-            "pass --input-size matching the model, or --no-trace"
-        ) from exc
+        except Exception as meta_exc:  # noqa: BLE001 - TorchScript raises torch.jit.Error and friends
+            rec = OpRecorder(params, Clock(), to_meta=False)
+            try:
+                with rec, torch.no_grad():
+                    script(torch.zeros((1, *input_size), dtype=_dtype(named)))
+            except Exception as exc:  # noqa: BLE001 - the archive's own code can raise anything
+                size = "x".join(map(str, input_size))
+                raise TraceError(
+                    f"TorchScript forward failed at input size {size} on the meta device ({one_line(meta_exc, 120)}) and on "
+                    f"the CPU ({one_line(exc, 120)}); pass --input-size matching the model, or --no-trace"
+                ) from exc
+            mode = "torchscript-cpu"
+            notes = (f"the meta device could not run this archive ({type(meta_exc).__name__}: {one_line(meta_exc, 100)}): "
+                     "order and geometry come from one forward pass on the CPU at batch 1",)
     traced, untraced, skipped = [], [], []
     for name, m in modules.items():
         own = [(pn, p) for pn, p in m.named_parameters(recurse=False)]
@@ -43,7 +57,11 @@ def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
         site = _site(name, m, type_name, kind, key, dict(named)[key], call)
         (traced.append((call["order"], site)) if call else untraced.append(site))
     sites = tuple(s for _, s in sorted(traced, key=lambda t: t[0])) + tuple(untraced)
-    return Walk(sites, tuple(skipped), "torchscript", tuple(input_size) if input_size else None)
+    return Walk(sites, tuple(skipped), mode, tuple(input_size) if input_size else None, notes)
+
+
+def _dtype(named) -> torch.dtype:
+    return next((p.dtype for _, p in named if p.is_floating_point()), torch.float32)
 
 
 def _site(name, m, type_name, kind, key, weight, call) -> LayerSite:

@@ -81,6 +81,21 @@ class SkippedModule:
     parameters: int
 
 
+WALK_ORDER = {
+    "trace": "forward execution order",
+    "trace-cpu": "forward execution order (CPU forward pass)",
+    "torchscript": "forward execution order",
+    "torchscript-cpu": "forward execution order (CPU forward pass)",
+    "state_dict": "module-name order, not traced",
+    "untraced": "module registration order, not traced",
+}
+
+
+def order_of(mode: str) -> str:
+    """How the layers of a walk are ordered, in words (axis labels, analysis.json)."""
+    return WALK_ORDER.get(mode, "forward execution order")
+
+
 @dataclass(frozen=True)
 class Walk:
     """All sites in analysis order (traced first, in execution order) plus skipped modules."""

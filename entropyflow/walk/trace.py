@@ -8,6 +8,7 @@ weights that a parent module uses functionally (e.g. ``F.linear(x, self.qkv.weig
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
@@ -101,8 +102,13 @@ def _blocked(module: nn.Module, kind: str) -> str | None:
     return None
 
 
-def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
-    """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced)."""
+def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None,
+                rebuild: Callable[[], nn.Module] | None = None) -> Walk:
+    """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
+
+    The forward pass runs on a meta skeleton. A model the meta device cannot run (data-dependent
+    code: ``nonzero``, ``.item()``, NMS in detection heads) runs once on the CPU at batch 1
+    instead, when ``rebuild`` can provide it as a real module with its weights; the walk says so."""
     _check_lazy(model)
     skel = meta_skeleton(model)
     modules = dict(skel.named_modules())
@@ -113,8 +119,24 @@ def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
     clock = Clock()
     hooks = _Hooks(clock)
     ops = OpRecorder({id(p): n for n, p in skel.named_parameters()}, clock)
+    mode, notes = "trace", ()
     if input_size is not None:
-        _run(skel, modules, analysed, hooks, ops, input_size)
+        try:
+            _run(skel, modules, analysed, hooks, ops, input_size)
+        except _ForwardFailed as meta:
+            if rebuild is None:
+                raise TraceError(_advice(meta.exc, input_size, cpu=None)) from meta.exc
+            real = rebuild()
+            clock = Clock()
+            hooks = _Hooks(clock)
+            ops = OpRecorder({id(p): n for n, p in real.named_parameters()}, clock)
+            try:
+                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size)
+            except _ForwardFailed as cpu:
+                raise TraceError(_advice(meta.exc, input_size, cpu=cpu.exc)) from cpu.exc
+            mode = "trace-cpu"
+            notes = (f"the meta device cannot run this model ({_cause(meta.exc)}): order and geometry come from one "
+                     "forward pass on the CPU at batch 1",)
     placed: list[tuple[int, list[LayerSite]]] = []
     untraced: list[LayerSite] = []
     for name in analysed:
@@ -127,26 +149,63 @@ def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None) -> Walk:
         (placed.append((order, sites)) if order is not None else untraced.extend(sites))
     ordered = [s for _, group in sorted(placed, key=lambda t: t[0]) for s in group] + untraced
     skipped = _skipped(modules, kinds, blocked, children)
-    return Walk(tuple(ordered), tuple(skipped), "trace", tuple(input_size) if input_size else None)
+    return Walk(tuple(ordered), tuple(skipped), mode, tuple(input_size) if input_size else None, notes)
 
 
-def _run(skel, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -> None:
+class _ForwardFailed(Exception):
+    def __init__(self, exc: BaseException):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+_DATA_DEPENDENT = ("data-dependent", "data dependent", "nonzero", "_local_scalar_dense", "item()", "meta tensor",
+                   "register_meta", "Cannot copy out of meta", "NotImplementedError")
+
+
+def _data_dependent(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return isinstance(exc, NotImplementedError) or any(k in text for k in _DATA_DEPENDENT)
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc)
+    for op in ("nonzero", "_local_scalar_dense", "item", "masked_select", "unique", "nms"):
+        if op in text:
+            return f"data-dependent op {op}"
+    return f"{type(exc).__name__}: {one_line(exc, 80)}"
+
+
+def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException | None) -> str:
+    size = "x".join(map(str, input_size))
+    if cpu is not None:
+        return (f"forward pass failed at input size {size} on the meta device ({_cause(meta)}) and on the CPU "
+                f"({type(cpu).__name__}: {one_line(cpu, 140)}); pass --input-size matching the model, or --no-trace "
+                "to analyse without geometry")
+    if _data_dependent(meta):
+        return (f"the model's forward pass uses code the meta device cannot run ({_cause(meta)}) and no real copy of "
+                "it is available to run on the CPU; analyse it from a torchvision:/timm:/sample: spec or with --arch, "
+                "or pass --no-trace to analyse without geometry")
+    return (f"forward pass on the meta device failed at input size {size} ({type(meta).__name__}: {one_line(meta, 160)}); "
+            "pass --input-size matching the model, or --no-trace to analyse without geometry")
+
+
+def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -> None:
     handles = []
     for name in analysed:
         handles.append(modules[name].register_forward_pre_hook(hooks.pre(name), with_kwargs=True))
         handles.append(modules[name].register_forward_hook(hooks.post(name)))
     training = {m: m.training for m in modules.values()}
+    device = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
     try:
-        skel.eval()
-        x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(skel))
+        model.eval()
+        if device.type == "meta":
+            x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(model))
+        else:  # a real forward: a fixed, reproducible input
+            x = torch.randn((1, *input_size), generator=torch.Generator().manual_seed(0)).to(device, _input_dtype(model))
         with torch.no_grad(), ops:
-            skel(x)
-    except Exception as exc:  # the user's model code can raise anything
-        size = "x".join(map(str, input_size))
-        raise TraceError(
-            f"forward pass on the meta device failed at input size {size} ({type(exc).__name__}: {one_line(exc, 160)}); "
-            "pass --input-size matching the model, or --no-trace to analyse without geometry"
-        ) from exc
+            model(x)
+    except Exception as exc:  # noqa: BLE001 - the user's model code can raise anything
+        raise _ForwardFailed(exc) from exc
     finally:
         for h in handles:
             h.remove()
