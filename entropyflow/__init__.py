@@ -12,7 +12,8 @@ from __future__ import annotations
 from ._version import __version__
 
 __all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerResult", "load_model", "EntropyflowError",
-           "EntropyflowWarning", "EntropyRegularizer", "sigmoid_entropy_bits", "recommend", "load_config", "save_config"]
+           "EntropyflowWarning", "EntropyRegularizer", "SigmoidEntropyLoss", "sigmoid_entropy_bits", "recommend", "load_config",
+           "save_config"]
 
 _LAZY = {
     "analyze": ("analysis", "analyze"),
@@ -24,6 +25,7 @@ _LAZY = {
     "EntropyflowWarning": ("warn", "EntropyflowWarning"),
     "EntropyRegularizer": ("regularize", "EntropyRegularizer"),
     "sigmoid_entropy_bits": ("regularize", "sigmoid_entropy_bits"),
+    "SigmoidEntropyLoss": ("regularize", "SigmoidEntropyLoss"),
     "recommend": ("recommend", "recommend"),
     "load_config": ("recommend", "load_config"),
     "save_config": ("recommend", "save_config"),

@@ -222,11 +222,13 @@ def test_per_filter_outliers_in_a_config(analyses):
 def test_lambdas_and_forms(analyses):
     cfg = recommend(analyses["digits_autoencoder"], RecommendOptions("dense-first", lam_dense=3e-4, form="inverse", epsilon=1e-5))
     assert cfg.layers[0].lam == 3e-4 and cfg.form == "inverse" and cfg.epsilon == 1e-5
-    assert not any("inert" in w for w in cfg.warnings)  # trained: log|det W_enc| = +17.9, not inert
+    # trained: log|det W_enc| = +17.9, so 1/(|det|+ε) ≈ 1.7e-8 and its gradient 1/|det| of the log form's: inert too
+    huge = [w for w in cfg.warnings if "inert" in w]
+    assert len(huge) == 1 and "|det W| is huge (log|det| = 17.9)" in huge[0] and "use form: log" in huge[0]
     random = entropyflow.analyze("sample:digits_autoencoder", random_init=True)
     cfg = recommend(random, RecommendOptions("dense-first", form="inverse"))
     assert random.layers[0].logdet < -40  # |det| ~ 1e-20 ≪ ε: the stabilised form is inert
-    assert any("inert" in w and "use form: log" in w for w in cfg.warnings)
+    assert any("inert" in w and "underflows" in w and "use form: log" in w for w in cfg.warnings)
     assert recommend(analyses["digits_vgg"], RecommendOptions("first", lam_conv=5e-3)).layers[0].lam == 5e-3
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from .._version import __version__
 from ..errors import EntropyflowError, OptionError, one_line
 from ..results import AnalysisResult, LayerResult
-from ..regularize.terms import dense_inverse_is_inert
+from ..regularize.terms import dense_inverse_inertness
 from .schema import FORMS, LambdaConfig, LayerLambda, Strategy, fingerprint
 
 STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first")
@@ -234,7 +234,8 @@ def _warnings(a: AnalysisResult, chosen: tuple[LayerLambda, ...], o: RecommendOp
             out.append(f"layer {c.name}: {layer.summary.n_neginf} filters of the reference have c11 = 0, where the log "
                        "form is +inf if training starts from these weights: use form: inverse there")
         paper_logdet = layer.logdet if a.estimator == "paper" else None  # the inverse form uses det of the square part
-        if not c.is_conv and o.form == "inverse" and paper_logdet is not None and dense_inverse_is_inert(paper_logdet, o.epsilon):
-            out.append(f"layer {c.name}: the stabilised dense form 1/(|det W|+ε) is inert here (log|det| = "
-                       f"{layer.logdet:.1f}, so the value is λ/ε and the gradient ~0): use form: log")
+        why = (dense_inverse_inertness(paper_logdet, o.epsilon)
+               if not c.is_conv and o.form == "inverse" and paper_logdet is not None else None)
+        if why:
+            out.append(f"layer {c.name}: the stabilised dense form 1/(|det W|+ε) is inert here ({why}): use form: log")
     return out

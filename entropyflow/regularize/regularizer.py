@@ -28,22 +28,29 @@ class EntropyRegularizer(nn.Module):
     Calling it returns a scalar tensor (float32, float64 for a float64 model) on the weights'
     device, differentiable with respect to the configured weights only."""
 
-    def __init__(self, model: nn.Module, config: LambdaConfig):
+    def __init__(self, model: nn.Module, config: LambdaConfig, prefix: str | None = None):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: no duplicate parameters
         self.config = config
         params = dict(model.named_parameters())
         clean = {clean_key(n)[0]: n for n in params}
-        self._paths = tuple(_resolve(l, params, clean) for l in config.layers)
+        self.prefix = _key_prefix(config, params, clean) if prefix is None else prefix
+        self._paths = tuple(_resolve(l, params, clean, self.prefix) for l in config.layers)
         self._filter_lams: dict[str, torch.Tensor] = {}
         self._check_fingerprint(model)
         self._check_inert()
 
     @classmethod
-    def from_config(cls, model: nn.Module, config: LambdaConfig | str | Path | dict) -> EntropyRegularizer:
-        """``config``: a :class:`LambdaConfig`, a YAML/JSON file written by ``entropyflow recommend``, or its dict."""
+    def from_config(cls, model: nn.Module, config: LambdaConfig | str | Path | dict, prefix: str | None = None) -> EntropyRegularizer:
+        """``config``: a :class:`LambdaConfig`, a YAML/JSON file written by ``entropyflow recommend``, or its dict.
+
+        ``prefix`` relates the config's weight keys to the model's parameter names: ``"model."``
+        means the model calls ``features.0.weight`` ``model.features.0.weight`` (a LightningModule
+        holding the network as ``self.model``); ``"-model."`` means the config's keys carry a
+        ``model.`` the model lacks. None (default) finds the one prefix that makes every configured
+        layer resolve, if the names do not match as they are (``self.prefix`` tells which)."""
         cfg = config if isinstance(config, LambdaConfig) else load_config(config)
-        return cls(model, cfg)
+        return cls(model, cfg, prefix)
 
     def forward(self) -> torch.Tensor:
         values = list(self._values().values())
@@ -56,7 +63,8 @@ class EntropyRegularizer(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"form={c.form}, layers={len(c.layers)}, strategy={c.strategy.name}, channel_rule={c.channel_rule}"
+        prefix = f", prefix={self.prefix!r}" if self.prefix else ""
+        return f"form={c.form}, layers={len(c.layers)}, strategy={c.strategy.name}, channel_rule={c.channel_rule}{prefix}"
 
     # -- internals ------------------------------------------------------------------------------
     def _values(self) -> dict[str, torch.Tensor]:
@@ -86,7 +94,7 @@ class EntropyRegularizer(nn.Module):
     def _check_fingerprint(self, model: nn.Module) -> None:
         if not self.config.fingerprint:
             return
-        fp, n = model_fingerprint(model)
+        fp, n = model_fingerprint(model, self.prefix)
         if fp != self.config.fingerprint:
             warn(f"the model's layers (fingerprint {fp}, {n} weights) differ from those the config was made for "
                  f"({self.config.fingerprint}, {self.config.fingerprint_layers} weights, {self.config.model}): the "
@@ -99,9 +107,9 @@ class EntropyRegularizer(nn.Module):
             if not layer.is_conv:
                 with torch.no_grad():
                     ld = float(terms.dense_logabsdet(self._model.get_parameter(path), layer.rows))
-                if terms.dense_inverse_is_inert(ld, self.config.epsilon):
-                    warn(f"layer {layer.name}: 1/(|det W|+ε) is inert (log|det| = {ld:.1f}: value λ/ε, gradient ~0); "
-                         "use form: log", stacklevel=4)
+                why = terms.dense_inverse_inertness(ld, self.config.epsilon)
+                if why:
+                    warn(f"layer {layer.name}: 1/(|det W|+ε) is inert ({why}); use form: log", stacklevel=4)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -115,21 +123,71 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def model_fingerprint(model: nn.Module) -> tuple[str, int]:
+def model_fingerprint(model: nn.Module, prefix: str = "") -> tuple[str, int]:
     """The fingerprint an analysis of ``model`` records: its analysable layers' (weight key, shape),
-    found by the same walker (no forward pass, nothing copied but structure)."""
+    found by the same walker (no forward pass, nothing copied but structure). ``prefix`` as in
+    :meth:`EntropyRegularizer.from_config`: keys are mapped back to the config's naming."""
     from ..walk.trace import trace_eager
 
     walk = trace_eager(unwrap(model), None)
-    return fingerprint((s.weight_key, s.weight_shape) for s in walk.sites)
+    entries = []
+    for site in walk.sites:
+        key = site.weight_key
+        if prefix.startswith("-"):
+            key = prefix[1:] + key
+        elif prefix:
+            if not key.startswith(prefix):
+                continue  # outside the configured submodule (a LightningModule's other parts)
+            key = key[len(prefix):]
+        entries.append((key, site.weight_shape))
+    return fingerprint(entries)
 
 
-def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str:
+def _apply_prefix(key: str, prefix: str) -> str | None:
+    if prefix.startswith("-"):
+        strip = prefix[1:]
+        return key[len(strip):] if key.startswith(strip) else None
+    return prefix + key
+
+
+def _lookup(key: str, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str | None:
+    return key if key in params else clean.get(clean_key(key)[0])
+
+
+def _key_prefix(config: LambdaConfig, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str:
+    """The one prefix (added, or stripped with a leading '-') that resolves every configured key:
+    '' when they match as they are. Candidates come from the names themselves (a Lightning
+    checkpoint's ``model.``, a wrapper's ``net.``); an ambiguous or failing search keeps '' (the
+    per-layer error then names the first missing key)."""
+    keys = [clean_key(layer.weight_key)[0] for layer in config.layers]
+    if all(_lookup(k, params, clean) for k in keys):
+        return ""
+    names = set(clean)
+    by_suffix: dict[str, set[str]] = {}  # 'features.0.weight' → {'model.'} for 'model.features.0.weight'
+    for n in names:
+        parts = n.split(".")
+        for i in range(1, len(parts)):
+            by_suffix.setdefault(".".join(parts[i:]), set()).add(".".join(parts[:i]) + ".")
+    candidates: set[str] | None = None
+    for k in keys:
+        here = set(by_suffix.get(k, ()))  # the model has more in front
+        parts = k.split(".")
+        here |= {"-" + ".".join(parts[:i]) + "." for i in range(1, len(parts)) if ".".join(parts[i:]) in names}
+        candidates = here if candidates is None else candidates & here
+        if not candidates:
+            return ""
+    found = sorted(p for p in candidates or () if all(_lookup(_apply_prefix(k, p) or "", params, clean) for k in keys))
+    return found[0] if len(found) == 1 else ""
+
+
+def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[str, str], prefix: str = "") -> str:
     """The model's own parameter path for a configured layer; ConfigError if missing or mis-shaped."""
-    path = layer.weight_key if layer.weight_key in params else clean.get(clean_key(layer.weight_key)[0])
+    key = _apply_prefix(clean_key(layer.weight_key)[0], prefix) if prefix else layer.weight_key
+    path = _lookup(key, params, clean) if key else None
     if path is None:
-        raise ConfigError(f"layer {layer.name}: the model has no parameter '{layer.weight_key}' "
-                          "(is this the architecture the config was made for?)")
+        hint = f" with prefix '{prefix}'" if prefix else ""
+        raise ConfigError(f"layer {layer.name}: the model has no parameter '{layer.weight_key}'{hint} "
+                          "(is this the architecture the config was made for? A LightningModule or wrapper: pass prefix=)")
     p = params[path]
     shape = tuple(p.shape)
     if layer.rows is not None:

@@ -76,6 +76,22 @@ def dense_inverse_term(weight: torch.Tensor, lam: float, eps: float, rows: tuple
 
 
 def dense_inverse_is_inert(logabsdet: float, eps: float, factor: float = 1e-6) -> bool:
-    """Whether eq. 24 is numerically inert: ``|det| < factor·ε`` (its gradient is below ``factor/ε``
-    of the log form's), e.g. every realistic layer (a 4096² layer has ``log|det| ≈ −3900``)."""
-    return logabsdet < math.log(eps) + math.log(factor)
+    """Whether eq. 24 is numerically inert (see :func:`dense_inverse_inertness`)."""
+    return dense_inverse_inertness(logabsdet, eps, factor) is not None
+
+
+def dense_inverse_inertness(logabsdet: float, eps: float, factor: float = 1e-6) -> str | None:
+    """Why eq. 24, ``λ/(|det W|+ε)``, cannot act on a layer with this ``log|det|``, or None.
+
+    Its gradient is ``−λ·|det|/(|det|+ε)²·W⁻ᵀ``, the log form's ``−λ·W⁻ᵀ`` times ``|det|/(|det|+ε)²``:
+    * ``|det| < factor·ε`` (every realistic layer: a 4096² layer has ``log|det| ≈ −3900``): the
+      factor is below ``factor/ε``, the value sits at ``λ/ε``;
+    * ``|det| > 1/factor`` (``log|det| > 13.8``): the factor is about ``1/|det|`` < ``factor``, the
+      value is ``≈ 0``, and the term does nothing either."""
+    if logabsdet < math.log(eps) + math.log(factor):
+        return (f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
+                f"below {factor:g}/ε of the log form's")
+    if logabsdet > -math.log(factor):
+        return (f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
+                f"(< {factor:g}) of the log form's")
+    return None
