@@ -15,7 +15,7 @@ from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, 
 from .load.model import LoadedModel, LoadOptions, load_model
 from .results import AnalysisResult, ModelInfo
 from .spec import parse_bytes, parse_input_size
-from .text import printable
+from .text import path_text, printable
 from .walk import effective_tensors, walk_model
 
 @dataclass(frozen=True)
@@ -94,8 +94,9 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
             loaded.integrity.stop()
         raise
     info = ModelInfo(
-        spec=loaded.spec, description=loaded.description, format=loaded.format, weights=loaded.weights,
-        files=tuple(str(f) for f in loaded.files), sha256=sha, arch=loaded.arch, input_size=walk.input_size, walk=walk.mode,
+        spec=path_text(loaded.spec), description=path_text(loaded.description), format=loaded.format,
+        weights=path_text(loaded.weights), files=tuple(path_text(f) for f in loaded.files), sha256=sha, arch=loaded.arch,
+        input_size=walk.input_size, walk=walk.mode,
     )
     return AnalysisResult(
         model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(device),

@@ -6,13 +6,27 @@ from __future__ import annotations
 
 import re
 
-# C0/C1 controls, DEL, and the bidirectional overrides/isolates that reorder displayed text
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# C0/C1 controls, DEL, the bidirectional overrides/isolates that reorder displayed text, and lone
+# surrogates (the bytes of a file name that is not UTF-8, as Python's filesystem decoding keeps them)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 
 
 def _escape(m: re.Match) -> str:
-    c = m.group(0)
-    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+    c = ord(m.group(0))
+    if 0xDC80 <= c <= 0xDCFF:  # surrogateescape: the original byte
+        return f"\\x{c - 0xDC00:02x}"
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def path_text(path: object) -> str:
+    """A file name as text that can always be encoded (JSON, CSV, a terminal): the bytes of a name
+    that is not UTF-8 become ``\\xNN`` escapes instead of lone surrogates."""
+    s = str(path)
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def printable(text: object, limit: int | None = None) -> str:

@@ -25,6 +25,7 @@ from ..errors import CheckpointFormatError, UnsafePickleError, UntrustedCodeErro
 from ..text import printable
 from .hashing import verify_zip_crcs
 from .paths import ResolvedCheckpoint, openable, read_safetensors_header, resolve_checkpoint
+from .pickle_scan import check_pickles
 from .source import DictSource, SafetensorsSource, TensorSource
 from .state_dict import clean_state_dict, read_manifest, unwrap_checkpoint
 
@@ -127,6 +128,7 @@ _UNSAFE_MARKERS = ("Unsupported global", "not an allowed global", "Unsupported c
 def _torch_load(f: Path, trust_code: bool) -> Any:
     zipped = zipfile.is_zipfile(f)
     name = printable(f.name)
+    check_pickles(f, zipped)  # a pickle bomb is refused before anything unpickles it
     with openable(f) as path:
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)

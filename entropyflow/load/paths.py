@@ -249,25 +249,23 @@ def read_safetensors_header(f: Path) -> tuple[dict[str, SafetensorsEntry], dict[
     return entries, meta
 
 
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".jit", ".ts", ".tar", ".pkl", ".model")
+
+
 @contextlib.contextmanager
 def openable(f: Path) -> Iterator[str]:
-    """A path string that C++/Rust readers (torch.load, torch.jit.load, safe_open) can open:
-    ``f`` itself, or for a name that is not valid UTF-8 a symlink to it with a plain name."""
+    """A path string that C++/Rust readers (torch.load, torch.jit.load) open as a torch file:
+    ``f`` itself, or a symlink to it with a plain name when ``f`` is not valid UTF-8 or its suffix
+    would make torch treat it as another format (``torch.load`` reads ``*.safetensors`` as safetensors)."""
     try:
         str(f).encode("utf-8")
+        plain = f.suffix.lower() in TORCH_SUFFIXES or f.suffix == ""
+    except UnicodeEncodeError:
+        plain = False
+    if plain:
         yield str(f)
         return
-    except UnicodeEncodeError:
-        pass
     with tempfile.TemporaryDirectory(prefix="entropyflow-") as tmp:
-        link = Path(tmp) / ("checkpoint" + "".join(c for c in f.suffix if c.isascii() and c.isalnum() or c == "."))
+        link = Path(tmp) / "checkpoint.pt"
         os.symlink(os.path.abspath(f), link)
         yield str(link)
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(32 <= b or b in (9, 10, 13) for b in head)

@@ -78,7 +78,7 @@ def fingerprint(entries: Iterable[tuple[str, Iterable[int]]]) -> tuple[str, int]
     """sha256 (first 16 hex digits) of the sorted ``(weight key, shape)`` pairs, and their count."""
     items = sorted({(k, tuple(int(d) for d in s)) for k, s in entries})
     text = "\n".join(f"{k}:{'x'.join(map(str, s))}" for k, s in items)
-    return hashlib.sha256(text.encode()).hexdigest()[:16], len(items)
+    return hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:16], len(items)
 
 
 # --- dict form -----------------------------------------------------------------------------------

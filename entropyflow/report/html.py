@@ -49,7 +49,7 @@ def render_html(result: AnalysisResult, figures: Mapping[str, tuple[str, bytes]]
     parts.append(_skipped(result))
     parts.append(_provenance(result))
     parts.append("</main></body></html>\n")
-    return "".join(parts).encode("utf-8")
+    return "".join(parts).encode("utf-8", "backslashreplace")  # lone surrogates (non-UTF-8 file names) as text
 
 
 def _figure(caption: str, fmt_: str, data: bytes) -> str:

@@ -104,7 +104,7 @@ def _dump(obj, indent: int = 0) -> str:
 
 
 def analysis_json(r: AnalysisResult) -> bytes:
-    return (_dump(to_dict(r)) + "\n").encode()
+    return (_dump(to_dict(r)) + "\n").encode("utf-8", "backslashreplace")  # lone surrogates as text
 
 
 MAX_ANALYSIS_BYTES = 512 << 20

@@ -58,7 +58,7 @@ def _csv(columns: list[str], rows) -> bytes:
     w.writerow(columns)
     for row in rows:
         w.writerow([cell(row[c]) for c in columns])
-    return buf.getvalue().encode()
+    return buf.getvalue().encode("utf-8", "backslashreplace")
 
 
 def layers_csv(result: AnalysisResult) -> bytes:
