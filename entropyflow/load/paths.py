@@ -269,3 +269,11 @@ def openable(f: Path) -> Iterator[str]:
         link = Path(tmp) / "checkpoint.pt"
         os.symlink(os.path.abspath(f), link)
         yield str(link)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(32 <= b or b in (9, 10, 13) for b in head)
