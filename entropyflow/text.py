@@ -57,10 +57,17 @@ def brief(obj: object, limit: int = 60, depth: int = 2) -> str:
         items = obj.items() if isinstance(obj, dict) else obj
         parts: list[str] = []
         for item in items:
-            part = (f"{brief(item[0], 20, depth - 1)}: {brief(item[1], 20, depth - 1)}" if isinstance(obj, dict)
-                    else brief(item, 20, depth - 1))
+            part = (f"{shown(item[0], 20, depth - 1)}: {shown(item[1], 20, depth - 1)}" if isinstance(obj, dict)
+                    else shown(item, 20, depth - 1))
             parts.append(part)
         text = {"list": "[{}]", "tuple": "({})", "dict": "{{{}}}"}.get(type(obj).__name__, type(obj).__name__ + "({})")
         out = text.format(", ".join(parts))
         return out if len(out) <= limit else f"{type(obj).__name__}[{n}]"
     return printable(type(obj).__name__, limit)
+
+
+def shown(value: object, limit: int = 60, depth: int = 2) -> str:
+    """Like :func:`brief`, with strings quoted (a value in an error message: ``'one'`` vs ``1``)."""
+    if isinstance(value, str):
+        return repr(printable(value, limit))
+    return brief(value, limit, depth)

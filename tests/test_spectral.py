@@ -84,6 +84,11 @@ CASES = [
     ("1d stride 3 dilation 2", (3, 2, 3), (9,), (3,), (2,), (1,), 1),
     ("1d odd grid", (2, 3, 4), (7,), (1,), (1,), (0,), 1),
     ("3d", (2, 2, 3, 2, 3), (3, 4, 3), (1, 2, 1), (1, 1, 1), (1, 0, 1), 1),
+    # large kernels: the whole layer from FFTs of every channel pair (≥ 64 taps), and (> 1024 taps per
+    # channel) the per-filter values from the direct route instead of the autocorrelation
+    ("2d kernel 9x9 (FFT layer route)", (3, 2, 9, 9), (10, 9), (1, 1), (1, 1), (4, 4), 1),
+    ("2d kernel 9x9 grouped stride 2 (FFT layer route)", (4, 1, 9, 9), (10, 10), (2, 2), (1, 1), (4, 4), 2),
+    ("2d kernel 33x33 (direct filter route)", (2, 1, 33, 33), (34, 33), (1, 1), (1, 1), (16, 16), 1),
 ]
 
 

@@ -361,25 +361,47 @@ def conv_work(weight_shape: tuple[int, ...], in_grid: tuple[int, ...], stride: t
         filt = autocorr_fixed_bytes(taps, len(grid)) + autocorr_bytes_per_filter(taps, grid, folded)
     else:
         filt = direct_bytes_per_channel(grid)
-    whole = 16 * f * channels * taps + layer_bytes_per_freq(f, channels, taps) if layer else 0
+    if not layer:
+        whole = 0
+    elif taps >= FFT_LAYER_MIN_TAPS:
+        whole = 16 * f * channels * _half(grid) + 3 * 16 * f * channels + 64  # every pair's spectrum, one frequency's blocks
+    else:
+        whole = 16 * f * channels * taps + layer_bytes_per_freq(f, channels, taps)
     return ConvWork(plan_bytes, filt, whole)
 
 
+FFT_LAYER_MIN_TAPS = 64  # from this many taps the layer's spectra come from FFTs, not from E·k per frequency
+
+
 def layer_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> float:
-    """``Σ_ω Σ_g Σ_i log σ_i(K̂_g(ω))``: the layer's ``C_out × C_in`` frequency matrices come out
-    of one complex matrix product per chunk of frequencies (already in batch layout) and go
-    through one batched factorisation; a chunk holds about ``budget`` bytes."""
+    """``Σ_ω Σ_g Σ_i log σ_i(K̂_g(ω))``: the layer's ``C_out × C_in`` frequency matrices go through
+    one batched factorisation per chunk of frequencies. Small kernels: the matrices come out of one
+    complex product ``E[ω, taps] · k[taps, F·C]`` per chunk (already in batch layout), a chunk
+    holding about ``budget`` bytes. Large kernels: one FFT of every channel pair (the product would
+    cost taps operations per frequency), then factorised chunk by chunk."""
     k = plan.kernel
     f, c = k.shape[:2]
     taps_shape = tuple(k.shape[2:])
-    n_half = prod(plan.grid[:-1]) * (plan.grid[-1] // 2 + 1)
-    taps = k.reshape(f * c, -1).mT.to(torch.complex128 if k.dtype == torch.float64 else torch.complex64)  # (taps, F·C)
-    per = max(1, budget // layer_bytes_per_freq(f, c, taps.shape[0]))
+    n_half = _half(plan.grid)
+    taps = prod(taps_shape)
     whole = torch.zeros((), dtype=k.dtype, device=k.device)
+    if taps >= FFT_LAYER_MIN_TAPS:
+        dims = tuple(range(2, k.ndim))
+        hat = torch.fft.rfftn(k, s=plan.grid, dim=dims).reshape(plan.groups, f // plan.groups, c, n_half)
+        per = max(1, budget // (3 * 16 * f * c + 64))
+        for lo in range(0, n_half, per):
+            hi = min(n_half, lo + per)
+            blocks = hat[..., lo:hi].permute(3, 0, 1, 2).contiguous()  # (ω, groups, F/g, C)
+            whole += (_block_logabs(blocks).sum(-1) * half_multiplicity(plan.grid, lo, hi, k.device, k.dtype)).sum()
+            del blocks
+        return float(whole)
+    cplx = torch.complex128 if k.dtype == torch.float64 else torch.complex64
+    kt = k.reshape(f * c, -1).mT.to(cplx)  # (taps, F·C)
+    per = max(1, budget // layer_bytes_per_freq(f, c, taps))
     for lo in range(0, n_half, per):
         hi = min(n_half, lo + per)
         e = frequency_rows(plan.grid, taps_shape, lo, hi, k.device, k.dtype)
-        blocks = (e @ taps).reshape(-1, plan.groups, f // plan.groups, c)
+        blocks = (e @ kt).reshape(-1, plan.groups, f // plan.groups, c)
         weights = half_multiplicity(plan.grid, lo, hi, k.device, k.dtype)
         whole += (_block_logabs(blocks).sum(-1) * weights).sum()  # Σ over groups, then frequencies
         del e, blocks

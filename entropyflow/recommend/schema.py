@@ -17,12 +17,12 @@ from pathlib import Path
 
 from ..errors import ConfigError, InputNotFoundError, OutputError
 from ..estimate import ESTIMATORS
-from ..text import brief, printable
+from ..text import brief, printable, shown
 
 
 def _show(v: object) -> str:
-    """A config value in an error message: bounded, control characters escaped."""
-    return brief(v, 60) if not isinstance(v, str) else repr(printable(v, 60))
+    """A config value in an error message: bounded, control characters escaped, strings quoted."""
+    return shown(v, 60)
 
 SCHEMA_VERSION = 1
 FORMS = ("log", "inverse")

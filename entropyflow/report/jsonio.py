@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
-from ..text import brief, printable
+from ..text import brief, printable, shown
 from ..estimate.stats import Summary
 from ..results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
 
@@ -160,19 +160,19 @@ def _get(d: dict, key: str, where: str, kinds, *, optional: bool = False):
         return None
     ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)))
     if not ok:
-        raise _Bad(f"{where}{key}: wrong type ({brief(v, 40)})")
+        raise _Bad(f"{where}{key}: wrong type ({shown(v, 40)})")
     return v
 
 
 def _ints(v, where: str, minimum: int = 0) -> tuple[int, ...]:
     if not isinstance(v, list) or not all(type(x) is int and x >= minimum for x in v):
-        raise _Bad(f"{where}: must be a list of integers ≥ {minimum} ({brief(v, 40)})")
+        raise _Bad(f"{where}: must be a list of integers ≥ {minimum} ({shown(v, 40)})")
     return tuple(v)
 
 
 def _strs(v, where: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise _Bad(f"{where}: must be a list of strings ({brief(v, 40)})")
+        raise _Bad(f"{where}: must be a list of strings ({shown(v, 40)})")
     return tuple(v)
 
 
@@ -182,13 +182,13 @@ def _value(v, where: str) -> float | None:
     if isinstance(v, str) and v in ("-inf", "inf"):
         return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _Bad(f"{where}: not a number ({brief(v, 40)})")
+        raise _Bad(f"{where}: not a number ({shown(v, 40)})")
     return float(v)
 
 
 def _values(v, where: str, *, finite_or_neginf: bool = False):
     if not isinstance(v, list):
-        raise _Bad(f"{where}: must be a list of numbers ({brief(v, 40)})")
+        raise _Bad(f"{where}: must be a list of numbers ({shown(v, 40)})")
     out = [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
     if any(x is None for x in out) or (finite_or_neginf and any(x == math.inf for x in out)):
         raise _Bad(f"{where}: must hold numbers (or \"-inf\")")
@@ -265,7 +265,7 @@ def _layer(item, w: str) -> LayerResult:
                          for f in Summary.__dataclass_fields__})
     exact = item.get("exact")
     if exact is not None and not isinstance(exact, bool):
-        raise _Bad(f"{w}exact: must be true, false or null ({brief(exact, 20)})")
+        raise _Bad(f"{w}exact: must be true, false or null ({shown(exact, 20)})")
     square = _get(item, "square", w, int, optional=True)
     return LayerResult(
         index=_get(item, "index", w, int), name=_get(item, "name", w, str), kind=kind, module_type=_get(item, "module_type", w, str),
