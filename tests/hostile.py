@@ -16,12 +16,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+# The child reports its own peak resident memory (VmHWM) when it exits. ru_maxrss from wait4 is
+# not usable: Linux folds the parent's peak into the child's at fork/exec, so a child of a large
+# pytest process would report the parent's memory.
+_HWM = """
+import atexit, os
+def _entropyflow_test_hwm(path=os.environ.get("ENTROPYFLOW_TEST_HWM")):
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:") and path:
+                    with open(path, "w") as out:
+                        out.write(line.split()[1])
+    except OSError:
+        pass
+atexit.register(_entropyflow_test_hwm)
+"""
+_CLI = _HWM + """
+import runpy, sys
+sys.argv = ["entropyflow", *sys.argv[1:]]
+runpy.run_module("entropyflow", run_name="__main__", alter_sys=True)
+"""
+
+
 @dataclass
 class Run:
     rc: int  # exit code, or -N when killed by signal N
     out: str
     err: str
-    peak_mib: float  # peak resident memory of this process (ru_maxrss)
+    peak_mib: float  # peak resident memory of this process (VmHWM; nan if it did not exit normally)
     seconds: float
 
     @property
@@ -36,23 +59,30 @@ def env() -> dict[str, str]:
     return e
 
 
-def start(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen, object, object]:
+def _spawn(argv: list[str], cwd=None) -> tuple[subprocess.Popen, object, object]:
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
-    p = subprocess.Popen([*prefix, sys.executable, "-m", "entropyflow", *map(str, args)], cwd=cwd, env=env(),
-                         stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    fd, hwm = tempfile.mkstemp(prefix="entropyflow-hwm-")
+    os.close(fd)
+    p = subprocess.Popen(argv, cwd=cwd, env={**env(), "ENTROPYFLOW_TEST_HWM": hwm}, stdout=out, stderr=err,
+                         stdin=subprocess.DEVNULL)
+    p.hwm_path = hwm  # type: ignore[attr-defined]
     return p, out, err
+
+
+def start(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen, object, object]:
+    return _spawn([*prefix, sys.executable, "-c", _CLI, *map(str, args)], cwd)
 
 
 def finish(p: subprocess.Popen, out, err, started: float, timeout: float = 180) -> Run:
     deadline = started + timeout
     while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        pid, status = os.waitpid(p.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() > deadline:
             p.kill()
-            pid, status, usage = os.wait4(p.pid, 0)
+            pid, status = os.waitpid(p.pid, 0)
             break
         time.sleep(0.02)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -61,7 +91,13 @@ def finish(p: subprocess.Popen, out, err, started: float, timeout: float = 180) 
         f.seek(0)
         texts.append(f.read().decode("utf-8", "replace"))
         f.close()
-    return Run(p.returncode, texts[0], texts[1], usage.ru_maxrss / 1024, time.monotonic() - started)
+    try:
+        with open(p.hwm_path) as f:  # type: ignore[attr-defined]
+            text = f.read().strip()
+        peak = int(text) / 1024 if text else float("nan")
+    finally:
+        os.unlink(p.hwm_path)  # type: ignore[attr-defined]
+    return Run(p.returncode, texts[0], texts[1], peak, time.monotonic() - started)
 
 
 def run(*args: str | os.PathLike, cwd=None, timeout: float = 180, prefix: tuple[str, ...] = ()) -> Run:
@@ -73,8 +109,7 @@ def run(*args: str | os.PathLike, cwd=None, timeout: float = 180, prefix: tuple[
 def run_python(code: str, timeout: float = 120) -> Run:
     """A Python snippet in a fresh process (library calls), with its own peak memory."""
     started = time.monotonic()
-    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
-    p = subprocess.Popen([sys.executable, "-c", code], env=env(), stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+    p, out, err = _spawn([sys.executable, "-c", _HWM + code])
     return finish(p, out, err, started, timeout)
 
 

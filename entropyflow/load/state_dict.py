@@ -23,7 +23,7 @@ _ORIG_MOD = re.compile(r"(^|\.)_orig_mod\.")
 @dataclass(frozen=True)
 class Unwrapped:
     state_dict: dict[str, torch.Tensor] | None  # None when the checkpoint holds a module
-    module: Any  # an nn.Module (only with --unsafe-pickle), else None
+    module: Any  # an nn.Module (only with --trust-code), else None
     where: str  # e.g. "['state_dict']" or "" for a bare state dict
     description: str
     manifest: dict | None

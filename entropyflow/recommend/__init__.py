@@ -6,3 +6,14 @@ from .schema import SCHEMA_VERSION, LambdaConfig, LayerLambda, Strategy, fingerp
 
 __all__ = ["recommend", "RecommendOptions", "STRATEGIES", "LambdaConfig", "LayerLambda", "Strategy", "load_config",
            "save_config", "fingerprint", "architecture", "SCHEMA_VERSION"]
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``entropyflow.recommend`` is both this package and the function: importing the package
+    replaces the function the top-level package exports lazily, so the package calls it."""
+
+    def __call__(self, *args, **kwargs) -> LambdaConfig:
+        return recommend(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule
