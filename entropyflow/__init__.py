@@ -18,8 +18,8 @@ __all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerR
 _LAZY = {
     "analyze": ("analysis", "analyze"),
     "AnalyzeOptions": ("analysis", "AnalyzeOptions"),
-    "AnalysisResult": ("results", "AnalysisResult"),
-    "LayerResult": ("results", "LayerResult"),
+    "AnalysisResult": ("estimate.results", "AnalysisResult"),
+    "LayerResult": ("estimate.results", "LayerResult"),
     "load_model": ("load.model", "load_model"),
     "EntropyflowError": ("errors", "EntropyflowError"),
     "EntropyflowWarning": ("warn", "EntropyflowWarning"),

@@ -13,7 +13,7 @@ from .estimate import ESTIMATORS
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
 from .load.model import LoadedModel, LoadOptions, load_model
-from .results import AnalysisResult, ModelInfo
+from .estimate.results import AnalysisResult, ModelInfo
 from .spec import parse_bytes, parse_input_size
 from .text import path_text, printable
 from .walk import effective_tensors, walk_model

@@ -284,7 +284,7 @@ def recommend(
     """A λ placement config for the entropy regularizer (the paper's Figure 7 strategy)."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
-        from .recommend.schema import check_config_path, save_config
+        from .config import check_config_path, save_config
 
         out = check_config_path(out)
         from .analysis import AnalyzeOptions

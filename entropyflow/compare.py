@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from .analysis import AnalyzeOptions, analyze
 from .errors import OptionError
-from .results import AnalysisResult
+from .estimate.results import AnalysisResult
 
 RANDOM = "random"
 MAX_SEEDS = 1000  # each seed is one full analysis

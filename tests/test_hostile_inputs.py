@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 import entropyflow
 from entropyflow.errors import ConfigError
-from entropyflow.recommend.schema import from_dict as config_from_dict
+from entropyflow.config import from_dict as config_from_dict
 from entropyflow.samples import build_sample
 
 from hostile import baseline_peak_mib, f32_entry, run, run_python, safetensors

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from entropyflow.errors import ConfigError
-from entropyflow.recommend.schema import LambdaConfig, LayerLambda, Strategy
+from entropyflow.config import LambdaConfig, LayerLambda, Strategy
 from entropyflow.regularize import EntropyflowWarning, EntropyRegularizer, SigmoidEntropyLoss, sigmoid_entropy_bits
 
 # SPEC golden (binary_entropy_sigmoid): z, H_bits, dH/dz
@@ -219,7 +219,7 @@ def test_kind_and_weight_mismatches_are_errors(net):
 
 def test_fingerprint_of_a_live_model_equals_the_analysis_fingerprint(net):
     import entropyflow
-    from entropyflow.recommend.schema import fingerprint
+    from entropyflow.config import fingerprint
     from entropyflow.regularize import model_fingerprint
 
     a = entropyflow.analyze(net, input_size=(3, 8, 8))

@@ -233,7 +233,7 @@ def test_an_interrupted_config_write_leaves_no_temporary_file(cli, tmp_path, mon
     def interrupted(a, b):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("entropyflow.recommend.schema.os.replace", interrupted)
+    monkeypatch.setattr("entropyflow.config.os.replace", interrupted)
     r = cli("recommend", "sample:digits_unet", "-o", cfg)
     assert r.exit_code == 130 and cfg.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["lambda.yaml"]
 

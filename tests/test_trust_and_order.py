@@ -13,7 +13,7 @@ from torch import nn
 
 import entropyflow
 from entropyflow.errors import UntrustedCodeError
-from entropyflow.recommend.schema import LambdaConfig, LayerLambda, Strategy
+from entropyflow.config import LambdaConfig, LayerLambda, Strategy
 from entropyflow.samples import build_sample
 
 from test_cli import assert_user_error

@@ -14,12 +14,11 @@ import torch
 
 from ..errors import OptionError, WeightValueError
 from ..load.source import TensorSource
-from ..results import LayerResult, frozen_array
-from ..walk.sites import ConvGeometry, LayerSite, Walk
+from .results import LayerResult, layer_result
+from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk
 from . import paper, spectral_sites
 from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
 from .pivots import pivot_plan
-from .stats import summarize
 
 ProgressFn = Callable[[str, int, int], None]
 CHANNEL_RULES = ("first", "mean")
@@ -156,14 +155,8 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
         totals = paper.conv_totals_exact(taps0, counts)
     elif isinstance(geo, ConvGeometry):
         totals = paper.conv_totals_paper(per, geo.n_out)
-    per_np = per.cpu().numpy()
-    return LayerResult(
-        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
-        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo,
-        c11=frozen_array(c11.cpu().numpy()), per_position=frozen_array(per_np),
-        totals=None if totals is None else frozen_array(totals.cpu().numpy()), exact=exact, reason="; ".join(reasons),
-        summary=summarize(per_np), inferred=site.inferred, notes=site.notes,
-    )
+    return layer_result(index, site, c11=c11.cpu().numpy(), per_position=per.cpu().numpy(),
+                        totals=None if totals is None else totals.cpu().numpy(), exact=exact, reason="; ".join(reasons))
 
 
 def _conv_spectral(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, opts: EstimateOptions) -> LayerResult:
@@ -178,14 +171,8 @@ def _job(site: LayerSite) -> tuple[str, int, int]:
 
 
 def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:
-    per = np.array([logdet / m])
     geo = site.geometry
-    totals = None if geo is None else np.array([geo.n_positions * logdet])
+    totals = None if not isinstance(geo, DenseGeometry) else np.array([geo.n_positions * logdet])
     reason = "" if geo is not None else (NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: positions unknown, total unavailable")
-    return LayerResult(
-        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
-        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo,
-        c11=frozen_array([]), per_position=frozen_array(per), totals=None if totals is None else frozen_array(totals),
-        exact=True if geo is not None else None, reason=reason, summary=summarize(per), logdet=float(logdet), square=m,
-        inferred=site.inferred, notes=site.notes,
-    )
+    return layer_result(index, site, c11=[], per_position=np.array([logdet / m]), totals=totals,
+                        exact=True if geo is not None else None, reason=reason, logdet=float(logdet), square=m)

@@ -15,11 +15,10 @@ import torch
 from math import prod
 
 from ..errors import BudgetError
-from ..results import LayerResult, frozen_array
+from .results import LayerResult, layer_result
 from ..text import printable
 from ..walk.sites import ConvGeometry, LayerSite
 from . import spectral
-from .stats import summarize
 
 UNTRACED_GRID = 32  # per axis: a fine circular grid stands in for the large-grid limit without geometry
 
@@ -71,12 +70,8 @@ def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarra
         reason = (f"no geometry: per-position value on a {'x'.join(map(str, grid))} circular grid (≈ the large-grid "
                   "limit) assuming stride 1 and no dilation; totals unavailable")
     per = (spec.filter_totals / spec.n_freq).cpu().numpy()
-    return LayerResult(
-        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
-        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo, c11=frozen_array(c11),
-        per_position=frozen_array(per), totals=None if totals is None else frozen_array(totals.cpu().numpy()),
-        exact=exact, reason=reason, summary=summarize(per), inferred=site.inferred, notes=site.notes, joint=joint,
-    )
+    return layer_result(index, site, c11=c11, per_position=per, totals=None if totals is None else totals.cpu().numpy(),
+                        exact=exact, reason=reason, joint=joint)
 
 
 def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, str]:
@@ -118,10 +113,6 @@ def dense_layer(index: int, site: LayerSite, logs: np.ndarray) -> LayerResult:
     n = getattr(geo, "n_positions", None)
     total = float(logs.sum()) if not np.isneginf(logs).any() else float("-inf")
     reason = "" if n is not None else "no geometry: positions unknown, totals unavailable"
-    return LayerResult(
-        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
-        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=geo, c11=frozen_array([]),
-        per_position=frozen_array(logs), totals=None if n is None else frozen_array(n * logs),
-        exact=True if n is not None else None, reason=reason, summary=summarize(logs), logdet=total,
-        inferred=site.inferred, notes=site.notes, joint=None if n is None else n * total,
-    )
+    return layer_result(index, site, c11=[], per_position=logs, totals=None if n is None else n * logs,
+                        exact=True if n is not None else None, reason=reason, logdet=total,
+                        joint=None if n is None else n * total)

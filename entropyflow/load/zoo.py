@@ -18,6 +18,7 @@ from torch import nn
 
 from ..errors import UnknownModelError, WeightsNotCachedError, one_line
 from ..spec import ModelSpec
+from .skeleton import meta_skeleton
 
 DEFAULT_INPUT = (3, 224, 224)
 
@@ -186,8 +187,6 @@ def build(spec: ModelSpec, *, device: str = "meta", num_classes: int | None = No
     except (NotImplementedError, RuntimeError) as exc:
         if "meta" not in str(exc):
             raise
-    from ..walk.trace import meta_skeleton
-
     return meta_skeleton(_build_on(spec, "cpu", kwargs))
 
 
@@ -257,6 +256,4 @@ def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict, device: str 
         except (NotImplementedError, RuntimeError) as exc:
             if "meta" not in str(exc):
                 raise
-        from ..walk.trace import meta_skeleton
-
         return meta_skeleton(tv.models.get_model(spec.name, weights=w))

@@ -14,9 +14,9 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import EntropyflowError, OptionError, one_line
-from ..results import AnalysisResult, LayerResult
-from ..regularize.terms import dense_inverse_inertness
-from .schema import FORMS, LambdaConfig, LayerLambda, Strategy, fingerprint
+from ..estimate.results import AnalysisResult, LayerResult
+from ..config import dense_inverse_inertness
+from ..config import FORMS, LambdaConfig, LayerLambda, Strategy, fingerprint
 
 STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first")
 PER_FILTER = ("none", "uniform", "outliers")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis import AnalyzeOptions, analyze
-from ..results import AnalysisResult
+from ..estimate.results import AnalysisResult
 from .placement import RecommendOptions, recommend, validate_options
-from .schema import LambdaConfig
+from ..config import LambdaConfig
 
 
 @dataclass(frozen=True)

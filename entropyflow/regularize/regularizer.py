@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
-from ..recommend.schema import LambdaConfig, LayerLambda, fingerprint, load_config
+from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..warn import warn
 from . import terms
 

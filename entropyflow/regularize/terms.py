@@ -12,9 +12,9 @@ regularizer casts it to the loss dtype).
 """
 from __future__ import annotations
 
-import math
-
 import torch
+
+from ..config import dense_inverse_inertness, dense_inverse_is_inert  # noqa: F401 - re-exported with the terms
 
 Lam = float | torch.Tensor
 
@@ -73,25 +73,3 @@ def dense_log_term(weight: torch.Tensor, lam: float, rows: tuple[int, int] | Non
 def dense_inverse_term(weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None) -> torch.Tensor:
     """Eq. 24: ``λ / (|det W[:m, :m]| + ε)``. Inert (value λ/ε, gradient ~0) once ``|det|`` ≪ ε."""
     return lam / (torch.exp(dense_logabsdet(weight, rows)) + eps)
-
-
-def dense_inverse_is_inert(logabsdet: float, eps: float, factor: float = 1e-6) -> bool:
-    """Whether eq. 24 is numerically inert (see :func:`dense_inverse_inertness`)."""
-    return dense_inverse_inertness(logabsdet, eps, factor) is not None
-
-
-def dense_inverse_inertness(logabsdet: float, eps: float, factor: float = 1e-6) -> str | None:
-    """Why eq. 24, ``λ/(|det W|+ε)``, cannot act on a layer with this ``log|det|``, or None.
-
-    Its gradient is ``−λ·|det|/(|det|+ε)²·W⁻ᵀ``, the log form's ``−λ·W⁻ᵀ`` times ``|det|/(|det|+ε)²``:
-    * ``|det| < factor·ε`` (every realistic layer: a 4096² layer has ``log|det| ≈ −3900``): the
-      factor is below ``factor/ε``, the value sits at ``λ/ε``;
-    * ``|det| > 1/factor`` (``log|det| > 13.8``): the factor is about ``1/|det|`` < ``factor``, the
-      value is ``≈ 0``, and the term does nothing either."""
-    if logabsdet < math.log(eps) + math.log(factor):
-        return (f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
-                f"below {factor:g}/ε of the log form's")
-    if logabsdet > -math.log(factor):
-        return (f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
-                f"(< {factor:g}) of the log form's")
-    return None

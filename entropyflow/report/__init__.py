@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results import AnalysisResult
+from ..estimate.results import AnalysisResult
 from .jsonio import analysis_json, read_analysis
 from .outdir import check_writable, write_atomically
 from .tables import filters_csv, layers_csv

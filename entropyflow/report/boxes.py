@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..results import AnalysisResult, LayerResult
+from ..estimate.results import AnalysisResult, LayerResult
 
 WHISKER_IQR = 1.5
 

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
-from ..results import AnalysisResult
+from ..estimate.results import AnalysisResult
 from ..text import printable
 from .boxes import BoxStats, neginf_counts, result_boxes
 

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Mapping
 from html import escape as _html_escape
 
-from ..results import AnalysisResult
+from ..estimate.results import AnalysisResult
 from ..text import printable
 from .terminal import fmt
 

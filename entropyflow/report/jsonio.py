@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
 from ..text import brief, printable, shown
 from ..estimate.stats import Summary
-from ..results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
+from ..estimate.results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
 
 SCHEMA = "entropyflow.analysis/1"
 CONVENTIONS = {

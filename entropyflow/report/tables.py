@@ -9,7 +9,7 @@ import csv
 import io
 import math
 
-from ..results import AnalysisResult, ConvGeometry, LayerResult
+from ..estimate.results import AnalysisResult, ConvGeometry, LayerResult
 
 LAYER_COLUMNS = [
     "index", "name", "kind", "module_type", "weight_key", "weight_shape", "filters", "traced", "calls",

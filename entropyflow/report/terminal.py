@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..results import AnalysisResult
+from ..estimate.results import AnalysisResult
 from ..text import printable
 
 

@@ -7,7 +7,6 @@ weights that a parent module uses functionally (e.g. ``F.linear(x, self.qkv.weig
 """
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
@@ -17,27 +16,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import OptionError, TraceError, one_line
+from ..load.skeleton import meta_skeleton
 from .classify import custom_forward, eager_kind, skip_reason
 from .dispatch import Clock, OpRecorder
 from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
-
-
-def meta_skeleton(model: nn.Module) -> nn.Module:
-    """A structural copy of ``model`` whose parameters and buffers live on ``meta`` (no data copied).
-
-    Returns ``model`` itself when all its tensors are already on ``meta``.
-    """
-    tensors = list(model.parameters()) + list(model.buffers())
-    if all(t.device.type == "meta" for t in tensors):
-        return model
-    memo: dict[int, object] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return copy.deepcopy(model, memo)
 
 
 @dataclass

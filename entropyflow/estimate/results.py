@@ -1,20 +1,23 @@
-"""Frozen result types of an analysis. Arrays are float64, read-only, one entry per filter."""
+"""Frozen result types of an analysis, produced by the estimators here and read by everything
+after them. Arrays are float64, read-only, one entry per filter."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .estimate.stats import Summary, inf_safe_sum
-from .walk.sites import ConvGeometry, DenseGeometry, SkippedModule, order_of
+from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, order_of
+from .stats import Summary, inf_safe_sum, summarize
 
-__all__ = ["LayerResult", "ModelInfo", "AnalysisResult", "SkippedModule", "ConvGeometry", "DenseGeometry", "Summary"]
+__all__ = ["LayerResult", "ModelInfo", "AnalysisResult", "SkippedModule", "ConvGeometry", "DenseGeometry", "Summary",
+           "layer_result", "frozen_array"]
 
 
-def frozen_array(values) -> np.ndarray:
-    a = np.array(values, dtype=np.float64)
-    a.setflags(write=False)
-    return a
+def frozen_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    array = np.array(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +56,6 @@ class LayerResult:
     inferred: bool = False
     notes: tuple[str, ...] = ()
     joint: float | None = None
-    values: dict = field(default_factory=dict)  # extra per-filter arrays of other estimators
 
     @property
     def is_conv(self) -> bool:
@@ -75,6 +77,20 @@ class LayerResult:
     def total(self) -> float | None:
         """Sum of the per-filter totals (``-inf`` if any filter is ``-inf``), None without geometry."""
         return None if self.totals is None else inf_safe_sum(self.totals)
+
+
+def layer_result(index: int, site: LayerSite, *, c11: Sequence[float] | np.ndarray, per_position: np.ndarray,
+                 totals: np.ndarray | None, exact: bool | None, reason: str, logdet: float | None = None,
+                 square: int | None = None, joint: float | None = None) -> LayerResult:
+    """The one way an estimator turns its numbers for ``site`` into a :class:`LayerResult`."""
+    return LayerResult(
+        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
+        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=site.geometry,
+        c11=frozen_array(c11), per_position=frozen_array(per_position),
+        totals=None if totals is None else frozen_array(totals), exact=exact, reason=reason,
+        summary=summarize(per_position), logdet=logdet, square=square, inferred=site.inferred, notes=site.notes,
+        joint=joint,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The λ placement config: frozen dataclasses, validation with field-named errors, YAML/JSON I/O.
+"""The λ placement config, the interface between ``recommend`` (which writes it) and ``regularize``
+(which applies it): frozen dataclasses, validation with field-named errors, YAML/JSON I/O.
 
 Documented in docs/config.md. Files are written atomically, keys in a fixed order, so the same
 recommendation gives the same bytes except for ``provenance.created``.
@@ -15,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, InputNotFoundError, OutputError
-from ..estimate import ESTIMATORS
-from ..text import brief, printable, shown
+from .errors import ConfigError, InputNotFoundError, OutputError
+from .estimate import ESTIMATORS
+from .text import brief, printable, shown
 
 
 def _show(v: object) -> str:
@@ -397,3 +398,27 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
         raise ConfigError(f"{printable(path.name)} is not valid {'JSON' if _is_json(path) else 'YAML'}: "
                           f"{printable(' '.join(str(exc).split()), 200)}") from exc
     return from_dict(data)
+
+
+# --- what a loss form can do --------------------------------------------------------------------
+
+def dense_inverse_is_inert(logabsdet: float, eps: float, factor: float = 1e-6) -> bool:
+    """Whether eq. 24 is numerically inert (see :func:`dense_inverse_inertness`)."""
+    return dense_inverse_inertness(logabsdet, eps, factor) is not None
+
+
+def dense_inverse_inertness(logabsdet: float, eps: float, factor: float = 1e-6) -> str | None:
+    """Why eq. 24, ``λ/(|det W|+ε)``, cannot act on a layer with this ``log|det|``, or None.
+
+    Its gradient is ``−λ·|det|/(|det|+ε)²·W⁻ᵀ``, the log form's ``−λ·W⁻ᵀ`` times ``|det|/(|det|+ε)²``:
+    * ``|det| < factor·ε`` (every realistic layer: a 4096² layer has ``log|det| ≈ −3900``): the
+      factor is below ``factor/ε``, the value sits at ``λ/ε``;
+    * ``|det| > 1/factor`` (``log|det| > 13.8``): the factor is about ``1/|det|`` < ``factor``, the
+      value is ``≈ 0``, and the term does nothing either."""
+    if logabsdet < math.log(eps) + math.log(factor):
+        return (f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
+                f"below {factor:g}/ε of the log form's")
+    if logabsdet > -math.log(factor):
+        return (f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
+                f"(< {factor:g}) of the log form's")
+    return None
