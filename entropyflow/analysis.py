@@ -9,55 +9,49 @@ from torch import nn
 
 from ._version import __version__
 from .errors import NoLayersError, OptionError
-from .estimate import ESTIMATORS
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
-from .estimate.run import CHANNEL_RULES, EstimateOptions, ProgressFn, estimate, resolve_device
-from .load.model import LoadedModel, LoadOptions, load_model
 from .estimate.results import AnalysisResult, ModelInfo
+from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, estimate, resolve_device
+from .load.model import LoadedModel, LoadOptions, load_model
+from .samples import DEFAULT_SAMPLE, default_sample_path
 from .spec import parse_bytes, parse_input_size
-from .text import path_text, printable
+from .text import path_text
+from .vocab import ESTIMATORS, ChannelRule, Estimator
 from .walk import effective_tensors, walk_model
 
-@dataclass(frozen=True)
-class AnalyzeOptions:
-    """Every knob of :func:`analyze` (the CLI maps its flags one to one)."""
+__all__ = ["AnalyzeOptions", "analyze", "ESTIMATORS"]
 
-    arch: str | None = None
-    weights: str | None = None
-    key: str | None = None
-    random_init: bool = False
-    seed: int = 0
-    trust_code: bool = False  # allow files whose loading runs code (pickled objects, TorchScript)
-    hash_files: bool = True
-    input_size: tuple[int, ...] | None = None
+
+@dataclass(frozen=True)
+class AnalyzeOptions(LoadOptions):
+    """Every knob of :func:`analyze` (the CLI maps its flags one to one): where the weights come
+    from (the :class:`LoadOptions` fields) and how they are walked and estimated. Values are
+    checked and normalised when the options are built (``input_size='3x224x224'`` → a tuple,
+    ``max_mem='4GiB'`` → bytes)."""
+
+    input_size: tuple[int, ...] | str | None = None
     trace: bool = True
     device: str = "auto"
-    channel_rule: str = "first"
-    estimator: str = "paper"
+    channel_rule: ChannelRule = "first"
+    estimator: Estimator = "paper"
     max_mem: int | str | None = None  # memory budget of batched work ('4GiB'); default 256 MiB
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_estimator_options(self.estimator, self.channel_rule)
+        object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+        object.__setattr__(self, "max_mem", parse_bytes(self.max_mem) or DEFAULT_BUDGET)
+
     def load_options(self) -> LoadOptions:
-        names = {f.name for f in fields(LoadOptions)}
-        return LoadOptions(**{k: getattr(self, k) for k in names})
+        return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(LoadOptions)})
 
 
 def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None = None, *,
-            progress: ProgressFn | None = None, **overrides) -> AnalysisResult:
+            progress: ProgressFn | None = None, **overrides: object) -> AnalysisResult:
     """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``sample:NAME``, a live
     ``nn.Module``, or None for the bundled sample. ``overrides`` are :class:`AnalyzeOptions` fields."""
     opts = replace(options or AnalyzeOptions(), **overrides)
-    if opts.estimator not in ESTIMATORS:
-        raise OptionError(f"unknown estimator '{opts.estimator}' (available: {', '.join(ESTIMATORS)})")
-    if opts.channel_rule not in CHANNEL_RULES:
-        raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
-    if opts.estimator == "spectral" and opts.channel_rule != "first":
-        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or not 0 <= opts.seed < 2**64:
-        raise OptionError(f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not {printable(opts.seed, 40)}")
-    opts = replace(opts, input_size=parse_input_size(opts.input_size), max_mem=parse_bytes(opts.max_mem) or DEFAULT_BUDGET)
     if model is None:
-        from .samples import DEFAULT_SAMPLE, default_sample_path
-
         if opts.random_init or opts.weights:
             flag = "--random-init" if opts.random_init else "--weights"
             raise OptionError(f"{flag} needs a model spec: with no model argument entropyflow analyses the bundled sample "
@@ -96,7 +90,7 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
     info = ModelInfo(
         spec=path_text(loaded.spec), description=path_text(loaded.description), format=loaded.format,
         weights=path_text(loaded.weights), files=tuple(path_text(f) for f in loaded.files), sha256=sha, arch=loaded.arch,
-        input_size=walk.input_size, walk=walk.mode,
+        input_size=walk.input_size, walk=walk.mode, random_init=loaded.random_init,
     )
     return AnalysisResult(
         model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(device),

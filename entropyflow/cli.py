@@ -6,6 +6,8 @@ a user error prints one line on stderr and exits 2; anything unexpected exits 1 
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import sys
 import traceback
@@ -160,38 +162,53 @@ class _Progress:
             self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
-# options shared by the commands that load a model
-ARCH = typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).")
-WEIGHTS = typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache.")
-KEY = typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema).")
-RANDOM_INIT = typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).")
-SEED = typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed).")
-INPUT_SIZE = typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own).")
-DEVICE = typer.Option("auto", "--device", help="auto, cpu or cuda: where the arithmetic runs (same numbers).")
-MAX_GPU_MEM = typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).")
-CHANNEL_RULE = typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")
-TRUST_CODE = typer.Option(False, "--trust-code", "--unsafe-pickle",
-                          help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and TorchScript archives.")
+# --- the options of every command that loads a model, declared once --------------------------------
+
+_MODEL_OPTIONS = [  # (parameter, AnalyzeOptions field, type, typer option)
+    ("arch", "arch", Optional[str], typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).")),
+    ("weights", "weights", Optional[str], typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache.")),
+    ("key", "key", Optional[str], typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema).")),
+    ("random_init", "random_init", bool, typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).")),
+    ("seed", "seed", int, typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed).")),
+    ("input_size", "input_size", Optional[str], typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own).")),
+    ("channel_rule", "channel_rule", str, typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")),
+    ("device", "device", str, typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N: where the arithmetic runs (same numbers).")),
+    ("max_gpu_mem", "max_mem", Optional[str], typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).")),
+    ("trust_code", "trust_code", bool, typer.Option(False, "--trust-code", "--unsafe-pickle", help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and TorchScript archives.")),
+]
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
 
+def _with_model_options(command):
+    """Add the shared model options to ``command``'s parameters; it receives them as one dict of
+    :class:`AnalyzeOptions` fields, ``model_options``."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "model_options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+              for name, _field, kind, option in _MODEL_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        fields = {field: kwargs.pop(name) for name, field, _kind, _option in _MODEL_OPTIONS}
+        return command(**kwargs, model_options=fields)
+
+    # the command's context and arguments, then the shared options, then the command's own options
+    keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    first = [p for p in keyword if p.name == "ctx" or isinstance(p.default, typer.models.ArgumentInfo)]
+    rest = [p for p in keyword if p not in first]
+    wrapper.__signature__ = signature.replace(parameters=[*first, *shared, *rest])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {**getattr(command, "__annotations__", {}), **{n: k for n, _f, k, _o in _MODEL_OPTIONS}}
+    return wrapper
+
+
 @app.command()
+@_with_model_options
 def analyze(
     ctx: typer.Context,
     model: Optional[str] = typer.Argument(None, help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the bundled sample."),
-    arch: Optional[str] = ARCH,
-    weights: Optional[str] = WEIGHTS,
-    key: Optional[str] = KEY,
-    random_init: bool = RANDOM_INIT,
-    seed: int = SEED,
-    input_size: Optional[str] = INPUT_SIZE,
-    device: str = DEVICE,
-    max_gpu_mem: Optional[str] = MAX_GPU_MEM,
-    channel_rule: str = CHANNEL_RULE,
-    estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3)."),
-    out: str = typer.Option("entropyflow-report", "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json."),
-    trust_code: bool = TRUST_CODE,
-    no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the meta forward pass (no geometry, no totals)."),
+    estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3); spectral: Σ log σ, basis-invariant."),
+    out: str = typer.Option("entropyflow-report", "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html."),
+    no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the forward pass (no geometry, no totals)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
     compare: Optional[str] = typer.Option(None, "--compare", help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file."),
     seeds: int = typer.Option(1, "--seeds", help="With --compare random: number of random initialisations (seeds 0..N-1), pooled."),
@@ -202,34 +219,25 @@ def analyze(
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
     debug: bool = DEBUG,
+    model_options: dict | None = None,
 ) -> None:
     """Per-layer, per-filter entropy change of every conv/dense layer, in forward execution order."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
-        from .report import check_writable
-
-        out_dir = check_writable(out)
-        report_opts = _report_options(plot_format, no_plot, plot_total, labels, not no_html)
-        _prefetch_hash(model, weights, not no_hash)
+        _prefetch_hash(model, (model_options or {}).get("weights"), not no_hash)
+        # deliberate start-up saving: torch and the pipeline are imported after the hashing has started
         from .analysis import AnalyzeOptions
-        from .analysis import analyze as run
-        from .report import write_report
+        from .report import ReportOptions
         from .report.terminal import render_analysis
+        from .runs import analyze_to
 
-        opts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed,
-                              trust_code=trust_code, hash_files=not no_hash, input_size=input_size,
-                              trace=not no_trace, device=device, channel_rule=channel_rule, estimator=estimator,
-                              max_mem=max_gpu_mem)
-        from .compare import check_seeds, reference_analyses
-
-        check_seeds(compare, seeds)
+        options = AnalyzeOptions(**(model_options or {}), estimator=estimator, trace=not no_trace, hash_files=not no_hash)
+        report = ReportOptions(plot=not no_plot, plot_format=plot_format, total=plot_total, labels=labels, html=not no_html)
         with _Progress(err) as progress:
-            result = run(model, opts, progress=progress)
-            references = reference_analyses(result, compare, opts, seeds, progress=progress) if compare else ()
-        written = write_report(result, out_dir, report_opts, references)
+            written = analyze_to(out, model, options, report, compare=compare, seeds=seeds, progress=progress)
         if not quiet:
-            render_analysis(result, console)
-        _wrote(console, written, out_dir)
+            render_analysis(written.result, console)
+        _wrote(console, written.files, written.out)
 
 
 def _wrote(console: Console, written, out_dir) -> None:
@@ -238,24 +246,8 @@ def _wrote(console: Console, written, out_dir) -> None:
     console.print(Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False)
 
 
-def _option_error(message: str):
-    from .errors import OptionError
-
-    return OptionError(message)
-
-
-def _report_options(plot_format: str, no_plot: bool, total: bool, labels: str, html: bool):
-    """Validate figure options before any work is done."""
-    from .report import ReportOptions
-
-    if plot_format not in ("png", "svg", "pdf"):
-        raise _option_error(f"unknown --plot-format '{plot_format}' (use png, svg or pdf)")
-    if labels not in ("index", "names"):
-        raise _option_error(f"unknown --labels '{labels}' (use index or names)")
-    return ReportOptions(plot=not no_plot, plot_format=plot_format, total=total, labels=labels, html=html)
-
-
 @app.command()
+@_with_model_options
 def recommend(
     ctx: typer.Context,
     source: Optional[str] = typer.Argument(None, help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled sample."),
@@ -269,42 +261,29 @@ def recommend(
     form: str = typer.Option("log", "--form", help="log (eqs. 21/23) or inverse (eqs. 24/25, stabilised)."),
     epsilon: float = typer.Option(1e-4, "--epsilon", help="ε of the inverse form."),
     per_filter: str = typer.Option("none", "--per-filter", help="Per-filter λ: none, uniform (written out, to edit) or outliers (λ on the reference's low-outlier filters only; for fine-tuning)."),
-    arch: Optional[str] = ARCH,
-    weights: Optional[str] = WEIGHTS,
-    key: Optional[str] = KEY,
-    random_init: bool = RANDOM_INIT,
-    seed: int = SEED,
-    input_size: Optional[str] = INPUT_SIZE,
-    channel_rule: str = CHANNEL_RULE,
-    device: str = DEVICE,
-    max_gpu_mem: Optional[str] = MAX_GPU_MEM,
-    trust_code: bool = TRUST_CODE,
     debug: bool = DEBUG,
+    model_options: dict | None = None,
 ) -> None:
     """A λ placement config for the entropy regularizer (the paper's Figure 7 strategy)."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
-        from .config import check_config_path, save_config
-
-        out = check_config_path(out)
+        # deliberate start-up saving: the pipeline (torch) is imported only when a command runs
         from .analysis import AnalyzeOptions
         from .recommend.placement import RecommendOptions
-        from .recommend.source import recommend_for
+        from .recommend.source import recommend_to
         from .report.terminal import render_recommendation
 
-        aopts = AnalyzeOptions(arch=arch, weights=weights, key=key, random_init=random_init, seed=seed, input_size=input_size,
-                               channel_rule=channel_rule, device=device, max_mem=max_gpu_mem, trust_code=trust_code)
-        ropts = RecommendOptions(strategy=strategy, k=k, top_k=top_k, z=z, lam_conv=lam, lam_dense=lam_dense, form=form, epsilon=epsilon,
-                                 per_filter=per_filter)
+        options = RecommendOptions(strategy=strategy, k=k, top_k=top_k, z=z, lam_conv=lam, lam_dense=lam_dense, form=form,
+                                   epsilon=epsilon, per_filter=per_filter)
         with _Progress(err) as progress:
-            rec = recommend_for(source, aopts, ropts, progress=progress)
-        render_recommendation(rec.config, console, save_config(rec.config, out))
+            rec, path = recommend_to(out, source, AnalyzeOptions(**(model_options or {})), options, progress)
+        render_recommendation(rec.config, console, path)
 
 
 @app.command()
 def compare(
     ctx: typer.Context,
-    analyses: list[Path] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
+    analyses: list[str] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
     out: str = typer.Option("entropyflow-compare", "--out", "-o", help="Folder for compare.* and compare-profile.*."),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
     plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
@@ -314,18 +293,12 @@ def compare(
     """Side-by-side panels with a shared y axis, from saved analyses (the paper's Figure 1)."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
-        from .report import check_writable
+        # deliberate start-up saving: matplotlib and the report modules load only when a command runs
+        from .report import ReportOptions
+        from .runs import compare_to
 
-        out_dir = check_writable(out)
-        report_opts = _report_options(plot_format, False, plot_total, labels, False)
-        if len(analyses) < 2:
-            raise _option_error("compare needs at least two analysis.json files")
-        from .report import comparison_files, read_analysis
-        from .report.outdir import write_atomically
-
-        results = [read_analysis(p / "analysis.json" if p.is_dir() else p) for p in analyses]
-        written = write_atomically(out_dir, comparison_files(results, report_opts))
-        _wrote(console, written, out_dir)
+        written = compare_to(out, analyses, ReportOptions(plot_format=plot_format, total=plot_total, labels=labels, html=False))
+        _wrote(console, written.files, written.out)
 
 
 def _raise_interrupted(signum: int, _frame) -> None:

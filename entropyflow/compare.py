@@ -1,7 +1,8 @@
 """Reference analyses to compare a model against (the paper's Figure 1: trained vs random init).
 
 ``random`` re-initialises the analysed architecture with seeds ``0 … N-1``; anything else is a
-model spec analysed with the same options. The comparison itself is drawn by ``report.figures``.
+model spec analysed with the same options. The comparison itself is drawn by ``report.figures``,
+its panel titles come from ``report.titles``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import replace
 from .analysis import AnalyzeOptions, analyze
 from .errors import OptionError
 from .estimate.results import AnalysisResult
+from .estimate.run import ProgressFn
 
 RANDOM = "random"
 MAX_SEEDS = 1000  # each seed is one full analysis
@@ -25,22 +27,8 @@ def check_seeds(compare: str | None, seeds: int) -> None:
         raise OptionError("--seeds needs --compare random" if not compare else "--seeds applies to --compare random only")
 
 
-def is_random_init(result: AnalysisResult) -> bool:
-    return result.model.weights.startswith("random init")
-
-
-def panel_title(result: AnalysisResult, seeds: int = 1) -> str:
-    """A short panel title: the model, and whether it is trained or a random initialisation."""
-    name = result.model.arch or result.model.spec
-    if is_random_init(result):
-        return f"{name}, random init" + (f" ({seeds} seeds)" if seeds > 1 else "")
-    if result.model.arch and result.model.arch != result.model.spec:
-        return f"{name}, {result.model.spec.split('/')[-1]}"
-    return f"{name}, loaded weights" if result.model.format == "zoo" else name
-
-
 def reference_analyses(result: AnalysisResult, compare: str, options: AnalyzeOptions, seeds: int = 1,
-                       progress=None) -> tuple[AnalysisResult, ...]:
+                       progress: ProgressFn | None = None) -> tuple[AnalysisResult, ...]:
     """Analyse what ``compare`` names with the analysed model's input size and conventions."""
     check_seeds(compare, seeds)
     opts = replace(options, arch=None, weights=None, key=None, random_init=False, input_size=result.model.input_size,

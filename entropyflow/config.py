@@ -16,9 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .errors import ConfigError, InputNotFoundError, OutputError
-from .estimate import ESTIMATORS
 from .text import brief, printable, shown
+from .vocab import CHANNEL_RULES, ESTIMATORS, LAYER_KINDS_TEXT, LOSS_FORMS, is_layer_kind
 
 
 def _show(v: object) -> str:
@@ -26,9 +28,6 @@ def _show(v: object) -> str:
     return shown(v, 60)
 
 SCHEMA_VERSION = 1
-FORMS = ("log", "inverse")
-CHANNEL_RULES = ("first", "mean")
-KIND = re.compile(r"conv(_transpose)?[123]d|linear|attention_[qkv]")
 TOP_FIELDS = ("schema_version", "model", "fingerprint", "estimator", "channel_rule", "loss", "strategy", "layers",
               "warnings", "provenance")
 LAYER_FIELDS = ("name", "kind", "weight_key", "weight_shape", "lambda", "filter_lambdas", "rows")
@@ -158,8 +157,8 @@ def from_dict(d) -> LambdaConfig:
         raise ConfigError("loss: must be a mapping with form and epsilon")
     _known(loss, ("form", "epsilon"), "loss.")
     form = _need(loss, "form", "loss.")
-    if not isinstance(form, str) or form not in FORMS:
-        raise ConfigError(f"loss.form: {_show(form)} is not one of {', '.join(FORMS)}")
+    if not isinstance(form, str) or form not in LOSS_FORMS:
+        raise ConfigError(f"loss.form: {_show(form)} is not one of {', '.join(LOSS_FORMS)}")
     eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True)
     rule = _need(d, "channel_rule", "")
     if not isinstance(rule, str) or rule not in CHANNEL_RULES:
@@ -204,8 +203,8 @@ def from_dict(d) -> LambdaConfig:
                 raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
             fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]") for j, x in enumerate(fl))
         kind = _text(_need(l, "kind", p + "."), f"{p}.kind")
-        if not KIND.fullmatch(kind):
-            raise ConfigError(f"{p}.kind: {_show(kind)} is not conv1d/2d/3d, conv_transpose1d/2d/3d, linear or attention_q/k/v")
+        if not is_layer_kind(kind):
+            raise ConfigError(f"{p}.kind: {_show(kind)} is not {LAYER_KINDS_TEXT}")
         dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
         if len(shape) != dims:
             raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
@@ -256,8 +255,6 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
     d = to_dict(cfg)
     if json_format:
         return json.dumps(d, indent=2) + "\n"
-    import yaml
-
     class Dumper(yaml.SafeDumper):
         pass
 
@@ -336,8 +333,6 @@ MAX_YAML_NODES = 1_000_000  # a config's YAML nodes after expanding aliases
 
 
 def _yaml_loader():
-    import yaml
-
     class BoundedAliases(yaml.SafeLoader):
         """YAML whose aliases expand to at most MAX_YAML_NODES nodes (a 1.5 KB file of nested
         aliases, the 'billion laughs', describes billions) and never refer to themselves."""
@@ -387,9 +382,7 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
         if _is_json(path):
             data = json.loads(text)
         else:
-            import yaml
-
-            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass with bounded aliases
+                    data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass with bounded aliases
     except ConfigError:
         raise
     except RecursionError as exc:

@@ -7,6 +7,8 @@ place that maps exceptions to process exit codes; the CLI uses nothing else.
 """
 from __future__ import annotations
 
+import signal
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # an unexpected error inside entropyflow (a bug): traceback with --debug
 EXIT_USER = 2  # bad input, bad option, environment problem: one line, no traceback
@@ -90,8 +92,6 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def name(self) -> str:
-        import signal
-
         try:
             return signal.Signals(self.signum).name
         except ValueError:

@@ -8,7 +8,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import UnknownModelError
+from .errors import OptionError, UnknownModelError
+from .text import printable
 
 ZOO_SOURCES = ("torchvision", "timm", "sample")
 _PREFIXED = re.compile(r"([A-Za-z][A-Za-z0-9_-]+):(.*)", re.DOTALL)
@@ -54,8 +55,6 @@ def parse_spec(text: str) -> ModelSpec:
 
 def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[int, ...] | None:
     """``'3x224x224'`` → ``(3, 224, 224)``; ``'64'`` → ``(64,)`` (a vector). Sizes exclude the batch."""
-    from .errors import OptionError
-
     if text is None:
         return None
     if isinstance(text, (tuple, list)):
@@ -64,8 +63,8 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
         raw = str(text).strip().lower().replace("×", "x").replace(",", "x")
         try:
             parts = [int(p) for p in raw.split("x")]
-        except ValueError:
-            raise OptionError(f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)") from None
+        except ValueError as exc:
+            raise OptionError(f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)") from exc
     if not parts or len(parts) > 5 or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in parts):
         raise OptionError(f"bad --input-size '{_short(text)}' (expected 1 to 5 positive sizes like 3x224x224)")
     if any(p > MAX_INPUT_AXIS for p in parts):
@@ -77,8 +76,6 @@ MAX_INPUT_AXIS = 1 << 20  # per axis; geometry is computed per output index alon
 
 
 def _short(text: object) -> str:
-    from .text import printable
-
     return printable(text, 60)
 
 
@@ -88,10 +85,6 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb"
 
 def parse_bytes(text: str | int | None) -> int | None:
     """``'4GiB'`` → 4294967296, ``'512MB'`` → 512000000, ``'2G'`` → 2 GiB (a bare letter is binary)."""
-    import re
-
-    from .errors import OptionError
-
     if text is None or isinstance(text, int):
         if isinstance(text, int) and text < 1:
             raise OptionError(f"bad memory budget {text} (must be positive)")

@@ -104,6 +104,7 @@ class ModelInfo:
     arch: str | None = None
     input_size: tuple[int, ...] | None = None
     walk: str = "trace"
+    random_init: bool = False  # the architecture's own random initialisation, not trained weights
 
     @property
     def order(self) -> str:

@@ -6,13 +6,17 @@ are scanned once for NaN/inf. Dense log-determinants are batched in float64.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from .. import vocab
 from ..errors import OptionError, WeightValueError
+from ..text import printable
+from ..vocab import ChannelRule, Estimator
 from ..load.source import TensorSource
 from .results import LayerResult, layer_result
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk
@@ -21,25 +25,31 @@ from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
 from .pivots import pivot_plan
 
 ProgressFn = Callable[[str, int, int], None]
-CHANNEL_RULES = ("first", "mean")
 NO_GEOMETRY_UNTRACED = "not called in the traced forward pass: no geometry, total unavailable"
 
 
 @dataclass(frozen=True)
 class EstimateOptions:
-    channel_rule: str = "first"
+    channel_rule: ChannelRule = "first"
     device: str = "auto"
     max_mem: int = DEFAULT_BUDGET  # bytes of float64 work held at once (dense batches, spectra)
-    estimator: str = "paper"
+    estimator: Estimator = "paper"
+
+    def __post_init__(self) -> None:
+        check_estimator_options(self.estimator, self.channel_rule)
+
+
+def check_estimator_options(estimator: object, rule: object) -> None:
+    """The estimator and channel rule, and whether they go together (checked where options are built)."""
+    vocab.estimator(estimator)
+    vocab.channel_rule(rule)
+    if estimator == "spectral" and rule != "first":
+        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N``. Other torch devices are refused: ``meta`` holds no
     values, and ``mps`` (and most accelerators) have no float64, which every reported value needs."""
-    import re
-
-    from ..text import printable
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d{1,3})?", name):
@@ -60,10 +70,6 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
 
     ``prefetch``: dense log-determinants already started on these tensors (see estimate.dense)."""
     opts = options or EstimateOptions()
-    if opts.channel_rule not in CHANNEL_RULES:
-        raise OptionError(f"unknown channel rule '{opts.channel_rule}' (use first or mean)")
-    if opts.estimator == "spectral" and opts.channel_rule != "first":
-        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
     device = resolve_device(opts.device)
     spectral = opts.estimator == "spectral"
     if spectral:

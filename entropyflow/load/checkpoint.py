@@ -91,8 +91,8 @@ def _safetensors_manifest(f: Path) -> dict | None:
         return None
     try:
         return read_manifest({"entropyflow": json.loads(raw)})
-    except (ValueError, RecursionError):
-        raise CheckpointFormatError(f"{printable(f.name)}: the 'entropyflow' metadata entry is not valid JSON") from None
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointFormatError(f"{printable(f.name)}: the 'entropyflow' metadata entry is not valid JSON") from exc
 
 
 EXPANSION_LIMIT = 16  # a tensor may declare at most this many times its file's bytes (plus the slack below)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import background
 from ..background import Cancelled
+from ..errors import CheckpointFormatError
 
 _lock = threading.Lock()
 _tasks: dict[tuple, background.Task] = {}
@@ -47,10 +49,6 @@ def combined_digest(files: Sequence[Path], cancelled: threading.Event | None = N
 def verify_zip_crcs(path: Path, cancelled: threading.Event | None = None, chunk: int = 1 << 24) -> None:
     """Read every record of a zip archive (a torch checkpoint) and check its CRC-32: a tensor
     record altered on disk would otherwise be analysed as if it were the saved weights."""
-    import zipfile
-
-    from ..errors import CheckpointFormatError
-
     try:
         with zipfile.ZipFile(path) as z:
             for info in z.infolist():

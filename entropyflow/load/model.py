@@ -4,13 +4,14 @@ nothing for a bare state dict)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..errors import OptionError
+from ..errors import ArchitectureMismatchError, OptionError, one_line
+from ..text import printable
 from ..spec import ModelSpec, parse_spec
 from . import zoo
 from .arch import NumClassesMismatch, match_state_dict
@@ -32,6 +33,10 @@ class LoadOptions:
     trust_code: bool = False  # allow files whose loading runs code (pickled objects, TorchScript)
     hash_files: bool = True
 
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
+            raise OptionError(f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not {printable(self.seed, 40)}")
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -52,6 +57,7 @@ class LoadedModel:
     # the architecture as a real CPU module holding these weights, for models the meta device
     # cannot run (data-dependent code such as detection heads); None when there is no structure
     rebuild: Callable[[], nn.Module] | None = field(default=None, compare=False)
+    random_init: bool = False
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -79,15 +85,14 @@ def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None =
     if opts.random_init:
         real = zoo.build_random(spec, opts.seed)
         loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
-        return _replace(loaded, arch=str(spec), weights=f"random init (torch.manual_seed({opts.seed}))", format="zoo")
+        return _replace(loaded, arch=str(spec), weights=f"random init (torch.manual_seed({opts.seed}))", format="zoo",
+                        random_init=True)
     f, origin = zoo.pretrained_file(spec)
     return _from_file(ModelSpec("file", str(f)), f, opts, arch=str(spec), zoo_pretrained=True, weights_origin=origin,
                       spec_text=str(spec), on_tensors=on_tensors)
 
 
-def _replace(loaded: LoadedModel, **kw) -> LoadedModel:
-    from dataclasses import replace
-
+def _replace(loaded: LoadedModel, **kw: Any) -> LoadedModel:
     return replace(loaded, **kw)
 
 
@@ -156,8 +161,6 @@ def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
         try:
             skeleton = zoo.build_pretrained_torchvision(arch_spec, sd)
         except RuntimeError as exc:
-            from ..errors import ArchitectureMismatchError, one_line
-
             raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from exc
         # torchvision's builder may rename legacy keys in place (densenet); otherwise keep the source
         return (skeleton, raw.tensors if list(sd) == keys else DictSource(sd), (),

@@ -85,9 +85,9 @@ def _sharded(index: Path) -> ResolvedCheckpoint:
             raise ValueError
         if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in weight_map.items()):
             raise ValueError
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointFormatError(f"{name} is not a valid shard index (expected JSON with a non-empty 'weight_map' "
-                                    "of tensor names to shard file names)") from None
+                                    "of tensor names to shard file names)") from exc
     folder = index.parent.resolve()
     shards: dict[str, Path] = {}
     for tensor, fname in weight_map.items():
@@ -158,8 +158,8 @@ def _sniff_zip(f: Path) -> str:
     try:
         with zipfile.ZipFile(f) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, UnicodeDecodeError):
-        raise CheckpointFormatError(f"{printable(f)} is truncated or corrupted (its zip directory cannot be read)") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, UnicodeDecodeError) as exc:
+        raise CheckpointFormatError(f"{printable(f)} is truncated or corrupted (its zip directory cannot be read)") from exc
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "torchscript"
     if any(n.endswith("data.pkl") for n in names):
@@ -208,10 +208,10 @@ def read_safetensors_header(f: Path) -> tuple[dict[str, SafetensorsEntry], dict[
         raw = fh.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except RecursionError:
-        raise CheckpointFormatError(f"{where}: its safetensors header is nested too deeply to be a safetensors header") from None
-    except (ValueError, UnicodeDecodeError):
-        raise CheckpointFormatError(f"{where} is truncated or corrupted (unreadable safetensors header)") from None
+    except RecursionError as exc:
+        raise CheckpointFormatError(f"{where}: its safetensors header is nested too deeply to be a safetensors header") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointFormatError(f"{where} is truncated or corrupted (unreadable safetensors header)") from exc
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{where}: its safetensors header is not a JSON object")
     meta = header.pop("__metadata__", None) or {}

@@ -12,6 +12,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointFormatError
+from ..text import printable
+from .paths import read_safetensors_header
+
 def _st_dtypes() -> dict[str, torch.dtype]:
     """safetensors dtype names → torch dtypes (those this torch has; the others are read as bytes
     and skipped as not floating point)."""
@@ -99,8 +103,6 @@ class SafetensorsSource(TensorSource):
     square part of a dense weight) reads only its rows."""
 
     def __init__(self, weight_map: Mapping[str, Path]):
-        from .paths import read_safetensors_header
-
         self._lock = threading.Lock()  # file objects are shared with the dense prefetch thread
         self._entries: dict[str, tuple[Path, int, torch.dtype, tuple[int, ...]]] = {}
         self._unsupported: dict[str, str] = {}
@@ -120,15 +122,10 @@ class SafetensorsSource(TensorSource):
                 self._entries[k] = (f, e.begin, dtype, shape)
         missing = [k for k in weight_map if k not in self._entries]
         if missing:
-            from ..errors import CheckpointFormatError
-            from ..text import printable
-
             raise CheckpointFormatError(f"shard index lists tensors absent from their shards: {', '.join(printable(k, 60) for k in missing[:3])}")
 
     @classmethod
     def single(cls, path: Path) -> SafetensorsSource:
-        from .paths import read_safetensors_header
-
         header, _meta = read_safetensors_header(path)
         return cls({k: path for k in header})
 
@@ -168,8 +165,6 @@ class SafetensorsSource(TensorSource):
             fh.seek(offset + a * row)
             got = fh.readinto(memoryview(buf.numpy()))
         if got != buf.numel():
-            from ..errors import CheckpointFormatError
-
             raise CheckpointFormatError(f"{f.name} is truncated: tensor {key} ends past the end of the file")
         return buf.view(dtype)
 

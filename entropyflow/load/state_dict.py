@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import CheckpointFormatError
 from ..text import brief, printable
@@ -95,8 +96,6 @@ def _keys(obj: Mapping, n: int = 8) -> str:
 
 def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
     """Locate the weights in a loaded checkpoint object."""
-    from torch import nn
-
     if isinstance(obj, nn.Module):
         return Unwrapped(None, obj, "", "pickled nn.Module", None, ())
     if not isinstance(obj, Mapping):

@@ -7,17 +7,19 @@ absent the error names the exact file or repository expected and how to provide 
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import torch
 from torch import nn
 
 from ..errors import UnknownModelError, WeightsNotCachedError, one_line
+from ..samples import build_sample, sample_info
 from ..spec import ModelSpec
+from .offline import no_downloads, torchvision_weights
 from .skeleton import meta_skeleton
 
 DEFAULT_INPUT = (3, 224, 224)
@@ -37,7 +39,7 @@ def _suggest(name: str, names: list[str]) -> str:
 
 # --------------------------------------------------------------------------- torchvision
 def _tv_check(spec: ModelSpec):
-    import torchvision
+    import torchvision  # only the zoo a spec names is imported (torchvision alone takes ~0.5 s)
 
     names = torchvision.models.list_models()
     if spec.name not in names:
@@ -54,8 +56,8 @@ def _tv_weights(spec: ModelSpec):
     tag = spec.tag or "DEFAULT"
     try:
         return enum[tag] if tag != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        raise UnknownModelError(f"torchvision:{spec.name} has no weights '{tag}' (available: {', '.join(m.name for m in enum)})") from None
+    except KeyError as exc:
+        raise UnknownModelError(f"torchvision:{spec.name} has no weights '{tag}' (available: {', '.join(m.name for m in enum)})") from exc
 
 
 def _tv_input_size(weights) -> tuple[int, ...]:
@@ -70,7 +72,7 @@ def _tv_input_size(weights) -> tuple[int, ...]:
 
 # --------------------------------------------------------------------------- timm
 def _timm_check(spec: ModelSpec):
-    import timm
+    import timm  # only the zoo a spec names is imported
 
     if not timm.is_model(spec.name):
         raise UnknownModelError(f"unknown timm model '{spec.name}'{_suggest(spec.name, timm.list_models())}")
@@ -88,7 +90,7 @@ def _timm_create(spec: ModelSpec, **kwargs) -> nn.Module:
             return timm.create_model(_timm_name(spec), pretrained=False, **kwargs)
     except RuntimeError as exc:
         if "Invalid pretrained tag" in str(exc) or "tag" in str(exc):
-            raise UnknownModelError(f"timm:{_timm_name(spec)}: {one_line(exc, 150)}") from None
+            raise UnknownModelError(f"timm:{_timm_name(spec)}: {one_line(exc, 150)}") from exc
         raise
 
 
@@ -126,8 +128,6 @@ def check_spec(spec: ModelSpec) -> None:
     elif spec.source == "timm":
         _timm_check(spec)
     elif spec.source == "sample":
-        from ..samples import sample_info
-
         sample_info(spec.name)
 
 
@@ -139,37 +139,24 @@ def default_input_size(spec: ModelSpec) -> tuple[int, ...]:
         with torch.device("meta"):
             cfg = _timm_create(spec).pretrained_cfg
         return tuple(cfg.get("input_size") or DEFAULT_INPUT)
-    from ..samples import sample_info
-
     return sample_info(spec.name).input_size
 
 
-@contextmanager
 def offline(spec: ModelSpec):
-    """Turn any download a library builder attempts into a clear error (entropyflow never downloads)."""
-    def refuse(url, *args, **kwargs):
-        raise WeightsNotCachedError(
-            f"building {spec} would download {url}; entropyflow never downloads: put the file in "
-            f"{_torch_hub_checkpoints()} or pass --weights PATH"
-        )
-    with mock.patch.object(torch.hub, "download_url_to_file", refuse):
-        yield
+    """Building ``spec`` can never download anything (see :mod:`entropyflow.load.offline`)."""
+    return no_downloads(str(spec), str(_torch_hub_checkpoints()))
 
 
 def _build_on(spec: ModelSpec, device: str, kwargs: dict) -> nn.Module:
     with torch.device(device), _quiet(), offline(spec):
         if spec.source == "torchvision":
             tv = _tv_check(spec)
-            import inspect
-
             params = inspect.signature(tv.models.get_model_builder(spec.name)).parameters
             if "weights_backbone" in params:  # segmentation/detection: no pretrained backbone download
                 kwargs = {"weights_backbone": None, **kwargs}
             return tv.models.get_model(spec.name, weights=None, **kwargs)
         if spec.source == "timm":
             return _timm_create(spec, **kwargs)
-        from ..samples import build_sample
-
         return build_sample(spec.name, **kwargs)
 
 
@@ -232,8 +219,6 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
             f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}; "
             "download them where there is network (HF_HUB_OFFLINE=0), pass --weights PATH, or use --random-init"
         )
-    from ..samples import sample_info
-
     return sample_info(spec.name).path, f"bundled sample weights ({sample_info(spec.name).path.name})"
 
 
@@ -243,11 +228,9 @@ def build_pretrained_torchvision(spec: ModelSpec, state_dict: dict, device: str 
     The builder's download is replaced by ``state_dict`` (already read from the cache), so the
     architecture is exactly the one torchvision builds for the weights and no file is fetched.
     """
-    from torchvision.models._api import WeightsEnum
-
     w = _tv_weights(spec)
     tv = _tv_check(spec)
-    with mock.patch.object(WeightsEnum, "get_state_dict", lambda self, *a, **k: state_dict), _quiet(), offline(spec):
+    with torchvision_weights(state_dict), _quiet(), offline(spec):
         if device != "meta":
             return tv.models.get_model(spec.name, weights=w)
         try:

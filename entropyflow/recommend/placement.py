@@ -15,8 +15,12 @@ from torch import nn
 from .._version import __version__
 from ..errors import EntropyflowError, OptionError, one_line
 from ..estimate.results import AnalysisResult, LayerResult
+from ..load import zoo
+from ..spec import parse_spec
+from .skips import skip_graph
 from ..config import dense_inverse_inertness
-from ..config import FORMS, LambdaConfig, LayerLambda, Strategy, fingerprint
+from .. import vocab
+from ..config import LambdaConfig, LayerLambda, Strategy, fingerprint
 
 STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first")
 PER_FILTER = ("none", "uniform", "outliers")
@@ -68,8 +72,6 @@ def recommend(analysis: AnalysisResult, options: RecommendOptions | None = None,
     name = o.strategy
     graph = None
     if name in ("auto", "pre-skip"):
-        from .skips import skip_graph
-
         try:
             graph = skip_graph(model if model is not None else architecture(analysis))
         except EntropyflowError as exc:
@@ -105,9 +107,6 @@ def architecture(analysis: AnalysisResult) -> nn.Module:
     if not arch:
         raise OptionError(f"the graph-based strategies need the architecture of {analysis.model.spec}: "
                           "analyse with --arch, or choose first, empirical or largest-change")
-    from ..load import zoo
-    from ..spec import parse_spec
-
     return zoo.build(parse_spec(arch))
 
 
@@ -115,8 +114,7 @@ def validate_options(o: RecommendOptions) -> None:
     """OptionError for an unusable option (checked before any analysis runs)."""
     if o.strategy not in STRATEGIES:
         raise OptionError(f"unknown strategy '{o.strategy}' (use {', '.join(STRATEGIES)})")
-    if o.form not in FORMS:
-        raise OptionError(f"unknown loss form '{o.form}' (use log or inverse)")
+    vocab.loss_form(o.form)
     if not (o.epsilon > 0 and math.isfinite(o.epsilon)):
         raise OptionError(f"epsilon must be > 0 (got {o.epsilon})")
     if o.per_filter not in PER_FILTER:
@@ -219,7 +217,7 @@ def filter_lambdas(per_position: np.ndarray, lam: float, rule: str) -> tuple[flo
 
 def _warnings(a: AnalysisResult, chosen: tuple[LayerLambda, ...], o: RecommendOptions) -> list[str]:
     out = []
-    if a.model.weights.startswith("random init"):
+    if a.model.random_init:
         out.append("the reference analysis is a random initialisation: the paper's strategies need a well-trained "
                    "network of the architecture (Figure 7); use pretrained weights for the reference")
     if o.per_filter == "outliers":

@@ -12,6 +12,7 @@ import operator
 from dataclasses import dataclass
 
 import torch
+import torch.fx
 from torch import nn
 
 from ..errors import EntropyflowError
@@ -49,13 +50,11 @@ class SkipGraph:
 
 def skip_graph(model: nn.Module) -> SkipGraph:
     """Trace ``model`` with torch.fx (no arithmetic: symbolic) and find the convs feeding skips."""
-    import torch.fx
-
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean 'cannot trace'
         raise GraphError(f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:160]}): use --strategy empirical, first or largest-change") from None
+                         f"{' '.join(str(exc).split())[:160]}): use --strategy empirical, first or largest-change") from exc
     modules = dict(gm.named_modules())
     adds, cats, n_adds, n_cats = [], [], 0, 0
     for node in gm.graph.nodes:
@@ -78,14 +77,10 @@ def _is_add(node) -> bool:
         pass
     else:
         return False
-    import torch.fx
-
     return sum(isinstance(a, torch.fx.Node) for a in node.args[:2]) == 2  # tensor + tensor, not x + 1
 
 
 def _feeder(arg, modules: dict) -> list[str]:
-    import torch.fx
-
     node = arg
     while isinstance(node, torch.fx.Node):
         if node.op == "call_module":

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis import AnalyzeOptions, analyze
+from ..config import check_config_path, save_config
+from ..estimate.run import ProgressFn
+from ..report import read_analysis
 from ..estimate.results import AnalysisResult
 from .placement import RecommendOptions, recommend, validate_options
 from ..config import LambdaConfig
@@ -38,10 +41,8 @@ def saved_analysis(source: str | None) -> Path | None:
 
 
 def recommend_for(source: str | None, analyze_options: AnalyzeOptions | None = None,
-                  options: RecommendOptions | None = None, progress=None) -> Recommendation:
+                  options: RecommendOptions | None = None, progress: ProgressFn | None = None) -> Recommendation:
     """Analyse ``source`` (or read it, if it is a saved analysis) and recommend a λ placement."""
-    from ..report import read_analysis
-
     options = options or RecommendOptions()
     validate_options(options)
     saved = saved_analysis(source)
@@ -52,3 +53,12 @@ def recommend_for(source: str | None, analyze_options: AnalyzeOptions | None = N
         analysis = analyze(source, analyze_options or AnalyzeOptions(), progress=progress)
         sha = None  # analysed in this run: no file to hash
     return Recommendation(recommend(analysis, options, analysis_sha256=sha), analysis, saved)
+
+
+def recommend_to(out: str | Path, source: str | None = None, analyze_options: AnalyzeOptions | None = None,
+                 options: RecommendOptions | None = None, progress: ProgressFn | None = None) -> tuple[Recommendation, Path]:
+    """What ``entropyflow recommend`` does: check that ``out`` can be written (a .yaml/.yml/.json
+    name, not a file entropyflow did not write), recommend, and write the config atomically."""
+    path = check_config_path(out)
+    rec = recommend_for(source, analyze_options, options, progress)
+    return rec, save_config(rec.config, path)

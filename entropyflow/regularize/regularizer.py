@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
 from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
+from ..walk.trace import trace_eager
 from ..warn import warn
 from . import terms
 
@@ -127,8 +128,6 @@ def model_fingerprint(model: nn.Module, prefix: str = "") -> tuple[str, int]:
     """The fingerprint an analysis of ``model`` records: its analysable layers' (weight key, shape),
     found by the same walker (no forward pass, nothing copied but structure). ``prefix`` as in
     :meth:`EntropyRegularizer.from_config`: keys are mapped back to the config's naming."""
-    from ..walk.trace import trace_eager
-
     walk = trace_eager(unwrap(model), None)
     entries = []
     for site in walk.sites:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 LN2 = math.log(2.0)
 
 
@@ -39,8 +41,6 @@ class SigmoidEntropyLoss(nn.Module):
         found = dict(model.named_modules())
         missing = [m for m in modules if m not in found]
         if missing:
-            from ..errors import ConfigError
-
             raise ConfigError(f"modules not found in the model: {', '.join(missing)}")
         self._hooks = [found[m].register_forward_hook(self._recorder(m)) for m in modules]
 

@@ -9,23 +9,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import vocab
 from ..estimate.results import AnalysisResult
+from ..vocab import LabelMode, PlotFormat
 from .jsonio import analysis_json, read_analysis
 from .outdir import check_writable, write_atomically
+from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
+from .html import render_html
 from .tables import filters_csv, layers_csv
+from .titles import panel_title
 
 __all__ = ["ReportOptions", "report_files", "comparison_files", "write_report", "read_analysis", "check_writable"]
 
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """Which figures and pages go with the CSV/JSON files."""
+    """Which figures and pages go with the CSV/JSON files (checked when built)."""
 
     plot: bool = True
-    plot_format: str = "png"
+    plot_format: PlotFormat = "png"
     total: bool = False
-    labels: str = "index"
+    labels: LabelMode = "index"
     html: bool = True
+
+    def __post_init__(self) -> None:
+        vocab.plot_format(self.plot_format)
+        vocab.label_mode(self.labels)
 
 
 def report_files(result: AnalysisResult, options: ReportOptions | None = None,
@@ -41,8 +50,6 @@ def report_files(result: AnalysisResult, options: ReportOptions | None = None,
     figures = _figures([result], references, opts) if opts.plot else {}
     files.update({name: data for name, (_, _, data) in figures.items()})
     if opts.html:
-        from .html import render_html
-
         files["report.html"] = render_html(result, {caption: (fmt, data) for caption, fmt, data in figures.values()})
     return files
 
@@ -62,9 +69,6 @@ def write_report(result: AnalysisResult, out: str | Path, options: ReportOptions
 
 def _figures(results: Sequence[AnalysisResult], references: Sequence[AnalysisResult], opts: ReportOptions,
              prefix: str = "", pool: bool = True) -> dict[str, tuple[str, str, bytes]]:
-    from ..compare import panel_title
-    from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
-
     panels = [Panel.of(panel_title(r), r) for r in results]
     if references:
         if pool:

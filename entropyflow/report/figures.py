@@ -22,7 +22,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from ..estimate.results import AnalysisResult
 from ..text import printable
-from .boxes import BoxStats, neginf_counts, result_boxes
+from ..vocab import LABEL_MODES, PLOT_FORMATS
+from .boxes import BoxStats, layer_values, neginf_counts, result_boxes
 
 
 def label(text: object, limit: int | None = 200) -> str:
@@ -30,9 +31,7 @@ def label(text: object, limit: int | None = 200) -> str:
     characters, and ``$`` escaped so that matplotlib never parses a layer or file name as mathtext."""
     return printable(text, limit).replace("$", r"\$")
 
-PLOT_FORMATS = ("png", "svg", "pdf")
 NAME_LIMIT = 48  # characters of a layer name on the x axis
-LABEL_MODES = ("index", "names")
 DPI = 110
 STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
@@ -227,8 +226,6 @@ def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> No
 
 
 def _seed_means(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
-    from .boxes import layer_values
-
     xs, ys = [], []
     for r in panel.results:
         for layer in r.layers:

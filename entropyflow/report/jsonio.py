@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
 from ..text import brief, printable, shown
+from ..vocab import CHANNEL_RULES, is_layer_kind
 from ..estimate.stats import Summary
 from ..estimate.results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
 
@@ -78,7 +79,8 @@ def to_dict(r: AnalysisResult) -> dict:
         "entropyflow": dict(r.versions).get("entropyflow"),
         "model": {"spec": m.spec, "description": m.description, "format": m.format, "weights": m.weights,
                   "files": list(m.files), "sha256": m.sha256, "arch": m.arch,
-                  "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk, "order": m.order},
+                  "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk, "order": m.order,
+                  **({"random_init": True} if m.random_init else {})},
         "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
         "device": r.device,
         "versions": dict(r.versions),
@@ -195,9 +197,6 @@ def _values(v, where: str, *, finite_or_neginf: bool = False):
     return frozen_array(out)
 
 
-_KIND = re.compile(r"conv(_transpose)?[123]d|linear|attention_[qkv]")
-
-
 def from_dict(d: dict) -> AnalysisResult:
     """Validate and restore an analysis from its dict form (see :func:`read_analysis`)."""
     m = _get(d, "model", "", dict)
@@ -205,7 +204,7 @@ def from_dict(d: dict) -> AnalysisResult:
     estimator, rule = _get(est, "name", "estimator.", str), _get(est, "channel_rule", "estimator.", str)
     if estimator not in CONVENTIONS:
         raise _Bad(f"estimator.name: {printable(estimator, 40)!r} is not one of {', '.join(CONVENTIONS)}")
-    if rule not in ("first", "mean"):
+    if rule not in CHANNEL_RULES:
         raise _Bad(f"estimator.channel_rule: {printable(rule, 40)!r} is not first or mean")
     layers = []
     raw_layers = _get(d, "layers", "", list)
@@ -217,7 +216,8 @@ def from_dict(d: dict) -> AnalysisResult:
     info = ModelInfo(_get(m, "spec", "model.", str), _get(m, "description", "model.", str), _get(m, "format", "model.", str),
                      _get(m, "weights", "model.", str), _strs(_get(m, "files", "model.", list), "model.files"),
                      _get(m, "sha256", "model.", str, optional=True), _get(m, "arch", "model.", str, optional=True),
-                     _ints(size, "model.input_size", 1) if size is not None else None, _get(m, "walk", "model.", str))
+                     _ints(size, "model.input_size", 1) if size is not None else None, _get(m, "walk", "model.", str),
+                     _random_init(m))
     skipped = []
     for i, s_ in enumerate(_get(d, "skipped", "", list)):
         w = f"skipped[{i}]."
@@ -233,9 +233,18 @@ def from_dict(d: dict) -> AnalysisResult:
     )
 
 
+def _random_init(m: dict) -> bool:
+    """``model.random_init`` (written only when true); files of entropyflow 0.1.0 lack it and say
+    so only in ``model.weights``, which reads "random init (torch.manual_seed(N))" there."""
+    flag = _get(m, "random_init", "model.", bool, optional=True)
+    if flag is not None:
+        return flag
+    return bool(re.fullmatch(r"random init \(torch\.manual_seed\(\d+\)\)", m["weights"]))
+
+
 def _layer(item, w: str) -> LayerResult:
     kind = _get(item, "kind", w, str)
-    if not _KIND.fullmatch(kind):
+    if not is_layer_kind(kind):
         raise _Bad(f"{w}kind: {printable(kind, 40)!r} is not a layer kind entropyflow writes")
     shape = _ints(_get(item, "weight_shape", w, list), f"{w}weight_shape")
     g = _get(item, "geometry", w, dict, optional=True)

@@ -30,6 +30,11 @@ import shutil
 import signal
 import tempfile
 import threading
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -172,9 +177,7 @@ def deferred_signals() -> Iterator[None]:
 # --- locking --------------------------------------------------------------------------------------
 
 def _flock(fd: int, blocking: bool = True) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no locks (documented)
+    if fcntl is None:  # not POSIX: no locks (documented)
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -221,8 +224,8 @@ def _recover(out: Path) -> None:
             placed, moved = [str(n) for n in doc["placed"]], {str(n) for n in doc["moved"]}
             if not backup.name.startswith(BACKUP_PREFIX) or not all(map(_journal_name, [*placed, *moved])):
                 raise ValueError
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            raise _err(out, f"{JOURNAL} from an interrupted run is unreadable: remove it after checking the folder") from None
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise _err(out, f"{JOURNAL} from an interrupted run is unreadable: remove it after checking the folder") from exc
         for name in placed:  # a new file with no predecessor: remove it
             if name not in moved and (out / name).is_file() and not (out / name).is_symlink():
                 (out / name).unlink()

@@ -106,9 +106,10 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
         console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
                       f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
     for i, reason in enumerate(reasons):
-        n = sum(1 for l in result.layers if l.reason == reason)
-        _line(console, f"{_mark(i)} {reason} ({n} layer{'s' if n != 1 else ''})",
-              style="yellow" if "collide" in reason or "padding" in reason or "mean" in reason else "dim")
+        carriers = [layer for layer in result.layers if layer.reason == reason]
+        approximate = any(layer.exact is False for layer in carriers)  # an approximation, not just a missing total
+        _line(console, f"{_mark(i)} {reason} ({len(carriers)} layer{'s' if len(carriers) != 1 else ''})",
+              style="yellow" if approximate else "dim")
 
     c = result.counts
     console.print(Text.assemble(

@@ -10,7 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from ..errors import InputNotFoundError, UnknownModelError
+from . import models
 
 DEFAULT_SAMPLE = "digits_vgg"
 
@@ -51,15 +54,13 @@ def samples_dir() -> Path:
 def sample_info(name: str) -> SampleInfo:
     try:
         return SAMPLES[name]
-    except KeyError:
+    except KeyError as exc:
         close = difflib.get_close_matches(name, list(SAMPLES), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else f" (available: {', '.join(SAMPLES)})"
-        raise UnknownModelError(f"unknown sample model '{name}'{hint}") from None
+        raise UnknownModelError(f"unknown sample model '{name}'{hint}") from exc
 
 
-def build_sample(name: str, **kwargs) -> "nn.Module":  # noqa: F821
-    from . import models
-
+def build_sample(name: str, **kwargs: object) -> nn.Module:
     factory: Callable = getattr(models, sample_info(name).factory)
     return factory(**kwargs)
 

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 from ..load.model import LoadedModel
 from ..load.source import OverlaySource, TensorSource
+from .classify import stored_weight_note
 from .effective import effective_weights
 from .heuristic import walk_state_dict
 from .script import trace_torchscript
@@ -36,14 +37,14 @@ def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, t
 
 def effective_tensors(loaded: LoadedModel, walk: Walk) -> tuple[TensorSource, Walk]:
     """Replace the stored weights of weight-transforming conv subclasses by their effective weights."""
-    if loaded.skeleton is None or not any(n.startswith("custom forward (") for s in walk.sites for n in s.notes):
+    if loaded.skeleton is None or not any(s.custom_forward for s in walk.sites):
         return loaded.tensors, walk
     weights, notes = effective_weights(loaded.skeleton, walk.sites, loaded.tensors)
     if not notes:
         return loaded.tensors, walk
     sites = tuple(
-        replace(s, notes=tuple(notes[s.weight_key] if n.startswith("custom forward (") else n for n in s.notes))
-        if s.weight_key in notes else s
+        replace(s, notes=tuple(notes[s.weight_key] if n == stored_weight_note(s.custom_forward) else n for n in s.notes))
+        if s.weight_key in notes and s.custom_forward else s
         for s in walk.sites
     )
     tensors = OverlaySource(loaded.tensors, weights) if weights else loaded.tensors

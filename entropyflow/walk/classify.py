@@ -50,6 +50,11 @@ def custom_forward(module: nn.Module) -> str | None:
     return None
 
 
+def stored_weight_note(cls: str) -> str:
+    """The note of a layer whose class overrides ``forward`` while its stored weight is analysed."""
+    return f"custom forward ({cls}): values use the stored weight"
+
+
 def skip_reason(type_name: str) -> str:
     """A one-line reason for not analysing a parameterised module of this type."""
     if "Norm" in type_name:

@@ -16,9 +16,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from ..load.source import TensorSource
 from .sites import LayerSite
 
-CUSTOM = "custom forward ("
-
-
 class _CaptureConvWeights(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -46,14 +43,13 @@ def effective_weights(skeleton: nn.Module, sites: tuple[LayerSite, ...], tensors
     weights: dict[str, torch.Tensor] = {}
     notes: dict[str, str] = {}
     for site in sites:
-        custom = next((n for n in site.notes if n.startswith(CUSTOM)), None)
-        if custom is None or not site.is_conv or site.kind.startswith("conv_transpose"):
+        cls = site.custom_forward
+        if cls is None or not site.is_conv or site.kind.startswith("conv_transpose"):
             continue
         name = site.weight_key[: -len(".weight")] if site.weight_key.endswith(".weight") else ""
         module = modules.get(name)
         if not isinstance(module, nn.modules.conv._ConvNd):
             continue
-        cls = custom[len(CUSTOM):].split(")")[0]
         try:
             real = _materialise(module, name, tensors)
             size = [d * (k - 1) + 1 for k, d in zip(module.kernel_size, module.dilation)]

@@ -61,6 +61,7 @@ class LayerSite:
     rows: tuple[int, int] | None = None
     inferred: bool = False
     notes: tuple[str, ...] = ()
+    custom_forward: str | None = None  # the class of a conv/dense subclass that overrides forward
 
     @property
     def is_conv(self) -> bool:

@@ -17,7 +17,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
-from .classify import custom_forward, eager_kind, skip_reason
+from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder
 from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
@@ -228,11 +228,11 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             notes.extend(extra)
     cls = custom_forward(m)
     if cls:
-        notes.append(f"custom forward ({cls}): values use the stored weight")
+        notes.append(stored_weight_note(cls))
     traced = call is not None or op is not None
     count = call.count if call else (op["count"] if op else 0)
     return LayerSite(name or type(m).__name__.lower(), type(m).__name__, kind, _key(name), tuple(m.weight.shape),
-                     geometry, traced, count, notes=tuple(notes))
+                     geometry, traced, count, notes=tuple(notes), custom_forward=cls)
 
 
 def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) -> list[LayerSite]:

@@ -1,0 +1,59 @@
+"""One call per command: what ``entropyflow analyze`` and ``entropyflow compare`` do, as library
+functions (``recommend`` has its own in :mod:`entropyflow.recommend.source`). Each checks what it
+can before any work (the output folder, the options), runs the pipeline and writes its files; the
+CLI parses, makes this one call and renders what it returns.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from .analysis import AnalyzeOptions, analyze
+from .compare import check_seeds, reference_analyses
+from .errors import OptionError
+from .estimate.results import AnalysisResult
+from .estimate.run import ProgressFn
+from .report import ReportOptions, check_writable, comparison_files, read_analysis, write_report
+from .report.outdir import write_atomically
+
+__all__ = ["Written", "analyze_to", "compare_to"]
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a run wrote: the analyses it drew (the first is the model's) and the files, in ``out``."""
+
+    results: tuple[AnalysisResult, ...]
+    out: Path
+    files: tuple[Path, ...]
+
+    @property
+    def result(self) -> AnalysisResult:
+        return self.results[0]
+
+
+def analyze_to(out: str | Path, model: str | nn.Module | None = None, options: AnalyzeOptions | None = None,
+               report: ReportOptions | None = None, *, compare: str | None = None, seeds: int = 1,
+               progress: ProgressFn | None = None) -> Written:
+    """Analyse ``model`` (and, with ``compare``, its reference analyses) and write the report
+    folder ``out`` as a whole. The folder and the comparison options are checked first."""
+    folder = check_writable(out)
+    check_seeds(compare, seeds)
+    result = analyze(model, options or AnalyzeOptions(), progress=progress)
+    references = reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
+    files = write_report(result, folder, report or ReportOptions(), references)
+    return Written((result, *references), folder, tuple(files))
+
+
+def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOptions | None = None) -> Written:
+    """Draw saved analyses (``analysis.json`` files or their report folders) side by side into
+    ``out``: ``compare.<fmt>`` and ``compare-profile.<fmt>``."""
+    folder = check_writable(out)
+    if len(analyses) < 2:
+        raise OptionError("compare needs at least two analysis.json files")
+    results = tuple(read_analysis(p) for p in analyses)
+    files = write_atomically(folder, comparison_files(results, report or ReportOptions()))
+    return Written(results, folder, tuple(files))
