@@ -7,6 +7,7 @@ parts (two 4096² LU factorisations dominate). Both are timed as whole processes
 
     python benchmarks/analyze_bench.py [--repeat 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,14 +65,29 @@ def main(argv=None) -> None:
     quiet = ["-q", "--no-plot", "--no-html", "-o", str(out)]  # the analysis and its CSV/JSON; figures are timed apart
     cases = [
         ("floor: python + import torch + torch.load(mmap) + 3 dense slogdet", [py, "-c", FLOOR.format(path=str(ckpt))]),
-        ("entropyflow analyze CKPT (bare state dict, no totals)", [py, "-m", "entropyflow", "analyze", str(ckpt), *quiet]),
-        ("entropyflow analyze CKPT --arch torchvision:vgg16", [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", *quiet]),
-        ("entropyflow analyze CKPT --arch ... --no-hash", [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", "--no-hash", *quiet]),
-        ("entropyflow analyze CKPT --arch ... (+ figures and report.html)", [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", "-q", "-o", str(out)]),
+        (
+            "entropyflow analyze CKPT (bare state dict, no totals)",
+            [py, "-m", "entropyflow", "analyze", str(ckpt), *quiet],
+        ),
+        (
+            "entropyflow analyze CKPT --arch torchvision:vgg16",
+            [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", *quiet],
+        ),
+        (
+            "entropyflow analyze CKPT --arch ... --no-hash",
+            [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", "--no-hash", *quiet],
+        ),
+        (
+            "entropyflow analyze CKPT --arch ... (+ figures and report.html)",
+            [py, "-m", "entropyflow", "analyze", str(ckpt), "--arch", "torchvision:vgg16", "-q", "-o", str(out)],
+        ),
     ]
     results = [(name, *timed(cmd, args.repeat)) for name, cmd in cases]
     floor = results[0][1]
-    print(f"entropyflow analyze benchmark  (git {git_rev()}, checkpoint {ckpt.stat().st_size / 2**20:.0f} MiB, median of {args.repeat})")
+    print(
+        f"entropyflow analyze benchmark  (git {git_rev()}, checkpoint {ckpt.stat().st_size / 2**20:.0f} MiB, median "
+        f"of {args.repeat})"
+    )
     for k, v in describe().items():
         print(f"  {k:14s} {v}")
     print()

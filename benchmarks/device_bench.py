@@ -9,6 +9,7 @@ are skipped with a note. Also checks that both devices give the same numbers.
 
     python benchmarks/device_bench.py [--models resnet50 vgg16] [--repeat 3] [--max-gpu-mem 8GiB]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,15 @@ def phase(model, estimator: str, device: str, budget: str | None):
             if done == total:
                 stamps["end"] = time.perf_counter()
 
-    result = entropyflow.analyze(model, input_size=(3, 224, 224), estimator=estimator, device=device, hash_files=False,
-                                 max_mem=budget, progress=progress)
+    result = entropyflow.analyze(
+        model,
+        input_size=(3, 224, 224),
+        estimator=estimator,
+        device=device,
+        hash_files=False,
+        max_mem=budget,
+        progress=progress,
+    )
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     end = time.perf_counter()  # dense layers finish after the last progress tick
@@ -69,9 +77,18 @@ def main(argv=None) -> None:
                 rows.append((name, estimator, device, statistics.median(runs), runs))
             if len(results) == 2:
                 a, b = results["cpu"], results["cuda"]
-                per = max(float(np.max(np.abs(x.per_position - y.per_position), initial=0)) for x, y in zip(a.layers, b.layers))
-                joint = max((abs(x.joint - y.joint) / max(1.0, abs(x.joint)) for x, y in zip(a.layers, b.layers)
-                             if x.joint is not None), default=0.0)
+                per = max(
+                    float(np.max(np.abs(x.per_position - y.per_position), initial=0))
+                    for x, y in zip(a.layers, b.layers, strict=True)
+                )
+                joint = max(
+                    (
+                        abs(x.joint - y.joint) / max(1.0, abs(x.joint))
+                        for x, y in zip(a.layers, b.layers, strict=True)
+                        if x.joint is not None
+                    ),
+                    default=0.0,
+                )
                 agreement.append((name, estimator, per, joint))
 
     print(f"entropyflow estimation phase, CPU vs CUDA  (git {git_rev()}, median of {args.repeat} after a warm-up)")

@@ -1,4 +1,5 @@
 """What machine a benchmark ran on (printed with every table)."""
+
 from __future__ import annotations
 
 import os
@@ -10,13 +11,13 @@ def describe() -> dict[str, str]:
     cpu = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            cpu = next(layer.split(":", 1)[1].strip() for layer in f if layer.startswith("model name"))
     except (OSError, StopIteration):
         pass
     mem = "?"
     try:
         with open("/proc/meminfo") as f:
-            kb = int(next(l for l in f if l.startswith("MemTotal")).split()[1])
+            kb = int(next(layer for layer in f if layer.startswith("MemTotal")).split()[1])
         mem = f"{kb / 2**20:.0f} GiB"
     except (OSError, StopIteration):
         pass
@@ -24,14 +25,21 @@ def describe() -> dict[str, str]:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
-        "cpu": cpu, "cores": str(os.cpu_count()), "memory": mem, "gpu": gpu,
-        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-        "torch": torch.__version__, "torch threads": str(torch.get_num_threads()),
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "gpu": gpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch threads": str(torch.get_num_threads()),
     }
 
 
 def git_rev() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"

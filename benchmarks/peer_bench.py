@@ -13,6 +13,7 @@ without it its rows are skipped with a note.
 
     python benchmarks/peer_bench.py [--models vgg16 resnet50] [--repeat 3] [--device cpu|cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,11 +66,20 @@ def main(argv=None) -> None:
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)().eval()
         size = (3, 224, 224)
-        paper = timed(lambda: entropyflow.analyze(model, input_size=size, device=args.device, hash_files=False), args.repeat)
+        paper = timed(
+            lambda model=model, size=size: entropyflow.analyze(
+                model, input_size=size, device=args.device, hash_files=False
+            ),
+            args.repeat,
+        )
         spectral = None
         if "spectral" in ESTIMATORS:
-            spectral = timed(lambda: entropyflow.analyze(model, input_size=size, device=args.device, estimator="spectral",
-                                                          hash_files=False), max(1, args.repeat // 2))
+            spectral = timed(
+                lambda model=model, size=size: entropyflow.analyze(
+                    model, input_size=size, device=args.device, estimator="spectral", hash_files=False
+                ),
+                max(1, args.repeat // 2),
+            )
         peer = None
         if ww is not None:
             t = time.perf_counter()
@@ -77,17 +87,27 @@ def main(argv=None) -> None:
             peer = time.perf_counter() - t
         rows.append((name, paper, spectral, peer))
 
-    print(f"entropyflow vs weightwatcher  (git {git_rev()}, device {args.device}, entropyflow median of {args.repeat}, "
-          f"weightwatcher {'one run' if ww else 'not installed: skipped'})")
+    print(
+        f"entropyflow vs weightwatcher  (git {git_rev()}, device {args.device}, entropyflow median of {args.repeat}, "
+        f"weightwatcher {'one run' if ww else 'not installed: skipped'})"
+    )
     for k, v in describe().items():
         print(f"  {k:14s} {v}")
     print()
-    fmt = lambda v: "—" if v is None else f"{v:.2f}"
-    ratio = lambda a, b: "—" if a is None or b is None else (f"{b / a:,.0f}×" if b / a >= 10 else f"{b / a:.2f}×")
+
+    def fmt(v):
+        return "—" if v is None else f"{v:.2f}"
+
+    def ratio(a, b):
+        return "—" if a is None or b is None else (f"{b / a:,.0f}×" if b / a >= 10 else f"{b / a:.2f}×")
+
     print("| model | paper s | spectral s | weightwatcher s | ww / paper | ww / spectral |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, paper, spectral, peer in rows:
-        print(f"| {name} | {fmt(paper)} | {fmt(spectral)} | {fmt(peer)} | {ratio(paper, peer)} | {ratio(spectral, peer)} |")
+        print(
+            f"| {name} | {fmt(paper)} | {fmt(spectral)} | {fmt(peer)} | {ratio(paper, peer)} | "
+            f"{ratio(spectral, peer)} |"
+        )
 
 
 if __name__ == "__main__":

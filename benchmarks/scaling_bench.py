@@ -11,6 +11,7 @@
 
     python benchmarks/scaling_bench.py [--synthetic-gb 3] [--workdir DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,7 +90,10 @@ def synthetic(folder: Path, gb: float) -> tuple[Path, int, int]:
         weight_map = {}
         for s in range(0, n, per_shard):
             shard = f"model-{s // per_shard + 1:05d}.safetensors"
-            tensors = {f"layers.{i}.weight": torch.randn(16384, 1024, generator=g) / 32 for i in range(s, min(n, s + per_shard))}
+            tensors = {
+                f"layers.{i}.weight": torch.randn(16384, 1024, generator=g) / 32
+                for i in range(s, min(n, s + per_shard))
+            }
             save_file(tensors, str(out / shard))
             weight_map.update({k: shard for k in tensors})
         index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
@@ -109,25 +113,58 @@ def main(argv=None) -> None:
     rows = []
     for name in args.models:
         path = save_model(name, args.workdir)
-        wall, rss, _ = child([py, "-m", "entropyflow", "analyze", str(path), "--arch", f"torchvision:{name}", "-q",
-                              "--no-plot", "--no-html", "-o", str(args.workdir / "report")])
+        wall, rss, _ = child(
+            [
+                py,
+                "-m",
+                "entropyflow",
+                "analyze",
+                str(path),
+                "--arch",
+                f"torchvision:{name}",
+                "-q",
+                "--no-plot",
+                "--no-html",
+                "-o",
+                str(args.workdir / "report"),
+            ]
+        )
         _, _, out = child([py, "-c", PHASE, str(path), f"torchvision:{name}"])
         phase = json.loads(out.strip().splitlines()[-1])
-        rows.append((name, path.stat().st_size / 2**20, phase["layers"], phase["filters"], wall, rss, phase["estimate_s"]))
+        rows.append(
+            (name, path.stat().st_size / 2**20, phase["layers"], phase["filters"], wall, rss, phase["estimate_s"])
+        )
 
     index, total, largest = synthetic(args.workdir, args.synthetic_gb)
-    s_wall, s_rss, _ = child([py, "-m", "entropyflow", "analyze", str(index), "-q", "--no-plot", "--no-html",
-                              "-o", str(args.workdir / "report")])
+    s_wall, s_rss, _ = child(
+        [
+            py,
+            "-m",
+            "entropyflow",
+            "analyze",
+            str(index),
+            "-q",
+            "--no-plot",
+            "--no-html",
+            "-o",
+            str(args.workdir / "report"),
+        ]
+    )
     base_wall, base_rss, _ = child([py, "-c", "import torch, entropyflow.analysis"])
 
     print(f"entropyflow scaling benchmark  (git {git_rev()})")
     for k, v in describe().items():
         print(f"  {k:14s} {v}")
     print()
-    print("| model | checkpoint MiB | layers | filters | analyze wall s | peak RSS MiB | estimate phase s | µs / filter |")
+    print(
+        "| model | checkpoint MiB | layers | filters | analyze wall s | peak RSS MiB | estimate phase s | µs / filter |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, mib, layers, filters, wall, rss, est in rows:
-        print(f"| {name} | {mib:.0f} | {layers} | {filters} | {wall:.2f} | {rss:.0f} | {est:.3f} | {est / filters * 1e6:.1f} |")
+        print(
+            f"| {name} | {mib:.0f} | {layers} | {filters} | {wall:.2f} | {rss:.0f} | {est:.3f} | "
+            f"{est / filters * 1e6:.1f} |"
+        )
     resnets = [r for r in rows if r[0].startswith("resnet")]
     if len(resnets) >= 2:
         import numpy as np
@@ -136,11 +173,18 @@ def main(argv=None) -> None:
         y = np.array([r[6] for r in resnets], float)
         slope, icpt = np.polyfit(x, y, 1)
         r2 = 1 - ((y - (slope * x + icpt)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
-        print(f"\nresnet estimate phase vs filters: {slope * 1e6:.2f} µs per filter + {icpt * 1e3:.1f} ms, R² = {r2:.3f}")
-    print(f"\nsynthetic sharded safetensors: {total / 2**30:.2f} GiB in {len(list(index.parent.glob('*.safetensors')))} shards, "
-          f"largest tensor {largest / 2**20:.0f} MiB")
-    print(f"  analyze wall {s_wall:.2f} s, peak RSS {s_rss:.0f} MiB; baseline (python + import torch + entropyflow) "
-          f"{base_rss:.0f} MiB → overhead above baseline {s_rss - base_rss:.0f} MiB")
+        print(
+            f"\nresnet estimate phase vs filters: {slope * 1e6:.2f} µs per filter + {icpt * 1e3:.1f} ms, R² = {r2:.3f}"
+        )
+    print(
+        f"\nsynthetic sharded safetensors: {total / 2**30:.2f} GiB in {len(list(index.parent.glob('*.safetensors')))} "
+        "shards, "
+        f"largest tensor {largest / 2**20:.0f} MiB"
+    )
+    print(
+        f"  analyze wall {s_wall:.2f} s, peak RSS {s_rss:.0f} MiB; baseline (python + import torch + entropyflow) "
+        f"{base_rss:.0f} MiB → overhead above baseline {s_rss - base_rss:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,27 @@
 The pipeline is load → walk → estimate → report / recommend → regularize; each stage is a
 subpackage. Heavy imports (torch) happen on first use of the API, so ``import entropyflow`` is cheap.
 """
+
 from __future__ import annotations
 
 from ._version import __version__
 
-__all__ = ["__version__", "analyze", "AnalyzeOptions", "AnalysisResult", "LayerResult", "load_model", "EntropyflowError",
-           "EntropyflowWarning", "EntropyRegularizer", "SigmoidEntropyLoss", "sigmoid_entropy_bits", "recommend", "load_config",
-           "save_config"]
+__all__ = [
+    "__version__",
+    "analyze",
+    "AnalyzeOptions",
+    "AnalysisResult",
+    "LayerResult",
+    "load_model",
+    "EntropyflowError",
+    "EntropyflowWarning",
+    "EntropyRegularizer",
+    "SigmoidEntropyLoss",
+    "sigmoid_entropy_bits",
+    "recommend",
+    "load_config",
+    "save_config",
+]
 
 _LAZY = {
     "analyze": ("analysis", "analyze"),

@@ -1,4 +1,5 @@
 """The pipeline in one call: load → walk → estimate → :class:`AnalysisResult`."""
+
 from __future__ import annotations
 
 import platform
@@ -46,17 +47,24 @@ class AnalyzeOptions(LoadOptions):
         return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(LoadOptions)})
 
 
-def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None = None, *,
-            progress: ProgressFn | None = None, **overrides: object) -> AnalysisResult:
+def analyze(
+    model: str | nn.Module | None = None,
+    options: AnalyzeOptions | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    **overrides: object,
+) -> AnalysisResult:
     """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``sample:NAME``, a live
     ``nn.Module``, or None for the bundled sample. ``overrides`` are :class:`AnalyzeOptions` fields."""
     opts = replace(options or AnalyzeOptions(), **overrides)
     if model is None:
         if opts.random_init or opts.weights:
             flag = "--random-init" if opts.random_init else "--weights"
-            raise OptionError(f"{flag} needs a model spec: with no model argument entropyflow analyses the bundled sample "
-                              f"file {DEFAULT_SAMPLE}.pt; for its architecture use sample:{DEFAULT_SAMPLE}, e.g. "
-                              f"`entropyflow analyze sample:{DEFAULT_SAMPLE} {flag}{' PATH' if flag == '--weights' else ''}`")
+            raise OptionError(
+                f"{flag} needs a model spec: with no model argument entropyflow analyses the bundled sample "
+                f"file {DEFAULT_SAMPLE}.pt; for its architecture use sample:{DEFAULT_SAMPLE}, e.g. "
+                f"`entropyflow analyze sample:{DEFAULT_SAMPLE} {flag}{' PATH' if flag == '--weights' else ''}`"
+            )
         model = str(default_sample_path())
     if progress:
         progress("load", 0, 1)
@@ -65,8 +73,11 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
     try:
         device = resolve_device(opts.device)
         prefetch = opts.estimator == "paper"  # the paper's dense log-determinants can start while the model is built
-        loaded = load_model(model, opts.load_options(),
-                            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None)
+        loaded = load_model(
+            model,
+            opts.load_options(),
+            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None,
+        )
         if progress:
             progress("load", 1, 1)
             progress("trace", 0, 1)
@@ -75,10 +86,17 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
             progress("trace", 1, 1)
         if not walk.sites:
             kinds = sorted({s.module_type for s in walk.skipped})
-            raise NoLayersError(f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else ""))
+            raise NoLayersError(
+                f"no conv or dense layers found in {loaded.spec}" + (f" (only {', '.join(kinds[:4])})" if kinds else "")
+            )
         tensors, walk = effective_tensors(loaded, walk)
-        layers, warnings = estimate(walk, tensors, EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator), progress,
-                                    prefetch=started[0] if started else None)
+        layers, warnings = estimate(
+            walk,
+            tensors,
+            EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator),
+            progress,
+            prefetch=started[0] if started else None,
+        )
         sha = loaded.integrity.future.result() if loaded.integrity is not None else None
     except BaseException:
         # nothing may keep running after a failed analysis (a thread inside a torch op at exit aborts the process)
@@ -88,13 +106,27 @@ def analyze(model: str | nn.Module | None = None, options: AnalyzeOptions | None
             loaded.integrity.stop()
         raise
     info = ModelInfo(
-        spec=path_text(loaded.spec), description=path_text(loaded.description), format=loaded.format,
-        weights=path_text(loaded.weights), files=tuple(path_text(f) for f in loaded.files), sha256=sha, arch=loaded.arch,
-        input_size=walk.input_size, walk=walk.mode, random_init=loaded.random_init,
+        spec=path_text(loaded.spec),
+        description=path_text(loaded.description),
+        format=loaded.format,
+        weights=path_text(loaded.weights),
+        files=tuple(path_text(f) for f in loaded.files),
+        sha256=sha,
+        arch=loaded.arch,
+        input_size=walk.input_size,
+        walk=walk.mode,
+        random_init=loaded.random_init,
     )
     return AnalysisResult(
-        model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(device),
-        layers=layers, skipped=walk.skipped, warnings=warnings, notes=loaded.notes + walk.notes, versions=_versions(),
+        model=info,
+        estimator=opts.estimator,
+        channel_rule=opts.channel_rule,
+        device=str(device),
+        layers=layers,
+        skipped=walk.skipped,
+        warnings=warnings,
+        notes=loaded.notes + walk.notes,
+        versions=_versions(),
     )
 
 

@@ -6,6 +6,7 @@ process ("terminate called without an active exception"), so every task here che
 flag between bounded steps, and :func:`shutdown` (also registered with ``atexit``) cancels and
 joins whatever is still running. Callers cancel their own tasks on error paths.
 """
+
 from __future__ import annotations
 
 import atexit

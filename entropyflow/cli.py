@@ -4,23 +4,23 @@ Errors are mapped to exit codes in one place (:func:`_errors` with :func:`errors
 a user error prints one line on stderr and exits 2; anything unexpected exits 1 (traceback with
 ``--debug``). Heavy imports happen inside commands, after the output folder has been checked.
 """
+
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
 import sys
 import traceback
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from . import __version__
+from ._version import __version__
 from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, exit_code, one_line
 from .text import printable
 
@@ -50,8 +50,11 @@ def _usage_errors():
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
             raise
         where = exc.ctx.command_path if exc.ctx is not None else "entropyflow"
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(printable(one_line(exc.format_message())))} (see '{where} --help')",
-                                   highlight=False, soft_wrap=True)
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(printable(one_line(exc.format_message())))} (see '{where} --help')",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -96,8 +99,12 @@ def _errors(err: Console, debug: bool):
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
         if debug:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(printable(one_line(exc, 500)))} "
-                  "(re-run with --debug for the traceback, and please report it)", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(printable(one_line(exc, 500)))} "
+            "(re-run with --debug for the traceback, and please report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
@@ -110,7 +117,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """entropyflow: per-layer, per-filter entropy change of conv/dense layers (Meni et al.)."""
 
@@ -140,10 +149,24 @@ class _Progress:
         self.enabled = console.is_terminal
         self.bar = None
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
-            self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), console=console, transient=True)
+            self.bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
             self.tasks: dict[str, int] = {}
 
     def __enter__(self):
@@ -162,19 +185,83 @@ class _Progress:
             self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
         self.bar.update(self.tasks[stage], completed=done, total=total)
 
+
 # --- the options of every command that loads a model, declared once --------------------------------
 
 _MODEL_OPTIONS = [  # (parameter, AnalyzeOptions field, type, typer option)
-    ("arch", "arch", Optional[str], typer.Option(None, "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).")),
-    ("weights", "weights", Optional[str], typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache.")),
-    ("key", "key", Optional[str], typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema).")),
-    ("random_init", "random_init", bool, typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).")),
+    (
+        "arch",
+        "arch",
+        str | None,
+        typer.Option(
+            None,
+            "--arch",
+            help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).",
+        ),
+    ),
+    (
+        "weights",
+        "weights",
+        str | None,
+        typer.Option(None, "--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache."),
+    ),
+    (
+        "key",
+        "key",
+        str | None,
+        typer.Option(None, "--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema)."),
+    ),
+    (
+        "random_init",
+        "random_init",
+        bool,
+        typer.Option(False, "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed)."),
+    ),
     ("seed", "seed", int, typer.Option(0, "--seed", help="Seed for --random-init (torch.manual_seed).")),
-    ("input_size", "input_size", Optional[str], typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own).")),
-    ("channel_rule", "channel_rule", str, typer.Option("first", "--channel-rule", help="first (paper, default) or mean over input channels (the regularizer uses the same rule).")),
-    ("device", "device", str, typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N: where the arithmetic runs (same numbers).")),
-    ("max_gpu_mem", "max_mem", Optional[str], typer.Option(None, "--max-gpu-mem", help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).")),
-    ("trust_code", "trust_code", bool, typer.Option(False, "--trust-code", "--unsafe-pickle", help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and TorchScript archives.")),
+    (
+        "input_size",
+        "input_size",
+        str | None,
+        typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
+    ),
+    (
+        "channel_rule",
+        "channel_rule",
+        str,
+        typer.Option(
+            "first",
+            "--channel-rule",
+            help="first (paper, default) or mean over input channels (the regularizer uses the same rule).",
+        ),
+    ),
+    (
+        "device",
+        "device",
+        str,
+        typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N: where the arithmetic runs (same numbers)."),
+    ),
+    (
+        "max_gpu_mem",
+        "max_mem",
+        str | None,
+        typer.Option(
+            None,
+            "--max-gpu-mem",
+            help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).",
+        ),
+    ),
+    (
+        "trust_code",
+        "trust_code",
+        bool,
+        typer.Option(
+            False,
+            "--trust-code",
+            "--unsafe-pickle",
+            help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and "
+            "TorchScript archives.",
+        ),
+    ),
 ]
 DEBUG = typer.Option(False, "--debug", help="Show tracebacks.")
 
@@ -184,8 +271,10 @@ def _with_model_options(command):
     :class:`AnalyzeOptions` fields, ``model_options``."""
     signature = inspect.signature(command)
     own = [p for p in signature.parameters.values() if p.name != "model_options"]
-    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-              for name, _field, kind, option in _MODEL_OPTIONS]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, _field, kind, option in _MODEL_OPTIONS
+    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs):
@@ -205,16 +294,35 @@ def _with_model_options(command):
 @_with_model_options
 def analyze(
     ctx: typer.Context,
-    model: Optional[str] = typer.Argument(None, help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the bundled sample."),
-    estimator: str = typer.Option("paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3); spectral: Σ log σ, basis-invariant."),
-    out: str = typer.Option("entropyflow-report", "--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html."),
+    model: str | None = typer.Argument(
+        None,
+        help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the bundled "
+        "sample.",
+    ),
+    estimator: str = typer.Option(
+        "paper", "--estimator", help="paper: log|c11| per filter (SPEC §2-3); spectral: Σ log σ, basis-invariant."
+    ),
+    out: str = typer.Option(
+        "entropyflow-report",
+        "--out",
+        "-o",
+        help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html.",
+    ),
     no_trace: bool = typer.Option(False, "--no-trace", help="Do not run the forward pass (no geometry, no totals)."),
     no_hash: bool = typer.Option(False, "--no-hash", help="Do not compute the checkpoint's sha256 for provenance."),
-    compare: Optional[str] = typer.Option(None, "--compare", help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file."),
-    seeds: int = typer.Option(1, "--seeds", help="With --compare random: number of random initialisations (seeds 0..N-1), pooled."),
+    compare: str | None = typer.Option(
+        None,
+        "--compare",
+        help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file.",
+    ),
+    seeds: int = typer.Option(
+        1, "--seeds", help="With --compare random: number of random initialisations (seeds 0..N-1), pooled."
+    ),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf for entropy.* and profile.*."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Write no figures."),
-    plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
+    plot_total: bool = typer.Option(
+        False, "--plot-total", help="Plot per-filter totals instead of per-position values."
+    ),
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names (dotted module names)."),
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
@@ -231,8 +339,12 @@ def analyze(
         from .report.terminal import render_analysis
         from .runs import analyze_to
 
-        options = AnalyzeOptions(**(model_options or {}), estimator=estimator, trace=not no_trace, hash_files=not no_hash)
-        report = ReportOptions(plot=not no_plot, plot_format=plot_format, total=plot_total, labels=labels, html=not no_html)
+        options = AnalyzeOptions(
+            **(model_options or {}), estimator=estimator, trace=not no_trace, hash_files=not no_hash
+        )
+        report = ReportOptions(
+            plot=not no_plot, plot_format=plot_format, total=plot_total, labels=labels, html=not no_html
+        )
         with _Progress(err) as progress:
             written = analyze_to(out, model, options, report, compare=compare, seeds=seeds, progress=progress)
         if not quiet:
@@ -243,24 +355,44 @@ def analyze(
 def _wrote(console: Console, written, out_dir) -> None:
     from rich.text import Text
 
-    console.print(Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False)
+    console.print(
+        Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False
+    )
 
 
 @app.command()
 @_with_model_options
 def recommend(
     ctx: typer.Context,
-    source: Optional[str] = typer.Argument(None, help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled sample."),
+    source: str | None = typer.Argument(
+        None,
+        help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled sample.",
+    ),
     out: str = typer.Option("lambda.yaml", "--out", "-o", help="Config file to write (.yaml, .yml or .json)."),
-    strategy: str = typer.Option("auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change or dense-first."),
+    strategy: str = typer.Option(
+        "auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change or dense-first."
+    ),
     k: int = typer.Option(1, "--k", help="first-k: number of leading conv layers."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="empirical / largest-change: number of layers (empirical default: robust z-score rule)."),
-    z: float = typer.Option(1.0, "--z", help="empirical / largest-change: robust z-score threshold on the layer means (or their magnitudes)."),
+    top_k: int | None = typer.Option(
+        None, "--top-k", help="empirical / largest-change: number of layers (empirical default: robust z-score rule)."
+    ),
+    z: float = typer.Option(
+        1.0,
+        "--z",
+        help="empirical / largest-change: robust z-score threshold on the layer means (or their magnitudes).",
+    ),
     lam: float = typer.Option(1e-3, "--lambda", help="λ2 of conv layers (the paper's best: ≥ 1e-3)."),
-    lam_dense: float = typer.Option(1e-4, "--lambda-dense", help="λ1 of dense layers (the paper's autoencoders: ≥ 1e-4)."),
+    lam_dense: float = typer.Option(
+        1e-4, "--lambda-dense", help="λ1 of dense layers (the paper's autoencoders: ≥ 1e-4)."
+    ),
     form: str = typer.Option("log", "--form", help="log (eqs. 21/23) or inverse (eqs. 24/25, stabilised)."),
     epsilon: float = typer.Option(1e-4, "--epsilon", help="ε of the inverse form."),
-    per_filter: str = typer.Option("none", "--per-filter", help="Per-filter λ: none, uniform (written out, to edit) or outliers (λ on the reference's low-outlier filters only; for fine-tuning)."),
+    per_filter: str = typer.Option(
+        "none",
+        "--per-filter",
+        help="Per-filter λ: none, uniform (written out, to edit) or outliers (λ on the reference's low-outlier "
+        "filters only; for fine-tuning).",
+    ),
     debug: bool = DEBUG,
     model_options: dict | None = None,
 ) -> None:
@@ -273,8 +405,17 @@ def recommend(
         from .recommend.source import recommend_to
         from .report.terminal import render_recommendation
 
-        options = RecommendOptions(strategy=strategy, k=k, top_k=top_k, z=z, lam_conv=lam, lam_dense=lam_dense, form=form,
-                                   epsilon=epsilon, per_filter=per_filter)
+        options = RecommendOptions(
+            strategy=strategy,
+            k=k,
+            top_k=top_k,
+            z=z,
+            lam_conv=lam,
+            lam_dense=lam_dense,
+            form=form,
+            epsilon=epsilon,
+            per_filter=per_filter,
+        )
         with _Progress(err) as progress:
             rec, path = recommend_to(out, source, AnalyzeOptions(**(model_options or {})), options, progress)
         render_recommendation(rec.config, console, path)
@@ -283,10 +424,14 @@ def recommend(
 @app.command()
 def compare(
     ctx: typer.Context,
-    analyses: list[str] = typer.Argument(..., help="Two or more analysis.json files (or report folders) to draw side by side."),
+    analyses: list[str] = typer.Argument(
+        ..., help="Two or more analysis.json files (or report folders) to draw side by side."
+    ),
     out: str = typer.Option("entropyflow-compare", "--out", "-o", help="Folder for compare.* and compare-profile.*."),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
-    plot_total: bool = typer.Option(False, "--plot-total", help="Plot per-filter totals instead of per-position values."),
+    plot_total: bool = typer.Option(
+        False, "--plot-total", help="Plot per-filter totals instead of per-position values."
+    ),
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names."),
     debug: bool = DEBUG,
 ) -> None:
@@ -297,7 +442,9 @@ def compare(
         from .report import ReportOptions
         from .runs import compare_to
 
-        written = compare_to(out, analyses, ReportOptions(plot_format=plot_format, total=plot_total, labels=labels, html=False))
+        written = compare_to(
+            out, analyses, ReportOptions(plot_format=plot_format, total=plot_total, labels=labels, html=False)
+        )
         _wrote(console, written.files, written.out)
 
 
@@ -315,10 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = {}
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread (embedded): leave the defaults
                 previous[sig] = signal.signal(sig, _raise_interrupted)
-            except (ValueError, OSError):  # not the main thread (embedded): leave the defaults
-                pass
     try:
         app(args=argv, prog_name="entropyflow", standalone_mode=True)
     except SystemExit as exc:

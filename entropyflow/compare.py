@@ -4,6 +4,7 @@
 model spec analysed with the same options. The comparison itself is drawn by ``report.figures``,
 its panel titles come from ``report.titles``.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -22,17 +23,30 @@ def check_seeds(compare: str | None, seeds: int) -> None:
     if seeds < 1:
         raise OptionError("--seeds must be at least 1")
     if seeds > MAX_SEEDS:
-        raise OptionError(f"--seeds {seeds:,} is more than {MAX_SEEDS} (each seed is one full analysis of the architecture)")
+        raise OptionError(
+            f"--seeds {seeds:,} is more than {MAX_SEEDS} (each seed is one full analysis of the architecture)"
+        )
     if seeds != 1 and compare != RANDOM:
-        raise OptionError("--seeds needs --compare random" if not compare else "--seeds applies to --compare random only")
+        raise OptionError(
+            "--seeds needs --compare random" if not compare else "--seeds applies to --compare random only"
+        )
 
 
-def reference_analyses(result: AnalysisResult, compare: str, options: AnalyzeOptions, seeds: int = 1,
-                       progress: ProgressFn | None = None) -> tuple[AnalysisResult, ...]:
+def reference_analyses(
+    result: AnalysisResult, compare: str, options: AnalyzeOptions, seeds: int = 1, progress: ProgressFn | None = None
+) -> tuple[AnalysisResult, ...]:
     """Analyse what ``compare`` names with the analysed model's input size and conventions."""
     check_seeds(compare, seeds)
-    opts = replace(options, arch=None, weights=None, key=None, random_init=False, input_size=result.model.input_size,
-                   channel_rule=result.channel_rule, estimator=result.estimator)
+    opts = replace(
+        options,
+        arch=None,
+        weights=None,
+        key=None,
+        random_init=False,
+        input_size=result.model.input_size,
+        channel_rule=result.channel_rule,
+        estimator=result.estimator,
+    )
     if compare != RANDOM:
         return (analyze(compare, opts, progress=progress),)
     arch = result.model.arch

@@ -4,6 +4,7 @@
 Documented in docs/config.md. Files are written atomically, keys in a fixed order, so the same
 recommendation gives the same bytes except for ``provenance.created``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,9 +28,20 @@ def _show(v: object) -> str:
     """A config value in an error message: bounded, control characters escaped, strings quoted."""
     return shown(v, 60)
 
+
 SCHEMA_VERSION = 1
-TOP_FIELDS = ("schema_version", "model", "fingerprint", "estimator", "channel_rule", "loss", "strategy", "layers",
-              "warnings", "provenance")
+TOP_FIELDS = (
+    "schema_version",
+    "model",
+    "fingerprint",
+    "estimator",
+    "channel_rule",
+    "loss",
+    "strategy",
+    "layers",
+    "warnings",
+    "provenance",
+)
 LAYER_FIELDS = ("name", "kind", "weight_key", "weight_shape", "lambda", "filter_lambdas", "rows")
 
 
@@ -83,14 +95,21 @@ def fingerprint(entries: Iterable[tuple[str, Iterable[int]]]) -> tuple[str, int]
 
 # --- dict form -----------------------------------------------------------------------------------
 
+
 def to_dict(cfg: LambdaConfig) -> dict:
     layers = []
-    for l in cfg.layers:
-        d = {"name": l.name, "kind": l.kind, "weight_key": l.weight_key, "weight_shape": list(l.weight_shape), "lambda": l.lam}
-        if l.rows is not None:
-            d["rows"] = list(l.rows)
-        if l.filter_lambdas is not None:
-            d["filter_lambdas"] = list(l.filter_lambdas)
+    for layer in cfg.layers:
+        d = {
+            "name": layer.name,
+            "kind": layer.kind,
+            "weight_key": layer.weight_key,
+            "weight_shape": list(layer.weight_shape),
+            "lambda": layer.lam,
+        }
+        if layer.rows is not None:
+            d["rows"] = list(layer.rows)
+        if layer.filter_lambdas is not None:
+            d["filter_lambdas"] = list(layer.filter_lambdas)
         layers.append(d)
     return {
         "schema_version": cfg.schema_version,
@@ -99,7 +118,11 @@ def to_dict(cfg: LambdaConfig) -> dict:
         "estimator": cfg.estimator,
         "channel_rule": cfg.channel_rule,
         "loss": {"form": cfg.form, "epsilon": cfg.epsilon},
-        "strategy": {"name": cfg.strategy.name, "params": dict(cfg.strategy.params), "rationale": cfg.strategy.rationale},
+        "strategy": {
+            "name": cfg.strategy.name,
+            "params": dict(cfg.strategy.params),
+            "rationale": cfg.strategy.rationale,
+        },
         "layers": layers,
         "warnings": list(cfg.warnings),
         "provenance": dict(cfg.provenance),
@@ -191,40 +214,47 @@ def from_dict(d) -> LambdaConfig:
         raise ConfigError("layers: must be a non-empty list")
     layers = []
     seen: set[str] = set()
-    for i, l in enumerate(raw_layers):
+    for i, layer in enumerate(raw_layers):
         p = f"layers[{i}]"
-        if not isinstance(l, Mapping):
+        if not isinstance(layer, Mapping):
             raise ConfigError(f"{p}: must be a mapping")
-        _known(l, LAYER_FIELDS, p + ".")
-        shape = _ints(_need(l, "weight_shape", p + "."), f"{p}.weight_shape")
-        fl = l.get("filter_lambdas")
+        _known(layer, LAYER_FIELDS, p + ".")
+        shape = _ints(_need(layer, "weight_shape", p + "."), f"{p}.weight_shape")
+        fl = layer.get("filter_lambdas")
         if fl is not None:
             if not isinstance(fl, list):
                 raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
             fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]") for j, x in enumerate(fl))
-        kind = _text(_need(l, "kind", p + "."), f"{p}.kind")
+        kind = _text(_need(layer, "kind", p + "."), f"{p}.kind")
         if not is_layer_kind(kind):
             raise ConfigError(f"{p}.kind: {_show(kind)} is not {LAYER_KINDS_TEXT}")
         dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
         if len(shape) != dims:
             raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
         if fl is not None and (not kind.startswith("conv") or len(fl) != shape[0]):
-            raise ConfigError(f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})")
-        rows = l.get("rows")
+            raise ConfigError(
+                f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})"
+            )
+        rows = layer.get("rows")
         if rows is not None:
             rows = _ints(rows, f"{p}.rows", 2)
             if rows[0] >= rows[1]:
                 raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({list(rows)})")
-        name = _text(_need(l, "name", p + "."), f"{p}.name")
+        name = _text(_need(layer, "name", p + "."), f"{p}.name")
         if name in seen:
             raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
         seen.add(name)
-        layers.append(LayerLambda(
-            name=name, kind=kind,
-            weight_key=_text(_need(l, "weight_key", p + "."), f"{p}.weight_key"), weight_shape=shape,
-            lam=_number(_need(l, "lambda", p + "."), f"{p}.lambda"), filter_lambdas=fl,
-            rows=rows,
-        ))
+        layers.append(
+            LayerLambda(
+                name=name,
+                kind=kind,
+                weight_key=_text(_need(layer, "weight_key", p + "."), f"{p}.weight_key"),
+                weight_shape=shape,
+                lam=_number(_need(layer, "lambda", p + "."), f"{p}.lambda"),
+                filter_lambdas=fl,
+                rows=rows,
+            )
+        )
     prov = d.get("provenance") or {}
     if not isinstance(prov, Mapping) or not all(isinstance(k, str) and _scalar(v) for k, v in prov.items()):
         raise ConfigError("provenance: must be a mapping of names to strings or numbers")
@@ -235,9 +265,17 @@ def from_dict(d) -> LambdaConfig:
     if not isinstance(model, str):
         raise ConfigError(f"model: must be a string ({_show(model)})")
     return LambdaConfig(
-        model=model, fingerprint=fp.get("sha256_16", ""), estimator=estimator,
-        channel_rule=rule, form=form, epsilon=eps, strategy=strategy, layers=tuple(layers),
-        provenance=tuple(prov.items()), warnings=tuple(warnings), fingerprint_layers=fp_layers,
+        model=model,
+        fingerprint=fp.get("sha256_16", ""),
+        estimator=estimator,
+        channel_rule=rule,
+        form=form,
+        epsilon=eps,
+        strategy=strategy,
+        layers=tuple(layers),
+        provenance=tuple(prov.items()),
+        warnings=tuple(warnings),
+        fingerprint_layers=fp_layers,
     )
 
 
@@ -247,6 +285,7 @@ def _scalar(v: object) -> bool:
 
 # --- files ---------------------------------------------------------------------------------------
 
+
 def _is_json(path: Path) -> bool:
     return path.suffix.lower() == ".json"
 
@@ -255,6 +294,7 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
     d = to_dict(cfg)
     if json_format:
         return json.dumps(d, indent=2) + "\n"
+
     class Dumper(yaml.SafeDumper):
         pass
 
@@ -300,8 +340,10 @@ def check_config_path(path: str | Path) -> Path:
         if path.is_symlink() or path.is_dir():
             raise OutputError(f"cannot write {where}: it is a {'symbolic link' if path.is_symlink() else 'folder'}")
         if path.exists() and not _is_config_file(path):
-            raise OutputError(f"cannot write {where}: the file exists and is not a λ config written by entropyflow "
-                              "(entropyflow never overwrites files it did not write): choose another name")
+            raise OutputError(
+                f"cannot write {where}: the file exists and is not a λ config written by entropyflow "
+                "(entropyflow never overwrites files it did not write): choose another name"
+            )
         if len(os.fsencode(path.name)) + 24 > os.pathconf(folder, "PC_NAME_MAX"):
             raise OutputError(f"cannot write {where}: the file name is too long")
     except OSError as exc:
@@ -356,8 +398,10 @@ def _yaml_loader():
             n = 1
         open_.discard(key)
         if n > MAX_YAML_NODES:
-            raise ConfigError(f"line {node.start_mark.line + 1}: YAML aliases expand this config past "
-                              f"{MAX_YAML_NODES:,} values (an alias bomb?); write the values out")
+            raise ConfigError(
+                f"line {node.start_mark.line + 1}: YAML aliases expand this config past "
+                f"{MAX_YAML_NODES:,} values (an alias bomb?); write the values out"
+            )
         memo[key] = n
         return n
 
@@ -379,21 +423,22 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
     except OSError as exc:
         raise InputNotFoundError(f"cannot read the config file {where}: {exc.strerror or exc}") from exc
     try:
-        if _is_json(path):
-            data = json.loads(text)
-        else:
-                    data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass with bounded aliases
+        # yaml.load with a SafeLoader subclass whose aliases are bounded
+        data = json.loads(text) if _is_json(path) else yaml.load(text, Loader=_yaml_loader())  # noqa: S506
     except ConfigError:
         raise
     except RecursionError as exc:
         raise ConfigError(f"{where} is nested too deeply to be a λ config") from exc
     except Exception as exc:  # noqa: BLE001 - yaml/json parse errors of any kind become one line
-        raise ConfigError(f"{printable(path.name)} is not valid {'JSON' if _is_json(path) else 'YAML'}: "
-                          f"{printable(' '.join(str(exc).split()), 200)}") from exc
+        raise ConfigError(
+            f"{printable(path.name)} is not valid {'JSON' if _is_json(path) else 'YAML'}: "
+            f"{printable(' '.join(str(exc).split()), 200)}"
+        ) from exc
     return from_dict(data)
 
 
 # --- what a loss form can do --------------------------------------------------------------------
+
 
 def dense_inverse_is_inert(logabsdet: float, eps: float, factor: float = 1e-6) -> bool:
     """Whether eq. 24 is numerically inert (see :func:`dense_inverse_inertness`)."""
@@ -409,9 +454,13 @@ def dense_inverse_inertness(logabsdet: float, eps: float, factor: float = 1e-6) 
     * ``|det| > 1/factor`` (``log|det| > 13.8``): the factor is about ``1/|det|`` < ``factor``, the
       value is ``≈ 0``, and the term does nothing either."""
     if logabsdet < math.log(eps) + math.log(factor):
-        return (f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
-                f"below {factor:g}/ε of the log form's")
+        return (
+            f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
+            f"below {factor:g}/ε of the log form's"
+        )
     if logabsdet > -math.log(factor):
-        return (f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
-                f"(< {factor:g}) of the log form's")
+        return (
+            f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
+            f"(< {factor:g}) of the log form's"
+        )
     return None

@@ -5,6 +5,7 @@ NaN weights, an unwritable output folder, a bad config) raises a subclass of
 :class:`EntropyflowError` whose message is one readable line. :func:`exit_code` is the single
 place that maps exceptions to process exit codes; the CLI uses nothing else.
 """
+
 from __future__ import annotations
 
 import signal

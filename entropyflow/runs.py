@@ -3,6 +3,7 @@ functions (``recommend`` has its own in :mod:`entropyflow.recommend.source`). Ea
 can before any work (the output folder, the options), runs the pipeline and writes its files; the
 CLI parses, makes this one call and renders what it returns.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,15 +36,24 @@ class Written:
         return self.results[0]
 
 
-def analyze_to(out: str | Path, model: str | nn.Module | None = None, options: AnalyzeOptions | None = None,
-               report: ReportOptions | None = None, *, compare: str | None = None, seeds: int = 1,
-               progress: ProgressFn | None = None) -> Written:
+def analyze_to(
+    out: str | Path,
+    model: str | nn.Module | None = None,
+    options: AnalyzeOptions | None = None,
+    report: ReportOptions | None = None,
+    *,
+    compare: str | None = None,
+    seeds: int = 1,
+    progress: ProgressFn | None = None,
+) -> Written:
     """Analyse ``model`` (and, with ``compare``, its reference analyses) and write the report
     folder ``out`` as a whole. The folder and the comparison options are checked first."""
     folder = check_writable(out)
     check_seeds(compare, seeds)
     result = analyze(model, options or AnalyzeOptions(), progress=progress)
-    references = reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
+    references = (
+        reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
+    )
     files = write_report(result, folder, report or ReportOptions(), references)
     return Written((result, *references), folder, tuple(files))
 

@@ -2,6 +2,7 @@
 
 Pure string handling (no torch import), so the CLI can look at a spec before the heavy imports.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,7 +65,9 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
         try:
             parts = [int(p) for p in raw.split("x")]
         except ValueError as exc:
-            raise OptionError(f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)") from exc
+            raise OptionError(
+                f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)"
+            ) from exc
     if not parts or len(parts) > 5 or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in parts):
         raise OptionError(f"bad --input-size '{_short(text)}' (expected 1 to 5 positive sizes like 3x224x224)")
     if any(p > MAX_INPUT_AXIS for p in parts):
@@ -79,8 +82,22 @@ def _short(text: object) -> str:
     return printable(text, 60)
 
 
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
-          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 10**12,
+    "tib": 2**40,
+}
 
 
 def parse_bytes(text: str | int | None) -> int | None:

@@ -2,6 +2,7 @@
 to render: control characters become visible escapes (no ``ESC[2J`` reaches a terminal), and
 anything rendered from checkpoint metadata is bounded in size however the object is built
 (a 3 KB pickle of shared tuples can describe a string of gigabytes)."""
+
 from __future__ import annotations
 
 import re
@@ -57,8 +58,11 @@ def brief(obj: object, limit: int = 60, depth: int = 2) -> str:
         items = obj.items() if isinstance(obj, dict) else obj
         parts: list[str] = []
         for item in items:
-            part = (f"{shown(item[0], 20, depth - 1)}: {shown(item[1], 20, depth - 1)}" if isinstance(obj, dict)
-                    else shown(item, 20, depth - 1))
+            part = (
+                f"{shown(item[0], 20, depth - 1)}: {shown(item[1], 20, depth - 1)}"
+                if isinstance(obj, dict)
+                else shown(item, 20, depth - 1)
+            )
             parts.append(part)
         text = {"list": "[{}]", "tuple": "({})", "dict": "{{{}}}"}.get(type(obj).__name__, type(obj).__name__ + "({})")
         out = text.format(", ".join(parts))

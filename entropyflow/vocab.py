@@ -2,6 +2,7 @@
 of its values) and checked by one function. Options dataclasses check their fields when they are
 built, so a value is validated once, wherever it comes from (a flag, a config, a saved analysis).
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ raised with :func:`warn` as :class:`EntropyflowWarning`, which callers can filte
 
     warnings.simplefilter("error", entropyflow.warn.EntropyflowWarning)
 """
+
 from __future__ import annotations
 
 import warnings

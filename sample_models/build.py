@@ -7,6 +7,7 @@ Each checkpoint is ``{'entropyflow': manifest, 'state_dict': ...}``: the manifes
 architecture (``sample:NAME``) and input size, so ``entropyflow analyze sample_models/FILE``
 needs no flags, and records how the model was trained and how well it does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ SEED = SPLIT_SEED
 def batches(n: int, size: int, gen: torch.Generator):
     perm = torch.randperm(n, generator=gen)
     for i in range(0, n, size):
-        yield perm[i:i + size]
+        yield perm[i : i + size]
 
 
 def train(model, loss_fn, xtr, ytr, epochs: int, lr: float):
@@ -49,7 +50,10 @@ def accuracy(model, x, y) -> float:
 
 def classifier(name: str, data, epochs: int, trained: bool = True):
     xtr, xte, ytr, yte = data
-    img = lambda x: x.view(-1, 1, 8, 8)
+
+    def img(x):
+        return x.view(-1, 1, 8, 8)
+
     torch.manual_seed(SEED)
     model = build_sample(name)
     if trained:
@@ -73,8 +77,13 @@ def autoencoder(data, epochs: int):
 def unet(data, epochs: int):
     xtr, xte, _, _ = data
     gen = torch.Generator().manual_seed(SEED)
-    noisy = lambda x: (x + 0.35 * torch.randn(x.shape, generator=gen)).view(-1, 1, 8, 8)
-    mask = lambda x: (x > 0.3).float().view(-1, 1, 8, 8)
+
+    def noisy(x):
+        return (x + 0.35 * torch.randn(x.shape, generator=gen)).view(-1, 1, 8, 8)
+
+    def mask(x):
+        return (x > 0.3).float().view(-1, 1, 8, 8)
+
     ntr, nte = noisy(xtr), noisy(xte)
     torch.manual_seed(SEED)
     model = build_sample("digits_unet")
@@ -88,15 +97,24 @@ def unet(data, epochs: int):
 
     (tra, tri), (tea, tei) = scores(ntr, mask(xtr)), scores(nte, mask(xte))
     metrics = {"train_pixel_accuracy": tra, "train_iou": tri, "test_pixel_accuracy": tea, "test_iou": tei}
-    return model, metrics, "stroke segmentation (pixel > 0.3) of digits with Gaussian noise σ=0.35, BCE, Adam lr 3e-3 (paper §5.5)"
+    return (
+        model,
+        metrics,
+        "stroke segmentation (pixel > 0.3) of digits with Gaussian noise σ=0.35, BCE, Adam lr 3e-3 (paper §5.5)",
+    )
 
 
 def save(out: Path, file: str, arch: str, model, metrics: dict, task: str, epochs: int, trained: bool) -> None:
     from entropyflow.samples import sample_info
 
     manifest = {
-        "arch": f"sample:{arch}", "input_size": list(sample_info(arch).input_size), "trained": trained,
-        "task": task, "epochs": epochs if trained else 0, "seed": SEED, "metrics": metrics,
+        "arch": f"sample:{arch}",
+        "input_size": list(sample_info(arch).input_size),
+        "trained": trained,
+        "task": task,
+        "epochs": epochs if trained else 0,
+        "seed": SEED,
+        "metrics": metrics,
         "data": "sklearn.datasets.load_digits (1797 images, 80/20 stratified split, random_state=0)",
         "built_by": "sample_models/build.py",
     }
@@ -144,7 +162,9 @@ def readme(rows) -> str:
     for file, arch, trained, epochs, m in rows:
         keys = sorted({k.split("_", 1)[1] for k in m})
         shown = ", ".join(f"{k} {m['train_' + k]:.4f} / {m['test_' + k]:.4f}" for k in keys)
-        lines.append(f"| `{file}` | `sample:{arch}` | {'yes' if trained else 'no (seed 0 init)'} | {epochs} | {shown} |")
+        lines.append(
+            f"| `{file}` | `sample:{arch}` | {'yes' if trained else 'no (seed 0 init)'} | {epochs} | {shown} |"
+        )
     lines += [
         "",
         "`digits_vgg_random.pt` is `torch.manual_seed(0)` followed by the architecture's constructor, i.e. the same",

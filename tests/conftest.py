@@ -28,6 +28,7 @@ def cli():
 @pytest.fixture
 def nonzero_weights():
     """Fill every parameter of a module with values of magnitude 0.3..1.7 and random sign."""
+
     def fill(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
@@ -36,4 +37,5 @@ def nonzero_weights():
                 sign = torch.where(torch.rand(p.shape, generator=g) < 0.5, -1.0, 1.0)
                 p.copy_(mag * sign)
         return module
+
     return fill

@@ -6,6 +6,7 @@ first nonzero column inside the first input channel of the filter's group; ident
 every other input coordinate (conv); transposed convs are completed as tall maps with identity
 columns on every non-pivot output coordinate.
 """
+
 from __future__ import annotations
 
 import copy
@@ -40,12 +41,12 @@ def conv_filter_completion(conv: nn.Module, in_shape, f: int):
     c_out, s_out = out_shape[0], prod(out_shape[1:])
     g = f // (c_out // conv.groups)
     c0 = g * (c_in // conv.groups)
-    rows = A[f * s_out:(f + 1) * s_out]
-    pivots = [_first_nonzero(r[c0 * s_in:(c0 + 1) * s_in]) for r in rows]
+    rows = A[f * s_out : (f + 1) * s_out]
+    pivots = [_first_nonzero(r[c0 * s_in : (c0 + 1) * s_in]) for r in rows]
     if None in pivots or len(set(pivots)) != len(pivots):
         return False, None
     M = torch.eye(c_in * s_in, dtype=torch.float64)
-    for r, p in zip(rows, pivots):
+    for r, p in zip(rows, pivots, strict=True):
         M[c0 * s_in + p] = r
     return True, float(torch.linalg.slogdet(M).logabsdet)
 
@@ -57,8 +58,8 @@ def transposed_filter_completion(conv: nn.Module, in_shape, c: int):
     c_out, s_out = out_shape[0], prod(out_shape[1:])
     g = c // (c_in // conv.groups)
     o0 = g * (c_out // conv.groups)
-    cols = B[:, c * s_in:(c + 1) * s_in]  # tall: (c_out*s_out, s_in)
-    pivots = [_first_nonzero(cols[o0 * s_out:(o0 + 1) * s_out, j]) for j in range(s_in)]
+    cols = B[:, c * s_in : (c + 1) * s_in]  # tall: (c_out*s_out, s_in)
+    pivots = [_first_nonzero(cols[o0 * s_out : (o0 + 1) * s_out, j]) for j in range(s_in)]
     if None in pivots or len(set(pivots)) != len(pivots):
         return False, None
     n = cols.shape[0]

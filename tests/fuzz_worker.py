@@ -3,6 +3,7 @@
 A case is ``{"kind": "cli", "args": [...]}`` (the real command line, in-process, output captured)
 or ``{"kind": "config", "path": ...}`` (``EntropyRegularizer.from_config`` on a small model). The
 line for a case is written before the next starts, so a process killed by a signal names the case."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,10 +12,11 @@ import json
 import sys
 import time
 import warnings
+from pathlib import Path
 
 
 def main() -> None:
-    cases = json.loads(open(sys.argv[1]).read())
+    cases = json.loads(Path(sys.argv[1]).read_text())
     from torch import nn
 
     from entropyflow import EntropyRegularizer
@@ -44,9 +46,19 @@ def main() -> None:
                 rc = 1
                 err.write(f"Traceback: {type(exc).__name__}: {exc}\n")
         text = err.getvalue()
-        print(json.dumps({"case": i, "rc": rc, "seconds": round(time.monotonic() - started, 3),
-                          "traceback": "Traceback" in text + out.getvalue(), "lines": len(text.strip().splitlines()),
-                          "err": text[-400:]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "case": i,
+                    "rc": rc,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "traceback": "Traceback" in text + out.getvalue(),
+                    "lines": len(text.strip().splitlines()),
+                    "err": text[-400:],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Helpers for the hostile-input tests: run the CLI in a real process (exit status, signals, peak
 memory of that process alone) and build malformed files byte by byte."""
+
 from __future__ import annotations
 
 import json
@@ -32,11 +33,14 @@ def _entropyflow_test_hwm(path=os.environ.get("ENTROPYFLOW_TEST_HWM")):
         pass
 atexit.register(_entropyflow_test_hwm)
 """
-_CLI = _HWM + """
+_CLI = (
+    _HWM
+    + """
 import runpy, sys
 sys.argv = ["entropyflow", *sys.argv[1:]]
 runpy.run_module("entropyflow", run_name="__main__", alter_sys=True)
 """
+)
 
 
 @dataclass
@@ -60,17 +64,20 @@ def env() -> dict[str, str]:
 
 
 def _spawn(argv: list[str], cwd=None) -> tuple[subprocess.Popen, object, object]:
-    out = tempfile.TemporaryFile()
-    err = tempfile.TemporaryFile()
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by finish()
     fd, hwm = tempfile.mkstemp(prefix="entropyflow-hwm-")
     os.close(fd)
-    p = subprocess.Popen(argv, cwd=cwd, env={**env(), "ENTROPYFLOW_TEST_HWM": hwm}, stdout=out, stderr=err,
-                         stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        argv, cwd=cwd, env={**env(), "ENTROPYFLOW_TEST_HWM": hwm}, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+    )
     p.hwm_path = hwm  # type: ignore[attr-defined]
     return p, out, err
 
 
-def start(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()) -> tuple[subprocess.Popen, object, object]:
+def start(
+    *args: str | os.PathLike, cwd: str | os.PathLike | None = None, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, object, object]:
     return _spawn([*prefix, sys.executable, "-c", _CLI, *map(str, args)], cwd)
 
 
@@ -118,6 +125,7 @@ def interrupt(p: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 # --- file builders --------------------------------------------------------------------------------
+
 
 def safetensors(header: dict | bytes | str, data: bytes = b"", length: int | None = None) -> bytes:
     """A safetensors file from a header (dict → JSON) and data; ``length`` overrides the stated size."""

@@ -1,6 +1,7 @@
 """Background work never outlives an analysis: every error path cancels and joins it. A thread
 still inside a torch op when the interpreter exits aborts the process (exit 134, "terminate called
 without an active exception"); these cases did, before threads were joined."""
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -9,12 +10,11 @@ import time
 import pytest
 import torch
 import torchvision
+from hostile import run
 
 import entropyflow
 from entropyflow import background
 from entropyflow.errors import OptionError, WeightValueError
-
-from hostile import run
 
 
 def test_tasks_are_cancelled_and_joined():
@@ -62,17 +62,32 @@ def abort_cases(tmp_path_factory):
     torch.save(r18, d / "r18_module.pt")
     torch.save(torchvision.models.resnet50().state_dict(), d / "r50_sd.pt")
     expected = {
-        "nan": ([d / "r18_nan.pt"], "error: layer layer1.0.conv1 (layer1.0.conv1.weight) has 1 NaN and 0 infinite weight values: "
-                                    "the checkpoint is corrupted"),
-        "inf": ([d / "r18_inf.pt"], "error: layer layer1.0.conv1 (layer1.0.conv1.weight) has 0 NaN and 1 infinite weight values: "
-                                    "the checkpoint is corrupted"),
-        "script+arch": ([d / "r18_script.pt", "--trust-code", "--arch", "torchvision:resnet18"],
-                        "error: --arch does not apply to a TorchScript archive (it carries its own architecture)"),
-        "module+arch": ([d / "r18_module.pt", "--trust-code", "--arch", "torchvision:resnet18"],
-                        "error: --arch does not apply to a pickled nn.Module (it carries its own architecture)"),
-        "weights mismatch": (["torchvision:resnet18", "--weights", d / "r50_sd.pt"], "error: checkpoint does not match torchvision:resnet18"),
-        "input size": ([d / "r18_nan.pt", "--input-size", "99999999999999999999x8x8"],
-                       "error: bad --input-size '99999999999999999999x8x8': each size must be at most 1,048,576"),
+        "nan": (
+            [d / "r18_nan.pt"],
+            "error: layer layer1.0.conv1 (layer1.0.conv1.weight) has 1 NaN and 0 infinite weight values: "
+            "the checkpoint is corrupted",
+        ),
+        "inf": (
+            [d / "r18_inf.pt"],
+            "error: layer layer1.0.conv1 (layer1.0.conv1.weight) has 0 NaN and 1 infinite weight values: "
+            "the checkpoint is corrupted",
+        ),
+        "script+arch": (
+            [d / "r18_script.pt", "--trust-code", "--arch", "torchvision:resnet18"],
+            "error: --arch does not apply to a TorchScript archive (it carries its own architecture)",
+        ),
+        "module+arch": (
+            [d / "r18_module.pt", "--trust-code", "--arch", "torchvision:resnet18"],
+            "error: --arch does not apply to a pickled nn.Module (it carries its own architecture)",
+        ),
+        "weights mismatch": (
+            ["torchvision:resnet18", "--weights", d / "r50_sd.pt"],
+            "error: checkpoint does not match torchvision:resnet18",
+        ),
+        "input size": (
+            [d / "r18_nan.pt", "--input-size", "99999999999999999999x8x8"],
+            "error: bad --input-size '99999999999999999999x8x8': each size must be at most 1,048,576",
+        ),
     }
     return d, expected
 
@@ -82,8 +97,15 @@ def test_error_paths_never_abort_ten_runs_each(abort_cases, tmp_path):
     _, cases = abort_cases
     jobs = [(name, i) for name in cases for i in range(10)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
-        runs = dict(zip(jobs, pool.map(lambda job: run("analyze", *cases[job[0]][0], "-q", "-o", tmp_path / f"{job[0]}-{job[1]}"),
-                                       jobs)))
+        runs = dict(
+            zip(
+                jobs,
+                pool.map(
+                    lambda job: run("analyze", *cases[job[0]][0], "-q", "-o", tmp_path / f"{job[0]}-{job[1]}"), jobs
+                ),
+                strict=True,
+            )
+        )
     for (name, i), r in runs.items():
         assert r.rc == 2, (name, i, r.rc, r.err[-500:])
         assert r.one_line_error and r.err.strip().startswith(cases[name][1]), (name, r.err)

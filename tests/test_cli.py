@@ -1,5 +1,8 @@
 """The CLI: the default sample works; every bad input gives one line on stderr, exit code 2,
 no traceback and no files in --out; internal errors give exit code 1."""
+
+import csv
+import io
 import json
 
 import pytest
@@ -36,7 +39,14 @@ def test_default_analyze_on_the_bundled_sample(cli, tmp_path):
     out = tmp_path / "report"
     r = cli("analyze", "-o", out)
     assert r.exit_code == 0, r.stderr
-    assert report_names(out) == ["analysis.json", "entropy.png", "filters.csv", "layers.csv", "profile.png", "report.html"]
+    assert report_names(out) == [
+        "analysis.json",
+        "entropy.png",
+        "filters.csv",
+        "layers.csv",
+        "profile.png",
+        "report.html",
+    ]
     for name in ("features.0", "features.7", "classifier.1", "classifier.3"):
         assert name in r.stdout
     doc = json.loads((out / "analysis.json").read_text())
@@ -55,6 +65,7 @@ def ckpt(tmp_path):
         f = tmp_path / name
         torch.save(sd, f)
         return f
+
     return make
 
 
@@ -75,11 +86,14 @@ def test_folder_without_checkpoint(cli, tmp_path):
     assert_user_error(cli("analyze", tmp_path / "empty", "-o", out), out, "contains no checkpoint")
 
 
-@pytest.mark.parametrize("name,content,frag", [
-    ("empty.pt", b"", "is empty (0 bytes)"),
-    ("config.json", b'{"lr": 0.1}', "JSON file, not a checkpoint"),
-    ("notes.pt", b"just some text\n", "text file, not a checkpoint"),
-])
+@pytest.mark.parametrize(
+    "name,content,frag",
+    [
+        ("empty.pt", b"", "is empty (0 bytes)"),
+        ("config.json", b'{"lr": 0.1}', "JSON file, not a checkpoint"),
+        ("notes.pt", b"just some text\n", "text file, not a checkpoint"),
+    ],
+)
 def test_empty_json_text_files(cli, tmp_path, name, content, frag):
     (tmp_path / name).write_bytes(content)
     out = tmp_path / "out"
@@ -93,13 +107,16 @@ def test_truncated_file(cli, tmp_path, ckpt):
     assert_user_error(cli("analyze", tmp_path / "cut.pt", "-o", out), out, "truncated or corrupted")
 
 
-@pytest.mark.parametrize("spec,frag", [
-    ("torchvision:vgg61", "unknown torchvision model 'vgg61' (did you mean"),
-    ("timm:resnet5O", "unknown timm model 'resnet5O'"),
-    ("sample:digit_vgg", "unknown sample model 'digit_vgg' (did you mean digits_vgg"),
-    ("keras:vgg16", "unknown model source 'keras:'"),
-    ("torchvision:resnet18.IMAGENET9K", "has no weights 'IMAGENET9K'"),
-])
+@pytest.mark.parametrize(
+    "spec,frag",
+    [
+        ("torchvision:vgg61", "unknown torchvision model 'vgg61' (did you mean"),
+        ("timm:resnet5O", "unknown timm model 'resnet5O'"),
+        ("sample:digit_vgg", "unknown sample model 'digit_vgg' (did you mean digits_vgg"),
+        ("keras:vgg16", "unknown model source 'keras:'"),
+        ("torchvision:resnet18.IMAGENET9K", "has no weights 'IMAGENET9K'"),
+    ],
+)
 def test_unknown_model_names(cli, tmp_path, spec, frag):
     out = tmp_path / "out"
     assert_user_error(cli("analyze", spec, "-o", out), out, frag)
@@ -124,7 +141,9 @@ def test_all_zero_weights(cli, tmp_path, ckpt):
     sd = {k: torch.zeros_like(v) for k, v in vgg_sd().items()}
     f = ckpt("zeros.pt", sd)
     out = tmp_path / "out"
-    assert_user_error(cli("analyze", f, "--arch", "sample:digits_vgg", "-o", out), out, "every analysed weight is all zeros")
+    assert_user_error(
+        cli("analyze", f, "--arch", "sample:digits_vgg", "-o", out), out, "every analysed weight is all zeros"
+    )
 
 
 def test_some_zero_taps_are_kept_and_counted(cli, tmp_path, ckpt):
@@ -135,8 +154,7 @@ def test_some_zero_taps_are_kept_and_counted(cli, tmp_path, ckpt):
     r = cli("analyze", f, "--arch", "sample:digits_vgg", "-o", out)
     assert r.exit_code == 0, r.stderr
     assert "2 filters with c11 = 0 (−∞)" in r.stdout
-    layers = (out / "layers.csv").read_text().splitlines()
-    row = dict(zip(layers[0].split(","), layers[1].split(",")))
+    row = next(csv.DictReader(io.StringIO((out / "layers.csv").read_text())))
     assert row["n_neginf"] == "2" and row["total"] == "-inf" and row["mean"] not in ("nan", "")
 
 
@@ -175,27 +193,39 @@ def test_write_failure_leaves_no_partial_report(cli, tmp_path, monkeypatch):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-@pytest.mark.parametrize("args,frag", [
-    (["--input-size", "3xabc"], "bad --input-size '3xabc'"),
-    (["--channel-rule", "median"], "unknown channel rule 'median'"),
-    (["--device", "tpu"], "unknown device 'tpu'"),
-    (["--estimator", "magic"], "unknown estimator 'magic'"),
-    (["--arch", "torchvision:vgg16", "--random-init"], "--random-init needs a model spec: with no model argument entropyflow "
-     "analyses the bundled sample file digits_vgg.pt; for its architecture use sample:digits_vgg"),
-    ([str(SAMPLES / "digits_vgg.pt"), "--random-init"], "apply to torchvision:/timm:/sample: specs, not to files"),
-])
+@pytest.mark.parametrize(
+    "args,frag",
+    [
+        (["--input-size", "3xabc"], "bad --input-size '3xabc'"),
+        (["--channel-rule", "median"], "unknown channel rule 'median'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--estimator", "magic"], "unknown estimator 'magic'"),
+        (
+            ["--arch", "torchvision:vgg16", "--random-init"],
+            "--random-init needs a model spec: with no model argument entropyflow "
+            "analyses the bundled sample file digits_vgg.pt; for its architecture use sample:digits_vgg",
+        ),
+        ([str(SAMPLES / "digits_vgg.pt"), "--random-init"], "apply to torchvision:/timm:/sample: specs, not to files"),
+    ],
+)
 def test_bad_options(cli, tmp_path, args, frag):
     out = tmp_path / "out"
     assert_user_error(cli("analyze", *args, "-o", out), out, frag)
 
 
-@pytest.mark.parametrize("args,frag", [
-    (["analyze", "--bogus"], "No such option: --bogus (Possible options: --out) (see 'entropyflow analyze --help')"),
-    (["analyze", "--seed", "one"], "Invalid value for '--seed': Input should be a valid integer"),
-    (["analyze", "a.pt", "b.pt"], "Got unexpected extra argument(s) (b.pt)"),
-    (["frobnicate"], "No such command 'frobnicate'. (see 'entropyflow --help')"),
-    (["--nope"], "No such option: --nope"),
-])
+@pytest.mark.parametrize(
+    "args,frag",
+    [
+        (
+            ["analyze", "--bogus"],
+            "No such option: --bogus (Possible options: --out) (see 'entropyflow analyze --help')",
+        ),
+        (["analyze", "--seed", "one"], "Invalid value for '--seed': Input should be a valid integer"),
+        (["analyze", "a.pt", "b.pt"], "Got unexpected extra argument(s) (b.pt)"),
+        (["frobnicate"], "No such command 'frobnicate'. (see 'entropyflow --help')"),
+        (["--nope"], "No such option: --nope"),
+    ],
+)
 def test_bad_command_lines_are_one_line_errors_too(cli, tmp_path, args, frag):
     out = tmp_path / "out"
     r = cli(*args, "-o", out) if args[0] == "analyze" else cli(*args)
@@ -260,6 +290,6 @@ def test_timm_resnet50_random_init_lists_53_convs_and_1_dense(cli, tmp_path):
     r = cli("analyze", "timm:resnet50", "--random-init", "-q", "-o", tmp_path / "r50")
     assert r.exit_code == 0, r.stderr
     doc = json.loads((tmp_path / "r50" / "analysis.json").read_text())
-    kinds = [l["kind"] for l in doc["layers"]]
-    assert kinds == ["conv2d"] * 53 + ["linear"] and [l["index"] for l in doc["layers"]] == list(range(1, 55))
+    kinds = [layer["kind"] for layer in doc["layers"]]
+    assert kinds == ["conv2d"] * 53 + ["linear"] and [layer["index"] for layer in doc["layers"]] == list(range(1, 55))
     assert len(doc["skipped"]) == 53 and {s["type"] for s in doc["skipped"]} == {"BatchNorm2d"}

@@ -1,4 +1,5 @@
 """docs/examples/train_digits.py: the Figure 7 loop on scikit-learn digits, run for a few steps."""
+
 import csv
 import importlib.util
 import sys
@@ -33,8 +34,12 @@ def test_lambda_zero_gives_identical_runs(example, tmp_path, capsys):
 def test_entropy_term_raises_first_layer_c11_and_is_logged(example, tmp_path, capsys):
     r = example.main(["--epochs", "1", "--seeds", "2", "--max-steps", "15", "--lambda", "0.05", "--out", str(tmp_path)])
     cfg = r["config"]
-    assert cfg.strategy.name == "first" and [l.name for l in cfg.layers] == ["features.0"] and cfg.layers[0].lam == 0.05
-    for base, ent in zip(r["base"], r["entropy"]):
+    assert (
+        cfg.strategy.name == "first"
+        and [layer.name for layer in cfg.layers] == ["features.0"]
+        and cfg.layers[0].lam == 0.05
+    )
+    for base, ent in zip(r["base"], r["entropy"], strict=True):
         # -λ/c11 pushes |c11| up: the guided run ends with a larger mean log|c11| in the first conv
         assert ent.first_log_c11 > base.first_log_c11 + 0.05
         assert base.reg == [0.0, 0.0] and ent.reg[0] > 0  # initial term -λ Σ log|c11| > 0: |c11| < 1 at init
@@ -42,7 +47,7 @@ def test_entropy_term_raises_first_layer_c11_and_is_logged(example, tmp_path, ca
         assert len(base.test_acc) == 2 and 0.0 <= base.test_acc[-1] <= 1.0
     png = tmp_path / "train_digits.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = list(csv.DictReader(open(tmp_path / "train_digits.csv")))
+    rows = list(csv.DictReader((tmp_path / "train_digits.csv").read_text().splitlines()))
     assert len(rows) == 2 * 2 * 2  # 2 seeds × 2 runs × (initial + 1 epoch)
     first = [row for row in rows if row["entropy_loss"] == "1" and row["seed"] == "0" and row["epoch"] == "0"][0]
     assert float(first["entropy_term"]) == pytest.approx(r["entropy"][0].reg[0], abs=1e-6)

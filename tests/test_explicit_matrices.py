@@ -3,13 +3,14 @@
 The matrices are built by applying the module to basis images (tests/explicit.py), so the
 geometry, the walker's traced shapes and the pivot formula are all checked at once.
 """
+
 import random
 
 import pytest
+from explicit import conv_filter_completion, transposed_filter_completion
 from torch import nn
 
 import entropyflow
-from explicit import conv_filter_completion, transposed_filter_completion
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONVT = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
@@ -52,15 +53,23 @@ def _cases(seed: int, transposed: bool):
             d = tuple(rng.randint(1, 2) for _ in range(nd))
             size = tuple(rng.randint(2, 4 if nd == 3 else 7) for _ in range(nd))
             if transposed:
-                op = tuple(rng.randint(0, max(si, di) - 1) for si, di in zip(s, d))
+                op = tuple(rng.randint(0, max(si, di) - 1) for si, di in zip(s, d, strict=True))
                 mod = CONVT[nd](cin, cout, k, stride=s, padding=p, dilation=d, groups=groups, output_padding=op)
-                outs = [(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 for n, si, pi, di, ki, oi in zip(size, s, p, d, k, op)]
+                outs = [
+                    (n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+                    for n, si, pi, di, ki, oi in zip(size, s, p, d, k, op, strict=True)
+                ]
             else:
                 mod = CONV[nd](cin, cout, k, stride=s, padding=p, dilation=d, groups=groups)
-                outs = [(n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, si, pi, di, ki in zip(size, s, p, d, k)]
+                outs = [
+                    (n + 2 * pi - di * (ki - 1) - 1) // si + 1
+                    for n, si, pi, di, ki in zip(size, s, p, d, k, strict=True)
+                ]
             if min(outs) < 1:
                 continue
-            out.append(pytest.param(mod, (cin, *size), id=f"{type(mod).__name__}-k{k}-s{s}-p{p}-d{d}-g{groups}-n{size}"))
+            out.append(
+                pytest.param(mod, (cin, *size), id=f"{type(mod).__name__}-k{k}-s{s}-p{p}-d{d}-g{groups}-n{size}")
+            )
     return out
 
 
@@ -96,19 +105,24 @@ EXACT_KINDS = [
 ]
 
 
-@pytest.mark.parametrize("module,in_shape", EXACT_KINDS, ids=lambda x: type(x).__name__ if isinstance(x, nn.Module) else str(x))
+@pytest.mark.parametrize(
+    "module,in_shape", EXACT_KINDS, ids=lambda x: type(x).__name__ if isinstance(x, nn.Module) else str(x)
+)
 def test_every_claimed_exact_kind(module, in_shape, nonzero_weights):
     layer = check_layer(module, in_shape, nonzero_weights)
     assert layer.exact is True and layer.reason == ""
 
 
-@pytest.mark.parametrize("module,in_shape", [
-    (nn.Conv2d(1, 2, 3, padding=1), (1, 5, 5)),
-    (nn.Conv2d(1, 2, 3, padding="same"), (1, 6, 6)),
-    (nn.Conv2d(2, 2, 4, padding="same"), (2, 6, 6)),  # asymmetric 'same'
-    (nn.Conv2d(1, 2, 7, stride=2, padding=3), (1, 16, 16)),  # ResNet stem
-    (nn.ConvTranspose2d(2, 2, 3, padding=1), (2, 4, 4)),
-])
+@pytest.mark.parametrize(
+    "module,in_shape",
+    [
+        (nn.Conv2d(1, 2, 3, padding=1), (1, 5, 5)),
+        (nn.Conv2d(1, 2, 3, padding="same"), (1, 6, 6)),
+        (nn.Conv2d(2, 2, 4, padding="same"), (2, 6, 6)),  # asymmetric 'same'
+        (nn.Conv2d(1, 2, 7, stride=2, padding=3), (1, 16, 16)),  # ResNet stem
+        (nn.ConvTranspose2d(2, 2, 3, padding=1), (2, 4, 4)),
+    ],
+)
 def test_collisions_are_flagged_not_exact(module, in_shape, nonzero_weights):
     layer = check_layer(module, in_shape, nonzero_weights)
     assert layer.exact is False and "collide" in layer.reason

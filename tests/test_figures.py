@@ -1,4 +1,5 @@
 """Figures 1/8/9 and the HTML report: statistics, -inf, tick layout, determinism, Chromium."""
+
 import io
 import math
 import shutil
@@ -15,7 +16,15 @@ from torch import nn
 import entropyflow
 from entropyflow.report import ReportOptions, report_files
 from entropyflow.report.boxes import box_stats, result_boxes
-from entropyflow.report.figures import CONV_FACE, Panel, PlotOptions, entropy_figure, labels_overlap, profile_figure, save_figure
+from entropyflow.report.figures import (
+    CONV_FACE,
+    Panel,
+    PlotOptions,
+    entropy_figure,
+    labels_overlap,
+    profile_figure,
+    save_figure,
+)
 from entropyflow.report.html import render_html
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +71,7 @@ def test_box_statistics_equal_pandas_quantiles_of_filters_csv(vgg):
 
 
 def test_totals_boxes_use_the_totals(vgg):
-    for b, layer in zip(result_boxes(vgg, total=True), vgg.layers):
+    for b, layer in zip(result_boxes(vgg, total=True), vgg.layers, strict=True):
         assert b.median == pytest.approx(float(np.median(layer.totals)))
 
 
@@ -95,12 +104,12 @@ def test_200_layer_model_has_no_overlapping_tick_labels(deep, labels):
     assert ax.get_xlim() == pytest.approx((0.4, 210.6))
     assert fig.get_figwidth() <= 26.6
     if labels == "names":
-        assert {t.get_text() for t in ax.get_xticklabels()} <= {l.name for l in deep.layers}
+        assert {t.get_text() for t in ax.get_xticklabels()} <= {layer.name for layer in deep.layers}
 
 
 def test_small_model_labels_every_layer(vgg):
     fig = entropy_figure([Panel.of("vgg", vgg)], PlotOptions(labels="names"))
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [l.name for l in vgg.layers]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [layer.name for layer in vgg.layers]
 
 
 def test_dense_and_not_exact_layers_are_marked(vgg):
@@ -108,7 +117,7 @@ def test_dense_and_not_exact_layers_are_marked(vgg):
     ax = fig.axes[0]
     hatched = [p for p in ax.patches if p.get_hatch()]
     assert len(hatched) == 4  # the four 'same'-padding convs are not exact
-    diamonds = [l for l in ax.get_lines() if l.get_marker() == "D"]
+    diamonds = [layer for layer in ax.get_lines() if layer.get_marker() == "D"]
     assert len(diamonds) == 1 and list(diamonds[0].get_xdata()) == [5, 6]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("not exact" in t for t in labels) and any("dense layer" in t for t in labels)
@@ -123,8 +132,8 @@ def test_comparison_shares_the_y_axis_and_pools_seeds(vgg):
     both = np.concatenate([s.layers[0].per_position for s in seeds])
     assert pooled.n == 32 and pooled.median == pytest.approx(np.median(both))
     prof = profile_figure([Panel.of("trained", vgg), Panel.of("random", seeds)])
-    means = [l for l in prof.axes[0].get_lines() if l.get_marker() == "o"]
-    assert list(means[0].get_ydata()) == pytest.approx([l.summary.mean for l in vgg.layers])
+    means = [layer for layer in prof.axes[0].get_lines() if layer.get_marker() == "o"]
+    assert list(means[0].get_ydata()) == pytest.approx([layer.summary.mean for layer in vgg.layers])
 
 
 def test_same_analysis_gives_identical_files(vgg):
@@ -150,16 +159,29 @@ def test_html_is_self_contained(vgg):
     page = report_files(vgg, ReportOptions())["report.html"].decode()
     assert "<script" not in page and "http://" not in page and "https://" not in page
     assert page.count("data:image/png;base64,") == 2
-    for l in vgg.layers:
-        assert f"<code>{l.name}</code>" in page
+    for layer in vgg.layers:
+        assert f"<code>{layer.name}</code>" in page
     assert "pivots collide" in page and "sha256" in page and vgg.model.sha256 in page
 
 
 def _chromium(page: Path, shot: Path) -> str:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={shot.parent / 'profile'}", "--enable-logging=stderr", "--v=0",
-           "--window-size=1280,1400", f"--screenshot={shot}", page.as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={shot.parent / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1280,1400",
+        f"--screenshot={shot}",
+        page.as_uri(),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert shot.exists(), r.stderr[-2000:]
     return r.stderr
@@ -171,7 +193,7 @@ def _console_messages(log: str) -> list[str]:
 
 def _face_pixels(png: Path) -> int:
     img = (imread(png)[..., :3] * 255).round()
-    face = np.array([int(CONV_FACE[i:i + 2], 16) for i in (1, 3, 5)])
+    face = np.array([int(CONV_FACE[i : i + 2], 16) for i in (1, 3, 5)])
     return int((np.abs(img - face).max(axis=-1) <= 6).sum())
 
 
@@ -216,13 +238,16 @@ def test_plot_flags(cli, tmp_path):
     assert "<svg" in (out / "report.html").read_text()
 
 
-@pytest.mark.parametrize("args,frag", [
-    (("--plot-format", "gif"), "unknown --plot-format 'gif'"),
-    (("--labels", "both"), "unknown --labels 'both'"),
-    (("--seeds", "3"), "--seeds needs --compare random"),
-    (("--compare", "random", "--seeds", "0"), "--seeds must be at least 1"),
-    (("--compare", "sample:nope"), "unknown sample model 'nope'"),
-])
+@pytest.mark.parametrize(
+    "args,frag",
+    [
+        (("--plot-format", "gif"), "unknown --plot-format 'gif'"),
+        (("--labels", "both"), "unknown --labels 'both'"),
+        (("--seeds", "3"), "--seeds needs --compare random"),
+        (("--compare", "random", "--seeds", "0"), "--seeds must be at least 1"),
+        (("--compare", "sample:nope"), "unknown sample model 'nope'"),
+    ],
+)
 def test_bad_plot_and_compare_options(cli, tmp_path, args, frag):
     out = tmp_path / "out"
     assert_user_error(cli("analyze", "-o", out, *args), out, frag)

@@ -2,11 +2,11 @@
 TorchScript archive, the pickle and tensor records of a torch zip, analysis.json files, shard
 indexes, λ configs), each through the real command line or config loader. Every one must end
 with exit 0 or 2 and never 1, a signal, a traceback or a hang. Reproducible (fixed seed)."""
+
 from __future__ import annotations
 
 import io
 import json
-import os
 import pickletools
 import random
 import struct
@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hostile import env
 from safetensors.torch import save_file
 
 import entropyflow
 from entropyflow.recommend import save_config
 from entropyflow.report import write_report
 from entropyflow.samples import build_sample
-
-from hostile import env
 
 SEED = 20261124
 ANALYZE = ("-q", "--no-plot", "--no-html", "--no-hash")
@@ -63,11 +62,11 @@ def edit_pickle_ints(pkl: bytes, rng: random.Random) -> bytes:
     for pos, name in rng.sample(ints, min(len(ints), rng.randint(1, 4))):
         v = rng.choice(EDGE_INTS)
         if name == "BININT":
-            b[pos + 1:pos + 5] = struct.pack("<i", v if -(2**31) <= v < 2**31 else 0)
+            b[pos + 1 : pos + 5] = struct.pack("<i", v if -(2**31) <= v < 2**31 else 0)
         elif name == "BININT1":
             b[pos + 1] = v & 0xFF
         else:
-            b[pos + 1:pos + 3] = struct.pack("<H", v & 0xFFFF)
+            b[pos + 1 : pos + 3] = struct.pack("<H", v & 0xFFFF)
     return bytes(b)
 
 
@@ -104,9 +103,13 @@ def corpus(tmp_path_factory):
     torch.jit.script(vgg).save(str(d / "script.pt"))
     result = entropyflow.analyze("sample:digits_vgg")
     write_report(result, d / "report")
-    small = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1))
-    cfg = entropyflow.recommend(entropyflow.analyze(small, input_size=(1, 8, 8), hash_files=False),
-                                entropyflow.recommend.RecommendOptions(strategy="first-k", k=2, per_filter="uniform"))
+    small = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1)
+    )
+    cfg = entropyflow.recommend(
+        entropyflow.analyze(small, input_size=(1, 8, 8), hash_files=False),
+        entropyflow.recommend.RecommendOptions(strategy="first-k", k=2, per_filter="uniform"),
+    )
     save_config(cfg, d / "lambda.yaml")
     return d, sd
 
@@ -147,7 +150,7 @@ def cases(corpus) -> list[dict]:
         analyze(put(f"stride{i}.pt", buf.getvalue()))
     st = (d / "model.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", st[:8])
-    header = json.loads(st[8:8 + n])
+    header = json.loads(st[8 : 8 + n])
     for i in range(100):
         kind = i % 5
         if kind == 0:
@@ -159,13 +162,20 @@ def cases(corpus) -> list[dict]:
         else:
             h = mutate_json(json.loads(json.dumps(header)), rng)
             raw = json.dumps(h).encode()
-            data = struct.pack("<Q", len(raw) if kind == 3 else rng.choice([0, len(raw) - 1, len(raw) + 7, 2**40])) + raw + st[8 + n:]
+            data = (
+                struct.pack("<Q", len(raw) if kind == 3 else rng.choice([0, len(raw) - 1, len(raw) + 7, 2**40]))
+                + raw
+                + st[8 + n :]
+            )
         analyze(put(f"st{i}.safetensors", data), *(["--arch", "sample:digits_vgg"] if i % 2 else []))
     script = (d / "script.pt").read_bytes()
     for i in range(50):
         data = truncate(script, rng) if i % 3 == 0 else flip(script, rng)
         analyze(put(f"ts{i}.pt", data), *(["--trust-code", "--input-size", "1x8x8"] if i % 2 else []))
-    shards = {"model-00001-of-00002.safetensors": list(sd)[: len(sd) // 2], "model-00002-of-00002.safetensors": list(sd)[len(sd) // 2:]}
+    shards = {
+        "model-00001-of-00002.safetensors": list(sd)[: len(sd) // 2],
+        "model-00002-of-00002.safetensors": list(sd)[len(sd) // 2 :],
+    }
     for i in range(40):
         folder = work / f"shards{i}"
         folder.mkdir()
@@ -177,8 +187,18 @@ def cases(corpus) -> list[dict]:
             shard.write_bytes(flip(shard.read_bytes(), rng))
         else:
             key = rng.choice(list(index["weight_map"]))
-            index["weight_map"][key] = rng.choice(["../sd.pt", "/etc/passwd", "missing.safetensors", 5, "", None,
-                                                   "../../" * 10 + "etc/hosts", "model-00001-of-00002.safetensors"])
+            index["weight_map"][key] = rng.choice(
+                [
+                    "../sd.pt",
+                    "/etc/passwd",
+                    "missing.safetensors",
+                    5,
+                    "",
+                    None,
+                    "../../" * 10 + "etc/hosts",
+                    "model-00001-of-00002.safetensors",
+                ]
+            )
             if i % 3 == 1:
                 index = mutate_json(index, rng)
         (folder / "model.safetensors.index.json").write_text(json.dumps(index))
@@ -193,7 +213,12 @@ def cases(corpus) -> list[dict]:
         if i % 2:
             out.append({"kind": "cli", "args": ["recommend", str(f), "-o", str(work / f"l{i}.yaml")]})
         else:
-            out.append({"kind": "cli", "args": ["compare", str(f), str(d / "report"), "-o", str(work / f"cmp{i}"), "--plot-format", "svg"]})
+            out.append(
+                {
+                    "kind": "cli",
+                    "args": ["compare", str(f), str(d / "report"), "-o", str(work / f"cmp{i}"), "--plot-format", "svg"],
+                }
+            )
     config = (d / "lambda.yaml").read_text()
     parsed = yaml.safe_load(config)
     for i in range(80):
@@ -218,8 +243,13 @@ def test_fuzz(corpus, tmp_path):
     assert len(todo) > 500
     (tmp_path / "cases.json").write_text(json.dumps(todo))
     started = time.monotonic()
-    p = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fuzz_worker.py")), str(tmp_path / "cases.json")],
-                         env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("fuzz_worker.py")), str(tmp_path / "cases.json")],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = p.communicate(timeout=240)
     except subprocess.TimeoutExpired:
@@ -228,18 +258,29 @@ def test_fuzz(corpus, tmp_path):
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     results = [line for line in lines if "case" in line]
     last = max((line["start"] for line in lines if "start" in line), default=None)
-    assert p.returncode == 0, f"worker ended with {p.returncode} at case {last}: {todo[last] if last is not None else ''}\n{stderr[-2000:]}"
+    assert p.returncode == 0, (
+        f"worker ended with {p.returncode} at case {last}: {todo[last] if last is not None else ''}\n{stderr[-2000:]}"
+    )
     assert len(results) == len(todo)
-    bad = [(todo[r["case"]], r) for r in results if r["rc"] not in (0, 2) or r["traceback"] or (r["rc"] == 2 and r["lines"] != 1)]
+    bad = [
+        (todo[r["case"]], r)
+        for r in results
+        if r["rc"] not in (0, 2) or r["traceback"] or (r["rc"] == 2 and r["lines"] != 1)
+    ]
     assert not bad, bad[:3]
     slow = [(todo[r["case"]], r["seconds"]) for r in results if r["seconds"] > 20]
     assert not slow, slow
     codes = [r["rc"] for r in results]
-    assert codes.count(2) > len(codes) // 2 and codes.count(0) > 10  # mostly refused, some survivable mutations analysed
+    assert (
+        codes.count(2) > len(codes) // 2 and codes.count(0) > 10
+    )  # mostly refused, some survivable mutations analysed
     reasons = {}
     for r in results:
         if r["rc"] == 2:
             key = " ".join(r["err"].split(":")[1:2]).strip()[:40] or r["err"][:40]
             reasons[key] = reasons.get(key, 0) + 1
     print(sorted(reasons.items(), key=lambda kv: -kv[1])[:25])
-    print(f"fuzz: {len(todo)} cases in {time.monotonic() - started:.1f} s, exit codes {{0: {codes.count(0)}, 2: {codes.count(2)}}}")
+    print(
+        f"fuzz: {len(todo)} cases in {time.monotonic() - started:.1f} s, exit codes {{0: {codes.count(0)}, 2: "
+        f"{codes.count(2)}}}"
+    )

@@ -1,5 +1,6 @@
 """The report files of the bundled samples, byte for byte, against tests/golden/outputs/
 (regenerate with ``python tests/golden/outputs.py`` only when a change of numbers or format is meant)."""
+
 import sys
 from pathlib import Path
 

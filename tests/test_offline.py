@@ -1,5 +1,6 @@
 """The offline guard replaces two library hooks while builders run. These tests fail loudly if
 torch or torchvision stop routing downloads and pretrained weights through them."""
+
 import inspect
 
 import pytest
@@ -22,9 +23,13 @@ def test_the_hooks_are_where_the_guard_expects_them():
 def test_no_downloads_refuses_and_restores(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     original = torch.hub.download_url_to_file
-    with offline.no_downloads("torchvision:resnet18", "CACHE"):
-        with pytest.raises(WeightsNotCachedError, match="building torchvision:resnet18 would download https://.*put the file in CACHE"):
-            torchvision.models.resnet18(weights="DEFAULT")
+    with (
+        offline.no_downloads("torchvision:resnet18", "CACHE"),
+        pytest.raises(
+            WeightsNotCachedError, match="building torchvision:resnet18 would download https://.*put the file in CACHE"
+        ),
+    ):
+        torchvision.models.resnet18(weights="DEFAULT")
     assert torch.hub.download_url_to_file is original and not list(tmp_path.rglob("*.pth"))
 
 
@@ -42,6 +47,8 @@ def test_a_missing_hook_is_named():
     class Library:
         pass
 
-    with pytest.raises(offline.HookMissing, match="download_url_to_file is gone"):
-        with offline._replaced(Library, "download_url_to_file", print):
-            pass
+    with (
+        pytest.raises(offline.HookMissing, match="download_url_to_file is gone"),
+        offline._replaced(Library, "download_url_to_file", print),
+    ):
+        pass

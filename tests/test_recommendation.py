@@ -1,5 +1,6 @@
 """recommend: strategies, the λ config (YAML/JSON, validation), and the loop analyse → recommend →
 config → EntropyRegularizer, whose terms must equal the analysis' own numbers."""
+
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 import torchvision
 import yaml
+from test_cli import assert_user_error
 from torch import nn
 
 import entropyflow
@@ -15,8 +17,6 @@ from entropyflow.recommend import RecommendOptions, load_config, recommend, save
 from entropyflow.recommend.skips import GraphError, skip_graph
 from entropyflow.regularize import EntropyflowWarning, EntropyRegularizer
 from entropyflow.samples import build_sample, samples_dir
-
-from test_cli import assert_user_error
 
 SAMPLES = ["digits_vgg", "digits_resnet", "digits_autoencoder", "digits_unet"]
 
@@ -35,26 +35,29 @@ def analyses():
 def assert_terms_equal_analysis(reg, analysis, cfg):
     """The regularizer's log-form terms are -λ Σ log|c11| (conv) and -λ log|det| (dense): the analysis' numbers."""
     parts = reg.breakdown()
-    assert list(parts) == [l.name for l in cfg.layers]
-    for l in cfg.layers:
-        a = analysis.layer(l.name)
-        expected = -l.lam * (a.per_position.sum() if a.is_conv else a.logdet)
-        assert parts[l.name] == pytest.approx(expected, rel=1e-6), l.name
+    assert list(parts) == [layer.name for layer in cfg.layers]
+    for layer in cfg.layers:
+        a = analysis.layer(layer.name)
+        expected = -layer.lam * (a.per_position.sum() if a.is_conv else a.logdet)
+        assert parts[layer.name] == pytest.approx(expected, rel=1e-6), layer.name
 
 
-@pytest.mark.parametrize("name,strategy,layers", [
-    ("digits_vgg", "first", ["features.0"]),
-    ("digits_resnet", "empirical", None),
-    ("digits_autoencoder", "dense-first", ["encoder"]),
-    ("digits_unet", "largest-change", None),
-])
+@pytest.mark.parametrize(
+    "name,strategy,layers",
+    [
+        ("digits_vgg", "first", ["features.0"]),
+        ("digits_resnet", "empirical", None),
+        ("digits_autoencoder", "dense-first", ["encoder"]),
+        ("digits_unet", "largest-change", None),
+    ],
+)
 def test_round_trip_on_every_sample(analyses, tmp_path, name, strategy, layers):
     a = analyses[name]
     cfg = recommend(a)
     assert cfg.strategy.name == strategy and dict(cfg.strategy.params)["requested"] == "auto"
     assert cfg.strategy.rationale.startswith("auto: ") and "paper" in cfg.strategy.rationale
     if layers:
-        assert [l.name for l in cfg.layers] == layers
+        assert [layer.name for layer in cfg.layers] == layers
     path = save_config(cfg, tmp_path / "lambda.yaml")
     loaded = load_config(path)
     assert loaded.layers == cfg.layers and loaded.fingerprint == cfg.fingerprint and loaded.form == "log"
@@ -66,6 +69,7 @@ def test_round_trip_on_every_sample(analyses, tmp_path, name, strategy, layers):
 class warnings_as_errors:
     def __enter__(self):
         import warnings
+
         self.ctx = warnings.catch_warnings()
         self.ctx.__enter__()
         warnings.simplefilter("error", EntropyflowWarning)
@@ -92,7 +96,9 @@ def test_round_trip_on_torchvision_resnet50_random_init(tmp_path):
 def test_pre_skip_on_resnet50_is_conv3_and_downsample():
     model = torchvision.models.resnet50()
     g = skip_graph(model)
-    expected = {f"{s}.{i}.conv3" for s, n in (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3)) for i in range(n)}
+    expected = {
+        f"{s}.{i}.conv3" for s, n in (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3)) for i in range(n)
+    }
     expected |= {f"layer{s}.0.downsample.0" for s in range(1, 5)}
     assert g.n_adds == 16 and len(expected) == 20 and set(g.add_feeders) == expected and g.cat_feeders == ()
 
@@ -108,9 +114,9 @@ def test_pre_skip_pass_through_rules():
             self.gamma = nn.Parameter(torch.ones(4, 1, 1))
 
         def forward(self, x):
-            x = x + self.sd(self.bn(self.a(x)))          # a: through norm and stochastic depth
-            x = x + self.gamma * self.b(x)               # b: through a layer-scale parameter
-            x = x + self.c(x) / 2.0                      # c: through division by a constant
+            x = x + self.sd(self.bn(self.a(x)))  # a: through norm and stochastic depth
+            x = x + self.gamma * self.b(x)  # b: through a layer-scale parameter
+            x = x + self.c(x) / 2.0  # c: through division by a constant
             x = x + self.d(x) * torch.sigmoid(self.e(x))  # d, e: a gated product is not a scaling
             return torch.cat([self.pool(self.a(x)), x], 1)  # pooling is not pass-through
 
@@ -131,9 +137,9 @@ def test_pre_skip_agrees_between_torchvision_and_timm_efficientnet():
 
 def test_pre_skip_on_the_unet_is_the_concatenated_convs(analyses):
     cfg = recommend(analyses["digits_unet"], RecommendOptions("pre-skip"))
-    assert [l.name for l in cfg.layers] == ["enc1.2", "enc2.2", "up2", "up1"]
+    assert [layer.name for layer in cfg.layers] == ["enc1.2", "enc2.2", "up2", "up1"]
     assert dict(cfg.strategy.params) == {"residual_additions": 0, "concatenations": 2, "requested": "pre-skip"}
-    assert {l.kind for l in cfg.layers} == {"conv2d", "conv_transpose2d"}
+    assert {layer.kind for layer in cfg.layers} == {"conv2d", "conv_transpose2d"}
 
 
 def test_pre_skip_needs_a_traceable_model(analyses):
@@ -151,35 +157,41 @@ def test_pre_skip_needs_a_traceable_model(analyses):
 
 def test_first_k_empirical_and_largest_change(analyses):
     a = analyses["digits_resnet"]
-    convs = [l for l in a.layers if l.is_conv]
-    assert [l.name for l in recommend(a, RecommendOptions("first-k", k=3)).layers] == [l.name for l in convs[:3]]
+    convs = [layer for layer in a.layers if layer.is_conv]
+    assert [layer.name for layer in recommend(a, RecommendOptions("first-k", k=3)).layers] == [
+        layer.name for layer in convs[:3]
+    ]
     top = recommend(a, RecommendOptions("empirical", top_k=2)).layers
-    best = sorted(convs, key=lambda l: -l.summary.mean)[:2]
-    assert {l.name for l in top} == {l.name for l in best}
+    best = sorted(convs, key=lambda layer: -layer.summary.mean)[:2]
+    assert {layer.name for layer in top} == {layer.name for layer in best}
     z = recommend(a, RecommendOptions("empirical", z=1.0))
-    means = np.array([l.summary.mean for l in convs])
+    means = np.array([layer.summary.mean for layer in convs])
     med = np.median(means)
     mad = 1.4826 * np.median(np.abs(means - med))
-    assert [l.name for l in z.layers] == [l.name for l, m in zip(convs, means) if (m - med) / mad >= 1.0]
+    assert [layer.name for layer in z.layers] == [
+        layer.name for layer, m in zip(convs, means, strict=True) if (m - med) / mad >= 1.0
+    ]
     big = recommend(a, RecommendOptions("largest-change", top_k=3)).layers
-    assert {l.name for l in big} == {l.name for l in sorted(convs, key=lambda l: -abs(l.summary.mean))[:3]}
+    assert {layer.name for layer in big} == {
+        layer.name for layer in sorted(convs, key=lambda layer: -abs(layer.summary.mean))[:3]
+    }
     # largest-change without --top-k: the same robust z rule, on |mean|
     mags = np.abs(means)
     mmed = np.median(mags)
     mmad = 1.4826 * np.median(np.abs(mags - mmed))
-    expected = [l.name for l, m in zip(convs, mags) if (m - mmed) / mmad >= 1.0]
-    assert expected and [l.name for l in recommend(a, RecommendOptions("largest-change")).layers] == expected
+    expected = [layer.name for layer, m in zip(convs, mags, strict=True) if (m - mmed) / mmad >= 1.0]
+    assert expected and [layer.name for layer in recommend(a, RecommendOptions("largest-change")).layers] == expected
 
 
 def test_the_z_rules_on_the_bundled_unet(analyses):
     """Worked values on the U-Net sample (per-position means from its analysis, -0.978 … -3.325)."""
     a = analyses["digits_unet"]
-    means = {l.name: l.summary.mean for l in a.layers}
+    means = {layer.name: layer.summary.mean for layer in a.layers}
     assert means["head"] == pytest.approx(-0.978, abs=5e-4) and means["enc2.0"] == pytest.approx(-3.325, abs=5e-4)
     emp = recommend(a, RecommendOptions("empirical"))
-    assert [l.name for l in emp.layers] == ["enc1.0", "up1", "head"]
+    assert [layer.name for layer in emp.layers] == ["enc1.0", "up1", "head"]
     big = recommend(a, RecommendOptions("largest-change"))
-    assert [l.name for l in big.layers] == ["enc2.0", "bottleneck.2"]
+    assert [layer.name for layer in big.layers] == ["enc2.0", "bottleneck.2"]
     params = dict(big.strategy.params)
     assert params["median"] == pytest.approx(2.659, abs=5e-4) and params["mad_scaled"] == pytest.approx(0.519, abs=5e-4)
 
@@ -190,8 +202,10 @@ def test_auto_without_a_graph_falls_back_and_says_why(analyses):
     a = analyses["digits_resnet"]
     blind = replace(a, model=replace(a.model, arch=None))  # e.g. a bare state dict analysed without --arch
     cfg = recommend(blind)
-    assert cfg.strategy.name == "first" and [l.name for l in cfg.layers] == ["conv1"]
-    assert cfg.strategy.rationale.startswith("auto: the model's graph is not available (the graph-based strategies need")
+    assert cfg.strategy.name == "first" and [layer.name for layer in cfg.layers] == ["conv1"]
+    assert cfg.strategy.rationale.startswith(
+        "auto: the model's graph is not available (the graph-based strategies need"
+    )
     with pytest.raises(OptionError, match="the graph-based strategies need the architecture"):
         recommend(blind, RecommendOptions("pre-skip"))
     # given the model, the graph is back
@@ -212,15 +226,17 @@ def test_per_filter_outliers_in_a_config(analyses):
     a = analyses["digits_vgg"]
     cfg = recommend(a, RecommendOptions("first-k", k=4, per_filter="outliers"))
     assert dict(cfg.strategy.params)["per_filter"] == "outliers"
-    for l in cfg.layers:
-        v = a.layer(l.name).per_position
+    for layer in cfg.layers:
+        v = a.layer(layer.name).per_position
         q1, q3 = np.quantile(v, [0.25, 0.75])
-        assert l.filter_lambdas == tuple(1e-3 if x < q1 - 1.5 * (q3 - q1) else 0.0 for x in v)
+        assert layer.filter_lambdas == tuple(1e-3 if x < q1 - 1.5 * (q3 - q1) else 0.0 for x in v)
     assert any("fine-tuning" in w for w in cfg.warnings)
 
 
 def test_lambdas_and_forms(analyses):
-    cfg = recommend(analyses["digits_autoencoder"], RecommendOptions("dense-first", lam_dense=3e-4, form="inverse", epsilon=1e-5))
+    cfg = recommend(
+        analyses["digits_autoencoder"], RecommendOptions("dense-first", lam_dense=3e-4, form="inverse", epsilon=1e-5)
+    )
     assert cfg.layers[0].lam == 3e-4 and cfg.form == "inverse" and cfg.epsilon == 1e-5
     # trained: log|det W_enc| = +17.9, so 1/(|det|+ε) ≈ 1.7e-8 and its gradient 1/|det| of the log form's: inert too
     huge = [w for w in cfg.warnings if "inert" in w]
@@ -232,12 +248,15 @@ def test_lambdas_and_forms(analyses):
     assert recommend(analyses["digits_vgg"], RecommendOptions("first", lam_conv=5e-3)).layers[0].lam == 5e-3
 
 
-@pytest.mark.parametrize("opts,frag", [
-    (RecommendOptions("bogus"), "unknown strategy 'bogus'"),
-    (RecommendOptions(form="square"), "unknown loss form 'square'"),
-    (RecommendOptions(epsilon=-1e-4), "epsilon must be > 0"),
-    (RecommendOptions("dense-first"), "selects no layer"),
-])
+@pytest.mark.parametrize(
+    "opts,frag",
+    [
+        (RecommendOptions("bogus"), "unknown strategy 'bogus'"),
+        (RecommendOptions(form="square"), "unknown loss form 'square'"),
+        (RecommendOptions(epsilon=-1e-4), "epsilon must be > 0"),
+        (RecommendOptions("dense-first"), "selects no layer"),
+    ],
+)
 def test_bad_recommend_options(analyses, opts, frag):
     with pytest.raises(OptionError, match=frag):
         recommend(analyses["digits_unet"], opts)
@@ -245,35 +264,51 @@ def test_bad_recommend_options(analyses, opts, frag):
 
 # --- config validation ----------------------------------------------------------------------
 
+
 @pytest.fixture
 def good(analyses, tmp_path):
     return yaml.safe_load(save_config(recommend(analyses["digits_vgg"]), tmp_path / "good.yaml").read_text())
 
 
-@pytest.mark.parametrize("edit,frag", [
-    (lambda d: d.update(schema_version=2), "schema_version: 2 is not supported (expected 1)"),
-    (lambda d: d["loss"].update(epsilon=-1e-4), "loss.epsilon: must be > 0"),
-    (lambda d: d["loss"].update(form="cube"), "loss.form: 'cube' is not one of log, inverse"),
-    (lambda d: d["layers"][0].update({"lambda": "lots"}), "layers[0].lambda: not a number ('lots')"),
-    (lambda d: d["layers"][0].update({"lambda": float("nan")}), "layers[0].lambda: must be finite"),
-    (lambda d: d["layers"][0].pop("weight_key"), "layers[0].weight_key: missing"),
-    (lambda d: d["layers"][0].update(weight_shape=[16, "x"]), "layers[0].weight_shape: must be a list of non-negative integers"),
-    (lambda d: d["layers"][0].update(filter_lambdas=[1.0]), "layers[0].filter_lambdas: needs a conv layer and one value per filter (16)"),
-    (lambda d: d.update(channel_rule="last"), "channel_rule: 'last' is not one of first, mean"),
-    (lambda d: d.pop("layers"), "layers: missing"),
-    (lambda d: d.update(layers=[]), "layers: must be a non-empty list"),
-    (lambda d: d.update(chanel_rule="first"), "chanel_rule: unknown field"),
-    (lambda d: d["layers"][0].update(filter_lambda=[1.0]), "layers[0].filter_lambda: unknown field"),
-    (lambda d: d["layers"][0].update(kind="conv4d"), "layers[0].kind: 'conv4d' is not conv1d/2d/3d"),
-    (lambda d: d["layers"][0].update(weight_shape=[16, 1, 3]), "layers[0].weight_shape: a conv2d weight has 4 dimensions ([16, 1, 3])"),
-    (lambda d: d["layers"].append(dict(d["layers"][0])), "layers[1].name: 'features.0' is listed twice"),
-    (lambda d: d["layers"][0].update(rows=[4, 4]), "layers[0].rows: must be [first, end) with first < end ([4, 4])"),
-    (lambda d: d.update(estimator="magic"), "estimator: 'magic' is not one of paper"),
-    (lambda d: d["fingerprint"].update(sha256_16="xyz"), "fingerprint.sha256_16: must be 16 hex digits ('xyz')"),
-    (lambda d: d["fingerprint"].update(layers="six"), "fingerprint.layers: must be a non-negative integer ('six')"),
-    (lambda d: d["loss"].update(epsilon="tiny"), "loss.epsilon: not a number ('tiny')"),
-    (lambda d: d.update(schema_version="1"), "schema_version: '1' is not supported (expected 1)"),
-])
+@pytest.mark.parametrize(
+    "edit,frag",
+    [
+        (lambda d: d.update(schema_version=2), "schema_version: 2 is not supported (expected 1)"),
+        (lambda d: d["loss"].update(epsilon=-1e-4), "loss.epsilon: must be > 0"),
+        (lambda d: d["loss"].update(form="cube"), "loss.form: 'cube' is not one of log, inverse"),
+        (lambda d: d["layers"][0].update({"lambda": "lots"}), "layers[0].lambda: not a number ('lots')"),
+        (lambda d: d["layers"][0].update({"lambda": float("nan")}), "layers[0].lambda: must be finite"),
+        (lambda d: d["layers"][0].pop("weight_key"), "layers[0].weight_key: missing"),
+        (
+            lambda d: d["layers"][0].update(weight_shape=[16, "x"]),
+            "layers[0].weight_shape: must be a list of non-negative integers",
+        ),
+        (
+            lambda d: d["layers"][0].update(filter_lambdas=[1.0]),
+            "layers[0].filter_lambdas: needs a conv layer and one value per filter (16)",
+        ),
+        (lambda d: d.update(channel_rule="last"), "channel_rule: 'last' is not one of first, mean"),
+        (lambda d: d.pop("layers"), "layers: missing"),
+        (lambda d: d.update(layers=[]), "layers: must be a non-empty list"),
+        (lambda d: d.update(chanel_rule="first"), "chanel_rule: unknown field"),
+        (lambda d: d["layers"][0].update(filter_lambda=[1.0]), "layers[0].filter_lambda: unknown field"),
+        (lambda d: d["layers"][0].update(kind="conv4d"), "layers[0].kind: 'conv4d' is not conv1d/2d/3d"),
+        (
+            lambda d: d["layers"][0].update(weight_shape=[16, 1, 3]),
+            "layers[0].weight_shape: a conv2d weight has 4 dimensions ([16, 1, 3])",
+        ),
+        (lambda d: d["layers"].append(dict(d["layers"][0])), "layers[1].name: 'features.0' is listed twice"),
+        (
+            lambda d: d["layers"][0].update(rows=[4, 4]),
+            "layers[0].rows: must be [first, end) with first < end ([4, 4])",
+        ),
+        (lambda d: d.update(estimator="magic"), "estimator: 'magic' is not one of paper"),
+        (lambda d: d["fingerprint"].update(sha256_16="xyz"), "fingerprint.sha256_16: must be 16 hex digits ('xyz')"),
+        (lambda d: d["fingerprint"].update(layers="six"), "fingerprint.layers: must be a non-negative integer ('six')"),
+        (lambda d: d["loss"].update(epsilon="tiny"), "loss.epsilon: not a number ('tiny')"),
+        (lambda d: d.update(schema_version="1"), "schema_version: '1' is not supported (expected 1)"),
+    ],
+)
 def test_bad_configs_name_the_field(good, tmp_path, edit, frag):
     edit(good)
     path = tmp_path / "bad.yaml"
@@ -312,6 +347,7 @@ def test_json_config_and_per_filter_lambdas(good, tmp_path):
 
 # --- CLI ----------------------------------------------------------------------------------
 
+
 def test_cli_recommend_from_saved_analysis_and_spec(cli, tmp_path):
     rep = tmp_path / "rep"
     assert cli("analyze", samples_dir() / "digits_unet.pt", "-o", rep, "-q", "--no-plot").exit_code == 0
@@ -319,23 +355,26 @@ def test_cli_recommend_from_saved_analysis_and_spec(cli, tmp_path):
     assert r.exit_code == 0, r.stderr
     assert "strategy pre-skip" in r.stdout and "up2" in r.stdout
     cfg = load_config(tmp_path / "l.yaml")
-    assert [l.name for l in cfg.layers] == ["enc1.2", "enc2.2", "up2", "up1"]
+    assert [layer.name for layer in cfg.layers] == ["enc1.2", "enc2.2", "up2", "up1"]
     assert len(dict(cfg.provenance)["analysis_sha256"]) == 64
     r = cli("recommend", "sample:digits_vgg", "--random-init", "-o", tmp_path / "r.json")
     assert r.exit_code == 0 and "random initialisation" in r.stdout
     assert json.loads((tmp_path / "r.json").read_text())["layers"][0]["name"] == "features.0"
 
 
-@pytest.mark.parametrize("args,frag", [
-    (("--strategy", "nope"), "unknown strategy 'nope'"),
-    (("--form", "cube"), "unknown loss form 'cube'"),
-    (("--epsilon", "-1"), "epsilon must be > 0"),
-    (("-o", "lambda.txt"), "use a .yaml, .yml or .json file name"),
-    (("--per-filter", "some"), "unknown per-filter rule 'some'"),
-    (("--k", "0"), "--k and --top-k must be at least 1"),
-    (("--lambda", "abc"), "Invalid value for '--lambda'"),
-    (("--lambda", "nan"), "--lambda must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "args,frag",
+    [
+        (("--strategy", "nope"), "unknown strategy 'nope'"),
+        (("--form", "cube"), "unknown loss form 'cube'"),
+        (("--epsilon", "-1"), "epsilon must be > 0"),
+        (("-o", "lambda.txt"), "use a .yaml, .yml or .json file name"),
+        (("--per-filter", "some"), "unknown per-filter rule 'some'"),
+        (("--k", "0"), "--k and --top-k must be at least 1"),
+        (("--lambda", "abc"), "Invalid value for '--lambda'"),
+        (("--lambda", "nan"), "--lambda must be a finite number"),
+    ],
+)
 def test_cli_recommend_bad_options(cli, tmp_path, args, frag, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = cli("recommend", *args) if "-o" in args else cli("recommend", "-o", tmp_path / "l.yaml", *args)

@@ -1,25 +1,40 @@
 """The entropy loss terms and EntropyRegularizer: analytic gradients, wrappers, autocast, errors;
 seed 000's sigmoid entropy against the SPEC golden values."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from entropyflow.errors import ConfigError
 from entropyflow.config import LambdaConfig, LayerLambda, Strategy
+from entropyflow.errors import ConfigError
 from entropyflow.regularize import EntropyflowWarning, EntropyRegularizer, SigmoidEntropyLoss, sigmoid_entropy_bits
 
 # SPEC golden (binary_entropy_sigmoid): z, H_bits, dH/dz
-GOLDEN_H = [(-8.0, 0.004354352872342919, 0.0038691658009562596), (-2.0, 0.5270653410031616, 0.3029474499735814),
-            (-0.5, 0.956286539380729, 0.16951934509186878), (0.0, 1.0, -0.0), (0.3, 0.9839504632682354, -0.10580363819409827),
-            (1.0, 0.8399415379831694, -0.2836510610670778), (4.0, 0.1299792746663049, -0.10192759465037506),
-            (12.0, 0.00011523424020824055, -0.00010636938919140938)]
+GOLDEN_H = [
+    (-8.0, 0.004354352872342919, 0.0038691658009562596),
+    (-2.0, 0.5270653410031616, 0.3029474499735814),
+    (-0.5, 0.956286539380729, 0.16951934509186878),
+    (0.0, 1.0, -0.0),
+    (0.3, 0.9839504632682354, -0.10580363819409827),
+    (1.0, 0.8399415379831694, -0.2836510610670778),
+    (4.0, 0.1299792746663049, -0.10192759465037506),
+    (12.0, 0.00011523424020824055, -0.00010636938919140938),
+]
 
 
 def config(layers, form="log", eps=1e-4, rule="first", fp=""):
-    return LambdaConfig(model="test", fingerprint=fp, estimator="paper", channel_rule=rule, form=form, epsilon=eps,
-                        strategy=Strategy("first", (), ""), layers=tuple(layers))
+    return LambdaConfig(
+        model="test",
+        fingerprint=fp,
+        estimator="paper",
+        channel_rule=rule,
+        form=form,
+        epsilon=eps,
+        strategy=Strategy("first", (), ""),
+        layers=tuple(layers),
+    )
 
 
 def conv_layer(name, w, lam=0.3, fl=None):
@@ -29,11 +44,18 @@ def conv_layer(name, w, lam=0.3, fl=None):
 @pytest.fixture
 def net():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Conv2d(5, 4, 3, groups=1), nn.Flatten(), nn.Linear(4 * 4 * 4, 6),
-                         nn.Linear(6, 6)).double()
+    return nn.Sequential(
+        nn.Conv2d(3, 5, 3),
+        nn.ReLU(),
+        nn.Conv2d(5, 4, 3, groups=1),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 6),
+        nn.Linear(6, 6),
+    ).double()
 
 
 # --- sigmoid entropy (seed 000) ------------------------------------------------------------
+
 
 def test_sigmoid_entropy_matches_golden_values_and_gradient():
     z = torch.tensor([g[0] for g in GOLDEN_H], dtype=torch.float64, requires_grad=True)
@@ -85,6 +107,7 @@ def test_sigmoid_entropy_loss_hooks_named_modules(net):
 
 # --- regularizer gradients ------------------------------------------------------------------
 
+
 def test_conv_log_form_gradient_is_minus_lambda_over_c11(net):
     w = net[0].weight
     reg = EntropyRegularizer(net, config([conv_layer("0", w, 0.3)]))
@@ -93,7 +116,9 @@ def test_conv_log_form_gradient_is_minus_lambda_over_c11(net):
     expected[:, 0, 0, 0] = -0.3 / w.detach()[:, 0, 0, 0]
     torch.testing.assert_close(w.grad, expected, rtol=1e-12, atol=0)
     assert reg().dtype == torch.float64  # a float64 model gets a float64 loss
-    assert float(reg().detach()) == pytest.approx(-0.3 * float(torch.log(w.detach()[:, 0, 0, 0].abs()).sum()), rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(
+        -0.3 * float(torch.log(w.detach()[:, 0, 0, 0].abs()).sum()), rel=1e-12
+    )
 
 
 def test_conv_inverse_form_gradient_and_per_filter_lambdas(net):
@@ -105,7 +130,9 @@ def test_conv_inverse_form_gradient_and_per_filter_lambdas(net):
     expected = torch.zeros_like(w)
     expected[:, 0, 0, 0] = -torch.tensor(fl, dtype=torch.float64) * torch.sign(c) / (c.abs() + 1e-3) ** 2
     torch.testing.assert_close(w.grad, expected, rtol=1e-12, atol=0)
-    assert float(reg().detach()) == pytest.approx(sum(l / (abs(float(ci)) + 1e-3) for l, ci in zip(fl, c)), rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(
+        sum(layer / (abs(float(ci)) + 1e-3) for layer, ci in zip(fl, c, strict=True)), rel=1e-12
+    )
 
 
 def test_dense_log_form_gradient_is_minus_lambda_W_inverse_transpose(net):
@@ -115,14 +142,18 @@ def test_dense_log_form_gradient_is_minus_lambda_W_inverse_transpose(net):
     expected = torch.zeros_like(w)
     expected[:, :6] = -0.7 * torch.linalg.inv(w.detach()[:, :6]).T
     torch.testing.assert_close(w.grad, expected, rtol=1e-10, atol=1e-12)
-    assert reg.breakdown()["4"] == pytest.approx(-0.7 * float(torch.linalg.slogdet(w.detach()[:, :6]).logabsdet), rel=1e-12)
+    assert reg.breakdown()["4"] == pytest.approx(
+        -0.7 * float(torch.linalg.slogdet(w.detach()[:, :6]).logabsdet), rel=1e-12
+    )
 
 
 def test_dense_inverse_form_gradient_on_a_well_scaled_layer(net):
     w = net[5].weight  # 6x6
     with torch.no_grad():
         w.copy_(torch.eye(6, dtype=torch.float64) * 1.3 + 0.1 * w)
-    reg = EntropyRegularizer(net, config([LayerLambda("5", "linear", "5.weight", (6, 6), 0.2)], form="inverse", eps=1e-3))
+    reg = EntropyRegularizer(
+        net, config([LayerLambda("5", "linear", "5.weight", (6, 6), 0.2)], form="inverse", eps=1e-3)
+    )
     reg().backward()
     # d/dW [λ/(|det W| + ε)] = -λ |det W| W^{-T} / (|det W| + ε)²
     det = torch.linalg.det(w.detach()).abs()
@@ -142,10 +173,13 @@ def test_mha_packed_rows(net):
     mha = nn.MultiheadAttention(4, 1).double()
     layer = LayerLambda("k_proj", "attention_k", "in_proj_weight", (4, 4), 1.0, rows=(4, 8))
     reg = EntropyRegularizer(mha, config([layer]))
-    assert float(reg().detach()) == pytest.approx(-float(torch.linalg.slogdet(mha.in_proj_weight.detach()[4:8]).logabsdet), rel=1e-12)
+    assert float(reg().detach()) == pytest.approx(
+        -float(torch.linalg.slogdet(mha.in_proj_weight.detach()[4:8]).logabsdet), rel=1e-12
+    )
 
 
 # --- wrappers, devices, autocast ------------------------------------------------------------
+
 
 def test_no_weight_copies_and_optimiser_steps_are_seen(net):
     reg = EntropyRegularizer(net, config([conv_layer("0", net[0].weight)]))
@@ -196,7 +230,9 @@ def test_autocast_gives_the_full_precision_value(net):
     assert value.dtype == torch.float32 and float(value.detach()) == pytest.approx(full, rel=1e-7)
     # the terms are computed from the float32 weights in float64, never from a bfloat16 cast
     c11 = model[0].weight.detach()[:, 0, 0, 0].double()
-    exact = -0.3 * float(torch.log(c11.abs()).sum()) - 1e-4 * float(torch.linalg.slogdet(model[5].weight.detach().double()).logabsdet)
+    exact = -0.3 * float(torch.log(c11.abs()).sum()) - 1e-4 * float(
+        torch.linalg.slogdet(model[5].weight.detach().double()).logabsdet
+    )
     assert float(value.detach()) == pytest.approx(exact, rel=1e-6)
 
 
@@ -209,6 +245,7 @@ def test_cuda(net):
 
 
 # --- errors and warnings -------------------------------------------------------------------
+
 
 def test_kind_and_weight_mismatches_are_errors(net):
     with pytest.raises(ConfigError, match="kind linear needs a 2-D dense weight"):
@@ -223,7 +260,7 @@ def test_fingerprint_of_a_live_model_equals_the_analysis_fingerprint(net):
     from entropyflow.regularize import model_fingerprint
 
     a = entropyflow.analyze(net, input_size=(3, 8, 8))
-    assert model_fingerprint(net) == fingerprint((l.weight_key, l.weight_shape) for l in a.layers)
+    assert model_fingerprint(net) == fingerprint((layer.weight_key, layer.weight_shape) for layer in a.layers)
     assert model_fingerprint(nn.DataParallel(net)) == model_fingerprint(net)
     mha = nn.Sequential(nn.Linear(4, 4), nn.MultiheadAttention(4, 2))  # packed q/k/v rows: one key, shape (e, e)
     assert model_fingerprint(mha)[1] == 3  # 0.weight, 1.in_proj_weight (4x4 blocks), 1.out_proj.weight

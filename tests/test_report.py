@@ -1,4 +1,5 @@
 """Report files: documented columns, -inf handling, JSON round trip."""
+
 import csv
 import io
 import json
@@ -12,7 +13,7 @@ from torch import nn
 
 import entropyflow
 from entropyflow.estimate.stats import summarize
-from entropyflow.report import report_files, read_analysis, write_report
+from entropyflow.report import read_analysis, report_files, write_report
 from entropyflow.report.tables import FILTER_COLUMNS, LAYER_COLUMNS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "output.md"
@@ -43,7 +44,9 @@ def test_neg_inf_is_kept_counted_and_never_nan(with_zero_taps):
     rows = list(csv.DictReader(io.StringIO(files["filters.csv"].decode())))
     assert [r["dh_per_position"] for r in rows[:6]].count("-inf") == 2
     layers = list(csv.DictReader(io.StringIO(files["layers.csv"].decode())))
-    assert layers[0]["n_neginf"] == "2" and layers[0]["total"] == "-inf" and float(layers[0]["mean"]) == conv.summary.mean
+    assert (
+        layers[0]["n_neginf"] == "2" and layers[0]["total"] == "-inf" and float(layers[0]["mean"]) == conv.summary.mean
+    )
     doc = json.loads(files["analysis.json"])  # strict JSON: no bare -Infinity tokens
     assert doc["layers"][0]["total"] == "-inf" and doc["layers"][0]["per_filter"]["dh_total"].count("-inf") == 2
 
@@ -52,7 +55,9 @@ def test_filters_csv_matches_the_result(with_zero_taps):
     rows = list(csv.DictReader(io.StringIO(report_files(with_zero_taps)["filters.csv"].decode())))
     assert len(rows) == 6 + 1
     dense = rows[-1]
-    assert dense["kind"] == "linear" and dense["c11"] == "" and float(dense["dh_total"]) == with_zero_taps.layers[1].logdet
+    assert (
+        dense["kind"] == "linear" and dense["c11"] == "" and float(dense["dh_total"]) == with_zero_taps.layers[1].logdet
+    )
     assert [float(r["c11"]) for r in rows[:6]] == with_zero_taps.layers[0].c11.tolist()
 
 
@@ -60,7 +65,7 @@ def test_json_round_trip(tmp_path, with_zero_taps):
     write_report(with_zero_taps, tmp_path)
     back = read_analysis(tmp_path / "analysis.json")
     assert back.model == with_zero_taps.model and back.counts == with_zero_taps.counts
-    for a, b in zip(back.layers, with_zero_taps.layers):
+    for a, b in zip(back.layers, with_zero_taps.layers, strict=True):
         assert a.summary == b.summary and a.geometry == b.geometry and a.exact == b.exact
         assert a.per_position.tolist() == b.per_position.tolist() and a.totals.tolist() == b.totals.tolist()
     assert report_files(back) == report_files(with_zero_taps)

@@ -1,5 +1,6 @@
 """The report folder is replaced as a whole: never mixed, never stale, never a file the tool did
 not write deleted or overwritten, whatever signal arrives at whatever moment."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,11 +13,10 @@ import sys
 import time
 
 import pytest
+from hostile import env, finish, run, start
 
 from entropyflow.report import outdir
 from entropyflow.samples import samples_dir
-
-from hostile import env, finish, run, start
 
 SAMPLES = samples_dir()
 MANIFEST = ".entropyflow-manifest.json"
@@ -48,7 +48,13 @@ def test_reusing_a_folder_leaves_no_stale_files(cli, tmp_path):
     assert {"entropy.png", "profile.png", "compare-1.analysis.json", "compare-2.analysis.json"} <= set(os.listdir(out))
     assert cli("analyze", "-o", out, "--plot-format", "svg", "-q").exit_code == 0
     assert sorted(p for p in os.listdir(out) if not p.startswith(".")) == [
-        "analysis.json", "entropy.svg", "filters.csv", "layers.csv", "profile.svg", "report.html"]
+        "analysis.json",
+        "entropy.svg",
+        "filters.csv",
+        "layers.csv",
+        "profile.svg",
+        "report.html",
+    ]
     consistent(out)
 
 
@@ -69,7 +75,8 @@ def test_a_folder_named_like_a_report_file_is_never_deleted(cli, tmp_path):
     r = cli("analyze", "-o", out)
     assert r.exit_code == 2 and r.stderr.strip() == (
         f"error: cannot write the report to {out}: analysis.json exists there as a folder, which entropyflow did not "
-        "write and never deletes: move it away or choose another --out")
+        "write and never deletes: move it away or choose another --out"
+    )
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(os.listdir(out)) == ["analysis.json"]
 
@@ -82,7 +89,8 @@ def test_a_users_own_file_is_never_overwritten(cli, tmp_path):
     r = cli("analyze", "-o", out)
     assert r.exit_code == 2 and r.stderr.strip() == (
         f"error: cannot write the report to {out}: layers.csv exists there and was not written by entropyflow "
-        f"(no record of it in {MANIFEST}): move it away or choose another --out")
+        f"(no record of it in {MANIFEST}): move it away or choose another --out"
+    )
     assert snapshot(out) == {"layers.csv": b"my,own,table\n", "notes.md": b"mine"}
     (out / "layers.csv").unlink()
     assert cli("analyze", "-o", out, "-q").exit_code == 0  # beside other files is fine
@@ -110,6 +118,7 @@ def test_an_empty_name_and_a_report_name_that_is_a_link(cli, tmp_path):
 
 
 # --- interrupted commits ----------------------------------------------------------------------------
+
 
 def commit_renames(cli, tmp_path):
     """How many renames a commit over an existing report makes (the journal, the old files moved
@@ -173,8 +182,22 @@ def test_a_hard_kill_at_every_rename_is_undone_by_the_next_run(cli, tmp_path):
         out = tmp_path / f"k{k}"
         assert cli("analyze", "-o", out, "-q").exit_code == 0
         before = snapshot(out)
-        p = subprocess.run([sys.executable, "-c", KILL_DRIVER, str(k), "analyze", str(SAMPLES / "digits_unet.pt"), "-o", str(out), "-q"],
-                           env=env(), capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                KILL_DRIVER,
+                str(k),
+                "analyze",
+                str(SAMPLES / "digits_unet.pt"),
+                "-o",
+                str(out),
+                "-q",
+            ],
+            env=env(),
+            capture_output=True,
+            text=True,
+        )
         assert p.returncode == 137, p.stderr
         with outdir._locked(out):
             outdir._recover(out)
@@ -193,9 +216,25 @@ def test_real_signals_injected_at_renames_with_strace(tmp_path, sig, code, k):
         pytest.skip("ptrace is not permitted here")
     out = tmp_path / "out"
     assert run("analyze", "-o", out, "-q", "--no-html").rc == 0
-    r = run("analyze", SAMPLES / "digits_unet.pt", "-o", out, "-q", "--no-html",
-            prefix=("strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
-                    "-e", f"inject=rename,renameat,renameat2:signal={sig}:when={k}"))
+    r = run(
+        "analyze",
+        SAMPLES / "digits_unet.pt",
+        "-o",
+        out,
+        "-q",
+        "--no-html",
+        prefix=(
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=rename,renameat,renameat2",
+            "-e",
+            f"inject=rename,renameat,renameat2:signal={sig}:when={k}",
+        ),
+    )
     assert r.rc == code, (r.rc, r.err[-300:])
     assert consistent(out).endswith("digits_unet.pt")
 
@@ -204,20 +243,26 @@ def test_concurrent_runs_on_one_folder_both_complete(tmp_path):
     """The losing run said 'No such file or directory'; now commits take turns."""
     out = tmp_path / "out"
     started = time.monotonic()
-    jobs = [start("analyze", model, "-o", out, "-q") for model in (SAMPLES / "digits_vgg.pt", SAMPLES / "digits_unet.pt")] * 1
+    jobs = [
+        start("analyze", model, "-o", out, "-q") for model in (SAMPLES / "digits_vgg.pt", SAMPLES / "digits_unet.pt")
+    ] * 1
     jobs += [start("analyze", SAMPLES / "digits_resnet.pt", "-o", out, "-q")]
     runs = [finish(*job, started) for job in jobs]
     assert [r.rc for r in runs] == [0, 0, 0], [r.err for r in runs]
     assert consistent(out).rsplit("/", 1)[-1] in ("digits_vgg.pt", "digits_unet.pt", "digits_resnet.pt")
 
 
-@pytest.mark.parametrize("sig,code,said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")])
+@pytest.mark.parametrize(
+    "sig,code,said", [(signal.SIGTERM, 143, "terminated (SIGTERM)"), (signal.SIGINT, 130, "interrupted")]
+)
 def test_a_signal_during_a_long_run_keeps_the_earlier_report(tmp_path, sig, code, said):
     out = tmp_path / "out"
     assert run("analyze", "-o", out, "-q").rc == 0
     before = snapshot(out)
     started = time.monotonic()
-    p, o, e = start("analyze", "sample:digits_resnet", "--random-init", "--compare", "random", "--seeds", "1000", "-o", out)
+    p, o, e = start(
+        "analyze", "sample:digits_resnet", "--random-init", "--compare", "random", "--seeds", "1000", "-o", out
+    )
     time.sleep(4)  # well inside the thousand reference analyses
     p.send_signal(sig)
     r = finish(p, o, e, started)
@@ -244,7 +289,10 @@ def test_recommend_never_overwrites_a_file_it_did_not_write(cli, tmp_path):
     r = cli("recommend", "-o", mine)
     assert r.exit_code == 2 and r.stderr.strip() == (
         f"error: cannot write {mine}: the file exists and is not a λ config written by entropyflow (entropyflow never "
-        "overwrites files it did not write): choose another name")
+        "overwrites files it did not write): choose another name"
+    )
     assert mine.read_text() == "lr: 0.1\n"
     r = cli("recommend", "-o", "")
-    assert r.exit_code == 2 and r.stderr.strip() == "error: the config file name is empty (give one, e.g. -o lambda.yaml)"
+    assert (
+        r.exit_code == 2 and r.stderr.strip() == "error: the config file name is empty (give one, e.g. -o lambda.yaml)"
+    )

@@ -1,4 +1,5 @@
 """The bundled samples: real trained checkpoints that analyse with no flags."""
+
 import re
 import subprocess
 import sys
@@ -16,23 +17,25 @@ FILES = ["digits_vgg.pt", "digits_vgg_random.pt", "digits_resnet.pt", "digits_au
 @pytest.mark.parametrize("name", FILES)
 def test_every_sample_gives_geometry_and_totals_without_flags(name):
     result = entropyflow.analyze(str(samples_dir() / name), hash_files=False)
-    assert result.layers and all(l.traced and l.totals is not None for l in result.layers)
+    assert result.layers and all(layer.traced and layer.totals is not None for layer in result.layers)
     assert result.model.arch.startswith("sample:") and result.model.walk == "trace"
     assert (samples_dir() / name).stat().st_size < 200_000
 
 
 def test_unet_has_transposed_up_convs_and_concat_skips():
     result = entropyflow.analyze(str(samples_dir() / "digits_unet.pt"), hash_files=False)
-    ups = [l for l in result.layers if l.kind == "conv_transpose2d"]
-    assert [l.name for l in ups] == ["up2", "up1"] and all(l.exact for l in ups)
-    assert [l.filters for l in ups] == [32, 16]  # filters of a transposed conv = its input channels
+    ups = [layer for layer in result.layers if layer.kind == "conv_transpose2d"]
+    assert [layer.name for layer in ups] == ["up2", "up1"] and all(layer.exact for layer in ups)
+    assert [layer.filters for layer in ups] == [32, 16]  # filters of a transposed conv = its input channels
     assert len(result.layers) == 13
 
 
 def test_random_sample_equals_seeded_random_init():
     stored = entropyflow.analyze(str(samples_dir() / "digits_vgg_random.pt"), hash_files=False)
     fresh = entropyflow.analyze("sample:digits_vgg", random_init=True, seed=0, hash_files=False)
-    assert [l.per_position.tolist() for l in stored.layers] == [l.per_position.tolist() for l in fresh.layers]
+    assert [layer.per_position.tolist() for layer in stored.layers] == [
+        layer.per_position.tolist() for layer in fresh.layers
+    ]
 
 
 def test_readme_records_the_metrics_in_the_manifests():
@@ -53,7 +56,9 @@ def test_registry_covers_the_bundled_files():
 def test_build_script_runs(tmp_path):
     pytest.importorskip("sklearn")
     script = Path(__file__).resolve().parents[1] / "sample_models" / "build.py"
-    r = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == sorted(FILES)
     assert re.search(r"digits_vgg\.pt .*test_accuracy", r.stdout)

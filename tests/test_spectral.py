@@ -1,6 +1,7 @@
 """The spectral estimator (SPEC §4): golden circular spectra, explicit circular matrices for every
 conv kind (stride, dilation, groups, 1-D/3-D, transposed, kernels larger than the grid), dense
 singular values, zero padding against its circular limit, float32 against float64."""
+
 import itertools
 import math
 
@@ -11,19 +12,45 @@ import torch
 from entropyflow.estimate import spectral as S
 
 # SPEC golden: circular_filter (C_in=2, 3x3, grid 4x5) and circular_layer (C_out=2, C_in=3, 3x3, grid 4x4)
-GOLDEN_FILTER_K = [[[-0.9894, -0.348, -0.0601], [0.8732, 0.5613, -0.5458], [0.8098, -1.9486, -0.393]],
-                   [[0.4827, 1.4741, -1.6445], [-1.2079, -0.4991, -1.5713], [-0.0475, 0.2596, -0.269]]]
-GOLDEN_FILTER_SV = [5.257275150259744, 5.257275150259744, 5.2023225284482315, 5.021029207396902, 5.021029207396902,
-                    4.652473119370115, 4.652473119370115, 4.513178278782583, 4.513178278782583, 3.975057839914173,
-                    3.975057839914173, 3.6471869666909043, 3.549405018374401, 3.549405018374401, 3.419266545620566,
-                    3.419266545620566, 2.7458211164492323, 2.7458211164492323, 1.5750082957651983, 1.5750082957651983]
+GOLDEN_FILTER_K = [
+    [[-0.9894, -0.348, -0.0601], [0.8732, 0.5613, -0.5458], [0.8098, -1.9486, -0.393]],
+    [[0.4827, 1.4741, -1.6445], [-1.2079, -0.4991, -1.5713], [-0.0475, 0.2596, -0.269]],
+]
+GOLDEN_FILTER_SV = [
+    5.257275150259744,
+    5.257275150259744,
+    5.2023225284482315,
+    5.021029207396902,
+    5.021029207396902,
+    4.652473119370115,
+    4.652473119370115,
+    4.513178278782583,
+    4.513178278782583,
+    3.975057839914173,
+    3.975057839914173,
+    3.6471869666909043,
+    3.549405018374401,
+    3.549405018374401,
+    3.419266545620566,
+    3.419266545620566,
+    2.7458211164492323,
+    2.7458211164492323,
+    1.5750082957651983,
+    1.5750082957651983,
+]
 GOLDEN_FILTER_SUM = 26.25953015553794
-GOLDEN_LAYER_K = [[[[-0.8838, 1.8752, 1.5751], [0.3047, 1.4665, -0.7931], [-1.33, 0.2526, 1.8032]],
-                   [[-0.2284, 0.754, 1.2588], [0.0445, 0.841, -0.6608], [1.2901, 0.4211, 0.0675]],
-                   [[-0.6298, -2.8555, 0.3189], [0.003, -0.1162, -0.3973], [1.8846, -0.0867, -0.0816]]],
-                  [[[-0.0034, -1.0721, -0.5364], [-0.3443, 0.3168, 0.5983], [-0.7553, 1.0568, -2.3901]],
-                   [[1.5139, 0.6583, 0.8263], [0.1393, 0.4136, 0.3313], [-0.3473, -0.9087, 0.4187]],
-                   [[0.2696, -0.6726, 0.0587], [-0.7266, 2.3947, 0.547], [0.6458, 0.9126, -3.5085]]]]
+GOLDEN_LAYER_K = [
+    [
+        [[-0.8838, 1.8752, 1.5751], [0.3047, 1.4665, -0.7931], [-1.33, 0.2526, 1.8032]],
+        [[-0.2284, 0.754, 1.2588], [0.0445, 0.841, -0.6608], [1.2901, 0.4211, 0.0675]],
+        [[-0.6298, -2.8555, 0.3189], [0.003, -0.1162, -0.3973], [1.8846, -0.0867, -0.0816]],
+    ],
+    [
+        [[-0.0034, -1.0721, -0.5364], [-0.3443, 0.3168, 0.5983], [-0.7553, 1.0568, -2.3901]],
+        [[1.5139, 0.6583, 0.8263], [0.1393, 0.4136, 0.3313], [-0.3473, -0.9087, 0.4187]],
+        [[0.2696, -0.6726, 0.0587], [-0.7266, 2.3947, 0.547], [0.6458, 0.9126, -3.5085]],
+    ],
+]
 GOLDEN_LAYER_SUM = 52.6985294799451
 
 
@@ -32,7 +59,7 @@ def circular_matrix(w, grid, stride, dilation, pad, groups):
     w = np.asarray(w, float)
     f_, cg = w.shape[:2]
     ks = w.shape[2:]
-    out = tuple(n // s for n, s in zip(grid, stride))
+    out = tuple(n // s for n, s in zip(grid, stride, strict=True))
     A = np.zeros((f_ * math.prod(out), cg * groups * math.prod(grid)))
     for f in range(f_):
         g = f // (f_ // groups)
@@ -40,7 +67,10 @@ def circular_matrix(w, grid, stride, dilation, pad, groups):
             row = f * math.prod(out) + np.ravel_multi_index(i, out)
             for c in range(cg):
                 for a in itertools.product(*map(range, ks)):
-                    r = tuple((s * ii - p + d * aa) % n for ii, aa, s, p, d, n in zip(i, a, stride, pad, dilation, grid))
+                    r = tuple(
+                        (s * ii - p + d * aa) % n
+                        for ii, aa, s, p, d, n in zip(i, a, stride, pad, dilation, grid, strict=True)
+                    )
                     A[row, (g * cg + c) * math.prod(grid) + np.ravel_multi_index(r, grid)] += w[(f, c) + a]
     return A, math.prod(out)
 
@@ -101,8 +131,8 @@ def test_conv_kinds_against_explicit_circular_matrices(name, shape, grid, stride
     assert plan.divisible and plan.n_freq == n_out
     spec = S.conv_spectrum(plan, budget=4096)  # small budget: several chunks
     for f in range(shape[0]):  # filter f is the row block of output channel f
-        assert float(spec.filter_totals[f]) == pytest.approx(sum_log_sv(A[f * n_out:(f + 1) * n_out]), abs=1e-9), f
-        exact = np.sort(np.linalg.svd(A[f * n_out:(f + 1) * n_out], compute_uv=False))
+        assert float(spec.filter_totals[f]) == pytest.approx(sum_log_sv(A[f * n_out : (f + 1) * n_out]), abs=1e-9), f
+        exact = np.sort(np.linalg.svd(A[f * n_out : (f + 1) * n_out], compute_uv=False))
         np.testing.assert_allclose(np.sort(S.filter_singular_values(plan)[f].numpy()), exact, atol=1e-10)
     read = A[:, np.abs(A).sum(0) > 0]  # input pixels the layer never reads are zero columns: no singular value
     assert spec.layer_total == pytest.approx(sum_log_sv(read), abs=1e-9)
@@ -128,7 +158,7 @@ def test_transposed_conv_is_the_adjoint():
     plan = S.circular_plan(w, (6, 6), (2, 2), (1, 1))
     spec = S.conv_spectrum(plan)
     for f in range(3):
-        assert float(spec.filter_totals[f]) == pytest.approx(sum_log_sv(T[:, f * n:(f + 1) * n]), abs=1e-10)
+        assert float(spec.filter_totals[f]) == pytest.approx(sum_log_sv(T[:, f * n : (f + 1) * n]), abs=1e-10)
     assert spec.layer_total == pytest.approx(sum_log_sv(T), abs=1e-10)
 
 
@@ -141,7 +171,9 @@ def test_dense_log_singular_values():
     wide = torch.tensor([[3.0, 0, 9, -3, 4], [1, 5, -1, 4, 2], [0, 4, -2, 1, 5]], dtype=torch.float64)  # Example 4
     tall = torch.tensor([[2.0, 1, 0], [1, 3, 1], [0, 1, 5], [4, -2, 7], [1, 1, -3]], dtype=torch.float64)
     assert float(S.dense_log_singular_values(wide).sum()) == pytest.approx(5.7342934389065, abs=1e-12)  # ½ log det WWᵀ
-    assert float(S.dense_log_singular_values(tall).sum()) == pytest.approx(4.886974090590572, abs=1e-12)  # ½ log det WᵀW
+    assert float(S.dense_log_singular_values(tall).sum()) == pytest.approx(
+        4.886974090590572, abs=1e-12
+    )  # ½ log det WᵀW
     # Cauchy–Binet: the paper's completed value (det 18, det 23) never exceeds the spectral one
     assert math.log(18) < 5.7342934389065 and math.log(23) < 4.886974090590572
     logs = S.dense_log_singular_values(wide)

@@ -1,10 +1,12 @@
 """--estimator spectral end to end: values against independent recomputation from explicit
 matrices, the report files, the CLI, recommend, and the numerically guarded fast routes."""
+
 import json
 
 import numpy as np
 import pytest
 import torch
+from test_spectral import circular_matrix, sum_log_sv
 
 import entropyflow
 from entropyflow.estimate import spectral as S
@@ -12,7 +14,6 @@ from entropyflow.recommend import load_config, recommend, save_config
 from entropyflow.report import read_analysis, write_report
 from entropyflow.report.outdir import check_writable
 from entropyflow.samples import samples_dir
-from test_spectral import circular_matrix, sum_log_sv
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def test_conv_layer_against_explicit_circular_matrices(vgg, weights):
     w = weights["features.0.weight"].double().numpy()
     A, n = circular_matrix(w, (8, 8), (1, 1), (1, 1), (1, 1), 1)
     layer = vgg.layer("features.0")
-    expected = [sum_log_sv(A[f * n:(f + 1) * n]) for f in range(16)]
+    expected = [sum_log_sv(A[f * n : (f + 1) * n]) for f in range(16)]
     np.testing.assert_allclose(layer.totals, expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(layer.per_position, np.array(expected) / 64, rtol=0, atol=1e-11)
     assert layer.joint == pytest.approx(sum_log_sv(A), abs=1e-9)  # 1024x64: 64 singular values
@@ -43,7 +44,7 @@ def test_second_pool_stage_conv(vgg, weights):
     w = weights["features.5.weight"].double().numpy()
     A, n = circular_matrix(w, (4, 4), (1, 1), (1, 1), (1, 1), 1)
     layer = vgg.layer("features.5")
-    np.testing.assert_allclose(layer.totals, [sum_log_sv(A[f * n:(f + 1) * n]) for f in range(32)], atol=1e-9)
+    np.testing.assert_allclose(layer.totals, [sum_log_sv(A[f * n : (f + 1) * n]) for f in range(32)], atol=1e-9)
     assert layer.joint == pytest.approx(sum_log_sv(A), abs=1e-9)
 
 
@@ -54,7 +55,9 @@ def test_dense_layers_are_log_singular_values(vgg, weights):
         layer = vgg.layer(name)
         np.testing.assert_allclose(layer.per_position, np.log(sv), rtol=0, atol=1e-12)
         assert layer.filters == min(w.shape) and layer.logdet == pytest.approx(np.log(sv).sum(), abs=1e-11)
-        assert layer.exact is True and layer.joint == pytest.approx(np.log(sv).sum(), abs=1e-11)  # one vector per sample
+        assert layer.exact is True and layer.joint == pytest.approx(
+            np.log(sv).sum(), abs=1e-11
+        )  # one vector per sample
     assert vgg.estimator == "spectral"
 
 
@@ -65,7 +68,7 @@ def test_report_files_record_the_estimator(vgg, tmp_path):
     assert doc["estimator"]["name"] == "spectral" and "circular" in doc["estimator"]["conventions"]["conv"]
     back = read_analysis(out)
     assert back.estimator == "spectral"
-    assert [l.joint for l in back.layers] == pytest.approx([l.joint for l in vgg.layers], abs=0)
+    assert [layer.joint for layer in back.layers] == pytest.approx([layer.joint for layer in vgg.layers], abs=0)
     header, first = (out / "layers.csv").read_text().splitlines()[:2]
     cols = header.split(",")
     assert float(first.split(",")[cols.index("joint")]) == vgg.layers[0].joint
@@ -86,7 +89,7 @@ def test_transposed_conv_in_a_model_matches_the_adjoint():
     w = torch.load(samples_dir() / "digits_unet.pt", weights_only=True)["state_dict"]["up2.weight"].double().numpy()
     layer = a.layer("up2")  # ConvTranspose2d(32→16, 2, stride 2): 2x2 → 4x4
     A, n = circular_matrix(w, (4, 4), (2, 2), (1, 1), (0, 0), 1)  # the conv storing the same weight, on the 4x4 grid
-    np.testing.assert_allclose(layer.totals, [sum_log_sv(A.T[:, f * n:(f + 1) * n]) for f in range(32)], atol=1e-9)
+    np.testing.assert_allclose(layer.totals, [sum_log_sv(A.T[:, f * n : (f + 1) * n]) for f in range(32)], atol=1e-9)
     read = A[:, np.abs(A).sum(0) > 0]
     assert layer.joint == pytest.approx(sum_log_sv(read), abs=1e-9)
 
@@ -94,7 +97,9 @@ def test_transposed_conv_in_a_model_matches_the_adjoint():
 def test_untraced_spectral_uses_the_large_grid_limit():
     a = entropyflow.analyze(str(samples_dir() / "digits_vgg.pt"), estimator="spectral", trace=False)
     layer = a.layer("features.0")
-    assert layer.totals is None and layer.joint is None and layer.exact is None and "32x32 circular grid" in layer.reason
+    assert (
+        layer.totals is None and layer.joint is None and layer.exact is None and "32x32 circular grid" in layer.reason
+    )
     w = torch.load(samples_dir() / "digits_vgg.pt", weights_only=True)["state_dict"]["features.0.weight"].double()
     k = torch.fft.fft2(w[:, 0], s=(32, 32))
     np.testing.assert_allclose(layer.per_position, torch.log(k.abs()).mean((1, 2)).numpy(), atol=1e-12)
@@ -102,7 +107,7 @@ def test_untraced_spectral_uses_the_large_grid_limit():
 
 def test_recommend_from_a_spectral_analysis(vgg, tmp_path):
     cfg = recommend(vgg)
-    assert cfg.estimator == "spectral" and [l.name for l in cfg.layers] == ["features.0"]
+    assert cfg.estimator == "spectral" and [layer.name for layer in cfg.layers] == ["features.0"]
     assert load_config(save_config(cfg, tmp_path / "l.yaml")).estimator == "spectral"
 
 
@@ -126,8 +131,12 @@ def test_zero_frequency_response_falls_back_to_the_exact_route():
 def test_dense_gram_route_and_its_svd_fallback():
     g = torch.Generator().manual_seed(1)
     wide = torch.randn(40, 300, generator=g, dtype=torch.float64)  # well conditioned: the Gram route
-    np.testing.assert_allclose(S.dense_log_singular_values(wide).numpy(),
-                               np.log(np.linalg.svd(wide.numpy(), compute_uv=False)), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        S.dense_log_singular_values(wide).numpy(),
+        np.log(np.linalg.svd(wide.numpy(), compute_uv=False)),
+        rtol=0,
+        atol=1e-12,
+    )
     ill = torch.randn(30, 30, generator=g, dtype=torch.float64)
     ill[:, 0] = ill[:, 1] + 1e-9 * torch.randn(30, generator=g, dtype=torch.float64)  # σ_min/σ_max ~ 1e-10
     exact = np.log(np.linalg.svd(ill.numpy(), compute_uv=False))
@@ -148,7 +157,7 @@ def test_cuda_equals_cpu():
     m = torchvision.models.resnet18().eval()
     cpu = entropyflow.analyze(m, input_size=(3, 64, 64), estimator="spectral", device="cpu")
     gpu = entropyflow.analyze(m, input_size=(3, 64, 64), estimator="spectral", device="cuda")
-    for a, b in zip(cpu.layers, gpu.layers):
+    for a, b in zip(cpu.layers, gpu.layers, strict=True):
         np.testing.assert_allclose(a.per_position, b.per_position, rtol=0, atol=1e-9)
         assert a.joint == pytest.approx(b.joint, rel=1e-10, abs=1e-8)
 
@@ -166,5 +175,5 @@ def test_circular_padding_is_exact_against_the_real_layer(stride):
         A = conv(basis).reshape(72, -1).T.numpy()  # (3·n_out, 72)
     n = A.shape[0] // 3
     assert layer.exact is True and layer.reason == "" and n == (6 // stride) ** 2
-    np.testing.assert_allclose(layer.totals, [sum_log_sv(A[f * n:(f + 1) * n]) for f in range(3)], atol=1e-10)
+    np.testing.assert_allclose(layer.totals, [sum_log_sv(A[f * n : (f + 1) * n]) for f in range(3)], atol=1e-10)
     assert layer.joint == pytest.approx(sum_log_sv(A), abs=1e-10)

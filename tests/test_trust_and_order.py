@@ -1,5 +1,6 @@
 """What runs code (and only with --trust-code), what order layers are numbered in and how honestly
 that is said, models the meta device cannot run, and text from input that must not drive a terminal."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,12 @@ import pytest
 import torch
 import torchvision
 from safetensors.torch import save_file
+from test_cli import assert_user_error
 from torch import nn
 
 import entropyflow
 from entropyflow.errors import UntrustedCodeError
-from entropyflow.config import LambdaConfig, LayerLambda, Strategy
 from entropyflow.samples import build_sample
-
-from test_cli import assert_user_error
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -65,9 +64,11 @@ def test_torchscript_runs_nothing_without_the_trust_flag(cli, tmp_path, name):
     r = cli("analyze", f, "-o", out)
     assert_user_error(r, out)
     assert r.stderr.strip() == (
-        f"error: {name} is a TorchScript archive: loading it runs the TorchScript code it contains (its __setstate__ and "
+        f"error: {name} is a TorchScript archive: loading it runs the TorchScript code it contains (its __setstate__ "
+        "and "
         "methods can write files and call other ops). If you trust the file, pass --trust-code; otherwise export the "
-        "weights with torch.save(model.state_dict(), PATH)")
+        "weights with torch.save(model.state_dict(), PATH)"
+    )
     assert not marker.exists()
     with pytest.raises(UntrustedCodeError):
         entropyflow.analyze(str(f))
@@ -96,7 +97,10 @@ def test_a_pickle_named_safetensors_runs_nothing(cli, tmp_path, zipped):
     torch.save({"w.weight": torch.ones(3, 3), "x": Pickled(str(marker))}, f, _use_new_zipfile_serialization=zipped)
     r = cli("analyze", f, "-o", tmp_path / "out")
     assert_user_error(r, tmp_path / "out")
-    assert r.stderr.strip().startswith("error: model.safetensors contains pickled Python objects (") and "--trust-code" in r.stderr
+    assert (
+        r.stderr.strip().startswith("error: model.safetensors contains pickled Python objects (")
+        and "--trust-code" in r.stderr
+    )
     assert not marker.exists()
 
 
@@ -109,10 +113,14 @@ def test_a_traced_archive_is_walked_in_execution_order(tmp_path):
     torch.jit.trace(model, torch.randn(1, 3, 64, 64)).save(str(f))
     traced = entropyflow.analyze(str(f), input_size="3x64x64", trust_code=True, hash_files=False)
     eager = entropyflow.analyze(model, input_size=(3, 64, 64), hash_files=False)
-    assert [l.name for l in traced.layers] == [l.name for l in eager.layers]
-    assert traced.layers[0].name == "conv1" and traced.layers[-1].name == "fc" and all(l.traced for l in traced.layers)
-    assert [l.geometry for l in traced.layers] == [l.geometry for l in eager.layers]
-    assert [l.total for l in traced.layers] == [l.total for l in eager.layers]
+    assert [layer.name for layer in traced.layers] == [layer.name for layer in eager.layers]
+    assert (
+        traced.layers[0].name == "conv1"
+        and traced.layers[-1].name == "fc"
+        and all(layer.traced for layer in traced.layers)
+    )
+    assert [layer.geometry for layer in traced.layers] == [layer.geometry for layer in eager.layers]
+    assert [layer.total for layer in traced.layers] == [layer.total for layer in eager.layers]
     assert traced.model.walk == "torchscript" and traced.model.order == "forward execution order"
 
 
@@ -126,10 +134,14 @@ def test_without_an_architecture_layers_are_in_module_name_order_and_say_so(cli,
     r = cli("analyze", tmp_path / "r18.safetensors", "-o", out, "--no-html")
     assert r.exit_code == 0, r.stderr
     doc = json.loads((out / "analysis.json").read_text())
-    names = [l["name"] for l in doc["layers"]]
-    assert names[:3] == ["conv1", "fc", "layer1.0.conv1"] and names.index("layer2.0.conv1") < names.index("layer2.0.downsample.0")
+    names = [layer["name"] for layer in doc["layers"]]
+    assert names[:3] == ["conv1", "fc", "layer1.0.conv1"] and names.index("layer2.0.conv1") < names.index(
+        "layer2.0.downsample.0"
+    )
     assert doc["model"]["order"] == "module-name order, not traced"
-    assert any("module-name order (natural sort of the dotted paths), not in execution order" in n for n in doc["notes"])
+    assert any(
+        "module-name order (natural sort of the dotted paths), not in execution order" in n for n in doc["notes"]
+    )
     assert "module-name order (natural sort of the dotted paths)" in r.stdout
 
 
@@ -150,29 +162,46 @@ class DataDependent(nn.Module):
 def test_a_model_the_meta_device_cannot_run_is_traced_on_the_cpu():
     torch.manual_seed(0)
     result = entropyflow.analyze(DataDependent(), input_size=(3, 16, 16), hash_files=False)
-    assert [l.name for l in result.layers] == ["backbone", "head"] and all(l.traced for l in result.layers)
+    assert [layer.name for layer in result.layers] == ["backbone", "head"] and all(
+        layer.traced for layer in result.layers
+    )
     assert result.model.walk == "trace-cpu" and result.model.order == "forward execution order (CPU forward pass)"
     assert result.layers[0].geometry.in_size == (16, 16) and result.layers[1].geometry.n_positions == 1
-    assert ("the meta device cannot run this model (data-dependent op nonzero): order and geometry come from one forward "
-            "pass on the CPU at batch 1") in result.notes
+    assert (
+        "the meta device cannot run this model (data-dependent op nonzero): order and geometry come from one forward "
+        "pass on the CPU at batch 1"
+    ) in result.notes
 
 
 @pytest.mark.slow
 def test_a_torchvision_detection_model(cli, tmp_path):
     """fasterrcnn's RPN and NMS are data-dependent: the advice was a wrong '--input-size'."""
-    r = cli("analyze", "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", "--random-init", "-q", "-o", tmp_path / "det",
-            "--no-plot", "--no-html")
+    r = cli(
+        "analyze",
+        "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+        "--random-init",
+        "-q",
+        "-o",
+        tmp_path / "det",
+        "--no-plot",
+        "--no-html",
+    )
     assert r.exit_code == 0, r.stderr
     doc = json.loads((tmp_path / "det" / "analysis.json").read_text())
     assert doc["model"]["walk"] == "trace-cpu" and doc["summary"]["untraced"] == 0
-    assert [l["name"] for l in doc["layers"]][-2:] == ["roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred"]
+    assert [layer["name"] for layer in doc["layers"]][-2:] == [
+        "roi_heads.box_predictor.cls_score",
+        "roi_heads.box_predictor.bbox_pred",
+    ]
 
 
 def test_sigmoid_entropy_loss_is_exported():
     net = nn.Sequential(nn.Linear(3, 4))
     loss = entropyflow.SigmoidEntropyLoss(net, ["0"], lam=2.0)
     net(torch.zeros(2, 3))
-    assert float(loss().detach()) == pytest.approx(2.0 * float(entropyflow.sigmoid_entropy_bits(net[0].bias.detach()).mean()))
+    assert float(loss().detach()) == pytest.approx(
+        2.0 * float(entropyflow.sigmoid_entropy_bits(net[0].bias.detach()).mean())
+    )
 
 
 class LitModule(nn.Module):
@@ -186,8 +215,14 @@ class LitModule(nn.Module):
 def test_a_config_from_a_lightning_checkpoint_applies_to_the_module_and_the_bare_model(tmp_path):
     torch.manual_seed(0)
     net = build_sample("digits_vgg")
-    torch.save({"pytorch-lightning_version": "2.4.0", "epoch": 3,
-                "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "lit.ckpt")
+    torch.save(
+        {
+            "pytorch-lightning_version": "2.4.0",
+            "epoch": 3,
+            "state_dict": {f"model.{k}": v for k, v in net.state_dict().items()},
+        },
+        tmp_path / "lit.ckpt",
+    )
     for arch in ("sample:digits_vgg", None):  # matched to the architecture (keys bare) or not (keys keep model.)
         result = entropyflow.analyze(str(tmp_path / "lit.ckpt"), arch=arch, hash_files=False)
         cfg = entropyflow.recommend(result)
@@ -199,8 +234,13 @@ def test_a_config_from_a_lightning_checkpoint_applies_to_the_module_and_the_bare
             values.append(float(reg().detach()))
         expected = -1e-3 * float(torch.log(net.features[0].weight[:, 0, 0, 0].abs().double()).sum())
         assert values == pytest.approx([expected, expected], rel=1e-7), arch  # float32 model: a float32 loss
-    explicit = entropyflow.EntropyRegularizer.from_config(LitModule(net), entropyflow.recommend(
-        entropyflow.analyze(str(tmp_path / "lit.ckpt"), arch="sample:digits_vgg", hash_files=False)), prefix="model.")
+    explicit = entropyflow.EntropyRegularizer.from_config(
+        LitModule(net),
+        entropyflow.recommend(
+            entropyflow.analyze(str(tmp_path / "lit.ckpt"), arch="sample:digits_vgg", hash_files=False)
+        ),
+        prefix="model.",
+    )
     assert explicit.prefix == "model." and "prefix='model.'" in repr(explicit)
 
 

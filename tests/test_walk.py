@@ -1,5 +1,6 @@
 import pytest
 import torch
+from explicit import conv_filter_completion
 from torch import nn
 
 import entropyflow
@@ -9,7 +10,6 @@ from entropyflow.load.source import DictSource
 from entropyflow.spec import parse_spec
 from entropyflow.walk.heuristic import walk_state_dict
 from entropyflow.walk.trace import trace_eager
-from explicit import conv_filter_completion
 
 
 def skeleton(spec):
@@ -20,7 +20,9 @@ def fx_order(model):
     """Conv/Linear modules in torch.fx graph order: an independent view of execution order."""
     gm = torch.fx.symbolic_trace(model)
     mods = dict(model.named_modules())
-    return [n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(mods[n.target], (nn.Conv2d, nn.Linear))]
+    return [
+        n.target for n in gm.graph.nodes if n.op == "call_module" and isinstance(mods[n.target], (nn.Conv2d, nn.Linear))
+    ]
 
 
 def test_vgg16_thirteen_convs_then_three_dense():
@@ -117,11 +119,11 @@ class SelfAttention(nn.Module):
 def test_multihead_attention_packed_qkv_and_out_proj(nonzero_weights):
     model = nonzero_weights(SelfAttention())
     result = entropyflow.analyze(model, input_size=(5, 8), hash_files=False)
-    assert [l.name for l in result.layers] == ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"]
+    assert [layer.name for layer in result.layers] == ["attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"]
     w = model.attn.in_proj_weight.detach().double()
-    for i, l in enumerate(result.layers[:3]):
-        assert l.logdet == pytest.approx(float(torch.linalg.slogdet(w[i * 8:(i + 1) * 8]).logabsdet), rel=1e-12)
-        assert l.n_positions == 5 and l.total == pytest.approx(5 * l.logdet)
+    for i, layer in enumerate(result.layers[:3]):
+        assert layer.logdet == pytest.approx(float(torch.linalg.slogdet(w[i * 8 : (i + 1) * 8]).logabsdet), rel=1e-12)
+        assert layer.n_positions == 5 and layer.total == pytest.approx(5 * layer.logdet)
     out = model.attn.out_proj.weight.detach().double()
     assert result.layers[3].logdet == pytest.approx(float(torch.linalg.slogdet(out).logabsdet), rel=1e-12)
 
@@ -145,25 +147,36 @@ def test_weight_standardising_conv_is_analysed_with_its_effective_weight():
     model = nn.Sequential(StdConv2d(3, 4, 3), nn.ReLU())
     layer = entropyflow.analyze(model, input_size=(3, 8, 8), hash_files=False).layers[0]
     w = model[0].weight.detach()
-    eff = torch.nn.functional.batch_norm(w.reshape(1, 4, -1), None, None, training=True, momentum=0.0, eps=model[0].eps).reshape_as(w)
+    eff = torch.nn.functional.batch_norm(
+        w.reshape(1, 4, -1), None, None, training=True, momentum=0.0, eps=model[0].eps
+    ).reshape_as(w)
     assert layer.c11 == pytest.approx(eff[:, 0, 0, 0].double().numpy(), rel=1e-6)
     assert "effective weight" in layer.notes[-1]
 
 
 def test_bare_state_dict_heuristics():
     sd = {
-        "stem.weight": torch.randn(4, 3, 3, 3), "stem.bias": torch.randn(4),
-        "bn.weight": torch.ones(4), "bn.running_mean": torch.zeros(4),
+        "stem.weight": torch.randn(4, 3, 3, 3),
+        "stem.bias": torch.randn(4),
+        "bn.weight": torch.ones(4),
+        "bn.running_mean": torch.zeros(4),
         "tok_embeddings.weight": torch.randn(100, 4),
         "block.attn.in_proj_weight": torch.randn(12, 4),
         "temporal.weight": torch.randn(4, 4, 5),
-        "head.weight": torch.randn(10, 4), "head.bias": torch.zeros(10),
-        "rnn.weight_ih_l0": torch.randn(16, 4), "rnn.weight_hh_l0": torch.randn(16, 4),
+        "head.weight": torch.randn(10, 4),
+        "head.bias": torch.zeros(10),
+        "rnn.weight_ih_l0": torch.randn(16, 4),
+        "rnn.weight_hh_l0": torch.randn(16, 4),
     }
     walk = walk_state_dict(DictSource(sd))
     assert [(s.name, s.kind) for s in walk.sites] == [  # module-name order: the file's order is not the model's
-        ("block.attn.q_proj", "attention_q"), ("block.attn.k_proj", "attention_k"), ("block.attn.v_proj", "attention_v"),
-        ("head", "linear"), ("stem", "conv2d"), ("temporal", "conv1d")]
+        ("block.attn.q_proj", "attention_q"),
+        ("block.attn.k_proj", "attention_k"),
+        ("block.attn.v_proj", "attention_v"),
+        ("head", "linear"),
+        ("stem", "conv2d"),
+        ("temporal", "conv1d"),
+    ]
     assert all(s.geometry is None and s.inferred for s in walk.sites)
     skipped = {s.name: s.reason for s in walk.skipped}
     assert set(skipped) == {"bn", "tok_embeddings", "rnn"}
@@ -173,9 +186,26 @@ def test_bare_state_dict_heuristics():
 def test_natural_module_order():
     from entropyflow.walk.heuristic import natural_key
 
-    names = ["layer.10.conv", "layer.2.conv", "layer.2", "fc", "layer.1.conv2", "layer.1.conv10", "layer1.0", "layer.1.conv"]
-    assert sorted(names, key=natural_key) == ["fc", "layer.1.conv", "layer.1.conv2", "layer.1.conv10", "layer.2", "layer.2.conv",
-                                              "layer.10.conv", "layer1.0"]
+    names = [
+        "layer.10.conv",
+        "layer.2.conv",
+        "layer.2",
+        "fc",
+        "layer.1.conv2",
+        "layer.1.conv10",
+        "layer1.0",
+        "layer.1.conv",
+    ]
+    assert sorted(names, key=natural_key) == [
+        "fc",
+        "layer.1.conv",
+        "layer.1.conv2",
+        "layer.1.conv10",
+        "layer.2",
+        "layer.2.conv",
+        "layer.10.conv",
+        "layer1.0",
+    ]
 
 
 def test_wrong_input_size_fails_with_a_hint():
@@ -184,16 +214,17 @@ def test_wrong_input_size_fails_with_a_hint():
 
 
 def test_no_trace_lists_everything_untraced():
-    result = entropyflow.analyze(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), trace=False, hash_files=False)
-    assert [l.traced for l in result.layers] == [False, False] and result.model.walk == "untraced"
-    assert all(l.totals is None for l in result.layers)
+    result = entropyflow.analyze(
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), trace=False, hash_files=False
+    )
+    assert [layer.traced for layer in result.layers] == [False, False] and result.model.walk == "untraced"
+    assert all(layer.totals is None for layer in result.layers)
 
 
 def test_builders_never_download(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     sk = skeleton("torchvision:fcn_resnet50")  # its default would fetch an ImageNet backbone
     assert sum(isinstance(m, nn.Conv2d) for m in sk.modules()) == 55
-    with zoo.offline(parse_spec("torchvision:vgg16")):
-        with pytest.raises(WeightsNotCachedError, match="never downloads"):
-            torch.hub.load_state_dict_from_url("https://example.invalid/x.pth", model_dir=str(tmp_path))
+    with zoo.offline(parse_spec("torchvision:vgg16")), pytest.raises(WeightsNotCachedError, match="never downloads"):
+        torch.hub.load_state_dict_from_url("https://example.invalid/x.pth", model_dir=str(tmp_path))
     assert list(tmp_path.rglob("*.pth")) == []

@@ -12,6 +12,7 @@ difference is the entropy term (seed 002's cross-entropy ``L_acc`` plus, or not,
 Prints per-epoch mean test accuracy and cross-entropy of both runs, the final accuracies with
 the paired difference, and draws the learning curves (``train_digits.png``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,7 +108,9 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 def summarise(base: list[Run], ent: list[Run]) -> dict:
     """Print the learning curves and final accuracies; return the numbers printed."""
     epochs = len(base[0].test_acc)
-    print(f"{'epoch':>5}  {'test acc (CE)':>13}  {'test acc (CE+H)':>15}  {'train CE (CE)':>13}  {'train CE (CE+H)':>15}")
+    print(
+        f"{'epoch':>5}  {'test acc (CE)':>13}  {'test acc (CE+H)':>15}  {'train CE (CE)':>13}  {'train CE (CE+H)':>15}"
+    )
     for e in range(epochs):
         a = mean_sd([r.test_acc[e] for r in base])[0]
         b = mean_sd([r.test_acc[e] for r in ent])[0]
@@ -116,13 +119,22 @@ def summarise(base: list[Run], ent: list[Run]) -> dict:
         print(f"{e:>5}  {a:>13.4f}  {b:>15.4f}  {la:>13.4f}  {lb:>15.4f}")
     fa, fb = [r.test_acc[-1] for r in base], [r.test_acc[-1] for r in ent]
     (ma, sa), (mb, sb) = mean_sd(fa), mean_sd(fb)
-    md, sd = mean_sd([b - a for a, b in zip(fa, fb)])
+    md, sd = mean_sd([b - a for a, b in zip(fa, fb, strict=True)])
     se = sd / math.sqrt(len(fa)) if len(fa) > 1 else float("nan")
-    print(f"final test accuracy over {len(fa)} seeds: CE {ma:.4f} ± {sa:.4f}, CE + entropy {mb:.4f} ± {sb:.4f}; "
-          f"paired difference {md:+.4f}" + (f" ± {se:.4f} (s.e.)" if len(fa) > 1 else ""))
+    print(
+        f"final test accuracy over {len(fa)} seeds: CE {ma:.4f} ± {sa:.4f}, CE + entropy {mb:.4f} ± {sb:.4f}; "
+        f"paired difference {md:+.4f}" + (f" ± {se:.4f} (s.e.)" if len(fa) > 1 else "")
+    )
     ca, cb = mean_sd([r.first_log_c11 for r in base])[0], mean_sd([r.first_log_c11 for r in ent])[0]
     print(f"first conv, mean log|c11| at the end: CE {ca:.3f}, CE + entropy {cb:.3f} nats")
-    return {"final_ce": ma, "final_entropy": mb, "paired_diff": md, "paired_se": se, "log_c11_ce": ca, "log_c11_entropy": cb}
+    return {
+        "final_ce": ma,
+        "final_entropy": mb,
+        "paired_diff": md,
+        "paired_se": se,
+        "log_c11_ce": ca,
+        "log_c11_entropy": cb,
+    }
 
 
 def draw(base: list[Run], ent: list[Run], path: Path, title: str) -> None:
@@ -133,13 +145,17 @@ def draw(base: list[Run], ent: list[Run], path: Path, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for runs, label, color in ((base, "cross-entropy", "#4C72B0"), (ent, "cross-entropy + entropy loss", "#DD8452")):
-        for ax, values in zip(axes, ([[1 - a for a in r.test_acc] for r in runs], [r.train_ce for r in runs])):
+        for ax, values in zip(
+            axes, ([[1 - a for a in r.test_acc] for r in runs], [r.train_ce for r in runs]), strict=True
+        ):
             curves = torch.tensor(values)
             x = range(curves.shape[1])
             ax.plot(x, curves.mean(0), color=color, label=f"{label} (mean of {len(runs)} seeds)", lw=2)
             if len(runs) > 1:
                 ax.fill_between(x, curves.min(0).values, curves.max(0).values, color=color, alpha=0.18, lw=0)
-    axes[0].set(xlabel="epoch", ylabel="test error (1 − accuracy)", title="test error (band: min–max over seeds)", yscale="log")
+    axes[0].set(
+        xlabel="epoch", ylabel="test error (1 − accuracy)", title="test error (band: min–max over seeds)", yscale="log"
+    )
     axes[1].set(xlabel="epoch", ylabel="cross-entropy (nats)", title="training cross-entropy", yscale="log")
     axes[0].legend(loc="upper right", frameon=False)
     for ax in axes:
@@ -155,7 +171,7 @@ def write_csv(runs: list[Run], path: Path) -> None:
         w = csv.writer(f)
         w.writerow(["seed", "entropy_loss", "epoch", "test_accuracy", "train_cross_entropy", "entropy_term"])
         for r in runs:
-            for e, (a, c, h) in enumerate(zip(r.test_acc, r.train_ce, r.reg)):
+            for e, (a, c, h) in enumerate(zip(r.test_acc, r.train_ce, r.reg, strict=True)):
                 w.writerow([r.seed, int(r.entropy), e, f"{a:.6f}", f"{c:.6f}", f"{h:.6f}"])
 
 
@@ -172,15 +188,20 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)  # deterministic and fair: both runs of a seed do the same arithmetic
 
     cfg = load_config(args.config) if args.config else reference_config(args.lam, args.strategy)
-    layers = ", ".join(f"{l.name} (λ={l.lam:g})" for l in cfg.layers)
+    layers = ", ".join(f"{layer.name} (λ={layer.lam:g})" for layer in cfg.layers)
     print(f"entropy loss: strategy {cfg.strategy.name}, form {cfg.form}, on {layers}")
     data = digits()
     base = [train(s, None, data, args.epochs, args.max_steps) for s in range(args.seeds)]
     ent = [train(s, cfg, data, args.epochs, args.max_steps) for s in range(args.seeds)]
     numbers = summarise(base, ent)
     args.out.mkdir(parents=True, exist_ok=True)
-    draw(base, ent, args.out / "train_digits.png",
-         f"digits_vgg on scikit-learn digits: cross-entropy vs. + entropy loss on {layers}, strategy {cfg.strategy.name}")
+    draw(
+        base,
+        ent,
+        args.out / "train_digits.png",
+        f"digits_vgg on scikit-learn digits: cross-entropy vs. + entropy loss on {layers}, "
+        f"strategy {cfg.strategy.name}",
+    )
     write_csv(base + ent, args.out / "train_digits.csv")
     print(f"wrote {args.out / 'train_digits.png'} and {args.out / 'train_digits.csv'}")
     return {"base": base, "entropy": ent, "config": cfg, **numbers}

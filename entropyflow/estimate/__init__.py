@@ -1,5 +1,6 @@
 """estimate: the math (pure functions in ``paper``, ``pivots``, ``spectral``, ``stats``), the result
 types (``results``) and :func:`estimate`, which runs the math over a walk."""
+
 from __future__ import annotations
 
 from ..vocab import ESTIMATORS

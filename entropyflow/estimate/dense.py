@@ -6,6 +6,7 @@ as a checkpoint's tensors are open: LAPACK releases the GIL, so the factorisatio
 importing and tracing the architecture (``import torchvision`` alone takes over a second). It
 stops between two chunks when cancelled (:meth:`DensePrefetch.stop`, on every error path).
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,13 @@ def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tenso
     return tensors.get_slice(key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
 
 
-def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, budget: int = DEFAULT_BUDGET,
-              cancelled: threading.Event | None = None) -> dict[Job, float]:
+def run_dense(
+    tensors: TensorSource,
+    jobs: Iterable[Job],
+    device: torch.device,
+    budget: int = DEFAULT_BUDGET,
+    cancelled: threading.Event | None = None,
+) -> dict[Job, float]:
     """``log|det|`` of every job's square part, reading at most ``budget`` bytes at a time."""
     by_m: dict[int, list[Job]] = {}
     for job in dict.fromkeys(jobs):
@@ -39,16 +45,16 @@ def run_dense(tensors: TensorSource, jobs: Iterable[Job], device: torch.device, 
         for lo in range(0, len(group), per):
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled("dense prefetch cancelled")
-            chunk = group[lo:lo + per]
+            chunk = group[lo : lo + per]
             values = paper.dense_logabsdet([square(tensors, j, device) for j in chunk], max_batch_bytes=budget)
-            out.update(zip(chunk, values.cpu().tolist()))
+            out.update(zip(chunk, values.cpu().tolist(), strict=True))
     return out
 
 
 def candidate_jobs(tensors: TensorSource) -> list[Job]:
     """Square parts of every 2-D floating ``*.weight`` / packed ``in_proj_weight`` tensor."""
     jobs: list[Job] = []
-    for key in tensors.keys():
+    for key in tensors:
         shape = tensors.shape(key)
         if len(shape) != 2 or not tensors.dtype(key).is_floating_point:
             continue
@@ -66,8 +72,9 @@ class DensePrefetch:
     def __init__(self, tensors: TensorSource, device: torch.device, budget: int = DEFAULT_BUDGET):
         self.tensors = tensors
         jobs = candidate_jobs(tensors)
-        self._task = background.start(lambda cancelled: run_dense(tensors, jobs, device, budget, cancelled),
-                                      "entropyflow-dense")
+        self._task = background.start(
+            lambda cancelled: run_dense(tensors, jobs, device, budget, cancelled), "entropyflow-dense"
+        )
 
     def take(self) -> dict[Job, float]:
         try:

@@ -8,6 +8,7 @@ Dense layers: ``log|det W[:m, :m]|`` with ``m = min(N, d)`` via float64 ``slogde
 
 ``log|0| = -inf`` is kept: no function here ever turns it into NaN.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -14,6 +14,7 @@ and the closed form is then *not* exact.
 
 Pure functions on Python ints; results are cached (a model reuses few geometries).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,13 +80,13 @@ class PivotPlan:
     def reason(self) -> str:
         """Why the closed form does not hold ('' when exact)."""
         names = AXIS_NAMES.get(len(self.axes), tuple(f"axis{i}" for i in range(len(self.axes))))
-        empty = [n for n, ax in zip(names, self.axes) if not ax.complete]
+        empty = [n for n, ax in zip(names, self.axes, strict=True) if not ax.complete]
         if empty:
             return (
                 f"some outputs along {', '.join(empty)} see only padding (all-zero rows): "
                 "the pivot formula does not apply; total = n_out·log|c11|"
             )
-        clash = [n for n, ax in zip(names, self.axes) if not ax.distinct]
+        clash = [n for n, ax in zip(names, self.axes, strict=True) if not ax.distinct]
         if clash:
             return (
                 f"pivots collide along {', '.join(clash)} (e.g. 'same' padding with stride 1): "
@@ -106,4 +107,6 @@ def pivot_plan(
     n = len(kernel)
     if not all(len(t) == n for t in (in_size, out_size, stride, pad_left, dilation)):
         raise ValueError("geometry tuples must all have one entry per spatial axis")
-    return PivotPlan(tuple(axis_pivots(*args) for args in zip(in_size, out_size, kernel, stride, pad_left, dilation)))
+    return PivotPlan(
+        tuple(axis_pivots(*args) for args in zip(in_size, out_size, kernel, stride, pad_left, dilation, strict=True))
+    )

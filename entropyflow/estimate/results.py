@@ -1,5 +1,6 @@
 """Frozen result types of an analysis, produced by the estimators here and read by everything
 after them. Arrays are float64, read-only, one entry per filter."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -10,8 +11,17 @@ import numpy as np
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, order_of
 from .stats import Summary, inf_safe_sum, summarize
 
-__all__ = ["LayerResult", "ModelInfo", "AnalysisResult", "SkippedModule", "ConvGeometry", "DenseGeometry", "Summary",
-           "layer_result", "frozen_array"]
+__all__ = [
+    "LayerResult",
+    "ModelInfo",
+    "AnalysisResult",
+    "SkippedModule",
+    "ConvGeometry",
+    "DenseGeometry",
+    "Summary",
+    "layer_result",
+    "frozen_array",
+]
 
 
 def frozen_array(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -79,16 +89,40 @@ class LayerResult:
         return None if self.totals is None else inf_safe_sum(self.totals)
 
 
-def layer_result(index: int, site: LayerSite, *, c11: Sequence[float] | np.ndarray, per_position: np.ndarray,
-                 totals: np.ndarray | None, exact: bool | None, reason: str, logdet: float | None = None,
-                 square: int | None = None, joint: float | None = None) -> LayerResult:
+def layer_result(
+    index: int,
+    site: LayerSite,
+    *,
+    c11: Sequence[float] | np.ndarray,
+    per_position: np.ndarray,
+    totals: np.ndarray | None,
+    exact: bool | None,
+    reason: str,
+    logdet: float | None = None,
+    square: int | None = None,
+    joint: float | None = None,
+) -> LayerResult:
     """The one way an estimator turns its numbers for ``site`` into a :class:`LayerResult`."""
     return LayerResult(
-        index=index, name=site.name, kind=site.kind, module_type=site.module_type, weight_key=site.weight_key,
-        weight_shape=site.weight_shape, traced=site.traced, calls=site.calls, geometry=site.geometry,
-        c11=frozen_array(c11), per_position=frozen_array(per_position),
-        totals=None if totals is None else frozen_array(totals), exact=exact, reason=reason,
-        summary=summarize(per_position), logdet=logdet, square=square, inferred=site.inferred, notes=site.notes,
+        index=index,
+        name=site.name,
+        kind=site.kind,
+        module_type=site.module_type,
+        weight_key=site.weight_key,
+        weight_shape=site.weight_shape,
+        traced=site.traced,
+        calls=site.calls,
+        geometry=site.geometry,
+        c11=frozen_array(c11),
+        per_position=frozen_array(per_position),
+        totals=None if totals is None else frozen_array(totals),
+        exact=exact,
+        reason=reason,
+        summary=summarize(per_position),
+        logdet=logdet,
+        square=square,
+        inferred=site.inferred,
+        notes=site.notes,
         joint=joint,
     )
 
@@ -132,11 +166,14 @@ class AnalysisResult:
 
     @property
     def counts(self) -> dict[str, int]:
-        conv = sum(1 for l in self.layers if l.is_conv)
+        conv = sum(1 for layer in self.layers if layer.is_conv)
         return {
-            "layers": len(self.layers), "conv": conv, "dense": len(self.layers) - conv,
-            "untraced": sum(1 for l in self.layers if not l.traced), "skipped": len(self.skipped),
-            "not_exact": sum(1 for l in self.layers if l.exact is False),
-            "no_total": sum(1 for l in self.layers if l.totals is None),
-            "neginf_filters": sum(l.summary.n_neginf for l in self.layers),
+            "layers": len(self.layers),
+            "conv": conv,
+            "dense": len(self.layers) - conv,
+            "untraced": sum(1 for layer in self.layers if not layer.traced),
+            "skipped": len(self.skipped),
+            "not_exact": sum(1 for layer in self.layers if layer.exact is False),
+            "no_total": sum(1 for layer in self.layers if layer.totals is None),
+            "neginf_filters": sum(layer.summary.n_neginf for layer in self.layers),
         }

@@ -4,6 +4,7 @@ Reads only what it needs from the tensor source: ``weight[:, 0]`` of each conv (
 channel of each filter's group), the ``m × m`` square part of each dense weight. Whole weights
 are scanned once for NaN/inf. Dense log-determinants are batched in float64.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,14 +16,14 @@ import torch
 
 from .. import vocab
 from ..errors import OptionError, WeightValueError
+from ..load.source import TensorSource
 from ..text import printable
 from ..vocab import ChannelRule, Estimator
-from ..load.source import TensorSource
-from .results import LayerResult, layer_result
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk
 from . import paper, spectral_sites
 from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
 from .pivots import pivot_plan
+from .results import LayerResult, layer_result
 
 ProgressFn = Callable[[str, int, int], None]
 NO_GEOMETRY_UNTRACED = "not called in the traced forward pass: no geometry, total unavailable"
@@ -44,7 +45,9 @@ def check_estimator_options(estimator: object, rule: object) -> None:
     vocab.estimator(estimator)
     vocab.channel_rule(rule)
     if estimator == "spectral" and rule != "first":
-        raise OptionError("--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)")
+        raise OptionError(
+            "--channel-rule mean applies to the paper estimator only (the spectral estimator uses every channel)"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,8 +56,14 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d{1,3})?", name):
-        why = {"meta": " (meta tensors hold no values)", "mps": " (MPS has no float64, which every reported value needs)"}
-        raise OptionError(f"unknown device '{printable(name, 40)}'{why.get(str(name).split(':')[0], '')} (use auto, cpu, cuda or cuda:N)")
+        why = {
+            "meta": " (meta tensors hold no values)",
+            "mps": " (MPS has no float64, which every reported value needs)",
+        }
+        raise OptionError(
+            f"unknown device '{printable(name, 40)}'{why.get(str(name).split(':')[0], '')} (use auto, cpu, cuda or "
+            "cuda:N)"
+        )
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise OptionError("--device cuda was asked for but CUDA is not available here (use --device auto or cpu)")
@@ -64,8 +73,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None = None,
-             progress: ProgressFn | None = None, prefetch: DensePrefetch | None = None) -> tuple[tuple[LayerResult, ...], tuple[str, ...]]:
+def estimate(
+    walk: Walk,
+    tensors: TensorSource,
+    options: EstimateOptions | None = None,
+    progress: ProgressFn | None = None,
+    prefetch: DensePrefetch | None = None,
+) -> tuple[tuple[LayerResult, ...], tuple[str, ...]]:
     """Estimate every site of ``walk``. Returns the layer results and warnings.
 
     ``prefetch``: dense log-determinants already started on these tensors (see estimate.dense)."""
@@ -82,14 +96,19 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
         if _scan(site, tensors):
             zero.append(site.name)
         if site.is_conv:
-            results[i] = (_conv_spectral(i + 1, site, tensors, device, opts) if spectral
-                          else _conv(i + 1, site, tensors, device, opts.channel_rule))
+            results[i] = (
+                _conv_spectral(i + 1, site, tensors, device, opts)
+                if spectral
+                else _conv(i + 1, site, tensors, device, opts.channel_rule)
+            )
         else:
             dense.append((i, site))
         if progress:
             progress("estimate", i + 1, n)
     if dense and spectral:
-        jobs = [(i, site.weight_shape, lambda site=site: _weight(site, tensors)) for i, site in dense]  # shape: rows applied
+        jobs = [
+            (i, site.weight_shape, lambda site=site: _weight(site, tensors)) for i, site in dense
+        ]  # shape: rows applied
         logs = spectral_sites.dense_log_singular_values(jobs, device, opts.max_mem)
         for i, site in dense:
             results[i] = spectral_sites.dense_layer(i + 1, site, logs[i])
@@ -112,7 +131,7 @@ def estimate(walk: Walk, tensors: TensorSource, options: EstimateOptions | None 
 
 def _weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
     w = tensors.get(site.weight_key)
-    return w[site.rows[0]:site.rows[1]] if site.rows else w
+    return w[site.rows[0] : site.rows[1]] if site.rows else w
 
 
 def _scan(site: LayerSite, tensors: TensorSource) -> bool:
@@ -126,7 +145,8 @@ def _scan(site: LayerSite, tensors: TensorSource) -> bool:
         nan = int(torch.isnan(w).sum())
         inf = int(torch.isinf(w).sum())
         raise WeightValueError(
-            f"layer {site.name} ({site.weight_key}) has {nan} NaN and {inf} infinite weight values: the checkpoint is corrupted"
+            f"layer {site.name} ({site.weight_key}) has {nan} NaN and {inf} infinite weight values: the checkpoint is "
+            "corrupted"
         )
     return lo == 0.0 and hi == 0.0
 
@@ -139,33 +159,55 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
     if isinstance(geo, ConvGeometry):
         plan = pivot_plan(geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pad_left, geo.dilation)
         if geo.padding_mode != "zeros" and any(geo.pad_left):
-            reasons.append(f"padding_mode='{geo.padding_mode}' maps padded taps onto image pixels: the pivot formula does not apply; total = n_out·log|c11|")
+            reasons.append(
+                f"padding_mode='{geo.padding_mode}' maps padded taps onto image pixels: the pivot formula does not "
+                "apply; total = n_out·log|c11|"
+            )
         elif not plan.exact:
             reasons.append(plan.reason())
         if rule == "mean":
-            reasons.append("channel_rule=mean averages log|taps| over input channels (§4.2 reading), not a completed determinant")
+            reasons.append(
+                "channel_rule=mean averages log|taps| over input channels (§4.2 reading), not a completed determinant"
+            )
         exact = not reasons
     else:
-        reasons.append(NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: no geometry, total unavailable")
+        reasons.append(
+            NO_GEOMETRY_UNTRACED
+            if not site.inferred
+            else "kind inferred from the state dict: no geometry, total unavailable"
+        )
     # read only the taps the estimate uses: c11, and for exact totals the pivot taps (a corner of the kernel)
     extent = tuple(max((a for a, n in enumerate(c) if n), default=0) + 1 for c in plan.counts) if exact else (1,) * nd
-    taps0 = tensors.get_slice(site.weight_key, (slice(None), 0) + tuple(slice(0, n) for n in extent)).to(device=device, dtype=paper.FLOAT)
+    taps0 = tensors.get_slice(site.weight_key, (slice(None), 0) + tuple(slice(0, n) for n in extent)).to(
+        device=device, dtype=paper.FLOAT
+    )
     c11 = taps0.reshape(taps0.shape[0], -1)[:, 0]
     if rule == "first":
         per = paper.log_abs(c11)
     else:
-        first = tensors.get_slice(site.weight_key, (slice(None), slice(None)) + (0,) * nd).to(device=device, dtype=paper.FLOAT)
+        first = tensors.get_slice(site.weight_key, (slice(None), slice(None)) + (0,) * nd).to(
+            device=device, dtype=paper.FLOAT
+        )
         per = paper.conv_per_position_mean(first)
     if exact:
-        counts = paper.tap_counts(tuple(c[:n] for c, n in zip(plan.counts, extent)), device)
+        counts = paper.tap_counts(tuple(c[:n] for c, n in zip(plan.counts, extent, strict=True)), device)
         totals = paper.conv_totals_exact(taps0, counts)
     elif isinstance(geo, ConvGeometry):
         totals = paper.conv_totals_paper(per, geo.n_out)
-    return layer_result(index, site, c11=c11.cpu().numpy(), per_position=per.cpu().numpy(),
-                        totals=None if totals is None else totals.cpu().numpy(), exact=exact, reason="; ".join(reasons))
+    return layer_result(
+        index,
+        site,
+        c11=c11.cpu().numpy(),
+        per_position=per.cpu().numpy(),
+        totals=None if totals is None else totals.cpu().numpy(),
+        exact=exact,
+        reason="; ".join(reasons),
+    )
 
 
-def _conv_spectral(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, opts: EstimateOptions) -> LayerResult:
+def _conv_spectral(
+    index: int, site: LayerSite, tensors: TensorSource, device: torch.device, opts: EstimateOptions
+) -> LayerResult:
     weight = tensors.get(site.weight_key)
     c11 = weight.reshape(weight.shape[0], -1)[:, 0].to(paper.FLOAT).numpy()
     return spectral_sites.conv_layer(index, site, weight, c11, device, opts.max_mem)
@@ -179,6 +221,23 @@ def _job(site: LayerSite) -> tuple[str, int, int]:
 def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:
     geo = site.geometry
     totals = None if not isinstance(geo, DenseGeometry) else np.array([geo.n_positions * logdet])
-    reason = "" if geo is not None else (NO_GEOMETRY_UNTRACED if not site.inferred else "kind inferred from the state dict: positions unknown, total unavailable")
-    return layer_result(index, site, c11=[], per_position=np.array([logdet / m]), totals=totals,
-                        exact=True if geo is not None else None, reason=reason, logdet=float(logdet), square=m)
+    reason = (
+        ""
+        if geo is not None
+        else (
+            NO_GEOMETRY_UNTRACED
+            if not site.inferred
+            else "kind inferred from the state dict: positions unknown, total unavailable"
+        )
+    )
+    return layer_result(
+        index,
+        site,
+        c11=[],
+        per_position=np.array([logdet / m]),
+        totals=totals,
+        exact=True if geo is not None else None,
+        reason=reason,
+        logdet=float(logdet),
+        square=m,
+    )

@@ -25,6 +25,7 @@ sums use ``slogdet`` on square blocks and the R factor of a QR on rectangular on
 ``eigvalsh(K̂K̂ᴴ)``, which squares the condition number). Everything is chunked over
 frequencies to a memory budget and runs wherever the input tensors live (CPU or CUDA).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,7 +67,7 @@ def dilate(kernel: torch.Tensor, dilation: tuple[int, ...]) -> torch.Tensor:
     if all(d == 1 for d in dilation):
         return kernel
     lead = kernel.shape[:-nd]
-    size = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape[-nd:], dilation))
+    size = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape[-nd:], dilation, strict=True))
     out = kernel.new_zeros(*lead, *size)
     out[(...,) + tuple(slice(None, None, d) for d in dilation)] = kernel
     return out
@@ -81,7 +82,7 @@ def polyphase(kernel: torch.Tensor, stride: tuple[int, ...]) -> torch.Tensor:
         return kernel
     f, c = kernel.shape[:2]
     ks = kernel.shape[2:]
-    padded = tuple(-(-k // s) * s for k, s in zip(ks, stride))
+    padded = tuple(-(-k // s) * s for k, s in zip(ks, stride, strict=True))
     k = torch.nn.functional.pad(kernel, [p for ax in reversed(range(nd)) for p in (0, padded[ax] - ks[ax])])
     # (F, C, a'0, s0, a'1, s1, ...) → (F, C, s0, s1, ..., a'0, a'1, ...)
     k = k.reshape(f, c, *[v for ax in range(nd) for v in (padded[ax] // stride[ax], stride[ax])])
@@ -94,7 +95,7 @@ def read_phases(kernel: tuple[int, ...], stride: tuple[int, ...], dilation: tupl
     """Which polyphase input channels a kernel reads (row-major over axes, as :func:`polyphase`):
     with a stride larger than the (dilated) kernel's reach some input pixels are never read."""
     mask = torch.ones((), dtype=torch.bool)
-    for k, s, d in zip(kernel, stride, dilation):
+    for k, s, d in zip(kernel, stride, dilation, strict=True):
         taps = {d * a % s for a in range(k)}
         mask = mask[..., None] & torch.tensor([p in taps for p in range(s)])
     return mask.flatten()
@@ -111,7 +112,7 @@ def fold(kernel: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         blocks = -(-k // n)
         pad = [0, 0] * (kernel.ndim - axis - 1) + [0, blocks * n - k]
         kernel = torch.nn.functional.pad(kernel, pad)
-        shape = kernel.shape[:axis] + (blocks, n) + kernel.shape[axis + 1:]
+        shape = kernel.shape[:axis] + (blocks, n) + kernel.shape[axis + 1 :]
         kernel = kernel.reshape(shape).sum(dim=axis)
     return kernel
 
@@ -130,11 +131,17 @@ class CircularPlan:
         return prod(self.grid)
 
 
-def circular_plan(weight: torch.Tensor, in_grid: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-                  groups: int = 1, dtype: torch.dtype = FLOAT) -> CircularPlan:
+def circular_plan(
+    weight: torch.Tensor,
+    in_grid: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int = 1,
+    dtype: torch.dtype = FLOAT,
+) -> CircularPlan:
     """Reduce a conv (weight ``(F, C/groups, *k)``) on a circular ``in_grid`` to stride 1 on ``grid/s``."""
-    divisible = all(n % s == 0 for n, s in zip(in_grid, stride))
-    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride))
+    divisible = all(n % s == 0 for n, s in zip(in_grid, stride, strict=True))
+    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride, strict=True))
     k = polyphase(dilate(weight.to(dtype), dilation), stride)
     read = read_phases(tuple(weight.shape[2:]), stride, dilation)
     if not bool(read.all()):  # drop the pixels the layer never reads (zero columns, e.g. 1x1 stride-2)
@@ -143,7 +150,9 @@ def circular_plan(weight: torch.Tensor, in_grid: tuple[int, ...], stride: tuple[
     return CircularPlan(fold(k, grid), grid, groups, divisible)
 
 
-def frequency_rows(grid: tuple[int, ...], taps: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype) -> torch.Tensor:
+def frequency_rows(
+    grid: tuple[int, ...], taps: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype
+) -> torch.Tensor:
     """Rows ``lo:hi`` of ``E[ω, a] = exp(−2πi·Σ_ax u_ax·a_ax/n_ax)`` over the half-spectrum frequencies
     (rfftn order, flattened) and the kernel's taps (flattened): ``K̂(ω) = Σ_a E[ω, a]·k[:, :, a]``.
     Built a chunk at a time, so no (frequencies × taps) matrix of the whole grid is ever held."""
@@ -174,10 +183,7 @@ def half_multiplicity(grid: tuple[int, ...], lo: int, hi: int, device, dtype: to
 def _block_logabs(blocks: torch.Tensor) -> torch.Tensor:
     """``Σ_i log σ_i`` of each matrix in a batch ``(..., m, n)``: LU if square, else QR's R factor."""
     m, n = blocks.shape[-2:]
-    if m == n:
-        r = torch.linalg.lu_factor_ex(blocks).LU
-    else:
-        r = torch.linalg.qr(blocks if m > n else blocks.mH, mode="r").R
+    r = torch.linalg.lu_factor_ex(blocks).LU if m == n else torch.linalg.qr(blocks if m > n else blocks.mH, mode="r").R
     return torch.log(torch.abs(torch.diagonal(r, dim1=-2, dim2=-1))).sum(-1)
 
 
@@ -203,7 +209,9 @@ def conv_spectrum(plan: CircularPlan, budget: int = 1 << 30, layer: bool = True)
             blocks = flat.reshape(plan.groups, flat.shape[0] // plan.groups, flat.shape[1])
             whole = plan.n_freq * float(_block_logabs(blocks).sum())
         return ConvSpectrum(filt, whole, plan.n_freq)
-    return ConvSpectrum(filter_log_spectrum(plan, budget), layer_log_spectrum(plan, budget) if layer else None, plan.n_freq)
+    return ConvSpectrum(
+        filter_log_spectrum(plan, budget), layer_log_spectrum(plan, budget) if layer else None, plan.n_freq
+    )
 
 
 def _multiplicity(grid: tuple[int, ...], device, dtype) -> torch.Tensor:
@@ -262,11 +270,11 @@ def filter_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> torch.Tens
     per = max(1, room // autocorr_bytes_per_filter(taps, plan.grid, tuple(k.shape[2:])))
     redo = []
     for lo in range(0, f, per):
-        r = _autocorrelation(k[lo:lo + per])  # (f', *(2K-1))
+        r = _autocorrelation(k[lo : lo + per])  # (f', *(2K-1))
         power = torch.fft.rfftn(_wrap(r, plan.grid), s=plan.grid, dim=dims).real  # σ_f(ω)², (f', *half grid)
         floor = GUARD * r[(slice(None),) + tuple(n // 2 for n in r.shape[1:])]  # GUARD · ‖k_f‖²
         bad = (power <= floor.reshape((-1,) + (1,) * nd)).flatten(1).any(1)
-        out[lo:lo + per] = 0.5 * (torch.log(power.clamp_min(torch.finfo(k.dtype).tiny)) * mult).flatten(1).sum(1)
+        out[lo : lo + per] = 0.5 * (torch.log(power.clamp_min(torch.finfo(k.dtype).tiny)) * mult).flatten(1).sum(1)
         redo += [lo + int(i) for i in torch.nonzero(bad).flatten()]
         del r, power
     if redo:
@@ -284,7 +292,9 @@ def _autocorrelation(k: torch.Tensor) -> torch.Tensor:
     taps = tuple(k.shape[2:])
     flat = k.reshape(f, c, -1)
     gram = torch.bmm(flat.transpose(1, 2), flat)  # (F, P, P)
-    pos = torch.stack(torch.meshgrid(*[torch.arange(n, device=k.device) for n in taps], indexing="ij"), -1).reshape(-1, len(taps))
+    pos = torch.stack(torch.meshgrid(*[torch.arange(n, device=k.device) for n in taps], indexing="ij"), -1).reshape(
+        -1, len(taps)
+    )
     lags = pos[None, :, :] - pos[:, None, :] + torch.tensor(taps, device=k.device) - 1  # (P, P, nd): a' − a + K − 1
     size = tuple(2 * n - 1 for n in taps)
     idx = torch.zeros(lags.shape[:2], dtype=torch.long, device=k.device)
@@ -300,7 +310,7 @@ def _wrap(r: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
         axis = ax + 1
         length = r.shape[axis]
         idx = torch.remainder(torch.arange(length, device=r.device) - length // 2, n)
-        out = r.new_zeros(r.shape[:axis] + (n,) + r.shape[axis + 1:])
+        out = r.new_zeros(r.shape[:axis] + (n,) + r.shape[axis + 1 :])
         r = out.index_add_(axis, idx, r)
     return r
 
@@ -320,10 +330,10 @@ def _filter_log_spectrum_direct(plan: CircularPlan, budget: int) -> torch.Tensor
     for lo in range(0, f, fper):
         power = torch.zeros((min(fper, f - lo), *mult.shape), dtype=k.dtype, device=k.device)
         for c0 in range(0, c, cper):
-            hat = torch.fft.rfftn(k[lo:lo + fper, c0:c0 + cper], s=plan.grid, dim=dims)
+            hat = torch.fft.rfftn(k[lo : lo + fper, c0 : c0 + cper], s=plan.grid, dim=dims)
             power += (hat.real.square() + hat.imag.square()).sum(1)
             del hat
-        out[lo:lo + fper] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
+        out[lo : lo + fper] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
         del power
     return out
 
@@ -342,17 +352,22 @@ class ConvWork:
         return max(self.plan_bytes, self.filter_bytes, self.layer_bytes)
 
 
-def conv_work(weight_shape: tuple[int, ...], in_grid: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...],
-              layer: bool = True) -> ConvWork:
+def conv_work(
+    weight_shape: tuple[int, ...],
+    in_grid: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    layer: bool = True,
+) -> ConvWork:
     """The least memory :func:`circular_plan` + :func:`conv_spectrum` need for a conv of this shape
     on this grid (bytes; float64/complex128), from shapes alone."""
     f, c = weight_shape[:2]
     kernel = weight_shape[2:]
-    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-    padded = [-(-n // s) * s for n, s in zip(dilated, stride)]
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+    padded = [-(-n // s) * s for n, s in zip(dilated, stride, strict=True)]
     plan_bytes = 3 * 8 * f * c * prod(padded)  # the float64 copy, dilation, space-to-depth
-    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride))
-    folded = tuple(min(p // s, g) for p, s, g in zip(padded, stride, grid))
+    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride, strict=True))
+    folded = tuple(min(p // s, g) for p, s, g in zip(padded, stride, grid, strict=True))
     channels = c * prod(stride)
     taps = prod(folded)
     if all(n == 1 for n in folded):
@@ -364,7 +379,9 @@ def conv_work(weight_shape: tuple[int, ...], in_grid: tuple[int, ...], stride: t
     if not layer:
         whole = 0
     elif taps >= FFT_LAYER_MIN_TAPS:
-        whole = 16 * f * channels * _half(grid) + 3 * 16 * f * channels + 64  # every pair's spectrum, one frequency's blocks
+        whole = (
+            16 * f * channels * _half(grid) + 3 * 16 * f * channels + 64
+        )  # every pair's spectrum, one frequency's blocks
     else:
         whole = 16 * f * channels * taps + layer_bytes_per_freq(f, channels, taps)
     return ConvWork(plan_bytes, filt, whole)

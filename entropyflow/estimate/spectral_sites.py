@@ -5,20 +5,20 @@ Conv layers: per filter ``Σ_ω log σ_f(ω)`` (``totals``) and its mean per out
 circular boundary on the traced input grid. Dense layers: ``log σ_i`` per singular direction
 (``per_position``, one entry per direction), ``logdet = Σ_i log σ_i``, batched by shape.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from math import prod
 
 import numpy as np
 import torch
 
-from math import prod
-
 from ..errors import BudgetError
-from .results import LayerResult, layer_result
 from ..text import printable
 from ..walk.sites import ConvGeometry, LayerSite
 from . import spectral
+from .results import LayerResult, layer_result
 
 UNTRACED_GRID = 32  # per axis: a fine circular grid stands in for the large-grid limit without geometry
 
@@ -48,12 +48,15 @@ def check_budget(sites: Sequence[LayerSite], budget: int) -> None:
         if need > allowance:
             raise BudgetError(
                 f"layer {printable(site.name, 60)}: the spectral estimator needs at least {_mib(need)} at once for a "
-                f"{'x'.join(map(str, site.weight_shape))} kernel on a {'x'.join(map(str, grid))} grid, more than the memory "
-                f"budget of {_mib(budget)}: raise --max-gpu-mem, pass a smaller --input-size, or use --estimator paper")
+                f"{'x'.join(map(str, site.weight_shape))} kernel on a {'x'.join(map(str, grid))} grid, more than the "
+                "memory "
+                f"budget of {_mib(budget)}: raise --max-gpu-mem, pass a smaller --input-size, or use --estimator paper"
+            )
 
 
-def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarray, device: torch.device,
-               budget: int) -> LayerResult:
+def conv_layer(
+    index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarray, device: torch.device, budget: int
+) -> LayerResult:
     nd = len(site.weight_shape) - 2
     geo = site.geometry
     w = weight.to(device=device, dtype=spectral.FLOAT)
@@ -67,29 +70,48 @@ def conv_layer(index: int, site: LayerSite, weight: torch.Tensor, c11: np.ndarra
         plan = spectral.circular_plan(w, grid, (1,) * nd, (1,) * nd)
         spec = spectral.conv_spectrum(plan, budget, layer=False)
         exact, totals, joint = None, None, None
-        reason = (f"no geometry: per-position value on a {'x'.join(map(str, grid))} circular grid (≈ the large-grid "
-                  "limit) assuming stride 1 and no dilation; totals unavailable")
+        reason = (
+            f"no geometry: per-position value on a {'x'.join(map(str, grid))} circular grid (≈ the large-grid "
+            "limit) assuming stride 1 and no dilation; totals unavailable"
+        )
     per = (spec.filter_totals / spec.n_freq).cpu().numpy()
-    return layer_result(index, site, c11=c11, per_position=per, totals=None if totals is None else totals.cpu().numpy(),
-                        exact=exact, reason=reason, joint=joint)
+    return layer_result(
+        index,
+        site,
+        c11=c11,
+        per_position=per,
+        totals=None if totals is None else totals.cpu().numpy(),
+        exact=exact,
+        reason=reason,
+        joint=joint,
+    )
 
 
 def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, str]:
     grid = "x".join(map(str, geo.in_size))
     if not plan.divisible:
-        return False, (f"input grid {grid} is not a multiple of the stride {'x'.join(map(str, geo.stride))}: "
-                       f"circular spectrum on the rounded {'x'.join(str(n * s) for n, s in zip(plan.grid, geo.stride))} grid")
-    circular_same = (geo.padding_mode == "circular" and not geo.transposed
-                     and tuple(geo.out_size) == tuple(n // s for n, s in zip(geo.in_size, geo.stride)))
+        return False, (
+            f"input grid {grid} is not a multiple of the stride {'x'.join(map(str, geo.stride))}: "
+            f"circular spectrum on the rounded "
+            f"{'x'.join(str(n * s) for n, s in zip(plan.grid, geo.stride, strict=True))} grid"
+        )
+    circular_same = (
+        geo.padding_mode == "circular"
+        and not geo.transposed
+        and tuple(geo.out_size) == tuple(n // s for n, s in zip(geo.in_size, geo.stride, strict=True))
+    )
     if circular_same:
         return True, ""
-    return False, (f"{'zero' if geo.padding_mode == 'zeros' else geo.padding_mode} padding: the spectrum of the layer "
-                   "with a circular boundary on the traced input grid, not of the padded map itself (how far apart: "
-                   "docs/method.md, spectral estimator)")
+    return False, (
+        f"{'zero' if geo.padding_mode == 'zeros' else geo.padding_mode} padding: the spectrum of the layer "
+        "with a circular boundary on the traced input grid, not of the padded map itself (how far apart: "
+        "docs/method.md, spectral estimator)"
+    )
 
 
-def dense_log_singular_values(jobs: Sequence[tuple[int, tuple[int, int], Callable[[], torch.Tensor]]],
-                              device: torch.device, budget: int) -> dict[int, np.ndarray]:
+def dense_log_singular_values(
+    jobs: Sequence[tuple[int, tuple[int, int], Callable[[], torch.Tensor]]], device: torch.device, budget: int
+) -> dict[int, np.ndarray]:
     """``log σ_i`` of each ``(id, shape, load)``; equal shapes go through one batched call, and a
     batch reads (with ``load``) and holds at most about ``budget`` bytes of float64, so a
     checkpoint far larger than memory streams through."""
@@ -100,10 +122,10 @@ def dense_log_singular_values(jobs: Sequence[tuple[int, tuple[int, int], Callabl
     for shape, group in by_shape.items():
         per = max(1, budget // (3 * shape[0] * shape[1] * 8))  # matrix + Gram/SVD workspace
         for lo in range(0, len(group), per):
-            chunk = group[lo:lo + per]
+            chunk = group[lo : lo + per]
             batch = torch.stack([load().to(device=device, dtype=spectral.FLOAT) for _, load in chunk])
             logs = spectral.dense_log_singular_values(batch).cpu().numpy()
-            out.update((i, row) for (i, _), row in zip(chunk, logs))
+            out.update((i, row) for (i, _), row in zip(chunk, logs, strict=True))
             del batch
     return out
 
@@ -113,6 +135,14 @@ def dense_layer(index: int, site: LayerSite, logs: np.ndarray) -> LayerResult:
     n = getattr(geo, "n_positions", None)
     total = float(logs.sum()) if not np.isneginf(logs).any() else float("-inf")
     reason = "" if n is not None else "no geometry: positions unknown, totals unavailable"
-    return layer_result(index, site, c11=[], per_position=logs, totals=None if n is None else n * logs,
-                        exact=True if n is not None else None, reason=reason, logdet=total,
-                        joint=None if n is None else n * total)
+    return layer_result(
+        index,
+        site,
+        c11=[],
+        per_position=logs,
+        totals=None if n is None else n * logs,
+        exact=True if n is not None else None,
+        reason=reason,
+        logdet=total,
+        joint=None if n is None else n * total,
+    )

@@ -3,6 +3,7 @@
 Location statistics describe the finite values; ``n_neginf`` counts the ``-inf`` ones. Quantiles
 use linear interpolation, the default of numpy and pandas.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,9 +37,16 @@ def summarize(values: np.ndarray) -> Summary:
     q1, med, q3 = (float(x) for x in np.quantile(finite, [0.25, 0.5, 0.75]))
     std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
     return Summary(
-        n=int(v.size), n_finite=int(finite.size), n_neginf=n_neginf,
-        mean=float(finite.mean()), std=std, min=float(finite.min()),
-        q1=q1, median=med, q3=q3, max=float(finite.max()),
+        n=int(v.size),
+        n_finite=int(finite.size),
+        n_neginf=n_neginf,
+        mean=float(finite.mean()),
+        std=std,
+        min=float(finite.min()),
+        q1=q1,
+        median=med,
+        q3=q3,
+        max=float(finite.max()),
     )
 
 

@@ -4,6 +4,7 @@ tensors plus the structure to trace them with.
 ``paths`` and ``hashing`` import no torch, so that the CLI can start hashing a checkpoint before
 the heavy imports: that is why this package's own names load on first use (a deliberate start-up
 saving of the CLI), instead of being imported here."""
+
 from __future__ import annotations
 
 __all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]

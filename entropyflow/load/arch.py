@@ -5,6 +5,7 @@ stripped when that makes them match. ``num_batches_tracked`` buffers are optiona
 lack them). When only the classifier's output size differs, :class:`NumClassesMismatch` tells
 the caller to rebuild the architecture with the checkpoint's number of classes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ def _candidates(keys: list[str]) -> list[tuple[str, dict[str, str]]]:
     heads = {k.split(".", 1)[0] for k in keys}
     if len(heads) == 1 and all("." in k for k in keys):
         head = next(iter(heads)) + "."
-        out.append((head, {k[len(head):]: k for k in keys}))
+        out.append((head, {k[len(head) :]: k for k in keys}))
     return out
 
 
@@ -40,7 +41,9 @@ def _short(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
-def match_state_dict(expected: dict[str, tuple[int, ...]], source: TensorSource, arch: str, classifier: tuple[str, ...] = ()) -> Match:
+def match_state_dict(
+    expected: dict[str, tuple[int, ...]], source: TensorSource, arch: str, classifier: tuple[str, ...] = ()
+) -> Match:
     """Return ``source`` renamed to the architecture's keys, or raise with what does not match."""
     best = None
     for prefix, mapping in _candidates(source.keys()):
@@ -55,7 +58,13 @@ def match_state_dict(expected: dict[str, tuple[int, ...]], source: TensorSource,
         keep = {k: v for k, v in mapping.items() if k in expected}
         notes = (f"stripped key prefix '{prefix}' to match {arch}",) if prefix else ()
         return Match(source.renamed(keep), notes)
-    if shaped and not missing and not unexpected and classifier and all(k.rsplit(".", 1)[0] in classifier for k in shaped):
+    if (
+        shaped
+        and not missing
+        and not unexpected
+        and classifier
+        and all(k.rsplit(".", 1)[0] in classifier for k in shaped)
+    ):
         n = {source.shape(mapping[k])[0] for k in shaped}
         if len(n) == 1:
             raise NumClassesMismatch(n.pop())
@@ -65,6 +74,11 @@ def match_state_dict(expected: dict[str, tuple[int, ...]], source: TensorSource,
     if unexpected:
         parts.append(f"{len(unexpected)} unexpected ({_short(unexpected)})")
     if shaped:
-        parts.append(f"{len(shaped)} mis-shaped (" + _short(
-            [f"{k}: checkpoint {tuple(source.shape(mapping[k]))} vs arch {tuple(expected[k])}" for k in shaped], 2) + ")")
+        parts.append(
+            f"{len(shaped)} mis-shaped ("
+            + _short(
+                [f"{k}: checkpoint {tuple(source.shape(mapping[k]))} vs arch {tuple(expected[k])}" for k in shaped], 2
+            )
+            + ")"
+        )
     raise ArchitectureMismatchError(f"checkpoint does not match {arch}: {'; '.join(parts)}")

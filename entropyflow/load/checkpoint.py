@@ -9,6 +9,7 @@ the bytes of an untrusted file is a :class:`CheckpointFormatError`, never an int
 a tensor that declares far more data than its file holds (zero or overlapping strides) is refused
 before anything reads it.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,9 +53,12 @@ def read_checkpoint(path: str | Path, *, trust_code: bool = False, key: str | No
     if r.format == "torchscript":
         if not trust_code:
             raise UntrustedCodeError(
-                f"{printable(r.files[0].name)} is a TorchScript archive: loading it runs the TorchScript code it contains "
-                "(its __setstate__ and methods can write files and call other ops). If you trust the file, pass --trust-code; "
-                "otherwise export the weights with torch.save(model.state_dict(), PATH)")
+                f"{printable(r.files[0].name)} is a TorchScript archive: loading it runs the TorchScript code it "
+                "contains "
+                "(its __setstate__ and methods can write files and call other ops). If you trust the file, pass "
+                "--trust-code; "
+                "otherwise export the weights with torch.save(model.state_dict(), PATH)"
+            )
         verify_zip_crcs(r.files[0])
         script = _jit_load(r.files[0])
         return RawCheckpoint(r, "TorchScript archive", DictSource(script.state_dict()), script=script)
@@ -69,7 +73,9 @@ def read_checkpoint(path: str | Path, *, trust_code: bool = False, key: str | No
     u = unwrap_checkpoint(obj, key)
     notes = u.notes + ((f"weights read from {u.where}",) if u.where else ())
     if u.module is not None:
-        return RawCheckpoint(r, u.description, DictSource(u.module.state_dict()), module=u.module, manifest=u.manifest, notes=notes)
+        return RawCheckpoint(
+            r, u.description, DictSource(u.module.state_dict()), module=u.module, manifest=u.manifest, notes=notes
+        )
     _check_sizes(u.state_dict, r.files[0].stat().st_size)
     sd, cleaned = clean_state_dict(u.state_dict)
     return RawCheckpoint(r, u.description, DictSource(sd), manifest=u.manifest, notes=notes + cleaned)
@@ -108,9 +114,12 @@ def _check_sizes(sd: dict, file_bytes: int) -> None:
             logical = t.numel() * t.element_size()
             if logical > limit:
                 raise CheckpointFormatError(
-                    f"tensor {printable(k, 80)} declares {t.numel():,} elements ({logical / 2**30:.1f} GiB) in a file of "
-                    f"{file_bytes:,} bytes (zero or overlapping strides, shape {list(t.shape)}, stride {list(t.stride())}): "
-                    "not real weights; refused")
+                    f"tensor {printable(k, 80)} declares {t.numel():,} elements ({logical / 2**30:.1f} GiB) in a file "
+                    "of "
+                    f"{file_bytes:,} bytes (zero or overlapping strides, shape {list(t.shape)}, stride "
+                    f"{list(t.stride())}): "
+                    "not real weights; refused"
+                )
 
 
 def _unsafe_globals(f: str, zipped: bool) -> list[str]:
@@ -136,32 +145,44 @@ def _torch_load(f: Path, trust_code: bool) -> Any:
             text = str(exc)
             bad = _unsafe_globals(path, zipped)
             if not bad and not any(m in text for m in _UNSAFE_MARKERS):
-                raise CheckpointFormatError(f"{name} is truncated or corrupted ({printable(one_line(text, 120))})") from exc
+                raise CheckpointFormatError(
+                    f"{name} is truncated or corrupted ({printable(one_line(text, 120))})"
+                ) from exc
             if trust_code:
                 return _unsafe_load(path, name, zipped)
             if not bad:
-                bad = sorted(set(w.strip(" .,;") for w in text.split("GLOBAL ")[1:] for w in [w.split()[0]] if w.split()))
+                bad = sorted(
+                    set(w.strip(" .,;") for w in text.split("GLOBAL ")[1:] for w in [w.split()[0]] if w.split())
+                )
             bad = sorted(set(bad), key=lambda g: (g.startswith(("torch.", "collections.", "builtins.")), g))
             shown = ", ".join(printable(g, 80) for g in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            what = "a pickled nn.Module" if any(g.startswith("torch.nn.modules.") for g in bad) else "pickled Python objects"
+            what = (
+                "a pickled nn.Module"
+                if any(g.startswith("torch.nn.modules.") for g in bad)
+                else "pickled Python objects"
+            )
             raise UnsafePickleError(
                 f"{name} contains {what} ({shown or 'unknown globals'}) that would run code when loaded; "
                 "entropyflow loads weights only. If you trust the file, pass --trust-code, "
                 "or re-save it with torch.save(model.state_dict(), PATH)"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means a corrupted file
-            raise CheckpointFormatError(f"{name} is truncated or corrupted ({type(exc).__name__}: "
-                                        f"{printable(one_line(exc, 120))})") from exc
+            raise CheckpointFormatError(
+                f"{name} is truncated or corrupted ({type(exc).__name__}: {printable(one_line(exc, 120))})"
+            ) from exc
 
 
 def _unsafe_load(path: str, name: str, zipped: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=False, mmap=zipped)
     except (ModuleNotFoundError, AttributeError) as exc:
-        raise CheckpointFormatError(f"{name} pickles a class that cannot be imported here ({printable(one_line(exc, 120))})") from exc
+        raise CheckpointFormatError(
+            f"{name} pickles a class that cannot be imported here ({printable(one_line(exc, 120))})"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - code from the (trusted) file failed: the file's problem
-        raise CheckpointFormatError(f"loading {name} with --trust-code failed ({type(exc).__name__}: "
-                                    f"{printable(one_line(exc, 120))})") from exc
+        raise CheckpointFormatError(
+            f"loading {name} with --trust-code failed ({type(exc).__name__}: {printable(one_line(exc, 120))})"
+        ) from exc
 
 
 def _jit_load(f: Path) -> Any:
@@ -170,5 +191,7 @@ def _jit_load(f: Path) -> Any:
             warnings.simplefilter("ignore")
             return torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # noqa: BLE001 - torch.jit raises many types for a damaged archive
-        raise CheckpointFormatError(f"{printable(f.name)} is not a loadable TorchScript archive ({type(exc).__name__}: "
-                                    f"{printable(one_line(exc, 120))})") from exc
+        raise CheckpointFormatError(
+            f"{printable(f.name)} is not a loadable TorchScript archive ({type(exc).__name__}: "
+            f"{printable(one_line(exc, 120))})"
+        ) from exc

@@ -4,6 +4,7 @@ The CLI starts hashing before it imports torch, so the hash is usually ready for
 library asks for the same files later and gets the same task back. Hashing stops within one
 16 MiB block of being cancelled (see :mod:`entropyflow.background`).
 """
+
 from __future__ import annotations
 
 import hashlib

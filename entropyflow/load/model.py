@@ -1,6 +1,7 @@
 """The load entry point, :func:`load_model`, from a spec (or a live module) to named tensors plus
 whatever structure the source provides (an eager skeleton on ``meta``, a TorchScript module, or
 nothing for a bare state dict)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,13 +11,13 @@ from typing import Any
 
 from torch import nn
 
+from ..background import Task
 from ..errors import ArchitectureMismatchError, OptionError, one_line
-from ..text import printable
 from ..spec import ModelSpec, parse_spec
+from ..text import printable
 from . import zoo
 from .arch import NumClassesMismatch, match_state_dict
 from .checkpoint import RawCheckpoint, read_checkpoint
-from ..background import Task
 from .hashing import integrity_async
 from .source import DictSource, TensorSource
 
@@ -35,7 +36,10 @@ class LoadOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
-            raise OptionError(f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not {printable(self.seed, 40)}")
+            raise OptionError(
+                f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not "
+                f"{printable(self.seed, 40)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,9 @@ class LoadedModel:
 TensorsHook = Callable[[TensorSource], None]
 
 
-def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None = None, *,
-               on_tensors: TensorsHook | None = None) -> LoadedModel:
+def load_model(
+    model: str | ModelSpec | nn.Module, options: LoadOptions | None = None, *, on_tensors: TensorsHook | None = None
+) -> LoadedModel:
     """Load a model from a spec string (file path, ``torchvision:NAME``, ``timm:NAME``,
     ``sample:NAME``) or wrap a live ``nn.Module``. Never downloads; never unpickles code unless
     ``options.trust_code``. ``on_tensors`` is called with the checkpoint's tensors as soon as
@@ -81,15 +86,30 @@ def load_model(model: str | ModelSpec | nn.Module, options: LoadOptions | None =
         raise OptionError("--arch applies to state-dict files; for a zoo spec use --weights PATH")
     zoo.check_spec(spec)
     if opts.weights:
-        return _from_file(ModelSpec("file", opts.weights), Path(opts.weights), opts, arch=str(spec), on_tensors=on_tensors)
+        return _from_file(
+            ModelSpec("file", opts.weights), Path(opts.weights), opts, arch=str(spec), on_tensors=on_tensors
+        )
     if opts.random_init:
         real = zoo.build_random(spec, opts.seed)
         loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
-        return _replace(loaded, arch=str(spec), weights=f"random init (torch.manual_seed({opts.seed}))", format="zoo",
-                        random_init=True)
+        return _replace(
+            loaded,
+            arch=str(spec),
+            weights=f"random init (torch.manual_seed({opts.seed}))",
+            format="zoo",
+            random_init=True,
+        )
     f, origin = zoo.pretrained_file(spec)
-    return _from_file(ModelSpec("file", str(f)), f, opts, arch=str(spec), zoo_pretrained=True, weights_origin=origin,
-                      spec_text=str(spec), on_tensors=on_tensors)
+    return _from_file(
+        ModelSpec("file", str(f)),
+        f,
+        opts,
+        arch=str(spec),
+        zoo_pretrained=True,
+        weights_origin=origin,
+        spec_text=str(spec),
+        on_tensors=on_tensors,
+    )
 
 
 def _replace(loaded: LoadedModel, **kw: Any) -> LoadedModel:
@@ -98,8 +118,14 @@ def _replace(loaded: LoadedModel, **kw: Any) -> LoadedModel:
 
 def _from_module(module: nn.Module, spec: str, description: str, opts: LoadOptions, input_size=None) -> LoadedModel:
     return LoadedModel(
-        spec=spec, description=description, format="nn.Module", tensors=DictSource(module.state_dict()),
-        skeleton=module, input_size=input_size, weights="live module weights", rebuild=lambda: module,
+        spec=spec,
+        description=description,
+        format="nn.Module",
+        tensors=DictSource(module.state_dict()),
+        skeleton=module,
+        input_size=input_size,
+        weights="live module weights",
+        rebuild=lambda: module,
     )
 
 
@@ -108,16 +134,31 @@ def _classifier(skeleton: nn.Module) -> tuple[str, ...]:
     return (last[-1],) if last else ()
 
 
-def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | None = None, zoo_pretrained: bool = False,
-               weights_origin: str | None = None, spec_text: str | None = None, on_tensors: TensorsHook | None = None) -> LoadedModel:
+def _from_file(
+    spec: ModelSpec,
+    path: Path,
+    opts: LoadOptions,
+    *,
+    arch: str | None = None,
+    zoo_pretrained: bool = False,
+    weights_origin: str | None = None,
+    spec_text: str | None = None,
+    on_tensors: TensorsHook | None = None,
+) -> LoadedModel:
     raw = read_checkpoint(path, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None and raw.tensors is not None:
         on_tensors(raw.tensors)
     files = raw.resolved.files
     zipped = raw.resolved.format in ("torch-zip", "torch-sharded") and raw.script is None
     check = integrity_async(files, sha256=opts.hash_files, zip_crc=zipped) if (opts.hash_files or zipped) else None
-    base = dict(spec=spec_text or str(spec), format=raw.resolved.format, files=files, integrity=check,
-                weights=weights_origin or f"{raw.description} ({raw.resolved.path.name})", notes=raw.notes)
+    base = dict(
+        spec=spec_text or str(spec),
+        format=raw.resolved.format,
+        files=files,
+        integrity=check,
+        weights=weights_origin or f"{raw.description} ({raw.resolved.path.name})",
+        notes=raw.notes,
+    )
     if raw.script is not None:
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a TorchScript archive (it carries its own architecture)")
@@ -125,8 +166,13 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
     if raw.module is not None:
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
-        return LoadedModel(description=f"pickled {type(raw.module).__name__} (loaded with --trust-code)",
-                           tensors=raw.tensors, skeleton=raw.module, rebuild=lambda: raw.module, **base)
+        return LoadedModel(
+            description=f"pickled {type(raw.module).__name__} (loaded with --trust-code)",
+            tensors=raw.tensors,
+            skeleton=raw.module,
+            rebuild=lambda: raw.module,
+            **base,
+        )
     manifest = raw.manifest or {}
     arch = arch or opts.arch or manifest.get("arch")
     input_size = tuple(manifest["input_size"]) if manifest.get("input_size") else None
@@ -138,33 +184,44 @@ def _from_file(spec: ModelSpec, path: Path, opts: LoadOptions, *, arch: str | No
     zoo.check_spec(arch_spec)
     skeleton, tensors, notes, rebuild = _match(arch_spec, raw, zoo_pretrained)
     return LoadedModel(
-        description=f"{raw.description} as {arch_spec}", tensors=tensors, skeleton=skeleton, arch=str(arch_spec),
-        input_size=input_size or zoo.default_input_size(arch_spec), rebuild=rebuild, **{**base, "notes": base["notes"] + notes},
+        description=f"{raw.description} as {arch_spec}",
+        tensors=tensors,
+        skeleton=skeleton,
+        arch=str(arch_spec),
+        input_size=input_size or zoo.default_input_size(arch_spec),
+        rebuild=rebuild,
+        **{**base, "notes": base["notes"] + notes},
     )
 
 
 def _real(arch_spec: ModelSpec, tensors: TensorSource, num_classes: int | None) -> Callable[[], nn.Module]:
     """Build the architecture on the CPU (its own init fills buffers the file lacks) and load the
     checkpoint's tensors into it."""
+
     def rebuild() -> nn.Module:
         module = zoo.build(arch_spec, device="cpu", num_classes=num_classes)
         own = module.state_dict()
-        module.load_state_dict({k: tensors.get(k) for k in own if k in tensors}, strict=False)
+        module.load_state_dict({k: tensors.get(k) for k in own if k in tensors}, strict=True)
         return module
+
     return rebuild
 
 
 def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
     if zoo_pretrained and arch_spec.source == "torchvision":
-        sd = {k: raw.tensors.get(k) for k in raw.tensors.keys()}
+        sd = {k: raw.tensors.get(k) for k in raw.tensors}
         keys = list(sd)
         try:
             skeleton = zoo.build_pretrained_torchvision(arch_spec, sd)
         except RuntimeError as exc:
             raise ArchitectureMismatchError(f"cached weights do not match {arch_spec}: {one_line(exc, 200)}") from exc
         # torchvision's builder may rename legacy keys in place (densenet); otherwise keep the source
-        return (skeleton, raw.tensors if list(sd) == keys else DictSource(sd), (),
-                lambda: zoo.build_pretrained_torchvision(arch_spec, dict(sd), device="cpu"))
+        return (
+            skeleton,
+            raw.tensors if list(sd) == keys else DictSource(sd),
+            (),
+            lambda: zoo.build_pretrained_torchvision(arch_spec, dict(sd), device="cpu"),
+        )
     skeleton = zoo.build(arch_spec)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     try:
@@ -177,6 +234,10 @@ def _match(arch_spec: ModelSpec, raw: RawCheckpoint, zoo_pretrained: bool):
             raise
         expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         m = match_state_dict(expected, raw.tensors, str(arch_spec))
-        return (skeleton, m.tensors, m.notes + (f"built {arch_spec} with num_classes={nc.num_classes} to match the checkpoint",),
-                _real(arch_spec, m.tensors, nc.num_classes))
+        return (
+            skeleton,
+            m.tensors,
+            m.notes + (f"built {arch_spec} with num_classes={nc.num_classes} to match the checkpoint",),
+            _real(arch_spec, m.tensors, nc.num_classes),
+        )
     return skeleton, m.tensors, m.notes, _real(arch_spec, m.tensors, None)

@@ -11,6 +11,7 @@ Replacing a module attribute is process-wide, so replacements are serialised by 
 second thread building a model waits) and always undone. If a library no longer has the hook,
 :class:`HookMissing` says which: ``tests/test_offline.py`` fails loudly on such a change.
 """
+
 from __future__ import annotations
 
 import threading
@@ -33,7 +34,9 @@ class HookMissing(RuntimeError):
 @contextmanager
 def _replaced(owner: Any, name: str, value: Callable) -> Iterator[None]:
     if not callable(getattr(owner, name, None)):
-        raise HookMissing(f"{getattr(owner, '__name__', owner)}.{name} is gone: entropyflow's offline guard needs updating")
+        raise HookMissing(
+            f"{getattr(owner, '__name__', owner)}.{name} is gone: entropyflow's offline guard needs updating"
+        )
     with _lock:
         original = owner.__dict__.get(name, getattr(owner, name))
         setattr(owner, name, value)
@@ -47,9 +50,12 @@ def _replaced(owner: Any, name: str, value: Callable) -> Iterator[None]:
 def no_downloads(what: str, where: str) -> Iterator[None]:
     """Turn any download attempted while ``what`` is built into a clear error naming ``where``
     the file belongs."""
+
     def refuse(url: str, *args: Any, **kwargs: Any) -> None:
-        raise WeightsNotCachedError(f"building {what} would download {url}; entropyflow never downloads: "
-                                    f"put the file in {where} or pass --weights PATH")
+        raise WeightsNotCachedError(
+            f"building {what} would download {url}; entropyflow never downloads: "
+            f"put the file in {where} or pass --weights PATH"
+        )
 
     with _replaced(torch.hub, "download_url_to_file", refuse):
         yield

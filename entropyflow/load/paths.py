@@ -6,6 +6,7 @@ with one-line messages, before any heavy import or unpickling. A safetensors hea
 completely here (every rule the safetensors library enforces, and a size bound), so nothing
 downstream ever sees a header that declares more data than the file holds.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -58,7 +59,10 @@ def _pick_in_folder(folder: Path) -> Path:
     if len(indexes) == 1:
         return indexes[0]
     if len(indexes) > 1:
-        raise InputNotFoundError(f"folder {printable(folder)} holds several shard indexes ({', '.join(printable(i.name) for i in indexes)}): name one")
+        raise InputNotFoundError(
+            f"folder {printable(folder)} holds several shard indexes "
+            f"({', '.join(printable(i.name) for i in indexes)}): name one"
+        )
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in CHECKPOINT_SUFFIXES)
     safetensors = [f for f in files if f.suffix == ".safetensors"]
     pick = safetensors if safetensors else files
@@ -66,9 +70,13 @@ def _pick_in_folder(folder: Path) -> Path:
         return pick[0]
     if not pick:
         raise InputNotFoundError(
-            f"folder {printable(folder)} contains no checkpoint (looked for *.safetensors, *.index.json, {', '.join('*' + s for s in CHECKPOINT_SUFFIXES[1:])})"
+            f"folder {printable(folder)} contains no checkpoint (looked for *.safetensors, *.index.json, "
+            f"{', '.join('*' + s for s in CHECKPOINT_SUFFIXES[1:])})"
         )
-    raise InputNotFoundError(f"folder {printable(folder)} holds several checkpoints ({', '.join(printable(f.name) for f in pick[:5])}): name one")
+    raise InputNotFoundError(
+        f"folder {printable(folder)} holds several checkpoints ({', '.join(printable(f.name) for f in pick[:5])}): "
+        "name one"
+    )
 
 
 MAX_INDEX_BYTES = 64 << 20
@@ -86,15 +94,19 @@ def _sharded(index: Path) -> ResolvedCheckpoint:
         if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in weight_map.items()):
             raise ValueError
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
-        raise CheckpointFormatError(f"{name} is not a valid shard index (expected JSON with a non-empty 'weight_map' "
-                                    "of tensor names to shard file names)") from exc
+        raise CheckpointFormatError(
+            f"{name} is not a valid shard index (expected JSON with a non-empty 'weight_map' "
+            "of tensor names to shard file names)"
+        ) from exc
     folder = index.parent.resolve()
     shards: dict[str, Path] = {}
     for tensor, fname in weight_map.items():
         shard = _inside(folder, fname)
         if shard is None:
-            raise CheckpointFormatError(f"shard index {name} points outside its folder ({printable(fname, 80)}): "
-                                        "shards must be files next to the index")
+            raise CheckpointFormatError(
+                f"shard index {name} points outside its folder ({printable(fname, 80)}): "
+                "shards must be files next to the index"
+            )
         shards[tensor] = shard
     files = tuple(sorted(set(shards.values())))
     missing = [printable(f.name) for f in files if not f.is_file()]
@@ -143,15 +155,22 @@ def sniff(f: Path) -> str:
     if f.suffix == ".safetensors":
         raise CheckpointFormatError(f"{where} is not a valid safetensors file (bad header)")
     if head[:1] == b"\x80":
-        raise CheckpointFormatError(f"{where} is a plain Python pickle, not a PyTorch checkpoint (entropyflow never unpickles arbitrary files)")
+        raise CheckpointFormatError(
+            f"{where} is a plain Python pickle, not a PyTorch checkpoint (entropyflow never unpickles arbitrary files)"
+        )
     stripped = head.lstrip()
     if stripped[:1] in (b"{", b"["):
         if b'"entropyflow' in head:
-            raise CheckpointFormatError(f"{where} is an entropyflow output (JSON), not a checkpoint: use `entropyflow compare` or `entropyflow recommend` with it")
+            raise CheckpointFormatError(
+                f"{where} is an entropyflow output (JSON), not a checkpoint: use `entropyflow compare` or "
+                "`entropyflow recommend` with it"
+            )
         raise CheckpointFormatError(f"{where} is a JSON file, not a checkpoint")
     if _looks_like_text(head):
         raise CheckpointFormatError(f"{where} is a text file, not a checkpoint")
-    raise CheckpointFormatError(f"{where} is not a recognised checkpoint (expected PyTorch .pt/.pth/.bin/.ckpt, TorchScript or .safetensors)")
+    raise CheckpointFormatError(
+        f"{where} is not a recognised checkpoint (expected PyTorch .pt/.pth/.bin/.ckpt, TorchScript or .safetensors)"
+    )
 
 
 def _sniff_zip(f: Path) -> str:
@@ -159,13 +178,17 @@ def _sniff_zip(f: Path) -> str:
         with zipfile.ZipFile(f) as z:
             names = z.namelist()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, UnicodeDecodeError) as exc:
-        raise CheckpointFormatError(f"{printable(f)} is truncated or corrupted (its zip directory cannot be read)") from exc
+        raise CheckpointFormatError(
+            f"{printable(f)} is truncated or corrupted (its zip directory cannot be read)"
+        ) from exc
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "torchscript"
     if any(n.endswith("data.pkl") for n in names):
         return "torch-zip"
     if any(n.endswith(".pt2") or n.startswith("archive_format") or "/archive_format" in n for n in names):
-        raise CheckpointFormatError(f"{printable(f)} is a torch.export archive (.pt2), which is not supported: save a state_dict or TorchScript")
+        raise CheckpointFormatError(
+            f"{printable(f)} is a torch.export archive (.pt2), which is not supported: save a state_dict or TorchScript"
+        )
     raise CheckpointFormatError(f"{printable(f)} is a zip archive but not a PyTorch checkpoint")
 
 
@@ -173,9 +196,30 @@ def _sniff_zip(f: Path) -> str:
 
 MAX_HEADER_BYTES = 16 << 20  # ~150k tensors; safetensors itself allows 100 MB, which parses into GBs of objects
 # bits per element of every dtype the safetensors format defines
-ST_DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,
-                 "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
-                 "C64": 64, "F64": 64, "I64": 64, "U64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+ST_DTYPE_BITS = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+}
 
 
 @dataclass(frozen=True)
@@ -201,15 +245,22 @@ def read_safetensors_header(f: Path) -> tuple[dict[str, SafetensorsEntry], dict[
             raise CheckpointFormatError(f"{where} is truncated (no safetensors header)")
         (n,) = struct.unpack("<Q", first)
         if n > MAX_HEADER_BYTES:
-            raise CheckpointFormatError(f"{where}: its safetensors header claims {n:,} bytes (entropyflow reads at most "
-                                        f"{MAX_HEADER_BYTES >> 20} MiB of header)")
+            raise CheckpointFormatError(
+                f"{where}: its safetensors header claims {n:,} bytes (entropyflow reads at most "
+                f"{MAX_HEADER_BYTES >> 20} MiB of header)"
+            )
         if n > size - 8:
-            raise CheckpointFormatError(f"{where} is truncated: its safetensors header claims {n:,} bytes, the file has {size - 8:,} after the length")
+            raise CheckpointFormatError(
+                f"{where} is truncated: its safetensors header claims {n:,} bytes, the file has {size - 8:,} after "
+                "the length"
+            )
         raw = fh.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
     except RecursionError as exc:
-        raise CheckpointFormatError(f"{where}: its safetensors header is nested too deeply to be a safetensors header") from exc
+        raise CheckpointFormatError(
+            f"{where}: its safetensors header is nested too deeply to be a safetensors header"
+        ) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointFormatError(f"{where} is truncated or corrupted (unreadable safetensors header)") from exc
     if not isinstance(header, dict):
@@ -222,19 +273,34 @@ def read_safetensors_header(f: Path) -> tuple[dict[str, SafetensorsEntry], dict[
     for key, info in header.items():
         k = printable(key, 80)
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointFormatError(f"{where}: safetensors entry '{k}' must have exactly dtype, shape and data_offsets")
+            raise CheckpointFormatError(
+                f"{where}: safetensors entry '{k}' must have exactly dtype, shape and data_offsets"
+            )
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if not isinstance(dtype, str) or dtype not in ST_DTYPE_BITS:
-            raise CheckpointFormatError(f"{where}: safetensors entry '{k}' has an unknown dtype {printable(dtype, 20)!r}")
+            raise CheckpointFormatError(
+                f"{where}: safetensors entry '{k}' has an unknown dtype {printable(dtype, 20)!r}"
+            )
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise CheckpointFormatError(f"{where}: safetensors entry '{k}' has a bad shape (a list of non-negative integers is needed)")
-        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int and o >= 0 for o in offsets)
-                or offsets[0] > offsets[1]):
-            raise CheckpointFormatError(f"{where}: safetensors entry '{k}' has bad data_offsets (two increasing non-negative integers are needed)")
+            raise CheckpointFormatError(
+                f"{where}: safetensors entry '{k}' has a bad shape (a list of non-negative integers is needed)"
+            )
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int and o >= 0 for o in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise CheckpointFormatError(
+                f"{where}: safetensors entry '{k}' has bad data_offsets (two increasing non-negative integers are "
+                "needed)"
+            )
         bits = prod(shape) * ST_DTYPE_BITS[dtype]
         if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-            raise CheckpointFormatError(f"{where}: safetensors entry '{k}' declares {offsets[1] - offsets[0]:,} bytes for "
-                                        f"shape {shape} of {dtype}")
+            raise CheckpointFormatError(
+                f"{where}: safetensors entry '{k}' declares {offsets[1] - offsets[0]:,} bytes for "
+                f"shape {shape} of {dtype}"
+            )
         entries[key] = SafetensorsEntry(dtype, tuple(shape), start + offsets[0], start + offsets[1])
     expected = start
     for e in sorted(entries.values(), key=lambda e: (e.begin, e.end)):
@@ -243,7 +309,9 @@ def read_safetensors_header(f: Path) -> tuple[dict[str, SafetensorsEntry], dict[
             raise CheckpointFormatError(f"{where}: its safetensors tensors {what} (data offsets are not contiguous)")
         expected = e.end
     if expected > size:
-        raise CheckpointFormatError(f"{where} is truncated: its header describes {expected:,} bytes, the file has {size:,}")
+        raise CheckpointFormatError(
+            f"{where} is truncated: its header describes {expected:,} bytes, the file has {size:,}"
+        )
     if expected < size:
         raise CheckpointFormatError(f"{where} is corrupted: {size - expected:,} bytes follow its last tensor")
     return entries, meta
@@ -276,4 +344,4 @@ def _looks_like_text(head: bytes) -> bool:
         head.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return all(32 <= b or b in (9, 10, 13) for b in head)
+    return all(b >= 32 or b in (9, 10, 13) for b in head)

@@ -7,6 +7,7 @@ This module reads the pickle's opcodes without executing any (``pickletools.geno
 graph of which object contains which, and computes how many objects each one expands to when
 shared references are followed; a pickle in which any object expands past a bound is refused.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,10 +22,42 @@ MAX_PICKLE_BYTES = 32 << 20  # the pickle part of a checkpoint (tensor data is s
 EXPANSION_FLOOR = 10_000_000  # objects any one object may expand to, at least
 EXPANSION_PER_OPCODE = 16  # ... or this many per opcode of the pickle, whichever is larger
 
-_SCALARS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING", "SHORT_BINSTRING",
-            "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8",
-            "BYTEARRAY8", "NONE", "NEWTRUE", "NEWFALSE", "FLOAT", "BINFLOAT", "EMPTY_LIST", "EMPTY_DICT",
-            "EMPTY_TUPLE", "EMPTY_SET", "GLOBAL", "PERSID", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "INST"}
+_SCALARS = {
+    "INT",
+    "BININT",
+    "BININT1",
+    "BININT2",
+    "LONG",
+    "LONG1",
+    "LONG4",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "UNICODE",
+    "BINUNICODE",
+    "SHORT_BINUNICODE",
+    "BINUNICODE8",
+    "BINBYTES",
+    "SHORT_BINBYTES",
+    "BINBYTES8",
+    "BYTEARRAY8",
+    "NONE",
+    "NEWTRUE",
+    "NEWFALSE",
+    "FLOAT",
+    "BINFLOAT",
+    "EMPTY_LIST",
+    "EMPTY_DICT",
+    "EMPTY_TUPLE",
+    "EMPTY_SET",
+    "GLOBAL",
+    "PERSID",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "NEXT_BUFFER",
+    "INST",
+}
 _MARK = object()
 
 
@@ -175,8 +208,10 @@ def check_pickles(f: Path, zipped: bool) -> None:
                 if not records:
                     return
                 if records[0].file_size > MAX_PICKLE_BYTES:
-                    raise CheckpointFormatError(f"{name}: its pickle is {records[0].file_size:,} bytes (entropyflow reads "
-                                                f"at most {MAX_PICKLE_BYTES >> 20} MiB of pickle)")
+                    raise CheckpointFormatError(
+                        f"{name}: its pickle is {records[0].file_size:,} bytes (entropyflow reads "
+                        f"at most {MAX_PICKLE_BYTES >> 20} MiB of pickle)"
+                    )
                 streams = [io.BytesIO(z.read(records[0]))]
             passes = 1
         else:
@@ -190,7 +225,8 @@ def check_pickles(f: Path, zipped: bool) -> None:
                     if largest > bound:
                         raise CheckpointFormatError(
                             f"{name}: its pickle of {ops:,} opcodes builds an object that expands to more than "
-                            f"{bound:,} objects through shared references (a pickle bomb); refused before unpickling")
+                            f"{bound:,} objects through shared references (a pickle bomb); refused before unpickling"
+                        )
         finally:
             for stream in streams:
                 stream.close()

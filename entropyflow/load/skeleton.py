@@ -3,6 +3,7 @@
 Used by the loaders (a builder that needs real values while it initialises is built on the CPU and
 converted) and by the walker (the forward pass that finds the layers runs on a skeleton).
 """
+
 from __future__ import annotations
 
 import copy

@@ -4,10 +4,11 @@ The estimator asks only for what it needs (``weight[:, 0]`` of a conv, the ``m Ã
 part of a dense weight). ``torch.load(mmap=True)`` state dicts and safetensors files (single or
 sharded, their headers validated by ``load.paths``) serve those slices without materialising whole tensors.
 """
+
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -16,13 +17,31 @@ from ..errors import CheckpointFormatError
 from ..text import printable
 from .paths import read_safetensors_header
 
+
 def _st_dtypes() -> dict[str, torch.dtype]:
     """safetensors dtype names â†’ torch dtypes (those this torch has; the others are read as bytes
     and skipped as not floating point)."""
-    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
-             "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
-             "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "F8_E4M3FNUZ": "float8_e4m3fnuz",
-             "F8_E5M2FNUZ": "float8_e5m2fnuz", "F8_E8M0": "float8_e8m0fnu", "C64": "complex64"}
+    names = {
+        "F64": "float64",
+        "F32": "float32",
+        "F16": "float16",
+        "BF16": "bfloat16",
+        "I64": "int64",
+        "I32": "int32",
+        "I16": "int16",
+        "I8": "int8",
+        "U8": "uint8",
+        "U16": "uint16",
+        "U32": "uint32",
+        "U64": "uint64",
+        "BOOL": "bool",
+        "F8_E4M3": "float8_e4m3fn",
+        "F8_E5M2": "float8_e5m2",
+        "F8_E4M3FNUZ": "float8_e4m3fnuz",
+        "F8_E5M2FNUZ": "float8_e5m2fnuz",
+        "F8_E8M0": "float8_e8m0fnu",
+        "C64": "complex64",
+    }
     return {k: getattr(torch, v) for k, v in names.items() if isinstance(getattr(torch, v, None), torch.dtype)}
 
 
@@ -51,6 +70,9 @@ class TensorSource:
 
     def __contains__(self, key: object) -> bool:
         return key in set(self.keys())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
 
     def origin(self, key: str) -> tuple[TensorSource, str]:
         """The source and key that actually hold ``key`` (through renaming views)."""
@@ -122,7 +144,10 @@ class SafetensorsSource(TensorSource):
                 self._entries[k] = (f, e.begin, dtype, shape)
         missing = [k for k in weight_map if k not in self._entries]
         if missing:
-            raise CheckpointFormatError(f"shard index lists tensors absent from their shards: {', '.join(printable(k, 60) for k in missing[:3])}")
+            raise CheckpointFormatError(
+                f"shard index lists tensors absent from their shards: "
+                f"{', '.join(printable(k, 60) for k in missing[:3])}"
+            )
 
     @classmethod
     def single(cls, path: Path) -> SafetensorsSource:

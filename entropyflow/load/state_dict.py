@@ -4,6 +4,7 @@ Handles bare state dicts, training checkpoints that wrap them (``state_dict``, `
 ``model_state_dict``, ``state_dict_ema`` ...), Lightning checkpoints, and an optional
 ``entropyflow`` manifest that names the architecture and input size (see docs/formats.md).
 """
+
 from __future__ import annotations
 
 import re
@@ -17,7 +18,17 @@ from torch import nn
 from ..errors import CheckpointFormatError
 from ..text import brief, printable
 
-CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema", "ema", "module", "net", "network")
+CONTAINER_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "state_dict_ema",
+    "model_ema",
+    "ema",
+    "module",
+    "net",
+    "network",
+)
 _ORIG_MOD = re.compile(r"(^|\.)_orig_mod\.")
 
 
@@ -32,7 +43,11 @@ class Unwrapped:
 
 
 def is_state_dict(obj: object) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
 
 
 def clean_key(key: str) -> tuple[str, frozenset[str]]:
@@ -41,7 +56,7 @@ def clean_key(key: str) -> tuple[str, frozenset[str]]:
     stripped = set()
     while True:
         if key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
             stripped.add("module.")
         elif _ORIG_MOD.search(key):
             key = _ORIG_MOD.sub(r"\1", key)
@@ -75,7 +90,9 @@ def read_manifest(obj: Mapping) -> dict | None:
     if arch is not None and not isinstance(arch, str):
         raise CheckpointFormatError("the checkpoint's 'entropyflow' manifest: 'arch' must be a model spec string")
     if size is not None and not (isinstance(size, (list, tuple)) and all(isinstance(s, int) and s > 0 for s in size)):
-        raise CheckpointFormatError("the checkpoint's 'entropyflow' manifest: 'input_size' must be a list of positive ints")
+        raise CheckpointFormatError(
+            "the checkpoint's 'entropyflow' manifest: 'input_size' must be a list of positive ints"
+        )
     return dict(m)
 
 
@@ -84,8 +101,10 @@ def _describe(obj: Mapping) -> str:
     pickle of shared tuples can stand for a string of gigabytes)."""
     if "pytorch-lightning_version" in obj or "lightning_version" in obj:
         ver = obj.get("pytorch-lightning_version") or obj.get("lightning_version")
-        return (f"Lightning checkpoint (version {brief(ver, 20)}, epoch {brief(obj.get('epoch', '?'), 20)}, "
-                f"step {brief(obj.get('global_step', '?'), 20)})")
+        return (
+            f"Lightning checkpoint (version {brief(ver, 20)}, epoch {brief(obj.get('epoch', '?'), 20)}, "
+            f"step {brief(obj.get('global_step', '?'), 20)})"
+        )
     return "checkpoint dict"
 
 
@@ -99,7 +118,9 @@ def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
     if isinstance(obj, nn.Module):
         return Unwrapped(None, obj, "", "pickled nn.Module", None, ())
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"the checkpoint holds a {printable(type(obj).__name__, 60)}, not a state dict or a dict containing one")
+        raise CheckpointFormatError(
+            f"the checkpoint holds a {printable(type(obj).__name__, 60)}, not a state dict or a dict containing one"
+        )
     manifest = read_manifest(obj)
     if key is not None:
         if key not in obj:
@@ -117,10 +138,21 @@ def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
         tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
         if len(tensors) >= 1 and len(tensors) >= len(obj) - 2 and "entropyflow" not in obj:
             dropped = [brief(k, 40) for k in obj if k not in tensors]
-            return Unwrapped(tensors, None, "", "state dict", manifest, (f"ignored non-tensor entries: {', '.join(dropped)}",) if dropped else ())
-        raise CheckpointFormatError(f"the checkpoint is a dict without a state dict (keys: {_keys(obj)}); pass --key NAME to pick one")
+            return Unwrapped(
+                tensors,
+                None,
+                "",
+                "state dict",
+                manifest,
+                (f"ignored non-tensor entries: {', '.join(dropped)}",) if dropped else (),
+            )
+        raise CheckpointFormatError(
+            f"the checkpoint is a dict without a state dict (keys: {_keys(obj)}); pass --key NAME to pick one"
+        )
     pick = candidates[0]
-    notes = (f"also found {', '.join(candidates[1:])}: pass --key to analyse it instead",) if len(candidates) > 1 else ()
+    notes = (
+        (f"also found {', '.join(candidates[1:])}: pass --key to analyse it instead",) if len(candidates) > 1 else ()
+    )
     inner = obj[pick]
     if isinstance(inner, nn.Module):
         return Unwrapped(None, inner, f"['{pick}']", f"pickled nn.Module under '{pick}'", manifest, notes)

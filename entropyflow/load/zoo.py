@@ -4,6 +4,7 @@ Nothing here touches the network. Pretrained weights are looked up in the caches
 themselves use (the torch hub ``checkpoints`` folder, the Hugging Face hub cache); when they are
 absent the error names the exact file or repository expected and how to provide it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -57,7 +58,9 @@ def _tv_weights(spec: ModelSpec):
     try:
         return enum[tag] if tag != "DEFAULT" else enum.DEFAULT
     except KeyError as exc:
-        raise UnknownModelError(f"torchvision:{spec.name} has no weights '{tag}' (available: {', '.join(m.name for m in enum)})") from exc
+        raise UnknownModelError(
+            f"torchvision:{spec.name} has no weights '{tag}' (available: {', '.join(m.name for m in enum)})"
+        ) from exc
 
 
 def _tv_input_size(weights) -> tuple[int, ...]:
@@ -97,7 +100,9 @@ def _timm_create(spec: ModelSpec, **kwargs) -> nn.Module:
 def _hf_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
     return Path(home) / "hub"
 
 
@@ -188,7 +193,9 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
     if spec.source == "torchvision":
         w = _tv_weights(spec)
         if w is None:
-            raise WeightsNotCachedError(f"torchvision:{spec.name} has no pretrained weights: use --random-init or --weights PATH")
+            raise WeightsNotCachedError(
+                f"torchvision:{spec.name} has no pretrained weights: use --random-init or --weights PATH"
+            )
         f = _torch_hub_checkpoints() / os.path.basename(w.url)
         if not f.is_file():
             raise WeightsNotCachedError(
@@ -214,7 +221,9 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
         where = [f"Hugging Face repo {repo} (model.safetensors in {_hf_cache_dir()})"] if repo else []
         where += [f"{_torch_hub_checkpoints() / os.path.basename(url)}"] if url else []
         if not where:
-            raise WeightsNotCachedError(f"timm:{_timm_name(spec)} has no pretrained weights: use --random-init or --weights PATH")
+            raise WeightsNotCachedError(
+                f"timm:{_timm_name(spec)} has no pretrained weights: use --random-init or --weights PATH"
+            )
         raise WeightsNotCachedError(
             f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}; "
             "download them where there is network (HF_HUB_OFFLINE=0), pass --weights PATH, or use --random-init"

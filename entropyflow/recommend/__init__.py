@@ -1,11 +1,23 @@
 """recommend: where to place the entropy loss (SPEC §6), as a λ placement config."""
+
 from __future__ import annotations
 
-from .placement import STRATEGIES, RecommendOptions, architecture, recommend
 from ..config import SCHEMA_VERSION, LambdaConfig, LayerLambda, Strategy, fingerprint, load_config, save_config
+from .placement import STRATEGIES, RecommendOptions, architecture, recommend
 
-__all__ = ["recommend", "RecommendOptions", "STRATEGIES", "LambdaConfig", "LayerLambda", "Strategy", "load_config",
-           "save_config", "fingerprint", "architecture", "SCHEMA_VERSION"]
+__all__ = [
+    "recommend",
+    "RecommendOptions",
+    "STRATEGIES",
+    "LambdaConfig",
+    "LayerLambda",
+    "Strategy",
+    "load_config",
+    "save_config",
+    "fingerprint",
+    "architecture",
+    "SCHEMA_VERSION",
+]
 
 
 class _CallableModule(__import__("types").ModuleType):

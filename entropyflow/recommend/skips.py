@@ -6,6 +6,7 @@ identity, and scaling by a constant or a parameter such as ConvNeXt's layer scal
 pass-through) to the conv module that produced it. A model fx cannot trace raises
 :class:`GraphError` with fx's reason.
 """
+
 from __future__ import annotations
 
 import operator
@@ -22,15 +23,55 @@ class GraphError(EntropyflowError):
     """The model's graph cannot be traced with torch.fx."""
 
 
-PASS_MODULES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.Dropout,
-                nn.Dropout2d, nn.Dropout3d, nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU,
-                nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus)
-PASS_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.relu6, torch.nn.functional.gelu,
-                  torch.nn.functional.silu, torch.nn.functional.leaky_relu, torch.nn.functional.elu, torch.sigmoid,
-                  torch.tanh, torch.nn.functional.dropout, torch.nn.functional.batch_norm, torch.nn.functional.layer_norm,
-                  torch.nn.functional.group_norm, torch.nn.functional.hardswish, torch.nn.functional.mish}
+PASS_MODULES = (
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.Identity,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+)
+PASS_FUNCTIONS = {
+    torch.relu,
+    torch.nn.functional.relu,
+    torch.nn.functional.relu6,
+    torch.nn.functional.gelu,
+    torch.nn.functional.silu,
+    torch.nn.functional.leaky_relu,
+    torch.nn.functional.elu,
+    torch.sigmoid,
+    torch.tanh,
+    torch.nn.functional.dropout,
+    torch.nn.functional.batch_norm,
+    torch.nn.functional.layer_norm,
+    torch.nn.functional.group_norm,
+    torch.nn.functional.hardswish,
+    torch.nn.functional.mish,
+}
 PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
-PASS_MODULE_NAMES = {"StochasticDepth", "DropPath", "DropBlock2d", "LayerScale", "LayerScale2d"}  # torchvision.ops, timm
+PASS_MODULE_NAMES = {
+    "StochasticDepth",
+    "DropPath",
+    "DropBlock2d",
+    "LayerScale",
+    "LayerScale2d",
+}  # torchvision.ops, timm
 PASS_FUNCTION_NAMES = {"stochastic_depth", "drop_path", "drop_block_2d", "drop_block_fast_2d"}  # fx-wrapped functions
 SCALE_FUNCTIONS = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div}  # x * layer_scale, x / const
 ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
@@ -53,8 +94,10 @@ def skip_graph(model: nn.Module) -> SkipGraph:
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean 'cannot trace'
-        raise GraphError(f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())[:160]}): use --strategy empirical, first or largest-change") from exc
+        raise GraphError(
+            f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:160]}): use --strategy empirical, first or largest-change"
+        ) from exc
     modules = dict(gm.named_modules())
     adds, cats, n_adds, n_cats = [], [], 0, 0
     for node in gm.graph.nodes:
@@ -71,9 +114,12 @@ def skip_graph(model: nn.Module) -> SkipGraph:
 
 
 def _is_add(node) -> bool:
-    if node.op == "call_function" and node.target in ADD_FUNCTIONS:
-        pass
-    elif node.op == "call_method" and node.target in ("add", "add_"):
+    if (
+        node.op == "call_function"
+        and node.target in ADD_FUNCTIONS
+        or node.op == "call_method"
+        and node.target in ("add", "add_")
+    ):
         pass
     else:
         return False
@@ -89,8 +135,9 @@ def _feeder(arg, modules: dict) -> list[str]:
                 return [node.target]
             if not isinstance(mod, PASS_MODULES) and type(mod).__name__ not in PASS_MODULE_NAMES:
                 return []
-        elif node.op == "call_function" and (node.target in PASS_FUNCTIONS
-                                              or getattr(node.target, "__name__", "") in PASS_FUNCTION_NAMES):
+        elif node.op == "call_function" and (
+            node.target in PASS_FUNCTIONS or getattr(node.target, "__name__", "") in PASS_FUNCTION_NAMES
+        ):
             pass
         elif node.op == "call_function" and node.target in SCALE_FUNCTIONS:
             tensors = [a for a in node.args[:2] if isinstance(a, torch.fx.Node) and a.op != "get_attr"]

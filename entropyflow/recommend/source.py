@@ -1,5 +1,6 @@
 """Recommend from what the user has: a saved ``analysis.json`` (or its report folder), or a model
 spec that is analysed first."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,12 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis import AnalyzeOptions, analyze
-from ..config import check_config_path, save_config
+from ..config import LambdaConfig, check_config_path, save_config
+from ..estimate.results import AnalysisResult
 from ..estimate.run import ProgressFn
 from ..report import read_analysis
-from ..estimate.results import AnalysisResult
 from .placement import RecommendOptions, recommend, validate_options
-from ..config import LambdaConfig
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,12 @@ def saved_analysis(source: str | None) -> Path | None:
     return None
 
 
-def recommend_for(source: str | None, analyze_options: AnalyzeOptions | None = None,
-                  options: RecommendOptions | None = None, progress: ProgressFn | None = None) -> Recommendation:
+def recommend_for(
+    source: str | None,
+    analyze_options: AnalyzeOptions | None = None,
+    options: RecommendOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> Recommendation:
     """Analyse ``source`` (or read it, if it is a saved analysis) and recommend a λ placement."""
     options = options or RecommendOptions()
     validate_options(options)
@@ -55,8 +59,13 @@ def recommend_for(source: str | None, analyze_options: AnalyzeOptions | None = N
     return Recommendation(recommend(analysis, options, analysis_sha256=sha), analysis, saved)
 
 
-def recommend_to(out: str | Path, source: str | None = None, analyze_options: AnalyzeOptions | None = None,
-                 options: RecommendOptions | None = None, progress: ProgressFn | None = None) -> tuple[Recommendation, Path]:
+def recommend_to(
+    out: str | Path,
+    source: str | None = None,
+    analyze_options: AnalyzeOptions | None = None,
+    options: RecommendOptions | None = None,
+    progress: ProgressFn | None = None,
+) -> tuple[Recommendation, Path]:
     """What ``entropyflow recommend`` does: check that ``out`` can be written (a .yaml/.yml/.json
     name, not a file entropyflow did not write), recommend, and write the config atomically."""
     path = check_config_path(out)

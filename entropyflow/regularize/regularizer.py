@@ -8,6 +8,7 @@ It holds no weight copies: parameters are looked up by name on the model at ever
 buffers of its own. Names resolve through ``DataParallel``/``DistributedDataParallel``
 (``module.``) and ``torch.compile`` (``_orig_mod.``) wrappers, in the model and in the config.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
-from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..walk.trace import trace_eager
 from ..warn import warn
 from . import terms
@@ -36,13 +37,15 @@ class EntropyRegularizer(nn.Module):
         params = dict(model.named_parameters())
         clean = {clean_key(n)[0]: n for n in params}
         self.prefix = _key_prefix(config, params, clean) if prefix is None else prefix
-        self._paths = tuple(_resolve(l, params, clean, self.prefix) for l in config.layers)
+        self._paths = tuple(_resolve(layer, params, clean, self.prefix) for layer in config.layers)
         self._filter_lams: dict[str, torch.Tensor] = {}
         self._check_fingerprint(model)
         self._check_inert()
 
     @classmethod
-    def from_config(cls, model: nn.Module, config: LambdaConfig | str | Path | dict, prefix: str | None = None) -> EntropyRegularizer:
+    def from_config(
+        cls, model: nn.Module, config: LambdaConfig | str | Path | dict, prefix: str | None = None
+    ) -> EntropyRegularizer:
         """``config``: a :class:`LambdaConfig`, a YAML/JSON file written by ``entropyflow recommend``, or its dict.
 
         ``prefix`` relates the config's weight keys to the model's parameter names: ``"model."``
@@ -65,22 +68,30 @@ class EntropyRegularizer(nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         prefix = f", prefix={self.prefix!r}" if self.prefix else ""
-        return f"form={c.form}, layers={len(c.layers)}, strategy={c.strategy.name}, channel_rule={c.channel_rule}{prefix}"
+        return (
+            f"form={c.form}, layers={len(c.layers)}, strategy={c.strategy.name}, channel_rule={c.channel_rule}{prefix}"
+        )
 
     # -- internals ------------------------------------------------------------------------------
     def _values(self) -> dict[str, torch.Tensor]:
         cfg = self.config
         out = {}
-        for layer, path in zip(cfg.layers, self._paths):
+        for layer, path in zip(cfg.layers, self._paths, strict=True):
             w = self._model.get_parameter(path)
             dtype = torch.promote_types(w.dtype, torch.float32)
             if layer.is_conv:
                 lam = self._lam(layer, w)
-                v = (terms.conv_log_term(w, lam, cfg.channel_rule) if cfg.form == "log"
-                     else terms.conv_inverse_term(w, lam, cfg.epsilon, cfg.channel_rule))
+                v = (
+                    terms.conv_log_term(w, lam, cfg.channel_rule)
+                    if cfg.form == "log"
+                    else terms.conv_inverse_term(w, lam, cfg.epsilon, cfg.channel_rule)
+                )
             else:
-                v = (terms.dense_log_term(w, layer.lam, layer.rows) if cfg.form == "log"
-                     else terms.dense_inverse_term(w, layer.lam, cfg.epsilon, layer.rows))
+                v = (
+                    terms.dense_log_term(w, layer.lam, layer.rows)
+                    if cfg.form == "log"
+                    else terms.dense_inverse_term(w, layer.lam, cfg.epsilon, layer.rows)
+                )
             out[layer.name] = v.to(dtype)
         return out
 
@@ -89,7 +100,9 @@ class EntropyRegularizer(nn.Module):
             return layer.lam
         cached = self._filter_lams.get(layer.name)
         if cached is None or cached.device != w.device:
-            cached = self._filter_lams[layer.name] = torch.tensor(layer.filter_lambdas, dtype=torch.float64, device=w.device)
+            cached = self._filter_lams[layer.name] = torch.tensor(
+                layer.filter_lambdas, dtype=torch.float64, device=w.device
+            )
         return cached
 
     def _check_fingerprint(self, model: nn.Module) -> None:
@@ -97,14 +110,17 @@ class EntropyRegularizer(nn.Module):
             return
         fp, n = model_fingerprint(model, self.prefix)
         if fp != self.config.fingerprint:
-            warn(f"the model's layers (fingerprint {fp}, {n} weights) differ from those the config was made for "
-                 f"({self.config.fingerprint}, {self.config.fingerprint_layers} weights, {self.config.model}): the "
-                 "configured layers exist and have the right shapes, but check it is the same architecture", stacklevel=4)
+            warn(
+                f"the model's layers (fingerprint {fp}, {n} weights) differ from those the config was made for "
+                f"({self.config.fingerprint}, {self.config.fingerprint_layers} weights, {self.config.model}): the "
+                "configured layers exist and have the right shapes, but check it is the same architecture",
+                stacklevel=4,
+            )
 
     def _check_inert(self) -> None:
         if self.config.form != "inverse":
             return
-        for layer, path in zip(self.config.layers, self._paths):
+        for layer, path in zip(self.config.layers, self._paths, strict=True):
             if not layer.is_conv:
                 with torch.no_grad():
                     ld = float(terms.dense_logabsdet(self._model.get_parameter(path), layer.rows))
@@ -137,7 +153,7 @@ def model_fingerprint(model: nn.Module, prefix: str = "") -> tuple[str, int]:
         elif prefix:
             if not key.startswith(prefix):
                 continue  # outside the configured submodule (a LightningModule's other parts)
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
         entries.append((key, site.weight_shape))
     return fingerprint(entries)
 
@@ -145,7 +161,7 @@ def model_fingerprint(model: nn.Module, prefix: str = "") -> tuple[str, int]:
 def _apply_prefix(key: str, prefix: str) -> str | None:
     if prefix.startswith("-"):
         strip = prefix[1:]
-        return key[len(strip):] if key.startswith(strip) else None
+        return key[len(strip) :] if key.startswith(strip) else None
     return prefix + key
 
 
@@ -185,18 +201,30 @@ def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[st
     path = _lookup(key, params, clean) if key else None
     if path is None:
         hint = f" with prefix '{prefix}'" if prefix else ""
-        raise ConfigError(f"layer {layer.name}: the model has no parameter '{layer.weight_key}'{hint} "
-                          "(is this the architecture the config was made for? A LightningModule or wrapper: pass prefix=)")
+        raise ConfigError(
+            f"layer {layer.name}: the model has no parameter '{layer.weight_key}'{hint} "
+            "(is this the architecture the config was made for? A LightningModule or wrapper: pass prefix=)"
+        )
     p = params[path]
     shape = tuple(p.shape)
     if layer.rows is not None:
         if p.ndim != 2 or layer.rows[1] > shape[0] or layer.rows[0] >= layer.rows[1]:
-            raise ConfigError(f"layer {layer.name}: rows {list(layer.rows)} do not fit '{layer.weight_key}' of shape {list(shape)}")
+            raise ConfigError(
+                f"layer {layer.name}: rows {list(layer.rows)} do not fit '{layer.weight_key}' of shape {list(shape)}"
+            )
         shape = (layer.rows[1] - layer.rows[0],) + shape[1:]
     if shape != tuple(layer.weight_shape):
-        raise ConfigError(f"layer {layer.name}: '{layer.weight_key}' has shape {list(shape)}, the config says {list(layer.weight_shape)}")
+        raise ConfigError(
+            f"layer {layer.name}: '{layer.weight_key}' has shape {list(shape)}, the config says "
+            f"{list(layer.weight_shape)}"
+        )
     if layer.is_conv and p.ndim < 3:
-        raise ConfigError(f"layer {layer.name}: kind {layer.kind} needs a conv weight, '{layer.weight_key}' has shape {list(shape)}")
+        raise ConfigError(
+            f"layer {layer.name}: kind {layer.kind} needs a conv weight, '{layer.weight_key}' has shape {list(shape)}"
+        )
     if not layer.is_conv and p.ndim != 2:
-        raise ConfigError(f"layer {layer.name}: kind {layer.kind} needs a 2-D dense weight, '{layer.weight_key}' has shape {list(shape)}")
+        raise ConfigError(
+            f"layer {layer.name}: kind {layer.kind} needs a 2-D dense weight, '{layer.weight_key}' has shape "
+            f"{list(shape)}"
+        )
     return path

@@ -5,6 +5,7 @@ the cancellation-free form ``(softplus(−|z|) + |z|·σ(−|z|)) / ln 2`` (both
 difference of large numbers). ``dH/dz = −z·σ(z)(1 − σ(z)) / ln 2``; for ``z = (w + G)x + b`` the
 gradients w.r.t. ``w`` and ``G`` are equal.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,13 +48,16 @@ class SigmoidEntropyLoss(nn.Module):
     def _recorder(self, name: str):
         def hook(_module, _inputs, output):
             self._outputs[name] = output
+
         return hook
 
     def forward(self) -> torch.Tensor:
         if not self._outputs:
             raise RuntimeError("no activations recorded: run the model's forward pass before the loss")
         terms = [sigmoid_entropy_bits(z) for z in self._outputs.values()]
-        total = sum(t.mean() if self.reduction == "mean" else t.sum() for t in terms) / (len(terms) if self.reduction == "mean" else 1)
+        total = sum(t.mean() if self.reduction == "mean" else t.sum() for t in terms) / (
+            len(terms) if self.reduction == "mean" else 1
+        )
         self._outputs.clear()
         return self.lam * total
 

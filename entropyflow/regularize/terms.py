@@ -10,6 +10,7 @@ form ``-λ·sign(c)/(|c|+ε)²``; dense log form ``-λ·W_sq^{-T}`` on the squar
 Arithmetic is float64 whatever the weight dtype or autocast state, and so is the result (the
 regularizer casts it to the loss dtype).
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,7 +55,7 @@ def conv_inverse_term(weight: torch.Tensor, lam: Lam, eps: float, rule: str = "f
 
 
 def square_part(weight: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
-    w = weight[rows[0]:rows[1]] if rows else weight
+    w = weight[rows[0] : rows[1]] if rows else weight
     m = min(w.shape[0], w.shape[1])
     return w[:m, :m]
 
@@ -70,6 +71,8 @@ def dense_log_term(weight: torch.Tensor, lam: float, rows: tuple[int, int] | Non
     return -lam * dense_logabsdet(weight, rows)
 
 
-def dense_inverse_term(weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None) -> torch.Tensor:
+def dense_inverse_term(
+    weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None
+) -> torch.Tensor:
     """Eq. 24: ``λ / (|det W[:m, :m]| + ε)``. Inert (value λ/ε, gradient ~0) once ``|det|`` ≪ ε."""
     return lam / (torch.exp(dense_logabsdet(weight, rows)) + eps)

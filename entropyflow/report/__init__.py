@@ -3,6 +3,7 @@
 Computation never happens here and nothing here prints on its own: renderers take their
 output target (a rich Console, a folder) as an argument.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,10 +13,10 @@ from pathlib import Path
 from .. import vocab
 from ..estimate.results import AnalysisResult
 from ..vocab import LabelMode, PlotFormat
-from .jsonio import analysis_json, read_analysis
-from .outdir import check_writable, write_atomically
 from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
 from .html import render_html
+from .jsonio import analysis_json, read_analysis
+from .outdir import check_writable, write_atomically
 from .tables import filters_csv, layers_csv
 from .titles import panel_title
 
@@ -37,14 +38,19 @@ class ReportOptions:
         vocab.label_mode(self.labels)
 
 
-def report_files(result: AnalysisResult, options: ReportOptions | None = None,
-                 references: Sequence[AnalysisResult] = ()) -> dict[str, bytes]:
+def report_files(
+    result: AnalysisResult, options: ReportOptions | None = None, references: Sequence[AnalysisResult] = ()
+) -> dict[str, bytes]:
     """Every report file rendered in memory: name → bytes.
 
     ``references``: analyses drawn beside this one (``--compare``): several are random seeds of
     one architecture, pooled in one panel. They are saved as ``compare-*.analysis.json``."""
     opts = options or ReportOptions(plot=False, html=False)
-    files = {"layers.csv": layers_csv(result), "filters.csv": filters_csv(result), "analysis.json": analysis_json(result)}
+    files = {
+        "layers.csv": layers_csv(result),
+        "filters.csv": filters_csv(result),
+        "analysis.json": analysis_json(result),
+    }
     for i, ref in enumerate(references):
         files[f"compare-{i + 1}.analysis.json" if len(references) > 1 else "compare.analysis.json"] = analysis_json(ref)
     figures = _figures([result], references, opts) if opts.plot else {}
@@ -61,14 +67,23 @@ def comparison_files(results: Sequence[AnalysisResult], options: ReportOptions |
     return {name.replace("compare-entropy", "compare"): data for name, (_, _, data) in figures.items()}
 
 
-def write_report(result: AnalysisResult, out: str | Path, options: ReportOptions | None = None,
-                 references: Sequence[AnalysisResult] = ()) -> list[Path]:
+def write_report(
+    result: AnalysisResult,
+    out: str | Path,
+    options: ReportOptions | None = None,
+    references: Sequence[AnalysisResult] = (),
+) -> list[Path]:
     """Render and write the report files into ``out`` atomically."""
     return write_atomically(out, report_files(result, options, references))
 
 
-def _figures(results: Sequence[AnalysisResult], references: Sequence[AnalysisResult], opts: ReportOptions,
-             prefix: str = "", pool: bool = True) -> dict[str, tuple[str, str, bytes]]:
+def _figures(
+    results: Sequence[AnalysisResult],
+    references: Sequence[AnalysisResult],
+    opts: ReportOptions,
+    prefix: str = "",
+    pool: bool = True,
+) -> dict[str, tuple[str, str, bytes]]:
     panels = [Panel.of(panel_title(r), r) for r in results]
     if references:
         if pool:
@@ -80,8 +95,14 @@ def _figures(results: Sequence[AnalysisResult], references: Sequence[AnalysisRes
     stem = f"{prefix}-" if prefix else ""
     fmt = opts.plot_format
     return {
-        f"{stem}entropy.{fmt}": (f"Entropy change {what}, one box per layer in execution order", fmt,
-                                 save_figure(entropy_figure(panels, plot), fmt)),
-        f"{stem}profile.{fmt}": (f"Mean entropy change {what} per layer, band from the first to the third quartile", fmt,
-                                 save_figure(profile_figure(panels, plot), fmt)),
+        f"{stem}entropy.{fmt}": (
+            f"Entropy change {what}, one box per layer in execution order",
+            fmt,
+            save_figure(entropy_figure(panels, plot), fmt),
+        ),
+        f"{stem}profile.{fmt}": (
+            f"Mean entropy change {what} per layer, band from the first to the third quartile",
+            fmt,
+            save_figure(profile_figure(panels, plot), fmt),
+        ),
     }

@@ -6,6 +6,7 @@ pandas), a median line, a closed dot at the mean, whiskers at the most extreme v
 1.5 IQR of the box, and every value beyond them an outlier. ``-inf`` values (``c11 = 0``) are
 not plotted; they are counted in ``n_neginf`` and annotated by the figure.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,12 +43,26 @@ class BoxStats:
 
     def bxp(self) -> dict:
         """The dict ``matplotlib.axes.Axes.bxp`` draws."""
-        return {"med": self.median, "q1": self.q1, "q3": self.q3, "whislo": self.whislo, "whishi": self.whishi,
-                "mean": self.mean, "fliers": list(self.fliers), "label": str(self.index)}
+        return {
+            "med": self.median,
+            "q1": self.q1,
+            "q3": self.q3,
+            "whislo": self.whislo,
+            "whishi": self.whishi,
+            "mean": self.mean,
+            "fliers": list(self.fliers),
+            "label": str(self.index),
+        }
 
 
-def box_stats(values: Sequence[float] | np.ndarray, *, index: int = 0, name: str = "", kind: str = "conv2d",
-              exact: bool | None = None) -> BoxStats | None:
+def box_stats(
+    values: Sequence[float] | np.ndarray,
+    *,
+    index: int = 0,
+    name: str = "",
+    kind: str = "conv2d",
+    exact: bool | None = None,
+) -> BoxStats | None:
     """Statistics of the finite entries of ``values``; None when there is none to draw."""
     v = np.asarray(values, dtype=np.float64).ravel()
     finite = np.sort(v[np.isfinite(v)])
@@ -60,9 +75,19 @@ def box_stats(values: Sequence[float] | np.ndarray, *, index: int = 0, name: str
     inside = finite[(finite >= lo_fence) & (finite <= hi_fence)]
     fliers = finite[(finite < lo_fence) | (finite > hi_fence)]
     return BoxStats(
-        index=index, name=name, kind=kind, exact=exact, n=int(v.size), n_neginf=n_neginf,
-        mean=float(finite.mean()), median=med, q1=q1, q3=q3,
-        whislo=float(inside.min()), whishi=float(inside.max()), fliers=tuple(float(x) for x in fliers),
+        index=index,
+        name=name,
+        kind=kind,
+        exact=exact,
+        n=int(v.size),
+        n_neginf=n_neginf,
+        mean=float(finite.mean()),
+        median=med,
+        q1=q1,
+        q3=q3,
+        whislo=float(inside.min()),
+        whishi=float(inside.max()),
+        fliers=tuple(float(x) for x in fliers),
     )
 
 
@@ -79,15 +104,19 @@ def result_boxes(results: AnalysisResult | Sequence[AnalysisResult], total: bool
     runs = [results] if isinstance(results, AnalysisResult) else list(results)
     first = runs[0]
     for other in runs[1:]:
-        if [l.name for l in other.layers] != [l.name for l in first.layers]:
-            raise ValueError(f"cannot pool analyses of different layer lists ({first.model.spec} vs {other.model.spec})")
+        if [x.name for x in other.layers] != [x.name for x in first.layers]:
+            raise ValueError(
+                f"cannot pool analyses of different layer lists ({first.model.spec} vs {other.model.spec})"
+            )
     boxes: list[BoxStats | None] = []
     for i, layer in enumerate(first.layers):
         parts = [layer_values(r.layers[i], total) for r in runs]
         if any(p is None for p in parts):
             boxes.append(None)
             continue
-        boxes.append(box_stats(np.concatenate(parts), index=layer.index, name=layer.name, kind=layer.kind, exact=layer.exact))
+        boxes.append(
+            box_stats(np.concatenate(parts), index=layer.index, name=layer.name, kind=layer.kind, exact=layer.exact)
+        )
     return boxes
 
 

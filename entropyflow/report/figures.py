@@ -5,9 +5,11 @@ Nothing here touches pyplot or global state: figures are built with ``matplotlib
 under a local style, and :func:`save_figure` renders them to bytes deterministically (no
 timestamps, fixed SVG ids), so the same analysis gives the same file.
 """
+
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import textwrap
 from collections.abc import Sequence
@@ -31,12 +33,21 @@ def label(text: object, limit: int | None = 200) -> str:
     characters, and ``$`` escaped so that matplotlib never parses a layer or file name as mathtext."""
     return printable(text, limit).replace("$", r"\$")
 
+
 NAME_LIMIT = 48  # characters of a layer name on the x axis
 DPI = 110
 STYLE = {
-    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
-    "legend.fontsize": 8, "axes.spines.top": False, "axes.spines.right": False, "svg.hashsalt": "entropyflow",
-    "axes.axisbelow": True, "hatch.linewidth": 0.6,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "entropyflow",
+    "axes.axisbelow": True,
+    "hatch.linewidth": 0.6,
 }
 CONV_FACE, DENSE_COLOR, APPROX_EDGE, NEGINF_COLOR = "#9ecae1", "#e6550d", "#3182bd", "#cb181d"
 PANEL_COLORS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
@@ -50,7 +61,7 @@ class Panel:
     results: tuple[AnalysisResult, ...]
 
     @classmethod
-    def of(cls, title: str, results: AnalysisResult | Sequence[AnalysisResult]) -> "Panel":
+    def of(cls, title: str, results: AnalysisResult | Sequence[AnalysisResult]) -> Panel:
         return cls(title, (results,) if isinstance(results, AnalysisResult) else tuple(results))
 
     @property
@@ -78,7 +89,7 @@ def _panel_width(n_layers: int, labels: str) -> float:
 def _name_height(panels: Sequence[Panel], options: PlotOptions) -> float:
     if options.labels != "names":
         return 0.0
-    longest = max((min(len(l.name), NAME_LIMIT) for p in panels for l in p.layers), default=0)
+    longest = max((min(len(layer.name), NAME_LIMIT) for p in panels for layer in p.layers), default=0)
     return min(0.3 + 0.062 * longest, 3.2)
 
 
@@ -89,16 +100,21 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         n_layers = max(len(p.layers) for p in panels)
         width = sum(_panel_width(len(p.layers), options.labels) for p in panels) + 0.6
         fig = _new_figure(width, 4.6 + _name_height(panels, options))
-        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False,
-                            width_ratios=[_panel_width(len(p.layers), options.labels) for p in panels])[0]
+        axes = fig.subplots(
+            1,
+            len(panels),
+            sharey=True,
+            squeeze=False,
+            width_ratios=[_panel_width(len(p.layers), options.labels) for p in panels],
+        )[0]
         legend: dict[str, object] = {}
-        for ax, panel in zip(axes, panels):
+        for ax, panel in zip(axes, panels, strict=True):
             _draw_boxes(ax, panel, options, legend)
             _style_axis(ax, panel, options, n_layers)
         axes[0].set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend(fig, legend)
         _title(fig, options.title or _default_title(panels, "entropy change per layer"))
-        for ax, panel in zip(axes, panels):
+        for ax, panel in zip(axes, panels, strict=True):
             thin_ticks(fig, ax, panel, options.labels)
     return fig
 
@@ -118,13 +134,30 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
             ax.fill_between(xs, [b.q1 for b in boxes], [b.q3 for b in boxes], color=color, alpha=0.18, linewidth=0)
             ax.plot(xs, [b.mean for b in boxes], color=color, linewidth=1.4, marker="o", markersize=2.2)
             dense = [b for b in boxes if b.is_dense]
-            ax.plot([b.index for b in dense], [b.mean for b in dense], linestyle="none", marker="D", markersize=5,
-                    markerfacecolor=DENSE_COLOR, markeredgecolor="black", markeredgewidth=0.5)
+            ax.plot(
+                [b.index for b in dense],
+                [b.mean for b in dense],
+                linestyle="none",
+                marker="D",
+                markersize=5,
+                markerfacecolor=DENSE_COLOR,
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+            )
             handles.append(Line2D([], [], color=color, linewidth=1.4, label=label(f"{panel.title}: mean")))
             handles.append(Patch(facecolor=color, alpha=0.18, label=label(f"{panel.title}: Q1–Q3 of filters")))
         if any(b.is_dense for p in panels for b in result_boxes(p.results, options.total) if b is not None):
-            handles.append(Line2D([], [], linestyle="none", marker="D", markerfacecolor=DENSE_COLOR,
-                                  markeredgecolor="black", label="dense layer"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="D",
+                    markerfacecolor=DENSE_COLOR,
+                    markeredgecolor="black",
+                    label="dense layer",
+                )
+            )
         _mark_neginf(ax, panels[0], options)
         _style_axis(ax, panels[0], options, n_layers, title=False)
         ax.set_ylabel(y_label(options, panels[0].results[0].estimator))
@@ -138,8 +171,11 @@ def save_figure(fig: Figure, fmt: str = "png") -> bytes:
     """Render to bytes without timestamps or random ids: same figure, same bytes."""
     if fmt not in PLOT_FORMATS:
         raise ValueError(f"unknown plot format {fmt!r} (use {', '.join(PLOT_FORMATS)})")
-    metadata = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
-                "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None}}[fmt]
+    metadata = {
+        "png": {"Software": None},
+        "svg": {"Date": None, "Creator": None},
+        "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
+    }[fmt]
     buf = io.BytesIO()
     with matplotlib.rc_context(STYLE):
         fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
@@ -172,37 +208,86 @@ def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
     boxes = result_boxes(panel.results, options.total)
     conv = [b for b in boxes if b is not None and not (b.is_dense and b.n == 1 and len(panel.results) == 1)]
     if conv:
-        art = ax.bxp([b.bxp() for b in conv], positions=[b.index for b in conv], widths=0.62, showmeans=True,
-                     patch_artist=True, manage_ticks=False,
-                     medianprops={"color": "black", "linewidth": 1.1},
-                     meanprops={"marker": "o", "markerfacecolor": "black", "markeredgecolor": "black", "markersize": 3.2},
-                     flierprops={"marker": "o", "markerfacecolor": "none", "markeredgecolor": "#444444", "markersize": 3,
-                                 "markeredgewidth": 0.6},
-                     whiskerprops={"linewidth": 0.8}, capprops={"linewidth": 0.8})
+        art = ax.bxp(
+            [b.bxp() for b in conv],
+            positions=[b.index for b in conv],
+            widths=0.62,
+            showmeans=True,
+            patch_artist=True,
+            manage_ticks=False,
+            medianprops={"color": "black", "linewidth": 1.1},
+            meanprops={"marker": "o", "markerfacecolor": "black", "markeredgecolor": "black", "markersize": 3.2},
+            flierprops={
+                "marker": "o",
+                "markerfacecolor": "none",
+                "markeredgecolor": "#444444",
+                "markersize": 3,
+                "markeredgewidth": 0.6,
+            },
+            whiskerprops={"linewidth": 0.8},
+            capprops={"linewidth": 0.8},
+        )
         estimator = panel.results[0].estimator
-        for patch, b in zip(art["boxes"], conv):
+        for patch, b in zip(art["boxes"], conv, strict=True):
             _style_box(patch, b, legend, estimator)
-        legend["mean"] = Line2D([], [], linestyle="none", marker="o", markerfacecolor="black", markeredgecolor="black",
-                                markersize=4, label="mean (closed dot)")
+        legend["mean"] = Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markerfacecolor="black",
+            markeredgecolor="black",
+            markersize=4,
+            label="mean (closed dot)",
+        )
         if any(b.fliers for b in conv):
-            legend["outlier"] = Line2D([], [], linestyle="none", marker="o", markerfacecolor="none",
-                                       markeredgecolor="#444444", markersize=4, label="outlier (> 1.5 IQR)")
+            legend["outlier"] = Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markerfacecolor="none",
+                markeredgecolor="#444444",
+                markersize=4,
+                label="outlier (> 1.5 IQR)",
+            )
     single = [b for b in boxes if b is not None and b not in conv]
     if single:
-        ax.plot([b.index for b in single], [b.mean for b in single], linestyle="none", marker="D", markersize=6,
-                markerfacecolor=DENSE_COLOR, markeredgecolor="black", markeredgewidth=0.6, zorder=3)
-        legend["dense"] = Line2D([], [], linestyle="none", marker="D", markerfacecolor=DENSE_COLOR,
-                                 markeredgecolor="black", markersize=5, label="dense layer (one value per layer)")
+        ax.plot(
+            [b.index for b in single],
+            [b.mean for b in single],
+            linestyle="none",
+            marker="D",
+            markersize=6,
+            markerfacecolor=DENSE_COLOR,
+            markeredgecolor="black",
+            markeredgewidth=0.6,
+            zorder=3,
+        )
+        legend["dense"] = Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="D",
+            markerfacecolor=DENSE_COLOR,
+            markeredgecolor="black",
+            markersize=5,
+            label="dense layer (one value per layer)",
+        )
     if len(panel.results) > 1:
         _seed_means(ax, panel, options, legend)
     _mark_untraced(ax, panel, legend)
     _mark_neginf(ax, panel, options, legend)
 
 
-APPROX_LABEL = {"paper": "total not exact (paper's n_out·log|c11|)",
-                "spectral": "not exact: zero-padded conv, circular-boundary spectrum"}
-DENSE_BOX_LABEL = {"paper": "dense layer, values pooled over seeds",
-                   "spectral": "dense layer: log σᵢ per singular direction"}
+APPROX_LABEL = {
+    "paper": "total not exact (paper's n_out·log|c11|)",
+    "spectral": "not exact: zero-padded conv, circular-boundary spectrum",
+}
+DENSE_BOX_LABEL = {
+    "paper": "dense layer, values pooled over seeds",
+    "spectral": "dense layer: log σᵢ per singular direction",
+}
 
 
 def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> None:
@@ -213,14 +298,19 @@ def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> No
     if b.exact is False:
         patch.set_hatch("////")
         patch.set_edgecolor(APPROX_EDGE)
-        legend["approx"] = Patch(facecolor=CONV_FACE, edgecolor=APPROX_EDGE, hatch="////",
-                                 label=APPROX_LABEL.get(estimator, APPROX_LABEL["paper"]))
+        legend["approx"] = Patch(
+            facecolor=CONV_FACE,
+            edgecolor=APPROX_EDGE,
+            hatch="////",
+            label=APPROX_LABEL.get(estimator, APPROX_LABEL["paper"]),
+        )
     elif b.exact is None:
         patch.set_facecolor("#d9d9d9")
         legend["nototal"] = Patch(facecolor="#d9d9d9", edgecolor="#2b4c6f", label="no geometry (total unavailable)")
     elif b.is_dense:
-        legend["densebox"] = Patch(facecolor=DENSE_COLOR, edgecolor="#2b4c6f",
-                                   label=DENSE_BOX_LABEL.get(estimator, DENSE_BOX_LABEL["paper"]))
+        legend["densebox"] = Patch(
+            facecolor=DENSE_COLOR, edgecolor="#2b4c6f", label=DENSE_BOX_LABEL.get(estimator, DENSE_BOX_LABEL["paper"])
+        )
     else:
         legend["exact"] = Patch(facecolor=face, edgecolor="#2b4c6f", label="Q1–Q3, median line (exact total)")
 
@@ -237,12 +327,20 @@ def _seed_means(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
                 xs.append(layer.index)
                 ys.append(float(finite.mean()))
     ax.plot(xs, ys, linestyle="none", marker="_", markersize=7, color="#31a354", markeredgewidth=1.2, zorder=4)
-    legend["seeds"] = Line2D([], [], linestyle="none", marker="_", color="#31a354", markersize=8, markeredgewidth=1.2,
-                             label=f"mean of each of {len(panel.results)} seeds")
+    legend["seeds"] = Line2D(
+        [],
+        [],
+        linestyle="none",
+        marker="_",
+        color="#31a354",
+        markersize=8,
+        markeredgewidth=1.2,
+        label=f"mean of each of {len(panel.results)} seeds",
+    )
 
 
 def _mark_untraced(ax, panel: Panel, legend: dict) -> None:
-    untraced = [l.index for l in panel.layers if not l.traced]
+    untraced = [layer.index for layer in panel.layers if not layer.traced]
     for i in untraced:
         ax.axvspan(i - 0.5, i + 0.5, color="#f0f0f0", zorder=0)
     if untraced:
@@ -255,11 +353,22 @@ def _mark_neginf(ax, panel: Panel, options: PlotOptions, legend: dict | None = N
         return
     trans = blended_transform_factory(ax.transData, ax.transAxes)
     xs = sorted(counts)
-    ax.plot(xs, [0.015] * len(xs), transform=trans, linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5,
-            clip_on=False, zorder=5)
+    ax.plot(
+        xs,
+        [0.015] * len(xs),
+        transform=trans,
+        linestyle="none",
+        marker="v",
+        color=NEGINF_COLOR,
+        markersize=5,
+        clip_on=False,
+        zorder=5,
+    )
     if len(panel.layers) <= 60:
         for x in xs:
-            ax.text(x, 0.045, f"{counts[x]}", transform=trans, ha="center", va="bottom", fontsize=6.5, color=NEGINF_COLOR)
+            ax.text(
+                x, 0.045, f"{counts[x]}", transform=trans, ha="center", va="bottom", fontsize=6.5, color=NEGINF_COLOR
+            )
     text = f"c11 = 0 → −∞, not drawn: {sum(counts.values())} value(s) in {len(xs)} layer(s)"
     handle = Line2D([], [], linestyle="none", marker="v", color=NEGINF_COLOR, markersize=5, label=text)
     if legend is not None:
@@ -310,7 +419,7 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
     Starts from an estimate of the space each label needs and, after a real layout pass,
     widens the step until no two tick labels' rendered boxes overlap."""
     n = len(panel.layers)
-    names = {l.index: l.name for l in panel.layers}
+    names = {layer.index: layer.name for layer in panel.layers}
     width_pt = ax.get_position().width * fig.get_figwidth() * 72
     font = matplotlib.rcParams["xtick.labelsize"] if isinstance(matplotlib.rcParams["xtick.labelsize"], float) else 8.0
     need = font * 1.35 if labels == "names" else font * (0.62 * len(str(n)) + 0.9)
@@ -319,7 +428,9 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
         ticks = tick_positions(n, step)
         ax.set_xticks(ticks)
         if labels == "names":
-            ax.set_xticklabels([label(names[t], NAME_LIMIT) for t in ticks], rotation=90, fontsize=7, family="monospace")
+            ax.set_xticklabels(
+                [label(names[t], NAME_LIMIT) for t in ticks], rotation=90, fontsize=7, family="monospace"
+            )
         else:
             ax.set_xticklabels([str(t) for t in ticks])
         if not labels_overlap(fig, ax):
@@ -331,6 +442,8 @@ def labels_overlap(fig: Figure, ax) -> bool:
     """Whether any two visible x tick labels overlap once drawn."""
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
-    boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
-                   key=lambda b: b.x0)
-    return any(b.x0 < a.x1 + 1.0 for a, b in zip(boxes, boxes[1:]))
+    boxes = sorted(
+        (t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
+        key=lambda b: b.x0,
+    )
+    return any(b.x0 < a.x1 + 1.0 for a, b in itertools.pairwise(boxes))

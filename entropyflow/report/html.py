@@ -1,5 +1,6 @@
 """``report.html``: one self-contained page (no network, no scripts) with the figures embedded,
 the layer table, provenance, skipped modules with reasons, and the layers that are not exact."""
+
 from __future__ import annotations
 
 import base64
@@ -14,6 +15,7 @@ from .terminal import fmt
 def escape(text: object) -> str:
     """HTML-escaped, with control characters written out (input-derived text is never raw)."""
     return _html_escape(printable(text))
+
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:0;background:#fafafa}
@@ -37,9 +39,11 @@ def render_html(result: AnalysisResult, figures: Mapping[str, tuple[str, bytes]]
     """The page as UTF-8 bytes. ``figures``: caption → (format, bytes); PNG and SVG are embedded,
     PDF is linked by caption only (browsers cannot inline it portably)."""
     m = result.model
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>entropyflow: {escape(m.spec)}</title>",
-             f"<meta name='viewport' content='width=device-width'><style>{CSS}</style></head><body><main>",
-             f"<h1>entropyflow: <code>{escape(m.spec)}</code></h1><div class='sub'>{escape(m.description)}</div>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>entropyflow: {escape(m.spec)}</title>",
+        f"<meta name='viewport' content='width=device-width'><style>{CSS}</style></head><body><main>",
+        f"<h1>entropyflow: <code>{escape(m.spec)}</code></h1><div class='sub'>{escape(m.description)}</div>",
+    ]
     parts += [f"<div class='warn'>warning: {escape(w)}</div>" for w in result.warnings]
     parts.append("<h2>Entropy change per layer</h2>")
     for caption, (fmt_, data) in (figures or {}).items():
@@ -55,7 +59,7 @@ def render_html(result: AnalysisResult, figures: Mapping[str, tuple[str, bytes]]
 def _figure(caption: str, fmt_: str, data: bytes) -> str:
     if fmt_ == "svg":
         body = data.decode("utf-8")
-        body = body[body.index("<svg"):]
+        body = body[body.index("<svg") :]
     elif fmt_ == "png":
         body = f"<img alt='{escape(caption)}' src='data:image/png;base64,{base64.b64encode(data).decode('ascii')}'>"
     else:
@@ -64,53 +68,77 @@ def _figure(caption: str, fmt_: str, data: bytes) -> str:
 
 
 def _layer_table(result: AnalysisResult) -> str:
-    means = [l.summary.mean for l in result.layers if l.summary.mean is not None]
+    means = [layer.summary.mean for layer in result.layers if layer.summary.mean is not None]
     lo, hi = (min(means), max(means)) if means else (0.0, 1.0)
     span = (hi - lo) or 1.0
-    rows = ["<h2>Layers</h2><p class='sub'>values in nats; mean, median and quartiles are per output position over "
-            "the layer's filters (finite values); the bar shows the mean relative to the other layers.</p>",
-            "<table><thead><tr><th>#</th><th class='l'>layer</th><th class='l'>kind</th><th>filters</th>"
-            "<th class='l'>mean profile</th><th>mean</th><th>median</th><th>Q1</th><th>Q3</th><th>total</th>"
-            "<th class='l'>exact</th><th>−∞</th></tr></thead><tbody>"]
-    for l in result.layers:
-        s = l.summary
+    rows = [
+        "<h2>Layers</h2><p class='sub'>values in nats; mean, median and quartiles are per output position over "
+        "the layer's filters (finite values); the bar shows the mean relative to the other layers.</p>",
+        "<table><thead><tr><th>#</th><th class='l'>layer</th><th class='l'>kind</th><th>filters</th>"
+        "<th class='l'>mean profile</th><th>mean</th><th>median</th><th>Q1</th><th>Q3</th><th>total</th>"
+        "<th class='l'>exact</th><th>−∞</th></tr></thead><tbody>",
+    ]
+    for layer in result.layers:
+        s = layer.summary
         bar = "" if s.mean is None else f"<span class='bar' style='width:{4 + 96 * (s.mean - lo) / span:.0f}px'></span>"
-        exact = {True: "<span class='yes'>yes</span>", False: "<span class='no'>no</span>"}.get(l.exact, "<span class='na'>—</span>")
-        name = escape(l.name) + ("" if l.traced else " <span class='na'>(untraced)</span>")
+        exact = {True: "<span class='yes'>yes</span>", False: "<span class='no'>no</span>"}.get(
+            layer.exact, "<span class='na'>—</span>"
+        )
+        name = escape(layer.name) + ("" if layer.traced else " <span class='na'>(untraced)</span>")
         inf = f"<span class='inf'>{s.n_neginf}</span>" if s.n_neginf else ""
-        rows.append(f"<tr><td>{l.index}</td><td class='l'><code>{name}</code></td><td class='l'>{escape(l.kind)}</td>"
-                    f"<td>{l.filters}</td><td class='l'>{bar}</td><td>{fmt(s.mean)}</td><td>{fmt(s.median)}</td>"
-                    f"<td>{fmt(s.q1)}</td><td>{fmt(s.q3)}</td><td>{fmt(l.total, 1)}</td><td class='l'>{exact}</td><td>{inf}</td></tr>")
+        rows.append(
+            f"<tr><td>{layer.index}</td><td class='l'><code>{name}</code></td><td class='l'>{escape(layer.kind)}</td>"
+            f"<td>{layer.filters}</td><td class='l'>{bar}</td><td>{fmt(s.mean)}</td><td>{fmt(s.median)}</td>"
+            f"<td>{fmt(s.q1)}</td><td>{fmt(s.q3)}</td><td>{fmt(layer.total, 1)}</td><td "
+            f"class='l'>{exact}</td><td>{inf}</td></tr>"
+        )
     rows.append("</tbody></table>")
     return "".join(rows)
 
 
 def _not_exact(result: AnalysisResult) -> str:
     groups: dict[str, list[str]] = {}
-    for l in result.layers:
-        if l.exact is not True and l.reason:
-            groups.setdefault(l.reason, []).append(f"{l.index} {l.name}")
+    for layer in result.layers:
+        if layer.exact is not True and layer.reason:
+            groups.setdefault(layer.reason, []).append(f"{layer.index} {layer.name}")
     if not groups:
         return "<h2>Exactness</h2><p>Every total is the exact completed determinant.</p>"
-    items = "".join(f"<li>{escape(reason)}<br><span class='sub'>{escape(', '.join(names))}</span></li>" for reason, names in groups.items())
+    items = "".join(
+        f"<li>{escape(reason)}<br><span class='sub'>{escape(', '.join(names))}</span></li>"
+        for reason, names in groups.items()
+    )
     return f"<h2>Layers whose total is not exact or unavailable</h2><ul>{items}</ul>"
 
 
 def _skipped(result: AnalysisResult) -> str:
     if not result.skipped:
         return "<h2>Skipped modules</h2><p>None: every parameterised module was analysed.</p>"
-    rows = "".join(f"<tr><td class='l'><code>{escape(s.name)}</code></td><td class='l'>{escape(s.module_type)}</td>"
-                   f"<td>{s.parameters:,}</td><td class='l'>{escape(s.reason)}</td></tr>" for s in result.skipped)
-    return ("<h2>Skipped modules</h2><table><thead><tr><th class='l'>module</th><th class='l'>type</th><th>parameters</th>"
-            f"<th class='l'>reason</th></tr></thead><tbody>{rows}</tbody></table>")
+    rows = "".join(
+        f"<tr><td class='l'><code>{escape(s.name)}</code></td><td class='l'>{escape(s.module_type)}</td>"
+        f"<td>{s.parameters:,}</td><td class='l'>{escape(s.reason)}</td></tr>"
+        for s in result.skipped
+    )
+    return (
+        "<h2>Skipped modules</h2><table><thead><tr><th class='l'>module</th><th class='l'>type</th><th>parameters</th>"
+        f"<th class='l'>reason</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _provenance(result: AnalysisResult) -> str:
     m = result.model
-    items = [("model spec", m.spec), ("weights", m.weights), ("format", m.format), ("architecture", m.arch or "—"),
-             ("files", ", ".join(m.files) or "—"), ("sha256", m.sha256 or "—"),
-             ("input size", "x".join(map(str, m.input_size)) if m.input_size else "—"), ("geometry from", m.walk),
-             ("estimator", result.estimator), ("channel rule", result.channel_rule), ("device", result.device)]
+    items = [
+        ("model spec", m.spec),
+        ("weights", m.weights),
+        ("format", m.format),
+        ("architecture", m.arch or "—"),
+        ("files", ", ".join(m.files) or "—"),
+        ("sha256", m.sha256 or "—"),
+        ("input size", "x".join(map(str, m.input_size)) if m.input_size else "—"),
+        ("geometry from", m.walk),
+        ("estimator", result.estimator),
+        ("channel rule", result.channel_rule),
+        ("device", result.device),
+    ]
     items += [(name, version) for name, version in result.versions]
     dl = "".join(f"<dt>{escape(k)}</dt><dd><code>{escape(str(v))}</code></dd>" for k, v in items)
     notes = "".join(f"<li>{escape(n)}</li>" for n in result.notes)

@@ -3,6 +3,7 @@
 JSON has no infinities, so ``-inf`` is written as the string ``"-inf"`` (and read back). The
 output is deterministic: the same analysis gives the same bytes (no timestamps).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,28 +12,42 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
+from ..estimate.results import (
+    AnalysisResult,
+    ConvGeometry,
+    DenseGeometry,
+    LayerResult,
+    ModelInfo,
+    SkippedModule,
+    frozen_array,
+)
+from ..estimate.stats import Summary
 from ..text import brief, printable, shown
 from ..vocab import CHANNEL_RULES, is_layer_kind
-from ..estimate.stats import Summary
-from ..estimate.results import AnalysisResult, ConvGeometry, DenseGeometry, LayerResult, ModelInfo, SkippedModule, frozen_array
 
 SCHEMA = "entropyflow.analysis/1"
 CONVENTIONS = {
     "paper": {
         "log": "natural (nats)",
-        "conv": "PyTorch cross-correlation; weight (C_out, C_in/groups, *kernel); transposed convs as the adjoint of the conv storing the same weight (filters = weight.shape[0])",
+        "conv": "PyTorch cross-correlation; weight (C_out, C_in/groups, *kernel); transposed convs as the adjoint of "
+        "the conv storing the same weight (filters = weight.shape[0])",
         "c11": "weight[f, 0, 0, ..., 0]: first tap of the first input channel of the filter's group",
         "per_position": "conv: log|c11| per output position; dense: log|det W[:m,:m]| / m",
-        "total": "conv: completed determinant (sum over pivot taps) when exact, else n_out*log|c11|; dense: n_positions*log|det W[:m,:m]|",
+        "total": "conv: completed determinant (sum over pivot taps) when exact, else n_out*log|c11|; dense: "
+        "n_positions*log|det W[:m,:m]|",
         "layer_total": "sum of per-filter totals (each filter as its own map, as in the paper)",
         "dense": "log|det W[:m,:m]|, m = min(N, d), float64 slogdet (Theorem 3)",
     },
     "spectral": {
         "log": "natural (nats)",
-        "conv": "circular boundary on the traced input grid; stride by space-to-depth, dilation by zero insertion, groups block-diagonal, transposed convs as adjoints; zero-padded layers are approximated by their circular limit (exact = false)",
-        "per_position": "conv: sum over frequencies of log sigma_f(w) / number of frequencies, sigma_f(w) = sqrt(sum_c |FFT(k_fc)(w)|^2); dense: log sigma_i, one entry per singular direction",
+        "conv": "circular boundary on the traced input grid; stride by space-to-depth, dilation by zero insertion, "
+        "groups block-diagonal, transposed convs as adjoints; zero-padded layers are approximated by their "
+        "circular limit (exact = false)",
+        "per_position": "conv: sum over frequencies of log sigma_f(w) / number of frequencies, sigma_f(w) = "
+        "sqrt(sum_c |FFT(k_fc)(w)|^2); dense: log sigma_i, one entry per singular direction",
         "total": "conv: sum over frequencies of log sigma_f(w) per filter; dense: n_positions*log sigma_i",
-        "joint": "the whole layer as one map: conv sum over frequencies and groups of sum_i log sigma_i(K(w)), dense n_positions * sum_i log sigma_i(W)",
+        "joint": "the whole layer as one map: conv sum over frequencies and groups of sum_i log sigma_i(K(w)), dense "
+        "n_positions * sum_i log sigma_i(W)",
         "dense": "sum_i log sigma_i(W), float64 svdvals (log-volume on the row space; the entropy change for square W)",
     },
 }
@@ -52,23 +67,50 @@ def _arr(a) -> list:
     return [_num(float(x)) for x in a]
 
 
-def layer_dict(l: LayerResult) -> dict:
-    g = l.geometry
+def layer_dict(layer: LayerResult) -> dict:
+    g = layer.geometry
     geo = None
     if isinstance(g, ConvGeometry):
-        geo = {"type": "conv", "in_size": list(g.in_size), "out_size": list(g.out_size), "kernel": list(g.kernel),
-               "stride": list(g.stride), "pad_left": list(g.pad_left), "dilation": list(g.dilation),
-               "padding_mode": g.padding_mode, "transposed": g.transposed, "source": g.source, "groups": g.groups}
+        geo = {
+            "type": "conv",
+            "in_size": list(g.in_size),
+            "out_size": list(g.out_size),
+            "kernel": list(g.kernel),
+            "stride": list(g.stride),
+            "pad_left": list(g.pad_left),
+            "dilation": list(g.dilation),
+            "padding_mode": g.padding_mode,
+            "transposed": g.transposed,
+            "source": g.source,
+            "groups": g.groups,
+        }
     elif isinstance(g, DenseGeometry):
         geo = {"type": "dense", "n_positions": g.n_positions}
     return {
-        "index": l.index, "name": l.name, "kind": l.kind, "module_type": l.module_type, "weight_key": l.weight_key,
-        "weight_shape": list(l.weight_shape), "filters": l.filters, "traced": l.traced, "calls": l.calls,
-        "inferred": l.inferred, "geometry": geo, "exact": l.exact, "reason": l.reason, "notes": list(l.notes),
-        "total": _num(l.total), "joint": _num(l.joint), "logdet": _num(l.logdet), "square": l.square,
-        "summary": {k: _num(v) for k, v in l.summary.__dict__.items()},
-        "per_filter": {"c11": _arr(l.c11), "dh_per_position": _arr(l.per_position),
-                       "dh_total": None if l.totals is None else _arr(l.totals)},
+        "index": layer.index,
+        "name": layer.name,
+        "kind": layer.kind,
+        "module_type": layer.module_type,
+        "weight_key": layer.weight_key,
+        "weight_shape": list(layer.weight_shape),
+        "filters": layer.filters,
+        "traced": layer.traced,
+        "calls": layer.calls,
+        "inferred": layer.inferred,
+        "geometry": geo,
+        "exact": layer.exact,
+        "reason": layer.reason,
+        "notes": list(layer.notes),
+        "total": _num(layer.total),
+        "joint": _num(layer.joint),
+        "logdet": _num(layer.logdet),
+        "square": layer.square,
+        "summary": {k: _num(v) for k, v in layer.summary.__dict__.items()},
+        "per_filter": {
+            "c11": _arr(layer.c11),
+            "dh_per_position": _arr(layer.per_position),
+            "dh_total": None if layer.totals is None else _arr(layer.totals),
+        },
     }
 
 
@@ -77,18 +119,29 @@ def to_dict(r: AnalysisResult) -> dict:
     return {
         "schema": SCHEMA,
         "entropyflow": dict(r.versions).get("entropyflow"),
-        "model": {"spec": m.spec, "description": m.description, "format": m.format, "weights": m.weights,
-                  "files": list(m.files), "sha256": m.sha256, "arch": m.arch,
-                  "input_size": list(m.input_size) if m.input_size else None, "walk": m.walk, "order": m.order,
-                  **({"random_init": True} if m.random_init else {})},
+        "model": {
+            "spec": m.spec,
+            "description": m.description,
+            "format": m.format,
+            "weights": m.weights,
+            "files": list(m.files),
+            "sha256": m.sha256,
+            "arch": m.arch,
+            "input_size": list(m.input_size) if m.input_size else None,
+            "walk": m.walk,
+            "order": m.order,
+            **({"random_init": True} if m.random_init else {}),
+        },
         "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
         "device": r.device,
         "versions": dict(r.versions),
         "summary": r.counts,
         "warnings": list(r.warnings),
         "notes": list(r.notes),
-        "layers": [layer_dict(l) for l in r.layers],
-        "skipped": [{"name": s.name, "type": s.module_type, "reason": s.reason, "parameters": s.parameters} for s in r.skipped],
+        "layers": [layer_dict(layer) for layer in r.layers],
+        "skipped": [
+            {"name": s.name, "type": s.module_type, "reason": s.reason, "parameters": s.parameters} for s in r.skipped
+        ],
     }
 
 
@@ -125,12 +178,16 @@ def read_analysis(path: str | Path) -> AnalysisResult:
         if not p.is_file():
             raise InputNotFoundError(f"no such analysis file: {printable(p)}")
         if p.stat().st_size > MAX_ANALYSIS_BYTES:
-            raise CheckpointFormatError(f"{printable(p)} is larger than {MAX_ANALYSIS_BYTES >> 20} MiB: not an entropyflow analysis")
+            raise CheckpointFormatError(
+                f"{printable(p)} is larger than {MAX_ANALYSIS_BYTES >> 20} MiB: not an entropyflow analysis"
+            )
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputNotFoundError(f"cannot read {where}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
-        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): not UTF-8 text") from exc
+        raise CheckpointFormatError(
+            f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): not UTF-8 text"
+        ) from exc
     try:
         d = json.loads(text, parse_constant=_no_constant)
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
@@ -139,7 +196,9 @@ def read_analysis(path: str | Path) -> AnalysisResult:
     except RecursionError as exc:
         raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis: nested too deeply") from exc
     except (_Bad, ValueError) as exc:
-        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): {printable(one_line(exc, 200))}") from exc
+        raise CheckpointFormatError(
+            f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): {printable(one_line(exc, 200))}"
+        ) from exc
 
 
 class _Bad(ValueError):
@@ -160,7 +219,9 @@ def _get(d: dict, key: str, where: str, kinds, *, optional: bool = False):
     v = d[key]
     if v is None and optional:
         return None
-    ok = isinstance(v, kinds) and not (isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)))
+    ok = isinstance(v, kinds) and not (
+        isinstance(v, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,))
+    )
     if not ok:
         raise _Bad(f"{where}{key}: wrong type ({shown(v, 40)})")
     return v
@@ -193,7 +254,7 @@ def _values(v, where: str, *, finite_or_neginf: bool = False):
         raise _Bad(f"{where}: must be a list of numbers ({shown(v, 40)})")
     out = [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
     if any(x is None for x in out) or (finite_or_neginf and any(x == math.inf for x in out)):
-        raise _Bad(f"{where}: must hold numbers (or \"-inf\")")
+        raise _Bad(f'{where}: must hold numbers (or "-inf")')
     return frozen_array(out)
 
 
@@ -210,26 +271,45 @@ def from_dict(d: dict) -> AnalysisResult:
     raw_layers = _get(d, "layers", "", list)
     for i, item in enumerate(raw_layers):
         layers.append(_layer(item, f"layers[{i}]."))
-    if [l.index for l in layers] != list(range(1, len(layers) + 1)):
+    if [layer.index for layer in layers] != list(range(1, len(layers) + 1)):
         raise _Bad("layers: indices must run 1, 2, 3, …")
     size = _get(m, "input_size", "model.", list, optional=True)
-    info = ModelInfo(_get(m, "spec", "model.", str), _get(m, "description", "model.", str), _get(m, "format", "model.", str),
-                     _get(m, "weights", "model.", str), _strs(_get(m, "files", "model.", list), "model.files"),
-                     _get(m, "sha256", "model.", str, optional=True), _get(m, "arch", "model.", str, optional=True),
-                     _ints(size, "model.input_size", 1) if size is not None else None, _get(m, "walk", "model.", str),
-                     _random_init(m))
+    info = ModelInfo(
+        _get(m, "spec", "model.", str),
+        _get(m, "description", "model.", str),
+        _get(m, "format", "model.", str),
+        _get(m, "weights", "model.", str),
+        _strs(_get(m, "files", "model.", list), "model.files"),
+        _get(m, "sha256", "model.", str, optional=True),
+        _get(m, "arch", "model.", str, optional=True),
+        _ints(size, "model.input_size", 1) if size is not None else None,
+        _get(m, "walk", "model.", str),
+        _random_init(m),
+    )
     skipped = []
     for i, s_ in enumerate(_get(d, "skipped", "", list)):
         w = f"skipped[{i}]."
-        skipped.append(SkippedModule(_get(s_, "name", w, str), _get(s_, "type", w, str), _get(s_, "reason", w, str),
-                                     _get(s_, "parameters", w, int)))
+        skipped.append(
+            SkippedModule(
+                _get(s_, "name", w, str),
+                _get(s_, "type", w, str),
+                _get(s_, "reason", w, str),
+                _get(s_, "parameters", w, int),
+            )
+        )
     versions = _get(d, "versions", "", dict)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
         raise _Bad("versions: must map names to version strings")
     return AnalysisResult(
-        model=info, estimator=estimator, channel_rule=rule, device=_get(d, "device", "", str), layers=tuple(layers),
-        skipped=tuple(skipped), warnings=_strs(_get(d, "warnings", "", list), "warnings"),
-        notes=_strs(_get(d, "notes", "", list), "notes"), versions=tuple(versions.items()),
+        model=info,
+        estimator=estimator,
+        channel_rule=rule,
+        device=_get(d, "device", "", str),
+        layers=tuple(layers),
+        skipped=tuple(skipped),
+        warnings=_strs(_get(d, "warnings", "", list), "warnings"),
+        notes=_strs(_get(d, "notes", "", list), "notes"),
+        versions=tuple(versions.items()),
     )
 
 
@@ -253,34 +333,61 @@ def _layer(item, w: str) -> LayerResult:
         t = _get(g, "type", f"{w}geometry.", str)
         gw = f"{w}geometry."
         if t == "conv":
-            geo = ConvGeometry(_ints(_get(g, "in_size", gw, list), gw + "in_size", 1), _ints(_get(g, "out_size", gw, list), gw + "out_size", 1),
-                               _ints(_get(g, "kernel", gw, list), gw + "kernel", 1), _ints(_get(g, "stride", gw, list), gw + "stride", 1),
-                               _ints(_get(g, "pad_left", gw, list), gw + "pad_left"), _ints(_get(g, "dilation", gw, list), gw + "dilation", 1),
-                               _get(g, "padding_mode", gw, str), _get(g, "transposed", gw, bool), _get(g, "source", gw, str),
-                               _get(g, "groups", gw, int, optional=True) or 1)
+            geo = ConvGeometry(
+                _ints(_get(g, "in_size", gw, list), gw + "in_size", 1),
+                _ints(_get(g, "out_size", gw, list), gw + "out_size", 1),
+                _ints(_get(g, "kernel", gw, list), gw + "kernel", 1),
+                _ints(_get(g, "stride", gw, list), gw + "stride", 1),
+                _ints(_get(g, "pad_left", gw, list), gw + "pad_left"),
+                _ints(_get(g, "dilation", gw, list), gw + "dilation", 1),
+                _get(g, "padding_mode", gw, str),
+                _get(g, "transposed", gw, bool),
+                _get(g, "source", gw, str),
+                _get(g, "groups", gw, int, optional=True) or 1,
+            )
         elif t == "dense":
             geo = DenseGeometry(_get(g, "n_positions", gw, int))
         else:
             raise _Bad(f"{gw}type: {printable(t, 20)!r} is not conv or dense")
     pf = _get(item, "per_filter", w, dict)
-    per = _values(_get(pf, "dh_per_position", f"{w}per_filter.", list), f"{w}per_filter.dh_per_position", finite_or_neginf=True)
+    per = _values(
+        _get(pf, "dh_per_position", f"{w}per_filter.", list), f"{w}per_filter.dh_per_position", finite_or_neginf=True
+    )
     totals_raw = _get(pf, "dh_total", f"{w}per_filter.", list, optional=True)
     totals = None if totals_raw is None else _values(totals_raw, f"{w}per_filter.dh_total")
     c11 = _values(_get(pf, "c11", f"{w}per_filter.", list), f"{w}per_filter.c11")
     if totals is not None and totals.size != per.size:
         raise _Bad(f"{w}per_filter: dh_total and dh_per_position differ in length")
     sm = _get(item, "summary", w, dict)
-    summary = Summary(**{f: (_get(sm, f, f"{w}summary.", int) if f.startswith("n") else _value(sm.get(f), f"{w}summary.{f}"))
-                         for f in Summary.__dataclass_fields__})
+    summary = Summary(
+        **{
+            f: (_get(sm, f, f"{w}summary.", int) if f.startswith("n") else _value(sm.get(f), f"{w}summary.{f}"))
+            for f in Summary.__dataclass_fields__
+        }
+    )
     exact = item.get("exact")
     if exact is not None and not isinstance(exact, bool):
         raise _Bad(f"{w}exact: must be true, false or null ({shown(exact, 20)})")
     square = _get(item, "square", w, int, optional=True)
     return LayerResult(
-        index=_get(item, "index", w, int), name=_get(item, "name", w, str), kind=kind, module_type=_get(item, "module_type", w, str),
-        weight_key=_get(item, "weight_key", w, str), weight_shape=shape, traced=_get(item, "traced", w, bool),
-        calls=_get(item, "calls", w, int), geometry=geo, c11=c11, per_position=per, totals=totals, exact=exact,
-        reason=_get(item, "reason", w, str), summary=summary, logdet=_value(item.get("logdet"), f"{w}logdet"), square=square,
-        inferred=_get(item, "inferred", w, bool), notes=_strs(_get(item, "notes", w, list), f"{w}notes"),
+        index=_get(item, "index", w, int),
+        name=_get(item, "name", w, str),
+        kind=kind,
+        module_type=_get(item, "module_type", w, str),
+        weight_key=_get(item, "weight_key", w, str),
+        weight_shape=shape,
+        traced=_get(item, "traced", w, bool),
+        calls=_get(item, "calls", w, int),
+        geometry=geo,
+        c11=c11,
+        per_position=per,
+        totals=totals,
+        exact=exact,
+        reason=_get(item, "reason", w, str),
+        summary=summary,
+        logdet=_value(item.get("logdet"), f"{w}logdet"),
+        square=square,
+        inferred=_get(item, "inferred", w, bool),
+        notes=_strs(_get(item, "notes", w, list), f"{w}notes"),
         joint=_value(item.get("joint"), f"{w}joint"),
     )

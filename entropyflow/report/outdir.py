@@ -20,6 +20,7 @@ Ownership: the tool replaces or removes only files its manifest lists (or, for f
 before manifests existed, files recognisable as an entropyflow report). Anything else in the
 way, a folder named ``analysis.json`` or a user's own ``layers.csv``, is refused with a sentence.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -91,6 +92,7 @@ def _check_name_lengths(out: Path) -> None:
 
 # --- ownership ------------------------------------------------------------------------------------
 
+
 def _sha(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -139,17 +141,28 @@ def _legacy_owned(out: Path, names: list[str]) -> set[str]:
                 if any(s in head for s in sig):
                     owned.add(name)
     if owned:
-        owned |= {n for n in names if Path(n).suffix in _LEGACY_FIGURES and (out / n).is_file() and not (out / n).is_symlink()}
+        owned |= {
+            n for n in names if Path(n).suffix in _LEGACY_FIGURES and (out / n).is_file() and not (out / n).is_symlink()
+        }
     return owned
 
 
 def _report_like(name: str) -> bool:
     stem = name.split(".", 1)[0]
-    return stem in ("layers", "filters", "analysis", "entropy", "profile", "report", "compare", "compare-profile") or \
-        name.startswith("compare-")
+    return stem in (
+        "layers",
+        "filters",
+        "analysis",
+        "entropy",
+        "profile",
+        "report",
+        "compare",
+        "compare-profile",
+    ) or name.startswith("compare-")
 
 
 # --- signals --------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
@@ -175,6 +188,7 @@ def deferred_signals() -> Iterator[None]:
 
 
 # --- locking --------------------------------------------------------------------------------------
+
 
 def _flock(fd: int, blocking: bool = True) -> bool:
     if fcntl is None:  # not POSIX: no locks (documented)
@@ -213,6 +227,7 @@ def _staging(out: Path) -> Iterator[Path]:
 
 # --- the commit -----------------------------------------------------------------------------------
 
+
 def _recover(out: Path) -> None:
     """Called under the folder lock. Undo a commit that was killed half-way (its journal is still
     there) by restoring the backups, and remove what killed runs left behind."""
@@ -225,7 +240,9 @@ def _recover(out: Path) -> None:
             if not backup.name.startswith(BACKUP_PREFIX) or not all(map(_journal_name, [*placed, *moved])):
                 raise ValueError
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise _err(out, f"{JOURNAL} from an interrupted run is unreadable: remove it after checking the folder") from exc
+            raise _err(
+                out, f"{JOURNAL} from an interrupted run is unreadable: remove it after checking the folder"
+            ) from exc
         for name in placed:  # a new file with no predecessor: remove it
             if name not in moved and (out / name).is_file() and not (out / name).is_symlink():
                 (out / name).unlink()
@@ -263,11 +280,17 @@ def _plan(out: Path, names: list[str]) -> list[str]:
         dst = out / name
         if dst.is_symlink() or (dst.exists() and not dst.is_file()):
             kind = "a symbolic link" if dst.is_symlink() else "a folder"
-            raise _err(out, f"{printable(name)} exists there as {kind}, which entropyflow did not write and never "
-                            "deletes: move it away or choose another --out")
+            raise _err(
+                out,
+                f"{printable(name)} exists there as {kind}, which entropyflow did not write and never "
+                "deletes: move it away or choose another --out",
+            )
         if name != MANIFEST and dst.exists() and name not in owned:
-            raise _err(out, f"{printable(name)} exists there and was not written by entropyflow (no record of it in "
-                            f"{MANIFEST}): move it away or choose another --out")
+            raise _err(
+                out,
+                f"{printable(name)} exists there and was not written by entropyflow (no record of it in "
+                f"{MANIFEST}): move it away or choose another --out",
+            )
     stale = []
     for name, sha in owned.items():
         f = out / name

@@ -4,6 +4,7 @@ Everything is written to the Console passed in (injectable for tests and embeddi
 that comes from the input (names, keys, file names, notes) goes out as a rich ``Text`` after
 :func:`~entropyflow.text.printable`: never parsed as markup, never a raw control character.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,10 @@ def _t(text: object, style: str = "") -> Text:
 
 
 def _line(console: Console, *parts, style: str = "") -> None:
-    console.print(Text.assemble(*[(printable(p), "") if isinstance(p, str) else p for p in parts], style=style),
-                  highlight=False)
+    console.print(
+        Text.assemble(*[(printable(p), "") if isinstance(p, str) else p for p in parts], style=style), highlight=False
+    )
+
 
 SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
 
@@ -61,66 +64,110 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
     m = result.model
     size = "x".join(map(str, m.input_size)) if m.input_size else "—"
     _line(console, ("entropyflow ", "bold"), (printable(m.spec), "bold cyan"), f"  ·  {m.description}")
-    _line(console, f"weights: {m.weights}  ·  input {size}  ·  estimator {result.estimator} (channel rule {result.channel_rule})"
-                   f"  ·  device {result.device}", style="dim")
+    _line(
+        console,
+        f"weights: {m.weights}  ·  input {size}  ·  estimator {result.estimator} (channel rule {result.channel_rule})"
+        f"  ·  device {result.device}",
+        style="dim",
+    )
 
     reasons: list[str] = []
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-    for col, just in (("#", "right"), ("layer", "left"), ("kind", "left"), ("filters", "right"), ("mean profile", "left"), ("mean", "right"),
-                      ("median", "right"), ("Q1", "right"), ("Q3", "right"), ("total", "right"), ("exact", "left")):
+    for col, just in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("kind", "left"),
+        ("filters", "right"),
+        ("mean profile", "left"),
+        ("mean", "right"),
+        ("median", "right"),
+        ("Q1", "right"),
+        ("Q3", "right"),
+        ("total", "right"),
+        ("exact", "left"),
+    ):
         table.add_column(col, justify=just, no_wrap=col != "layer")
-    joint = any(l.joint is not None for l in result.layers)
+    joint = any(layer.joint is not None for layer in result.layers)
     if joint:
         table.add_column("joint", justify="right")
-    any_inf = any(l.summary.n_neginf for l in result.layers)
+    any_inf = any(layer.summary.n_neginf for layer in result.layers)
     if any_inf:
         table.add_column("−∞", justify="right")
-    means = [l.summary.mean for l in result.layers if l.summary.mean is not None]
+    means = [layer.summary.mean for layer in result.layers if layer.summary.mean is not None]
     lo, hi = (min(means), max(means)) if means else (0.0, 0.0)
-    for l in result.layers:
-        s = l.summary
-        if l.exact is True:
+    for layer in result.layers:
+        s = layer.summary
+        if layer.exact is True:
             exact = Text("yes", style="green")
-        elif l.exact is False:
-            if l.reason not in reasons:
-                reasons.append(l.reason)
-            exact = Text("no" + _mark(reasons.index(l.reason)), style="yellow")
+        elif layer.exact is False:
+            if layer.reason not in reasons:
+                reasons.append(layer.reason)
+            exact = Text("no" + _mark(reasons.index(layer.reason)), style="yellow")
         else:
-            if l.reason not in reasons:
-                reasons.append(l.reason)
-            exact = Text("—" + _mark(reasons.index(l.reason)), style="dim")
-        name = _t(l.name + ("" if l.traced else " (untraced)"))
-        bar = Text(mean_bar(s.mean, lo, hi), style="blue" if l.is_conv else "dark_orange")
-        row = [str(l.index), name, _t(l.kind), str(l.filters), bar, fmt(s.mean), fmt(s.median), fmt(s.q1), fmt(s.q3), fmt(l.total, 1), exact]
+            if layer.reason not in reasons:
+                reasons.append(layer.reason)
+            exact = Text("—" + _mark(reasons.index(layer.reason)), style="dim")
+        name = _t(layer.name + ("" if layer.traced else " (untraced)"))
+        bar = Text(mean_bar(s.mean, lo, hi), style="blue" if layer.is_conv else "dark_orange")
+        row = [
+            str(layer.index),
+            name,
+            _t(layer.kind),
+            str(layer.filters),
+            bar,
+            fmt(s.mean),
+            fmt(s.median),
+            fmt(s.q1),
+            fmt(s.q3),
+            fmt(layer.total, 1),
+            exact,
+        ]
         if joint:
-            row.append(fmt(l.joint, 1))
+            row.append(fmt(layer.joint, 1))
         if any_inf:
             row.append(Text(str(s.n_neginf), style="red") if s.n_neginf else "")
         table.add_row(*row)
     console.print(table)
     if result.estimator == "spectral":
-        console.print("values in nats (spectral, basis-invariant): conv rows are Σ_ω log σ_f(ω) per filter, per output position; "
-                      "dense rows are log σ_i per singular direction ('filters' = directions); total = Σ over filters; "
-                      f"joint = the whole layer as one map; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
+        console.print(
+            "values in nats (spectral, basis-invariant): conv rows are Σ_ω log σ_f(ω) per filter, per output position; "
+            "dense rows are log σ_i per singular direction ('filters' = directions); total = Σ over filters; "
+            f"joint = the whole layer as one map; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
+            style="dim",
+        )
     else:
-        console.print("values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
-                      f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)", style="dim")
+        console.print(
+            "values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
+            f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
+            style="dim",
+        )
     for i, reason in enumerate(reasons):
-        carriers = [layer for layer in result.layers if layer.reason == reason]
-        approximate = any(layer.exact is False for layer in carriers)  # an approximation, not just a missing total
-        _line(console, f"{_mark(i)} {reason} ({len(carriers)} layer{'s' if len(carriers) != 1 else ''})",
-              style="yellow" if approximate else "dim")
+        carriers = [other for other in result.layers if other.reason == reason]
+        approximate = any(other.exact is False for other in carriers)  # an approximation, not just a missing total
+        _line(
+            console,
+            f"{_mark(i)} {reason} ({len(carriers)} layer{'s' if len(carriers) != 1 else ''})",
+            style="yellow" if approximate else "dim",
+        )
 
     c = result.counts
-    console.print(Text.assemble(
-        (f"{c['layers']} layers", "bold"), f": {c['conv']} conv, {c['dense']} dense",
-        f"  ·  {c['layers'] - c['not_exact'] - c['no_total']} exact totals, {c['not_exact']} approximate, {c['no_total']} unavailable",
-        f"  ·  {c['untraced']} untraced" if c["untraced"] else "",
-        (f"  ·  {c['neginf_filters']} filters with c11 = 0 (−∞)", "red") if c["neginf_filters"] else "",
-    ))
+    console.print(
+        Text.assemble(
+            (f"{c['layers']} layers", "bold"),
+            f": {c['conv']} conv, {c['dense']} dense",
+            f"  ·  {c['layers'] - c['not_exact'] - c['no_total']} exact totals, {c['not_exact']} approximate, "
+            f"{c['no_total']} unavailable",
+            f"  ·  {c['untraced']} untraced" if c["untraced"] else "",
+            (f"  ·  {c['neginf_filters']} filters with c11 = 0 (−∞)", "red") if c["neginf_filters"] else "",
+        )
+    )
     if result.skipped:
         by_type = Counter((s.module_type, s.reason) for s in result.skipped)
-        _line(console, f"skipped {len(result.skipped)} parameterised module{'s' if len(result.skipped) != 1 else ''} (listed in analysis.json):")
+        _line(
+            console,
+            f"skipped {len(result.skipped)} parameterised module{'s' if len(result.skipped) != 1 else ''} (listed in "
+            "analysis.json):",
+        )
         for (typ, reason), n in by_type.most_common():
             _line(console, f"  {typ} ×{n}: {reason}", style="dim")
     for note in result.notes:
@@ -133,17 +180,28 @@ def render_recommendation(config, console: Console, path=None) -> None:
     """A λ placement config: strategy, rationale, the chosen layers, warnings."""
     s = config.strategy
     params = ", ".join(f"{k}={v}" for k, v in s.params if k != "requested")
-    _line(console, ("strategy ", "bold"), (printable(s.name), "bold cyan"), f" ({params})" if params else "",
-          f"  ·  loss form {config.form}" + (f", ε = {config.epsilon:g}" if config.form == "inverse" else ""),
-          f"  ·  channel rule {config.channel_rule}")
+    _line(
+        console,
+        ("strategy ", "bold"),
+        (printable(s.name), "bold cyan"),
+        f" ({params})" if params else "",
+        f"  ·  loss form {config.form}" + (f", ε = {config.epsilon:g}" if config.form == "inverse" else ""),
+        f"  ·  channel rule {config.channel_rule}",
+    )
     console.print(_t(s.rationale, "dim"), soft_wrap=False)
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
     for col, just in (("layer", "left"), ("kind", "left"), ("weight", "left"), ("λ", "right")):
         table.add_column(col, justify=just)
-    for l in config.layers:
-        fl = l.filter_lambdas
-        lam = f"{l.lam:g}" if fl is None else f"per filter: {sum(1 for v in fl if v)}/{len(fl)} nonzero, {min(fl):g}…{max(fl):g}"
-        table.add_row(_t(l.name), _t(l.kind), _t(f"{l.weight_key} {'x'.join(map(str, l.weight_shape))}"), _t(lam))
+    for layer in config.layers:
+        fl = layer.filter_lambdas
+        lam = (
+            f"{layer.lam:g}"
+            if fl is None
+            else f"per filter: {sum(1 for v in fl if v)}/{len(fl)} nonzero, {min(fl):g}…{max(fl):g}"
+        )
+        table.add_row(
+            _t(layer.name), _t(layer.kind), _t(f"{layer.weight_key} {'x'.join(map(str, layer.weight_shape))}"), _t(lam)
+        )
     console.print(table)
     for w in config.warnings:
         _line(console, f"warning: {w}", style="yellow")

@@ -1,4 +1,5 @@
 """Panel titles: the model, and whether its weights are trained or a random initialisation."""
+
 from __future__ import annotations
 
 from ..estimate.results import AnalysisResult

@@ -3,6 +3,7 @@
 The checkpoints live in the repository's ``sample_models/`` folder (built by
 ``sample_models/build.py`` from scikit-learn's digits) and are embedded in the wheel.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -34,10 +35,30 @@ class SampleInfo:
 SAMPLES: dict[str, SampleInfo] = {
     s.name: s
     for s in (
-        SampleInfo("digits_vgg", "DigitsVGG", (1, 8, 8), "digits_vgg.pt", "VGG-style CNN, 4 convs + 2 dense (digit classifier)"),
-        SampleInfo("digits_resnet", "DigitsResNet", (1, 8, 8), "digits_resnet.pt", "residual CNN with batch norm (digit classifier)"),
-        SampleInfo("digits_autoencoder", "DigitsAutoencoder", (64,), "digits_autoencoder.pt", "dense autoencoder 64-32-64 (paper §5.2)"),
-        SampleInfo("digits_unet", "DigitsUNet", (1, 8, 8), "digits_unet.pt", "U-Net with transposed up-convs and concat skips (stroke segmentation)"),
+        SampleInfo(
+            "digits_vgg", "DigitsVGG", (1, 8, 8), "digits_vgg.pt", "VGG-style CNN, 4 convs + 2 dense (digit classifier)"
+        ),
+        SampleInfo(
+            "digits_resnet",
+            "DigitsResNet",
+            (1, 8, 8),
+            "digits_resnet.pt",
+            "residual CNN with batch norm (digit classifier)",
+        ),
+        SampleInfo(
+            "digits_autoencoder",
+            "DigitsAutoencoder",
+            (64,),
+            "digits_autoencoder.pt",
+            "dense autoencoder 64-32-64 (paper §5.2)",
+        ),
+        SampleInfo(
+            "digits_unet",
+            "DigitsUNet",
+            (1, 8, 8),
+            "digits_unet.pt",
+            "U-Net with transposed up-convs and concat skips (stroke segmentation)",
+        ),
     )
 }
 
@@ -68,5 +89,8 @@ def build_sample(name: str, **kwargs: object) -> nn.Module:
 def default_sample_path() -> Path:
     path = sample_info(DEFAULT_SAMPLE).path
     if not path.is_file():
-        raise InputNotFoundError(f"the bundled sample {path.name} is missing from {path.parent} (reinstall entropyflow, or run sample_models/build.py)")
+        raise InputNotFoundError(
+            f"the bundled sample {path.name} is missing from {path.parent} (reinstall entropyflow, or run "
+            "sample_models/build.py)"
+        )
     return path

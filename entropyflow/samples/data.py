@@ -3,6 +3,7 @@
 Used by ``sample_models/build.py`` (the bundled checkpoints) and ``docs/examples/train_digits.py``
 (the regularizer on real data). scikit-learn is a test/example dependency, not a runtime one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,4 +24,9 @@ def digits(seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     d = load_digits()
     x = (d.data / 16.0).astype(np.float32)
     xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=seed, stratify=d.target)
-    return (torch.tensor(xtr), torch.tensor(xte), torch.tensor(ytr, dtype=torch.long), torch.tensor(yte, dtype=torch.long))
+    return (
+        torch.tensor(xtr),
+        torch.tensor(xte),
+        torch.tensor(ytr, dtype=torch.long),
+        torch.tensor(yte, dtype=torch.long),
+    )

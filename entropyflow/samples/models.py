@@ -4,6 +4,7 @@ They mirror the paper's experiments in miniature: a VGG-style CNN (§5.4, Figure
 CNN (ResNet, Figure 8), a dense autoencoder (§5.2) and a U-Net with transposed up-convolutions
 and concatenation skips (§5.5, Figure 9).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,13 +18,22 @@ class DigitsVGG(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w, w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(1, w, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(2 * w * 2 * 2, 64), nn.ReLU(inplace=True), nn.Linear(64, num_classes),
+            nn.Flatten(),
+            nn.Linear(2 * w * 2 * 2, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,7 +91,12 @@ class DigitsAutoencoder(nn.Module):
 
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class DigitsUNet(nn.Module):

@@ -1,4 +1,5 @@
 """walk: find every conv/dense map of a loaded model, in forward execution order, with geometry."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -43,8 +44,11 @@ def effective_tensors(loaded: LoadedModel, walk: Walk) -> tuple[TensorSource, Wa
     if not notes:
         return loaded.tensors, walk
     sites = tuple(
-        replace(s, notes=tuple(notes[s.weight_key] if n == stored_weight_note(s.custom_forward) else n for n in s.notes))
-        if s.weight_key in notes and s.custom_forward else s
+        replace(
+            s, notes=tuple(notes[s.weight_key] if n == stored_weight_note(s.custom_forward) else n for n in s.notes)
+        )
+        if s.weight_key in notes and s.custom_forward
+        else s
         for s in walk.sites
     )
     tensors = OverlaySource(loaded.tensors, weights) if weights else loaded.tensors

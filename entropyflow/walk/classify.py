@@ -1,5 +1,6 @@
 """Which modules are analysed (conv, transposed conv, dense, attention projections) and why the
 others are skipped. Works on eager modules and on TorchScript ``original_name`` strings."""
+
 from __future__ import annotations
 
 import re
@@ -34,8 +35,14 @@ def type_name_kind(type_name: str) -> str | None:
 
 
 _NN_BASES = (
-    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-    nn.Linear, nn.MultiheadAttention,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+    nn.MultiheadAttention,
 )
 
 

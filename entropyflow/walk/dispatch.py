@@ -5,6 +5,7 @@ Swin's attention, MultiheadAttention's projections) and cannot be attached to To
 dispatch mode sees every convolution and matrix product with its actual operands, so it
 recovers order and geometry for those weights. One :class:`Clock` orders hooks and ops together.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -58,14 +59,18 @@ class OpRecorder(TorchDispatchMode):
             x, training = args[0], bool(args[5])
             stats = (x.shape[1],) if training else (0,)
             return torch.empty_like(x), x.new_empty(stats), x.new_empty(stats)
-        if self.to_meta:
-            out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs))
-        else:
-            out = func(*args, **kwargs)
+        out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs)) if self.to_meta else func(*args, **kwargs)
         if func in _CONVS and id(args[1]) in self.params:
-            self._record(self.params[id(args[1])], input=tuple(args[0].shape), output=tuple(out.shape),
-                         stride=tuple(args[3]), padding=tuple(args[4]), dilation=tuple(args[5]), transposed=bool(args[6]),
-                         groups=int(args[8]))
+            self._record(
+                self.params[id(args[1])],
+                input=tuple(args[0].shape),
+                output=tuple(out.shape),
+                stride=tuple(args[3]),
+                padding=tuple(args[4]),
+                dilation=tuple(args[5]),
+                transposed=bool(args[6]),
+                groups=int(args[8]),
+            )
         elif func in _VIEWS and id(args[0]) in self.params:
             self._views[id(out)] = (self.params[id(args[0])], out)  # keep `out` alive so its id stays unique
         elif func is aten.linear.default and id(args[1]) in self.params:

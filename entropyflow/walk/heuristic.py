@@ -11,6 +11,7 @@ Without an architecture the execution order is unknown: layers are numbered by m
 natural order (``layer.2`` before ``layer.10``), never in the file's storage order (safetensors
 stores tensors by dtype and size), and the walk says so. Totals need geometry: unavailable.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,8 @@ from ..load.source import TensorSource
 from .sites import LayerSite, SkippedModule, Walk
 
 EMBEDDING_NAME = re.compile(
-    r"(^|\.)(embed\w*|\w*_embed|\w*embeddings?|emb|wte|wpe|tok_embeddings|embed_tokens|shared|lookup)(\.|$)", re.IGNORECASE
+    r"(^|\.)(embed\w*|\w*_embed|\w*embeddings?|emb|wte|wpe|tok_embeddings|embed_tokens|shared|lookup)(\.|$)",
+    re.IGNORECASE,
 )
 NO_ARCH = "no architecture: pass --arch (e.g. --arch torchvision:resnet50) or embed a manifest for geometry and totals"
 
@@ -36,8 +38,10 @@ def natural_key(name: str) -> tuple:
     return tuple(out)
 
 
-ORDER_NOTE = ("layers are numbered in module-name order (natural sort of the dotted paths), not in execution order: "
-              "without the architecture the order a forward pass uses is unknown (pass --arch for it)")
+ORDER_NOTE = (
+    "layers are numbered in module-name order (natural sort of the dotted paths), not in execution order: "
+    "without the architecture the order a forward pass uses is unknown (pass --arch for it)"
+)
 
 
 def walk_state_dict(tensors: TensorSource) -> Walk:
@@ -51,22 +55,58 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
         if not tensors.dtype(key).is_floating_point:
             continue
         if param == "weight" and len(shape) in (3, 4, 5):
-            sites.append(LayerSite(prefix or "weight", "inferred", f"conv{len(shape) - 2}d", key, shape, None, False,
-                                   inferred=True, notes=(f"kind inferred from a {len(shape)}-D weight", NO_ARCH)))
+            sites.append(
+                LayerSite(
+                    prefix or "weight",
+                    "inferred",
+                    f"conv{len(shape) - 2}d",
+                    key,
+                    shape,
+                    None,
+                    False,
+                    inferred=True,
+                    notes=(f"kind inferred from a {len(shape)}-D weight", NO_ARCH),
+                )
+            )
             analysed.add(prefix)
         elif param == "weight" and len(shape) == 2 and not EMBEDDING_NAME.search(prefix):
-            sites.append(LayerSite(prefix or "weight", "inferred", "linear", key, shape, None, False, inferred=True,
-                                   notes=("kind inferred from a 2-D weight", NO_ARCH)))
+            sites.append(
+                LayerSite(
+                    prefix or "weight",
+                    "inferred",
+                    "linear",
+                    key,
+                    shape,
+                    None,
+                    False,
+                    inferred=True,
+                    notes=("kind inferred from a 2-D weight", NO_ARCH),
+                )
+            )
             analysed.add(prefix)
         elif param == "in_proj_weight" and len(shape) == 2 and shape[0] == 3 * shape[1]:
             e = shape[1]
             for i, part in enumerate("qkv"):
-                sites.append(LayerSite(f"{prefix}.{part}_proj" if prefix else f"{part}_proj", "inferred", f"attention_{part}",
-                                       key, (e, e), None, False, rows=(i * e, (i + 1) * e), inferred=True,
-                                       notes=("packed q/k/v projection (MultiheadAttention)", NO_ARCH)))
+                sites.append(
+                    LayerSite(
+                        f"{prefix}.{part}_proj" if prefix else f"{part}_proj",
+                        "inferred",
+                        f"attention_{part}",
+                        key,
+                        (e, e),
+                        None,
+                        False,
+                        rows=(i * e, (i + 1) * e),
+                        inferred=True,
+                        notes=("packed q/k/v projection (MultiheadAttention)", NO_ARCH),
+                    )
+                )
             analysed.add(prefix)
-    skipped = [SkippedModule(p or "(root)", "inferred", _reason(p, params), sum(prod(s) for _, s in params))
-               for p, params in groups.items() if p not in analysed]
+    skipped = [
+        SkippedModule(p or "(root)", "inferred", _reason(p, params), sum(prod(s) for _, s in params))
+        for p, params in groups.items()
+        if p not in analysed
+    ]
     return Walk(tuple(sites), tuple(skipped), "state_dict", None, (NO_ARCH, ORDER_NOTE))
 
 

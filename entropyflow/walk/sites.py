@@ -1,4 +1,5 @@
 """What the walker finds: layer sites with their traced geometry, and the modules it skips."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -131,30 +132,62 @@ def conv_geometry(
     if isinstance(padding, str):
         if transposed or padding not in ("same", "valid"):
             return None, (f"unsupported padding {padding!r}",)
-        pads = tuple(0 for _ in kernel) if padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+        pads = (
+            tuple(0 for _ in kernel)
+            if padding == "valid"
+            else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
+        )
     else:
         pads = tuple(int(p) for p in padding)
     conv_in, conv_out = (out_sp, in_sp) if transposed else (in_sp, out_sp)
 
     def expected(p: tuple[int, ...]) -> tuple[int, ...]:
-        return tuple((n + 2 * q - d * (k - 1) - 1) // s + 1 for n, q, d, k, s in zip(conv_in, p, dilation, kernel, stride))
+        return tuple(
+            (n + 2 * q - d * (k - 1) - 1) // s + 1
+            for n, q, d, k, s in zip(conv_in, p, dilation, kernel, stride, strict=True)
+        )
 
     source, notes = "module attributes", []
     if transposed:
         # the adjoint's outputs are exactly the transposed conv's inputs: nothing to reconcile,
         # but the traced output must be what the attributes give for some output_padding
-        extra = [o - ((n - 1) * s - 2 * q + d * (k - 1) + 1) for o, n, s, q, d, k in zip(out_sp, in_sp, stride, pads, dilation, kernel)]
-        if any(e < 0 or e >= max(s, d) for e, s, d in zip(extra, stride, dilation)):
+        extra = [
+            o - ((n - 1) * s - 2 * q + d * (k - 1) + 1)
+            for o, n, s, q, d, k in zip(out_sp, in_sp, stride, pads, dilation, kernel, strict=True)
+        ]
+        if any(e < 0 or e >= max(s, d) for e, s, d in zip(extra, stride, dilation, strict=True)):
             return None, (f"traced sizes {in_sp}->{out_sp} do not match the layer's attributes",)
     elif expected(pads) != conv_out:
-        totals = [max(0, (o - 1) * s + d * (k - 1) + 1 - n) for o, s, d, k, n in zip(conv_out, stride, dilation, kernel, conv_in)]
+        totals = [
+            max(0, (o - 1) * s + d * (k - 1) + 1 - n)
+            for o, s, d, k, n in zip(conv_out, stride, dilation, kernel, conv_in, strict=True)
+        ]
         pads = tuple(t // 2 for t in totals)
-        if tuple((n + t - d * (k - 1) - 1) // s + 1 for n, t, d, k, s in zip(conv_in, totals, dilation, kernel, stride)) != conv_out:
+        if (
+            tuple(
+                (n + t - d * (k - 1) - 1) // s + 1
+                for n, t, d, k, s in zip(conv_in, totals, dilation, kernel, stride, strict=True)
+            )
+            != conv_out
+        ):
             return None, (f"traced sizes {in_sp}->{out_sp} cannot be explained by any padding",)
         source = "inferred from traced shapes"
-        notes.append(f"padding inferred from traced shapes (left {pads}, right {tuple(t - p for t, p in zip(totals, pads))})")
+        notes.append(
+            f"padding inferred from traced shapes (left {pads}, right "
+            f"{tuple(t - p for t, p in zip(totals, pads, strict=True))})"
+        )
     return (
-        ConvGeometry(conv_in, conv_out, tuple(kernel), tuple(stride), pads, tuple(dilation), padding_mode, transposed, source,
-                     int(groups)),
+        ConvGeometry(
+            conv_in,
+            conv_out,
+            tuple(kernel),
+            tuple(stride),
+            pads,
+            tuple(dilation),
+            padding_mode,
+            transposed,
+            source,
+            int(groups),
+        ),
         tuple(notes),
     )

@@ -5,6 +5,7 @@ copied) runs on one input of shape ``(1, *input_size)``. Module hooks record whi
 modules run, in which order, with which shapes; an op recorder on the same clock catches
 weights that a parent module uses functionally (e.g. ``F.linear(x, self.qkv.weight)``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class _Hooks:
             else:
                 rec.count += 1
                 rec.varied |= shapes != rec.inputs
+
         return hook
 
     def post(self, name: str):
@@ -55,6 +57,7 @@ class _Hooks:
             rec = self.calls[name]
             if rec.output is None and isinstance(out, torch.Tensor):
                 rec.output = tuple(out.shape)
+
         return hook
 
 
@@ -66,9 +69,15 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _check_lazy(model: nn.Module) -> None:
-    lazy = [n or "(model)" for n, m in model.named_modules() if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()]
+    lazy = [
+        n or "(model)"
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
+    ]
     if lazy:
-        raise OptionError(f"model has uninitialised lazy modules ({', '.join(lazy[:3])}): run one forward pass before saving it")
+        raise OptionError(
+            f"model has uninitialised lazy modules ({', '.join(lazy[:3])}): run one forward pass before saving it"
+        )
 
 
 def _key(name: str, param: str = "weight") -> str:
@@ -86,8 +95,9 @@ def _blocked(module: nn.Module, kind: str) -> str | None:
     return None
 
 
-def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None,
-                rebuild: Callable[[], nn.Module] | None = None) -> Walk:
+def trace_eager(
+    model: nn.Module, input_size: tuple[int, ...] | None, rebuild: Callable[[], nn.Module] | None = None
+) -> Walk:
     """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
 
     The forward pass runs on a meta skeleton. A model the meta device cannot run (data-dependent
@@ -119,8 +129,10 @@ def trace_eager(model: nn.Module, input_size: tuple[int, ...] | None,
             except _ForwardFailed as cpu:
                 raise TraceError(_advice(meta.exc, input_size, cpu=cpu.exc)) from cpu.exc
             mode = "trace-cpu"
-            notes = (f"the meta device cannot run this model ({_cause(meta.exc)}): order and geometry come from one "
-                     "forward pass on the CPU at batch 1",)
+            notes = (
+                f"the meta device cannot run this model ({_cause(meta.exc)}): order and geometry come from one "
+                "forward pass on the CPU at batch 1",
+            )
     placed: list[tuple[int, list[LayerSite]]] = []
     untraced: list[LayerSite] = []
     for name in analysed:
@@ -142,8 +154,17 @@ class _ForwardFailed(Exception):
         self.exc = exc
 
 
-_DATA_DEPENDENT = ("data-dependent", "data dependent", "nonzero", "_local_scalar_dense", "item()", "meta tensor",
-                   "register_meta", "Cannot copy out of meta", "NotImplementedError")
+_DATA_DEPENDENT = (
+    "data-dependent",
+    "data dependent",
+    "nonzero",
+    "_local_scalar_dense",
+    "item()",
+    "meta tensor",
+    "register_meta",
+    "Cannot copy out of meta",
+    "NotImplementedError",
+)
 
 
 def _data_dependent(exc: BaseException) -> bool:
@@ -162,15 +183,21 @@ def _cause(exc: BaseException) -> str:
 def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException | None) -> str:
     size = "x".join(map(str, input_size))
     if cpu is not None:
-        return (f"forward pass failed at input size {size} on the meta device ({_cause(meta)}) and on the CPU "
-                f"({type(cpu).__name__}: {one_line(cpu, 140)}); pass --input-size matching the model, or --no-trace "
-                "to analyse without geometry")
+        return (
+            f"forward pass failed at input size {size} on the meta device ({_cause(meta)}) and on the CPU "
+            f"({type(cpu).__name__}: {one_line(cpu, 140)}); pass --input-size matching the model, or --no-trace "
+            "to analyse without geometry"
+        )
     if _data_dependent(meta):
-        return (f"the model's forward pass uses code the meta device cannot run ({_cause(meta)}) and no real copy of "
-                "it is available to run on the CPU; analyse it from a torchvision:/timm:/sample: spec or with --arch, "
-                "or pass --no-trace to analyse without geometry")
-    return (f"forward pass on the meta device failed at input size {size} ({type(meta).__name__}: {one_line(meta, 160)}); "
-            "pass --input-size matching the model, or --no-trace to analyse without geometry")
+        return (
+            f"the model's forward pass uses code the meta device cannot run ({_cause(meta)}) and no real copy of "
+            "it is available to run on the CPU; analyse it from a torchvision:/timm:/sample: spec or with --arch, "
+            "or pass --no-trace to analyse without geometry"
+        )
+    return (
+        f"forward pass on the meta device failed at input size {size} ({type(meta).__name__}: {one_line(meta, 160)}); "
+        "pass --input-size matching the model, or --no-trace to analyse without geometry"
+    )
 
 
 def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -> None:
@@ -185,7 +212,9 @@ def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -
         if device.type == "meta":
             x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(model))
         else:  # a real forward: a fixed, reproducible input
-            x = torch.randn((1, *input_size), generator=torch.Generator().manual_seed(0)).to(device, _input_dtype(model))
+            x = torch.randn((1, *input_size), generator=torch.Generator().manual_seed(0)).to(
+                device, _input_dtype(model)
+            )
         with torch.no_grad(), ops:
             model(x)
     except Exception as exc:  # noqa: BLE001 - the user's model code can raise anything
@@ -209,9 +238,14 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             geometry = DenseGeometry(prod(call.inputs[0][:-1]) if call.inputs else 1)
         elif call.inputs and call.output is not None:
             geometry, extra = conv_geometry(
-                kernel=tuple(m.kernel_size), stride=tuple(m.stride), dilation=tuple(m.dilation),
+                kernel=tuple(m.kernel_size),
+                stride=tuple(m.stride),
+                dilation=tuple(m.dilation),
                 padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
-                padding_mode=m.padding_mode, transposed=m.transposed, in_shape=call.inputs[0], out_shape=call.output,
+                padding_mode=m.padding_mode,
+                transposed=m.transposed,
+                in_shape=call.inputs[0],
+                out_shape=call.output,
                 groups=m.groups,
             )
             notes.extend(extra)
@@ -221,8 +255,14 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             geometry = DenseGeometry(prod(op["input"][:-1]))
         elif "output" in op:
             geometry, extra = conv_geometry(
-                kernel=tuple(m.kernel_size), stride=op["stride"], dilation=op["dilation"], padding=op["padding"],
-                padding_mode="zeros", transposed=op["transposed"], in_shape=op["input"], out_shape=op["output"],
+                kernel=tuple(m.kernel_size),
+                stride=op["stride"],
+                dilation=op["dilation"],
+                padding=op["padding"],
+                padding_mode="zeros",
+                transposed=op["transposed"],
+                in_shape=op["input"],
+                out_shape=op["output"],
                 groups=op["groups"],
             )
             notes.extend(extra)
@@ -231,8 +271,18 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
         notes.append(stored_weight_note(cls))
     traced = call is not None or op is not None
     count = call.count if call else (op["count"] if op else 0)
-    return LayerSite(name or type(m).__name__.lower(), type(m).__name__, kind, _key(name), tuple(m.weight.shape),
-                     geometry, traced, count, notes=tuple(notes), custom_forward=cls)
+    return LayerSite(
+        name or type(m).__name__.lower(),
+        type(m).__name__,
+        kind,
+        _key(name),
+        tuple(m.weight.shape),
+        geometry,
+        traced,
+        count,
+        notes=tuple(notes),
+        custom_forward=cls,
+    )
 
 
 def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) -> list[LayerSite]:
@@ -250,16 +300,39 @@ def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) ->
             key, rows, shape = _key(name, "in_proj_weight"), (i * e, (i + 1) * e), (e, e)
         else:
             key, rows, shape = _key(name, f"{part}_proj_weight"), None, tuple(getattr(m, f"{part}_proj_weight").shape)
-        sites.append(LayerSite(f"{prefix}{part}_proj", "MultiheadAttention", f"attention_{part}", key, shape, geo,
-                               call is not None, count, rows))
+        sites.append(
+            LayerSite(
+                f"{prefix}{part}_proj",
+                "MultiheadAttention",
+                f"attention_{part}",
+                key,
+                shape,
+                geo,
+                call is not None,
+                count,
+                rows,
+            )
+        )
     out = m.out_proj
-    sites.append(LayerSite(f"{prefix}out_proj", type(out).__name__, "linear", _key(f"{prefix}out_proj"), tuple(out.weight.shape),
-                           DenseGeometry(q_n) if q_n is not None else None, call is not None, count,
-                           notes=("applied inside MultiheadAttention's forward",)))
+    sites.append(
+        LayerSite(
+            f"{prefix}out_proj",
+            type(out).__name__,
+            "linear",
+            _key(f"{prefix}out_proj"),
+            tuple(out.weight.shape),
+            DenseGeometry(q_n) if q_n is not None else None,
+            call is not None,
+            count,
+            notes=("applied inside MultiheadAttention's forward",),
+        )
+    )
     return sites
 
 
-def _skipped(modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], children: set[str]) -> list[SkippedModule]:
+def _skipped(
+    modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], children: set[str]
+) -> list[SkippedModule]:
     out = []
     for name, m in modules.items():
         own = [p for p in m._parameters.values() if p is not None]

@@ -4,6 +4,7 @@
 checks that a fresh analysis gives the same bytes. Only what depends on the machine is normalised
 in ``analysis.json``: library versions, absolute file paths and the device.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,11 @@ def render(sample: str, estimator: str) -> dict[str, bytes]:
 
     result = entropyflow.analyze(f"sample:{sample}", estimator=estimator, device="cpu")
     files = report_files(result)
-    return {"layers.csv": files["layers.csv"], "filters.csv": files["filters.csv"],
-            "analysis.json": normalised(files["analysis.json"])}
+    return {
+        "layers.csv": files["layers.csv"],
+        "filters.csv": files["filters.csv"],
+        "analysis.json": normalised(files["analysis.json"]),
+    }
 
 
 def main() -> None:
