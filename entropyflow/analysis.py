@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import dataclass, fields, replace
+from typing import Any, cast
 
 from torch import nn
 
@@ -43,6 +44,16 @@ class AnalyzeOptions(LoadOptions):
         object.__setattr__(self, "input_size", parse_input_size(self.input_size))
         object.__setattr__(self, "max_mem", parse_bytes(self.max_mem) or DEFAULT_BUDGET)
 
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """``input_size`` as parsed (a tuple, or None for the model's own)."""
+        return cast("tuple[int, ...] | None", self.input_size)
+
+    @property
+    def budget(self) -> int:
+        """``max_mem`` as parsed: bytes."""
+        return cast(int, self.max_mem)
+
     def load_options(self) -> LoadOptions:
         return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(LoadOptions)})
 
@@ -52,7 +63,7 @@ def analyze(
     options: AnalyzeOptions | None = None,
     *,
     progress: ProgressFn | None = None,
-    **overrides: object,
+    **overrides: Any,
 ) -> AnalysisResult:
     """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``sample:NAME``, a live
     ``nn.Module``, or None for the bundled sample. ``overrides`` are :class:`AnalyzeOptions` fields."""
@@ -76,12 +87,12 @@ def analyze(
         loaded = load_model(
             model,
             opts.load_options(),
-            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.max_mem))) if prefetch else None,
+            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.budget))) if prefetch else None,
         )
         if progress:
             progress("load", 1, 1)
             progress("trace", 0, 1)
-        walk = walk_model(loaded, opts.input_size, opts.trace)
+        walk = walk_model(loaded, opts.shape, opts.trace)
         if progress:
             progress("trace", 1, 1)
         if not walk.sites:
@@ -93,7 +104,7 @@ def analyze(
         layers, warnings = estimate(
             walk,
             tensors,
-            EstimateOptions(opts.channel_rule, opts.device, opts.max_mem, opts.estimator),
+            EstimateOptions(opts.channel_rule, opts.device, opts.budget, opts.estimator),
             progress,
             prefetch=started[0] if started else None,
         )

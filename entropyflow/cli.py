@@ -14,12 +14,14 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from . import vocab
 from ._version import __version__
 from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, exit_code, one_line
 from .text import printable
@@ -39,16 +41,17 @@ class _OneLineUsageErrors(TyperGroup):
 
 
 # typer raises the UsageError of the click it ships with (public only through BadParameter's bases)
-_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 @contextmanager
 def _usage_errors():
     try:
         yield
-    except _UsageError as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
+    except _UsageError as caught:
+        if type(caught).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
             raise
+        exc: Any = caught  # click's UsageError: ctx, format_message(), exit_code
         where = exc.ctx.command_path if exc.ctx is not None else "entropyflow"
         Console(stderr=True).print(
             f"[bold red]error:[/] {escape(printable(one_line(exc.format_message())))} (see '{where} --help')",
@@ -167,7 +170,7 @@ class _Progress:
                 console=console,
                 transient=True,
             )
-            self.tasks: dict[str, int] = {}
+            self.tasks: dict[str, Any] = {}  # stage → rich TaskID
 
     def __enter__(self):
         if self.bar:
@@ -340,10 +343,14 @@ def analyze(
         from .runs import analyze_to
 
         options = AnalyzeOptions(
-            **(model_options or {}), estimator=estimator, trace=not no_trace, hash_files=not no_hash
+            **(model_options or {}), estimator=vocab.estimator(estimator), trace=not no_trace, hash_files=not no_hash
         )
         report = ReportOptions(
-            plot=not no_plot, plot_format=plot_format, total=plot_total, labels=labels, html=not no_html
+            plot=not no_plot,
+            plot_format=vocab.plot_format(plot_format),
+            total=plot_total,
+            labels=vocab.label_mode(labels),
+            html=not no_html,
         )
         with _Progress(err) as progress:
             written = analyze_to(out, model, options, report, compare=compare, seeds=seeds, progress=progress)
@@ -442,9 +449,10 @@ def compare(
         from .report import ReportOptions
         from .runs import compare_to
 
-        written = compare_to(
-            out, analyses, ReportOptions(plot_format=plot_format, total=plot_total, labels=labels, html=False)
+        report = ReportOptions(
+            plot_format=vocab.plot_format(plot_format), total=plot_total, labels=vocab.label_mode(labels), html=False
         )
+        written = compare_to(out, analyses, report)
         _wrote(console, written.files, written.out)
 
 

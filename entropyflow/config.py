@@ -235,11 +235,12 @@ def from_dict(d) -> LambdaConfig:
             raise ConfigError(
                 f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})"
             )
-        rows = layer.get("rows")
-        if rows is not None:
-            rows = _ints(rows, f"{p}.rows", 2)
-            if rows[0] >= rows[1]:
-                raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({list(rows)})")
+        rows: tuple[int, int] | None = None
+        if layer.get("rows") is not None:
+            first, end = _ints(layer["rows"], f"{p}.rows", 2)
+            if first >= end:
+                raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({[first, end]})")
+            rows = (first, end)
         name = _text(_need(layer, "name", p + "."), f"{p}.name")
         if name in seen:
             raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
@@ -296,14 +297,14 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
         return json.dumps(d, indent=2) + "\n"
 
     class Dumper(yaml.SafeDumper):
-        pass
+        def ignore_aliases(self, data: object) -> bool:  # configs are read back without aliases
+            return True
 
     def short_lists(dumper, data):  # shapes and rows on one line: [16, 1, 3, 3]
         flow = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data) and len(data) <= 8
         return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
     Dumper.add_representer(list, short_lists)
-    Dumper.ignore_aliases = lambda self, data: True  # configs are read back without aliases
     body = yaml.dump(d, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
     return CONFIG_HEADER + body
 

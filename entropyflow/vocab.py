@@ -6,7 +6,7 @@ built, so a value is validated once, wherever it comes from (a flag, a config, a
 from __future__ import annotations
 
 import re
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
 from .errors import OptionError
 from .text import printable
@@ -39,24 +39,24 @@ def check(value: object, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def estimator(value: object) -> str:
-    return check(value, ESTIMATORS, "estimator")
+def estimator(value: object) -> Estimator:
+    return cast(Estimator, check(value, ESTIMATORS, "estimator"))
 
 
-def channel_rule(value: object) -> str:
-    return check(value, CHANNEL_RULES, "channel rule")
+def channel_rule(value: object) -> ChannelRule:
+    return cast(ChannelRule, check(value, CHANNEL_RULES, "channel rule"))
 
 
-def loss_form(value: object) -> str:
-    return check(value, LOSS_FORMS, "loss form")
+def loss_form(value: object) -> LossForm:
+    return cast(LossForm, check(value, LOSS_FORMS, "loss form"))
 
 
-def plot_format(value: object) -> str:
-    return check(value, PLOT_FORMATS, "--plot-format")
+def plot_format(value: object) -> PlotFormat:
+    return cast(PlotFormat, check(value, PLOT_FORMATS, "--plot-format"))
 
 
-def label_mode(value: object) -> str:
-    return check(value, LABEL_MODES, "--labels")
+def label_mode(value: object) -> LabelMode:
+    return cast(LabelMode, check(value, LABEL_MODES, "--labels"))
 
 
 def is_layer_kind(value: object) -> bool:

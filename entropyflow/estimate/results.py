@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..vocab import ChannelRule, Estimator
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, order_of
 from .stats import Summary, inf_safe_sum, summarize
 
@@ -149,8 +150,8 @@ class ModelInfo:
 @dataclass(frozen=True, eq=False)
 class AnalysisResult:
     model: ModelInfo
-    estimator: str
-    channel_rule: str
+    estimator: Estimator
+    channel_rule: ChannelRule
     device: str
     layers: tuple[LayerResult, ...]
     skipped: tuple[SkippedModule, ...]

@@ -7,6 +7,7 @@ are scanned once for NaN/inf. Dense log-determinants are batched in float64.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..text import printable
 from ..vocab import ChannelRule, Estimator
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk
 from . import paper, spectral_sites
-from .dense import DEFAULT_BUDGET, DensePrefetch, run_dense
+from .dense import DEFAULT_BUDGET, DensePrefetch, Job, run_dense
 from .pivots import pivot_plan
 from .results import LayerResult, layer_result
 
@@ -106,16 +107,14 @@ def estimate(
         if progress:
             progress("estimate", i + 1, n)
     if dense and spectral:
-        jobs = [
-            (i, site.weight_shape, lambda site=site: _weight(site, tensors)) for i, site in dense
-        ]  # shape: rows applied
-        logs = spectral_sites.dense_log_singular_values(jobs, device, opts.max_mem)
+        loads = [(i, site.weight_shape, functools.partial(_weight, site, tensors)) for i, site in dense]  # rows applied
+        logs = spectral_sites.dense_log_singular_values(loads, device, opts.max_mem)
         for i, site in dense:
             results[i] = spectral_sites.dense_layer(i + 1, site, logs[i])
     elif dense:
         jobs = {i: _job(site) for i, site in dense}
         early = prefetch.take() if prefetch is not None else {}
-        done = {}
+        done: dict[Job, float] = {}
         for job in jobs.values():
             src, key = tensors.origin(job[0])
             if prefetch is not None and src is prefetch.tensors and (key, job[1], job[2]) in early:
@@ -126,7 +125,7 @@ def estimate(
     if zero and len(zero) == n:
         raise WeightValueError("every analysed weight is all zeros (a blank or uninitialised checkpoint?)")
     warnings = tuple(f"layer {z}: weight is all zeros (every value is -inf)" for z in zero)
-    return tuple(results), warnings
+    return tuple(r for r in results if r is not None), warnings
 
 
 def _weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
@@ -139,8 +138,8 @@ def _scan(site: LayerSite, tensors: TensorSource) -> bool:
     w = _weight(site, tensors)
     if w.numel() == 0:
         raise WeightValueError(f"layer {site.name} ({site.weight_key}) has an empty weight")
-    lo, hi = torch.aminmax(w if w.dtype in (torch.float32, torch.float64) else w.float())
-    lo, hi = float(lo), float(hi)
+    low, high = torch.aminmax(w if w.dtype in (torch.float32, torch.float64) else w.float())
+    lo, hi = float(low), float(high)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         nan = int(torch.isnan(w).sum())
         inf = int(torch.isinf(w).sum())
@@ -154,7 +153,9 @@ def _scan(site: LayerSite, tensors: TensorSource) -> bool:
 def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.device, rule: str) -> LayerResult:
     nd = len(site.weight_shape) - 2
     geo = site.geometry
-    totals, exact, reasons = None, None, []
+    totals: torch.Tensor | None = None
+    exact: bool | None = None
+    reasons: list[str] = []
     plan = None
     if isinstance(geo, ConvGeometry):
         plan = pivot_plan(geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pad_left, geo.dilation)
@@ -177,7 +178,9 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
             else "kind inferred from the state dict: no geometry, total unavailable"
         )
     # read only the taps the estimate uses: c11, and for exact totals the pivot taps (a corner of the kernel)
-    extent = tuple(max((a for a, n in enumerate(c) if n), default=0) + 1 for c in plan.counts) if exact else (1,) * nd
+    counts = plan.counts if plan is not None and exact else ((1,),) * nd
+    extent = tuple(max((a for a, n in enumerate(c) if n), default=0) + 1 for c in counts)
+    counts = tuple(c[:n] for c, n in zip(counts, extent, strict=True))
     taps0 = tensors.get_slice(site.weight_key, (slice(None), 0) + tuple(slice(0, n) for n in extent)).to(
         device=device, dtype=paper.FLOAT
     )
@@ -190,8 +193,7 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
         )
         per = paper.conv_per_position_mean(first)
     if exact:
-        counts = paper.tap_counts(tuple(c[:n] for c, n in zip(plan.counts, extent, strict=True)), device)
-        totals = paper.conv_totals_exact(taps0, counts)
+        totals = paper.conv_totals_exact(taps0, paper.tap_counts(counts, device))
     elif isinstance(geo, ConvGeometry):
         totals = paper.conv_totals_paper(per, geo.n_out)
     return layer_result(

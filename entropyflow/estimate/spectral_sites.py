@@ -110,7 +110,7 @@ def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, st
 
 
 def dense_log_singular_values(
-    jobs: Sequence[tuple[int, tuple[int, int], Callable[[], torch.Tensor]]], device: torch.device, budget: int
+    jobs: Sequence[tuple[int, tuple[int, ...], Callable[[], torch.Tensor]]], device: torch.device, budget: int
 ) -> dict[int, np.ndarray]:
     """``log σ_i`` of each ``(id, shape, load)``; equal shapes go through one batched call, and a
     batch reads (with ``load``) and holds at most about ``budget`` bytes of float64, so a

@@ -53,6 +53,7 @@ def match_state_dict(
         score = len(missing) + len(unexpected) + len(shaped)
         if best is None or score < best[0]:
             best = (score, prefix, mapping, missing, unexpected, shaped)
+    assert best is not None  # _candidates always yields the keys as they are
     _, prefix, mapping, missing, unexpected, shaped = best
     if not (missing or unexpected or shaped):
         keep = {k: v for k, v in mapping.items() if k in expected}

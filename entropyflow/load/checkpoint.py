@@ -37,7 +37,7 @@ class RawCheckpoint:
 
     resolved: ResolvedCheckpoint
     description: str
-    tensors: TensorSource | None = None
+    tensors: TensorSource
     module: Any = None  # nn.Module from a full pickle (trust_code only)
     script: Any = None  # torch.jit.ScriptModule
     manifest: dict | None = None
@@ -49,6 +49,7 @@ def read_checkpoint(path: str | Path, *, trust_code: bool = False, key: str | No
     if r.format == "safetensors":
         return _safetensors(r, SafetensorsSource.single(r.files[0]), "safetensors file")
     if r.format == "safetensors-sharded":
+        assert r.weight_map is not None  # a sharded checkpoint always has one
         return _safetensors(r, SafetensorsSource(r.weight_map), f"sharded safetensors ({len(r.files)} shards)")
     if r.format == "torchscript":
         if not trust_code:
@@ -76,6 +77,7 @@ def read_checkpoint(path: str | Path, *, trust_code: bool = False, key: str | No
         return RawCheckpoint(
             r, u.description, DictSource(u.module.state_dict()), module=u.module, manifest=u.manifest, notes=notes
         )
+    assert u.state_dict is not None  # unwrap_checkpoint returns a module or a state dict
     _check_sizes(u.state_dict, r.files[0].stat().st_size)
     sd, cleaned = clean_state_dict(u.state_dict)
     return RawCheckpoint(r, u.description, DictSource(sd), manifest=u.manifest, notes=notes + cleaned)

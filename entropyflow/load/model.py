@@ -92,7 +92,7 @@ def load_model(
     if opts.random_init:
         real = zoo.build_random(spec, opts.seed)
         loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
-        return _replace(
+        return replace(
             loaded,
             arch=str(spec),
             weights=f"random init (torch.manual_seed({opts.seed}))",
@@ -110,10 +110,6 @@ def load_model(
         spec_text=str(spec),
         on_tensors=on_tensors,
     )
-
-
-def _replace(loaded: LoadedModel, **kw: Any) -> LoadedModel:
-    return replace(loaded, **kw)
 
 
 def _from_module(module: nn.Module, spec: str, description: str, opts: LoadOptions, input_size=None) -> LoadedModel:
@@ -146,14 +142,16 @@ def _from_file(
     on_tensors: TensorsHook | None = None,
 ) -> LoadedModel:
     raw = read_checkpoint(path, trust_code=opts.trust_code, key=opts.key)
-    if on_tensors is not None and raw.tensors is not None:
+    if on_tensors is not None:
         on_tensors(raw.tensors)
     files = raw.resolved.files
     zipped = raw.resolved.format in ("torch-zip", "torch-sharded") and raw.script is None
     check = integrity_async(files, sha256=opts.hash_files, zip_crc=zipped) if (opts.hash_files or zipped) else None
-    base = dict(
+    base = LoadedModel(
         spec=spec_text or str(spec),
+        description=raw.description,
         format=raw.resolved.format,
+        tensors=raw.tensors,
         files=files,
         integrity=check,
         weights=weights_origin or f"{raw.description} ({raw.resolved.path.name})",
@@ -162,35 +160,36 @@ def _from_file(
     if raw.script is not None:
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a TorchScript archive (it carries its own architecture)")
-        return LoadedModel(description="TorchScript archive", tensors=raw.tensors, script=raw.script, **base)
+        return replace(base, description="TorchScript archive", script=raw.script)
     if raw.module is not None:
         if arch or opts.arch:
             raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
-        return LoadedModel(
-            description=f"pickled {type(raw.module).__name__} (loaded with --trust-code)",
-            tensors=raw.tensors,
-            skeleton=raw.module,
-            rebuild=lambda: raw.module,
-            **base,
+        module = raw.module
+        return replace(
+            base,
+            description=f"pickled {type(module).__name__} (loaded with --trust-code)",
+            skeleton=module,
+            rebuild=lambda: module,
         )
     manifest = raw.manifest or {}
     arch = arch or opts.arch or manifest.get("arch")
     input_size = tuple(manifest["input_size"]) if manifest.get("input_size") else None
     if not arch:
-        return LoadedModel(description=raw.description, tensors=raw.tensors, input_size=input_size, **base)
+        return replace(base, input_size=input_size)
     arch_spec = parse_spec(arch)
     if arch_spec.is_file:
         raise OptionError(f"--arch must be a torchvision:, timm: or sample: spec, not a file ({arch})")
     zoo.check_spec(arch_spec)
     skeleton, tensors, notes, rebuild = _match(arch_spec, raw, zoo_pretrained)
-    return LoadedModel(
+    return replace(
+        base,
         description=f"{raw.description} as {arch_spec}",
         tensors=tensors,
         skeleton=skeleton,
         arch=str(arch_spec),
         input_size=input_size or zoo.default_input_size(arch_spec),
         rebuild=rebuild,
-        **{**base, "notes": base["notes"] + notes},
+        notes=base.notes + notes,
     )
 
 

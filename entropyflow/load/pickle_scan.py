@@ -14,6 +14,7 @@ import io
 import pickletools
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from ..errors import CheckpointFormatError
 from ..text import printable
@@ -65,7 +66,7 @@ class _Bad(Exception):
     pass
 
 
-def _scan(stream: io.BufferedIOBase) -> tuple[int, int]:
+def _scan(stream: IO[bytes]) -> tuple[int, int]:
     """(largest expansion, number of opcodes) of one pickle read from ``stream`` up to STOP."""
     children: list[list[int] | None] = []  # node id → contained node ids (None: a leaf)
     stack: list[object] = []
@@ -140,13 +141,13 @@ def _scan(stream: io.BufferedIOBase) -> tuple[int, int]:
         elif name == "BINPERSID":
             stack.append(node([pop()]))
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = pop_peek(stack)
+            memo[_int(arg)] = pop_peek(stack)
         elif name == "MEMOIZE":
             memo[len(memo)] = pop_peek(stack)
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if int(arg) not in memo:
+            if _int(arg) not in memo:
                 raise _Bad("memo key missing")
-            stack.append(memo[int(arg)])
+            stack.append(memo[_int(arg)])
         elif name == "POP":
             stack.pop()
         elif name == "POP_MARK":
@@ -156,6 +157,12 @@ def _scan(stream: io.BufferedIOBase) -> tuple[int, int]:
         else:
             raise _Bad(f"opcode {name}")
     return _largest_expansion(children), ops
+
+
+def _int(arg: object) -> int:
+    if not isinstance(arg, int):
+        raise _Bad("memo index is not an integer")
+    return arg
 
 
 def pop_peek(stack: list[object]) -> int:
@@ -212,7 +219,7 @@ def check_pickles(f: Path, zipped: bool) -> None:
                         f"{name}: its pickle is {records[0].file_size:,} bytes (entropyflow reads "
                         f"at most {MAX_PICKLE_BYTES >> 20} MiB of pickle)"
                     )
-                streams = [io.BytesIO(z.read(records[0]))]
+                streams: list[IO[bytes]] = [io.BytesIO(z.read(records[0]))]
             passes = 1
         else:
             streams = [open(f, "rb")]  # noqa: SIM115 - closed below

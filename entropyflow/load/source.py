@@ -7,9 +7,11 @@ sharded, their headers validated by ``load.paths``) serve those slices without m
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -128,7 +130,7 @@ class SafetensorsSource(TensorSource):
         self._lock = threading.Lock()  # file objects are shared with the dense prefetch thread
         self._entries: dict[str, tuple[Path, int, torch.dtype, tuple[int, ...]]] = {}
         self._unsupported: dict[str, str] = {}
-        self._files: dict[Path, object] = {}
+        self._files: dict[Path, io.RawIOBase] = {}
         for f in sorted(set(weight_map.values())):
             header, _meta = read_safetensors_header(f)  # validated: every entry lies inside the file
             for k, e in header.items():
@@ -138,7 +140,7 @@ class SafetensorsSource(TensorSource):
                 if dtype is None:  # a format dtype torch cannot hold here (F4, F6...): listed, never read
                     self._unsupported[k] = e.dtype
                     dtype = torch.uint8
-                    shape = (e.end - e.begin,)
+                    shape: tuple[int, ...] = (e.end - e.begin,)
                 else:
                     shape = e.shape
                 self._entries[k] = (f, e.begin, dtype, shape)
@@ -186,9 +188,9 @@ class SafetensorsSource(TensorSource):
         with self._lock:
             fh = self._files.get(f)
             if fh is None:
-                fh = self._files[f] = open(f, "rb", buffering=0)  # noqa: SIM115 - kept for the source's lifetime
+                fh = self._files[f] = cast(io.RawIOBase, open(f, "rb", buffering=0))  # noqa: SIM115 - kept open
             fh.seek(offset + a * row)
-            got = fh.readinto(memoryview(buf.numpy()))
+            got = fh.readinto(cast(Any, buf.numpy()))  # a writable buffer over the tensor's bytes
         if got != buf.numel():
             raise CheckpointFormatError(f"{f.name} is truncated: tensor {key} ends past the end of the file")
         return buf.view(dtype)

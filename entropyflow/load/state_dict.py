@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointFormatError
 from ..text import brief, printable
+
+V = TypeVar("V")  # the values of a state dict (tensors, or names standing for them)
 
 CONTAINER_KEYS = (
     "state_dict",
@@ -65,9 +67,9 @@ def clean_key(key: str) -> tuple[str, frozenset[str]]:
             return key, frozenset(stripped)
 
 
-def clean_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+def clean_state_dict(sd: Mapping[str, V]) -> tuple[dict[str, V], tuple[str, ...]]:
     """Strip ``module.`` (DataParallel/DDP, leading) and ``_orig_mod.`` (torch.compile) prefixes."""
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, V] = {}
     stripped: set[str] = set()
     for k, v in sd.items():
         new, lost = clean_key(k)

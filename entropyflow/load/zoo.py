@@ -13,6 +13,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -97,6 +98,11 @@ def _timm_create(spec: ModelSpec, **kwargs) -> nn.Module:
         raise
 
 
+def _pretrained_cfg(spec: ModelSpec) -> dict[str, Any]:
+    """timm's pretrained configuration of a model (input size, weight locations), built on meta."""
+    return dict(cast(Any, _timm_create(spec)).pretrained_cfg)
+
+
 def _hf_cache_dir() -> Path:
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"])
@@ -142,7 +148,7 @@ def default_input_size(spec: ModelSpec) -> tuple[int, ...]:
         return _tv_input_size(w) if w is not None else DEFAULT_INPUT
     if spec.source == "timm":
         with torch.device("meta"):
-            cfg = _timm_create(spec).pretrained_cfg
+            cfg = _pretrained_cfg(spec)
         return tuple(cfg.get("input_size") or DEFAULT_INPUT)
     return sample_info(spec.name).input_size
 
@@ -205,7 +211,7 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
         return f, f"torchvision {w} from the torch hub cache"
     if spec.source == "timm":
         with torch.device("meta"):
-            cfg = _timm_create(spec).pretrained_cfg
+            cfg = _pretrained_cfg(spec)
         repo, url = cfg.get("hf_hub_id"), cfg.get("url")
         if cfg.get("file") and Path(cfg["file"]).is_file():
             return Path(cfg["file"]), f"timm {_timm_name(spec)} from {cfg['file']}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 from ..config import SCHEMA_VERSION, LambdaConfig, LayerLambda, Strategy, fingerprint, load_config, save_config
 from .placement import STRATEGIES, RecommendOptions, architecture, recommend
 
@@ -20,7 +23,7 @@ __all__ = [
 ]
 
 
-class _CallableModule(__import__("types").ModuleType):
+class _CallableModule(types.ModuleType):
     """``entropyflow.recommend`` is both this package and the function: importing the package
     replaces the function the top-level package exports lazily, so the package calls it."""
 
@@ -28,4 +31,4 @@ class _CallableModule(__import__("types").ModuleType):
         return recommend(*args, **kwargs)
 
 
-__import__("sys").modules[__name__].__class__ = _CallableModule
+sys.modules[__name__].__class__ = _CallableModule

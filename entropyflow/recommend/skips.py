@@ -132,7 +132,7 @@ def _feeder(arg, modules: dict) -> list[str]:
         if node.op == "call_module":
             mod = modules.get(node.target)
             if isinstance(mod, CONV_TYPES):
-                return [node.target]
+                return [str(node.target)]
             if not isinstance(mod, PASS_MODULES) and type(mod).__name__ not in PASS_MODULE_NAMES:
                 return []
         elif node.op == "call_function" and (

@@ -30,6 +30,8 @@ class EntropyRegularizer(nn.Module):
     Calling it returns a scalar tensor (float32, float64 for a float64 model) on the weights'
     device, differentiable with respect to the configured weights only."""
 
+    _model: nn.Module  # the regularised model: looked up, never registered (no duplicate parameters)
+
     def __init__(self, model: nn.Module, config: LambdaConfig, prefix: str | None = None):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: no duplicate parameters
@@ -134,8 +136,8 @@ def unwrap(model: nn.Module) -> nn.Module:
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
+        elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
+            model = inner
         else:
             return model
 

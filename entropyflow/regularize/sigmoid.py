@@ -55,9 +55,8 @@ class SigmoidEntropyLoss(nn.Module):
         if not self._outputs:
             raise RuntimeError("no activations recorded: run the model's forward pass before the loss")
         terms = [sigmoid_entropy_bits(z) for z in self._outputs.values()]
-        total = sum(t.mean() if self.reduction == "mean" else t.sum() for t in terms) / (
-            len(terms) if self.reduction == "mean" else 1
-        )
+        parts = torch.stack([t.mean() if self.reduction == "mean" else t.sum() for t in terms])
+        total = parts.mean() if self.reduction == "mean" else parts.sum()
         self._outputs.clear()
         return self.lam * total
 

@@ -110,8 +110,9 @@ def result_boxes(results: AnalysisResult | Sequence[AnalysisResult], total: bool
             )
     boxes: list[BoxStats | None] = []
     for i, layer in enumerate(first.layers):
-        parts = [layer_values(r.layers[i], total) for r in runs]
-        if any(p is None for p in parts):
+        found = [layer_values(r.layers[i], total) for r in runs]
+        parts = [p for p in found if p is not None]
+        if len(parts) < len(found):
             boxes.append(None)
             continue
         boxes.append(

@@ -14,8 +14,10 @@ import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import matplotlib
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -36,7 +38,7 @@ def label(text: object, limit: int | None = 200) -> str:
 
 NAME_LIMIT = 48  # characters of a layer name on the x axis
 DPI = 110
-STYLE = {
+STYLE: dict[Any, Any] = {
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.labelsize": 9,
@@ -126,7 +128,7 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         n_layers = max(len(p.layers) for p in panels)
         fig = _new_figure(_panel_width(n_layers, options.labels) + 1.2, 4.2 + _name_height(panels, options))
         ax = fig.add_subplot()
-        handles = []
+        handles: list[Artist] = []
         for k, panel in enumerate(panels):
             color = PANEL_COLORS[k % len(PANEL_COLORS)]
             boxes = [b for b in result_boxes(panel.results, options.total) if b is not None]
@@ -441,7 +443,7 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
 def labels_overlap(fig: Figure, ax) -> bool:
     """Whether any two visible x tick labels overlap once drawn."""
     fig.draw_without_rendering()
-    renderer = fig.canvas.get_renderer()
+    renderer = cast(FigureCanvasAgg, fig.canvas).get_renderer()
     boxes = sorted(
         (t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
         key=lambda b: b.x0,

@@ -81,8 +81,12 @@ def _layer_table(result: AnalysisResult) -> str:
     for layer in result.layers:
         s = layer.summary
         bar = "" if s.mean is None else f"<span class='bar' style='width:{4 + 96 * (s.mean - lo) / span:.0f}px'></span>"
-        exact = {True: "<span class='yes'>yes</span>", False: "<span class='no'>no</span>"}.get(
-            layer.exact, "<span class='na'>—</span>"
+        exact = (
+            "<span class='na'>—</span>"
+            if layer.exact is None
+            else "<span class='yes'>yes</span>"
+            if layer.exact
+            else "<span class='no'>no</span>"
         )
         name = escape(layer.name) + ("" if layer.traced else " <span class='na'>(untraced)</span>")
         inf = f"<span class='inf'>{s.n_neginf}</span>" if s.n_neginf else ""

@@ -10,6 +10,9 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import cast
+
+import numpy as np
 
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
 from ..estimate.results import (
@@ -23,7 +26,7 @@ from ..estimate.results import (
 )
 from ..estimate.stats import Summary
 from ..text import brief, printable, shown
-from ..vocab import CHANNEL_RULES, is_layer_kind
+from ..vocab import CHANNEL_RULES, ChannelRule, Estimator, is_layer_kind
 
 SCHEMA = "entropyflow.analysis/1"
 CONVENTIONS = {
@@ -249,12 +252,15 @@ def _value(v, where: str) -> float | None:
     return float(v)
 
 
-def _values(v, where: str, *, finite_or_neginf: bool = False):
+def _values(v: object, where: str, *, finite_or_neginf: bool = False) -> np.ndarray:
     if not isinstance(v, list):
         raise _Bad(f"{where}: must be a list of numbers ({shown(v, 40)})")
-    out = [_value(x, f"{where}[{i}]") for i, x in enumerate(v)]
-    if any(x is None for x in out) or (finite_or_neginf and any(x == math.inf for x in out)):
-        raise _Bad(f'{where}: must hold numbers (or "-inf")')
+    out: list[float] = []
+    for i, x in enumerate(v):
+        value = _value(x, f"{where}[{i}]")
+        if value is None or (finite_or_neginf and value == math.inf):
+            raise _Bad(f'{where}: must hold numbers (or "-inf")')
+        out.append(value)
     return frozen_array(out)
 
 
@@ -302,8 +308,8 @@ def from_dict(d: dict) -> AnalysisResult:
         raise _Bad("versions: must map names to version strings")
     return AnalysisResult(
         model=info,
-        estimator=estimator,
-        channel_rule=rule,
+        estimator=cast(Estimator, estimator),
+        channel_rule=cast(ChannelRule, rule),
         device=_get(d, "device", "", str),
         layers=tuple(layers),
         skipped=tuple(skipped),
@@ -359,11 +365,19 @@ def _layer(item, w: str) -> LayerResult:
     if totals is not None and totals.size != per.size:
         raise _Bad(f"{w}per_filter: dh_total and dh_per_position differ in length")
     sm = _get(item, "summary", w, dict)
+    counts = {f: _get(sm, f, f"{w}summary.", int) for f in ("n", "n_finite", "n_neginf")}
+    stats = {f: _value(sm.get(f), f"{w}summary.{f}") for f in ("mean", "std", "min", "q1", "median", "q3", "max")}
     summary = Summary(
-        **{
-            f: (_get(sm, f, f"{w}summary.", int) if f.startswith("n") else _value(sm.get(f), f"{w}summary.{f}"))
-            for f in Summary.__dataclass_fields__
-        }
+        counts["n"],
+        counts["n_finite"],
+        counts["n_neginf"],
+        stats["mean"],
+        stats["std"],
+        stats["min"],
+        stats["q1"],
+        stats["median"],
+        stats["q3"],
+        stats["max"],
     )
     exact = item.get("exact")
     if exact is not None and not isinstance(exact, bool):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import cast
 
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
@@ -86,7 +87,7 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
         ("total", "right"),
         ("exact", "left"),
     ):
-        table.add_column(col, justify=just, no_wrap=col != "layer")
+        table.add_column(col, justify=cast(JustifyMethod, just), no_wrap=col != "layer")
     joint = any(layer.joint is not None for layer in result.layers)
     if joint:
         table.add_column("joint", justify="right")
@@ -109,7 +110,7 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
             exact = Text("—" + _mark(reasons.index(layer.reason)), style="dim")
         name = _t(layer.name + ("" if layer.traced else " (untraced)"))
         bar = Text(mean_bar(s.mean, lo, hi), style="blue" if layer.is_conv else "dark_orange")
-        row = [
+        row: list[str | Text] = [
             str(layer.index),
             name,
             _t(layer.kind),
@@ -191,7 +192,7 @@ def render_recommendation(config, console: Console, path=None) -> None:
     console.print(_t(s.rationale, "dim"), soft_wrap=False)
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
     for col, just in (("layer", "left"), ("kind", "left"), ("weight", "left"), ("λ", "right")):
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=cast(JustifyMethod, just))
     for layer in config.layers:
         fl = layer.filter_lambdas
         lam = (

@@ -23,13 +23,14 @@ def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, t
     if loaded.script is None and loaded.skeleton is None:
         return walk_state_dict(loaded.tensors)
     size = input_size or loaded.input_size
-    note = ()
+    note: tuple[str, ...] = ()
     if trace and size is None:
         size = ASSUMED_INPUT
         note = ("input size unknown: assumed 3x224x224 (pass --input-size)",)
     if loaded.script is not None:
         walk = trace_torchscript(loaded.script, size if trace else None)
     else:
+        assert loaded.skeleton is not None
         walk = trace_eager(loaded.skeleton, size if trace else None, rebuild=loaded.rebuild)
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)

@@ -57,7 +57,7 @@ def effective_weights(
         try:
             real = _materialise(module, name, tensors)
             size = [d * (k - 1) + 1 for k, d in zip(module.kernel_size, module.dilation, strict=True)]
-            x = torch.zeros((1, module.in_channels, *size), dtype=real.weight.dtype)
+            x = torch.zeros((1, module.in_channels, *size), dtype=module.weight.dtype)
             cap = _CaptureConvWeights()
             with torch.no_grad(), cap:
                 real(x)

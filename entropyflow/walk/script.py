@@ -5,13 +5,14 @@ and matrix products that use the module's parameters (identified by tensor ident
 from __future__ import annotations
 
 from math import prod
+from typing import cast
 
 import torch
 
 from ..errors import TraceError, one_line
 from .classify import skip_reason, type_name_kind
 from .dispatch import Clock, OpRecorder
-from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
+from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 
 def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
@@ -24,7 +25,7 @@ def trace_torchscript(script, input_size: tuple[int, ...] | None) -> Walk:
     params = {id(p): n for n, p in named}
     modules = dict(script.named_modules())
     rec = OpRecorder(params, Clock(), to_meta=True)
-    mode, notes = "torchscript", ()
+    mode, notes = "torchscript", cast(tuple[str, ...], ())
     if input_size is not None:
         try:
             with rec, torch.no_grad():
@@ -74,7 +75,8 @@ def _dtype(named) -> torch.dtype:
 
 
 def _site(name, m, type_name, kind, key, weight, call) -> LayerSite:
-    notes, geometry = [], None
+    notes: list[str] = []
+    geometry: ConvGeometry | DenseGeometry | None = None
     if call and call["count"] > 1:
         notes.append(f"called {call['count']} times: analysed once")
     if call and kind == "linear":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ from ..errors import OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder
-from .sites import DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
+from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
 
@@ -69,10 +70,10 @@ def _input_dtype(model: nn.Module) -> torch.dtype:
 
 
 def _check_lazy(model: nn.Module) -> None:
-    lazy = [
+    lazy = [  # the lazy modules that still have uninitialised parameters
         n or "(model)"
         for n, m in model.named_modules()
-        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
+        if isinstance(m, nn.modules.lazy.LazyModuleMixin) and cast(Any, m).has_uninitialized_params()
     ]
     if lazy:
         raise OptionError(
@@ -113,7 +114,7 @@ def trace_eager(
     clock = Clock()
     hooks = _Hooks(clock)
     ops = OpRecorder({id(p): n for n, p in skel.named_parameters()}, clock)
-    mode, notes = "trace", ()
+    mode, notes = "trace", cast(tuple[str, ...], ())
     if input_size is not None:
         try:
             _run(skel, modules, analysed, hooks, ops, input_size)
@@ -228,7 +229,8 @@ def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -
 
 def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | None) -> LayerSite:
     notes: list[str] = []
-    geometry = None
+    geometry: ConvGeometry | DenseGeometry | None = None
+    conv = cast(nn.modules.conv._ConvNd, m)  # read only for conv kinds
     if call is not None:
         if call.varied:
             notes.append(f"called {call.count} times with different input shapes: geometry of the first call")
@@ -238,15 +240,15 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             geometry = DenseGeometry(prod(call.inputs[0][:-1]) if call.inputs else 1)
         elif call.inputs and call.output is not None:
             geometry, extra = conv_geometry(
-                kernel=tuple(m.kernel_size),
-                stride=tuple(m.stride),
-                dilation=tuple(m.dilation),
-                padding=m.padding if isinstance(m.padding, str) else tuple(m.padding),
-                padding_mode=m.padding_mode,
-                transposed=m.transposed,
+                kernel=tuple(conv.kernel_size),
+                stride=tuple(conv.stride),
+                dilation=tuple(conv.dilation),
+                padding=conv.padding if isinstance(conv.padding, str) else tuple(conv.padding),
+                padding_mode=conv.padding_mode,
+                transposed=conv.transposed,
                 in_shape=call.inputs[0],
                 out_shape=call.output,
-                groups=m.groups,
+                groups=conv.groups,
             )
             notes.extend(extra)
     elif op is not None:  # not called as a module, but its weight was used by an op
@@ -255,7 +257,7 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
             geometry = DenseGeometry(prod(op["input"][:-1]))
         elif "output" in op:
             geometry, extra = conv_geometry(
-                kernel=tuple(m.kernel_size),
+                kernel=tuple(conv.kernel_size),
                 stride=op["stride"],
                 dilation=op["dilation"],
                 padding=op["padding"],
@@ -276,7 +278,7 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
         type(m).__name__,
         kind,
         _key(name),
-        tuple(m.weight.shape),
+        tuple(cast(torch.Tensor, m.weight).shape),
         geometry,
         traced,
         count,
