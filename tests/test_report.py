@@ -78,3 +78,24 @@ def test_summary_quantiles_are_numpys_over_finite_values():
     assert s.n_neginf == 2 and summarize(np.array([-np.inf])).mean is None
     with pytest.raises(ValueError):
         summarize(np.array([np.nan]))
+
+
+def test_random_init_survives_a_round_trip(tmp_path):
+    """ModelInfo.random_init is a field (it was read off the wording of `weights`): written when
+    true, read back, and recognised in files of 0.1.0 that lack it."""
+    import json
+
+    result = entropyflow.analyze("sample:digits_vgg", random_init=True, seed=3)
+    assert result.model.random_init is True
+    write_report(result, tmp_path / "r")
+    doc = json.loads((tmp_path / "r" / "analysis.json").read_text())
+    assert doc["model"]["random_init"] is True
+    assert read_analysis(tmp_path / "r").model.random_init is True
+    del doc["model"]["random_init"]  # as entropyflow 0.1.0 wrote it
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    assert read_analysis(tmp_path / "old.json").model.random_init is True
+    trained = entropyflow.analyze("sample:digits_vgg")
+    assert (
+        trained.model.random_init is False
+        and "random_init" not in json.loads(report_files(trained)["analysis.json"])["model"]
+    )
