@@ -11,6 +11,7 @@ import contextlib
 import functools
 import inspect
 import os
+import signal
 import sys
 import traceback
 from contextlib import contextmanager
@@ -96,8 +97,11 @@ def _errors(err: Console, debug: bool):
         err.print(f"[bold red]error:[/] {escape(printable(one_line(exc, 2000)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt as exc:
-        what = f"terminated ({exc.name})" if isinstance(exc, Interrupted) else "interrupted"
-        err.print(f"[bold red]{what}[/]", highlight=False)
+        what = "interrupted"
+        if isinstance(exc, Interrupted):
+            what = f"{'interrupted' if exc.signum == signal.SIGINT else 'terminated'} ({exc.name})"
+        hint = f": {escape(printable(exc.hint, 300))}" if isinstance(exc, Interrupted) and exc.hint else ""
+        err.print(f"[bold red]{what}[/]{hint}", highlight=False)
         raise typer.Exit(exit_code(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
         if debug:
@@ -377,7 +381,7 @@ def recommend(
     ),
     out: str = typer.Option("lambda.yaml", "--out", "-o", help="Config file to write (.yaml, .yml or .json)."),
     strategy: str = typer.Option(
-        "auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change or dense-first."
+        "auto", "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change, dense-first or all."
     ),
     k: int = typer.Option(1, "--k", help="first-k: number of leading conv layers."),
     top_k: int | None = typer.Option(
@@ -456,6 +460,155 @@ def compare(
         _wrote(console, written.files, written.out)
 
 
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    train: str | None = typer.Argument(
+        None, help="Your training function: MODULE:FUNCTION or FILE.py:FUNCTION (docs/training.md: the contract)."
+    ),
+    task: str | None = typer.Option(
+        None,
+        "--task",
+        help="A built-in task instead: digits-autoencoder, digits-cnn or digits-unet "
+        "(the paper's experiments on digits).",
+    ),
+    lambdas: str | None = typer.Option(
+        None,
+        "--lambdas",
+        help="Comma-separated λ values; 0 (the baseline) is always run. Default: the task's, else 0,1e-4,1e-3,1e-2.",
+    ),
+    placements: str | None = typer.Option(
+        None,
+        "--placements",
+        help="Comma-separated recommend strategies (first, first-k, pre-skip, empirical, largest-change, "
+        "dense-first, all), computed on --reference.",
+    ),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="A well-trained model of the architecture (spec or file) or its analysis.json, for --placements.",
+    ),
+    config: list[str] = typer.Option(
+        [], "--config", help="A λ config (from recommend) as one more placement; repeat for several."
+    ),
+    seeds: int = typer.Option(10, "--seeds", help="Number of seeds, the same for every cell (paired comparisons)."),
+    first_seed: int = typer.Option(
+        0, "--first-seed", help="The first seed (seeds FIRST…FIRST+N-1): pilots, more seeds."
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Epochs per trial (the training function reads config['epochs'])."
+    ),
+    metric: str | None = typer.Option(None, "--metric", help="The reported metric the sweep compares (e.g. val_loss)."),
+    mode: str | None = typer.Option(None, "--mode", help="min or max: which way the metric is better."),
+    target: float | None = typer.Option(
+        None, "--target", help="The metric value that counts as converged: epochs and time to reach it are compared."
+    ),
+    patience: int | None = typer.Option(
+        None,
+        "--patience",
+        help="Early stopping: a trial ends after this many epochs without improving its metric, and the "
+        "stopping epoch is compared (the paper: 7 for autoencoders).",
+    ),
+    primary: str | None = typer.Option(
+        None,
+        "--primary",
+        help="The outcome the best cell is chosen on: final, best, epochs_to_target, seconds_to_target or "
+        "stop_epoch (default: epochs_to_target with --target, else final).",
+    ),
+    param: list[str] = typer.Option(
+        [], "--param", help="KEY=VALUE passed to the training function in config['params']; repeat."
+    ),
+    out: str = typer.Option(
+        "entropyflow-sweep", "--out", "-o", help="Folder for the report; Ray Tune's storage is OUT/tune."
+    ),
+    address: str | None = typer.Option(
+        None,
+        "--address",
+        help="An existing Ray cluster (ray://head:10001 or auto); default: a local Ray, started and stopped here.",
+    ),
+    cpus: int | None = typer.Option(None, "--cpus", help="CPUs of the local Ray (default: all)."),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs (and torch threads) per trial."),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions share a GPU)."),
+    working_dir: str | None = typer.Option(
+        None, "--working-dir", help="Shipped to a cluster's workers so that they can import your training module."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue an interrupted sweep in OUT without re-running finished trials."
+    ),
+    plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
+    debug: bool = DEBUG,
+) -> None:
+    """Does the entropy term help your model? λ × placements × seeds on Ray Tune, paired against the baseline."""
+    console, err = _consoles(ctx)
+    with _errors(err, debug):
+        # deliberate start-up saving: torch, the pipeline and (inside) Ray load only when the command runs
+        from .sweep import RayOptions, SweepRequest, parse_params
+        from .sweep import sweep as run_sweep
+        from .sweep.render import render_summary
+        from .sweep.spec import parse_floats
+
+        request = SweepRequest(
+            train=train,
+            task=task,
+            configs=tuple(config),
+            reference=reference,
+            placements=tuple(p.strip() for p in placements.split(",") if p.strip()) if placements else None,
+            lambdas=parse_floats(lambdas, "--lambdas") if lambdas else None,
+            seeds=seeds,
+            first_seed=first_seed,
+            epochs=epochs,
+            metric=metric,
+            mode=mode,
+            target=target,
+            patience=patience,
+            primary=primary,
+            params=parse_params(param),
+            resume=resume,
+            plot_format=plot_format,
+        )
+        ray_options = RayOptions(
+            address=address,
+            cpus=cpus,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            working_dir=working_dir,
+        )
+        with _LiveTrials(err) as live:
+            result = run_sweep(request, out, ray_options, on_event=live.on_event)
+        render_summary(result.summary, console, result.failed)
+        _wrote(console, result.files, result.out)
+
+
+class _LiveTrials:
+    """The live table of trials while a sweep runs (terminals only; otherwise nothing until the end)."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live: Any = None
+        self.board: Any = None
+
+    def __enter__(self) -> _LiveTrials:
+        return self
+
+    def on_event(self, event: Any) -> None:
+        if not self.console.is_terminal:
+            return
+        if self.board is None:
+            from rich.live import Live
+
+            from .sweep.render import TrialBoard
+
+            self.board = TrialBoard()
+            self.live = Live(self.board.render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        self.board.update(event)
+        self.live.update(self.board.render())
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
 def _raise_interrupted(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
@@ -463,8 +616,6 @@ def _raise_interrupted(signum: int, _frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point. SIGTERM and SIGHUP end the run like Ctrl-C does: through the
     same cleanup (no partial files, background work joined), with exit code 128 + the signal."""
-    import signal
-
     from . import background
 
     previous = {}

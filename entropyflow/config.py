@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -83,7 +83,6 @@ class LambdaConfig:
     warnings: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
     fingerprint_layers: int = 0
-    extra: dict = field(default_factory=dict, compare=False)
 
 
 def fingerprint(entries: Iterable[tuple[str, Iterable[int]]]) -> tuple[str, int]:

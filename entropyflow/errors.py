@@ -79,17 +79,24 @@ class BudgetError(OptionError):
     """Work that cannot fit the memory budget (--max-gpu-mem), refused before it starts."""
 
 
+class MissingExtraError(EntropyflowError, ImportError):
+    """An optional extra that is not installed ([sweep], [lightning], [hf]); the message says how
+    to install it."""
+
+
 class ConfigError(EntropyflowError):
     """An invalid λ placement config (names the bad field)."""
 
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised by the CLI's handler so that the run ends through the same
-    cleanup as Ctrl-C (exit code 128 + the signal number)."""
+    cleanup as Ctrl-C (exit code 128 + the signal number). ``hint``: what the user can do next
+    (e.g. resume an interrupted sweep)."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int, hint: str = ""):
         super().__init__(signum)
         self.signum = signum
+        self.hint = hint
 
     @property
     def name(self) -> str:

@@ -16,12 +16,14 @@ ChannelRule = Literal["first", "mean"]
 LossForm = Literal["log", "inverse"]
 PlotFormat = Literal["png", "svg", "pdf"]
 LabelMode = Literal["index", "names"]
+Mode = Literal["min", "max"]  # which way a training metric is better
 
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 CHANNEL_RULES: tuple[str, ...] = get_args(ChannelRule)
 LOSS_FORMS: tuple[str, ...] = get_args(LossForm)
 PLOT_FORMATS: tuple[str, ...] = get_args(PlotFormat)
 LABEL_MODES: tuple[str, ...] = get_args(LabelMode)
+MODES: tuple[str, ...] = get_args(Mode)
 
 # layer kinds: conv1d … conv3d, conv_transpose1d … 3d, linear, and MultiheadAttention's q/k/v maps
 LAYER_KIND = re.compile(r"conv(_transpose)?[123]d|linear|attention_[qkv]")
@@ -57,6 +59,10 @@ def plot_format(value: object) -> PlotFormat:
 
 def label_mode(value: object) -> LabelMode:
     return cast(LabelMode, check(value, LABEL_MODES, "--labels"))
+
+
+def mode(value: object) -> Mode:
+    return cast(Mode, check(value, MODES, "--mode"))
 
 
 def is_layer_kind(value: object) -> bool:

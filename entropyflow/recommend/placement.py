@@ -22,10 +22,12 @@ from ..load import zoo
 from ..spec import parse_spec
 from .skips import skip_graph
 
-STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first")
+STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first", "all")
 PER_FILTER = ("none", "uniform", "outliers")
 
 RATIONALE = {
+    "all": "Entropy loss on every conv layer (every dense layer of a model without convs). The paper's small CNNs "
+    "for CIFAR-10 (Table 1) found that this gives no gain, while the first layer alone does: a control placement.",
     "first": "Entropy loss on the first conv layer only. The paper's VGG16 experiments (Table 2) found the loss on "
     "layer [1] alone beat layers [1, 2], and on small CNNs for CIFAR-10 (Table 1) the first layer alone helped "
     "while all layers gave no gain: preserving entropy early keeps information the rest of the network needs.",
@@ -209,6 +211,8 @@ def _choose(name: str, analysis: AnalysisResult, opts: RecommendOptions, graph) 
     if name == "dense-first":
         dense = [layer for layer in analysis.layers if not layer.is_conv]
         return dense[:1], {}, ""
+    if name == "all":
+        return (convs or [layer for layer in analysis.layers if not layer.is_conv]), {}, ""
     if name == "pre-skip":
         feeders = set(graph.add_feeders) | set(graph.cat_feeders)
         why = (

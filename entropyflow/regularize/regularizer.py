@@ -59,8 +59,12 @@ class EntropyRegularizer(nn.Module):
         return cls(model, cfg, prefix)
 
     def forward(self) -> torch.Tensor:
-        values = list(self._values().values())
-        return values[0] if len(values) == 1 else torch.stack(values).sum()
+        return total(self.terms())
+
+    def terms(self) -> dict[str, torch.Tensor]:
+        """Per-layer terms (already multiplied by λ), in config order, differentiable: their sum is
+        ``reg()`` (:func:`total`), so one call gives both the loss term and what to log."""
+        return self._values()
 
     def breakdown(self) -> dict[str, float]:
         """Per-layer terms (already multiplied by λ), in config order, as floats for logging."""
@@ -129,6 +133,12 @@ class EntropyRegularizer(nn.Module):
                 why = terms.dense_inverse_inertness(ld, self.config.epsilon)
                 if why:
                     warn(f"layer {layer.name}: 1/(|det W|+ε) is inert ({why}); use form: log", stacklevel=4)
+
+
+def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The sum of :meth:`EntropyRegularizer.terms` (what calling the regularizer returns)."""
+    values = list(terms.values())
+    return values[0] if len(values) == 1 else torch.stack(values).sum()
 
 
 def unwrap(model: nn.Module) -> nn.Module:

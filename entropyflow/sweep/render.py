@@ -1,0 +1,141 @@
+"""A sweep in the terminal: the live table of trials while it runs, the cells against the
+baseline when it is done. Everything goes to the Console passed in."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from ..text import printable
+from .events import TrialEvent
+from .summary import SweepSummary
+
+STATE_STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
+VERDICT_STYLE = {"better": "green", "worse": "red", "no detectable effect": "dim"}
+
+
+def _sign(v: float) -> str:
+    return ("+" if v > 0 else "") + _num(v)
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.{digits}g}".replace("-", "−")
+
+
+class TrialBoard:
+    """The state of every trial, as events arrive; ``render()`` gives the live table."""
+
+    def __init__(self, metric: str = "metric", shown: int = 12):
+        self.metric, self.shown = metric, shown
+        self.trials: dict[tuple[str, int], TrialEvent] = {}  # (cell, seed) → latest event
+        self.order: list[tuple[str, int]] = []
+
+    def update(self, event: TrialEvent) -> None:
+        key = (event.cell, event.seed)
+        if key not in self.trials:
+            self.order.append(key)
+        previous = self.trials.get(key)
+        if previous is not None and previous.state == "running" and event.state == "running" and event.value is None:
+            return  # a start event after results: keep what is known
+        self.trials[key] = event
+
+    def render(self) -> Group:
+        counts = Counter(e.state for e in self.trials.values())
+        pending = counts["pending"]
+        self.total = len(self.trials)
+        head = Text.assemble(
+            (f"{counts['done']}/{self.total} trials done", "bold"),
+            f"  ·  {counts['running']} running  ·  {pending} waiting",
+            (f"  ·  {counts['failed']} failed" if counts["failed"] else "", "bold red"),
+        )
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="bold")
+        for col in ("cell", "seed", "state", "epoch", self.metric):
+            table.add_column(col, justify="left" if col in ("cell", "state") else "right")
+        recent = [t for t in self.order if self.trials[t].state in ("running", "failed")]
+        recent += [t for t in reversed(self.order) if self.trials[t].state == "done"]
+        for trial in recent[: self.shown]:
+            e = self.trials[trial]
+            state = e.state if not e.error else f"failed: {e.error}"
+            table.add_row(
+                Text(printable(e.cell)),
+                str(e.seed),
+                Text(printable(state, 80), style=STATE_STYLE[e.state]),
+                "" if e.epoch is None else str(e.epoch),
+                _num(e.value),
+            )
+        return Group(head, table)
+
+
+def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, ...] = ()) -> None:
+    spec = summary.spec
+    console.print(
+        Text.assemble(
+            ("entropyflow sweep", "bold"),
+            f"  ·  {len(summary.cells)} cells × {len(spec.seeds)} seeds  ·  {spec.metric} "
+            f"({spec.mode})" + (f"  ·  target {spec.target:g}" if spec.target is not None else ""),
+        ),
+        highlight=False,
+    )
+    titles = {
+        "final": f"final {spec.metric}",
+        "best": f"best {spec.metric}",
+        "epochs_to_target": f"epochs to reach {spec.metric} {'≤' if spec.mode == 'min' else '≥'} {spec.target:g}"
+        if spec.target is not None
+        else "",
+        "stop_epoch": f"early-stopping epoch (patience {summary.patience})",
+    }
+    for outcome in [o for o in summary.outcomes if o in titles]:
+        table = Table(
+            title=Text(titles[outcome], style="bold"),
+            title_justify="left",
+            box=None,
+            show_edge=False,
+            pad_edge=False,
+            padding=(0, 2),
+            header_style="bold",
+        )
+        for col, just in (
+            ("cell", "left"),
+            ("mean ± s.e.", "right"),
+            ("Δ vs baseline", "right"),
+            ("95 % CI", "right"),
+            ("p (Holm)", "right"),
+            ("", "left"),
+        ):
+            table.add_column(col, justify=just)  # type: ignore[arg-type]
+        for c in summary.cells:
+            value = f"{_num(c.mean[outcome])} ± {_num(c.se[outcome], 2)}"
+            if outcome == "epochs_to_target":
+                value += f"  ({c.reached}/{len(c.trials) - c.failed} reached)"
+            effect = c.versus.get(outcome)
+            verdict = c.verdict.get(outcome, "")
+            if effect is None or effect.mean is None:
+                table.add_row(Text(printable(c.cell.name), style="bold"), value, "", "", "", "")
+                continue
+            table.add_row(
+                Text(printable(c.cell.name)),
+                value,
+                _sign(effect.mean),
+                f"[{_num(effect.ci_low, 3)}, {_num(effect.ci_high, 3)}]",
+                _num(effect.p_holm, 2),
+                Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+            )
+        console.print(table)
+    console.print(
+        Text(
+            "paired by seed against the baseline; Δ = cell − baseline; two-sided paired t-test, Holm-corrected "
+            "over the cells per outcome (Wilcoxon in summary.csv); verdict at α = 0.05",
+            style="dim",
+        )
+    )
+    console.print(
+        Text.assemble(("best: ", "bold"), printable(summary.best or "none"), f"  ·  {printable(summary.reason)}")
+    )
+    for f in failed:
+        console.print(Text(f"failed trial: {printable(f, 300)}", style="yellow"))

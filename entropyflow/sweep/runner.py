@@ -1,0 +1,268 @@
+"""A sweep in one call: build the grid, run its trials on Ray Tune, summarise, write the report.
+
+    from entropyflow.sweep import SweepSpec, run_sweep
+    result = run_sweep("mytrain:train", spec, "sweep-report/")
+
+Ray Tune and scipy are the ``[sweep]`` extra: without them ``import entropyflow.sweep`` (and
+:func:`run_sweep`) raise :class:`~entropyflow.errors.MissingExtraError` saying how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import vocab
+from ..analysis import analyze
+from ..config import load_config
+from ..errors import OptionError
+from ..extras import require
+from ..recommend import RecommendOptions
+from ..report import check_writable, read_analysis
+from ..report.outdir import write_atomically
+from ..text import printable
+from . import ray_tune
+from .events import RayOptions, TrialEvent
+from .output import sweep_files
+from .spec import Placement, SweepSpec, placements_from
+from .summary import SweepSummary, summarize, trial_summary
+from .tasks import task, train_function
+
+SPEC_FILE = "entropyflow-sweep.json"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    summary: SweepSummary
+    out: Path
+    files: tuple[Path, ...]
+    failed: tuple[str, ...]  # "cell seed N: error" for trials that raised
+
+
+def placements(
+    names: Sequence[str],
+    reference: str | None,
+    configs: Sequence[str | Path] = (),
+    model: Any = None,
+    options: RecommendOptions | None = None,
+    input_size: tuple[int, ...] | None = None,
+) -> tuple[Placement, ...]:
+    """Placements from a reference (a saved analysis.json, a model spec analysed here, or a live
+    ``model`` of the architecture for positional strategies) with recommend's strategies, plus
+    explicit λ configs (named by their file's stem)."""
+    out: list[Placement] = []
+    if names:
+        if reference is None and model is None:
+            raise OptionError(
+                "--placements needs --reference (a trained model of the architecture, or its analysis.json)"
+            )
+        if reference is not None and Path(reference).suffix == ".json":
+            analysis = read_analysis(reference)
+        elif reference is not None:
+            analysis = analyze(reference)
+        else:
+            analysis = analyze(model, hash_files=False, input_size=input_size)
+        out += placements_from(analysis, names, options, model=model)
+    for path in configs:
+        out.append(Placement(Path(path).stem, load_config(path)))
+    return tuple(out)
+
+
+def run_sweep(
+    train: str,
+    spec: SweepSpec,
+    out: str | Path,
+    ray_options: Any = None,
+    *,
+    resume: bool = False,
+    plot_format: str = "png",
+    on_event: Callable[[Any], None] | None = None,
+) -> SweepResult:
+    """Run ``train`` (``module:function``, ``file.py:function`` or ``task:NAME``) over the grid of
+    ``spec`` on Ray Tune, then write ``trials.csv``, ``summary.csv``, ``summary.json``, the figures
+    and ``best.yaml`` into ``out`` (Tune's own storage is ``out/tune``)."""
+    require("sweep")
+    folder = check_writable(out)
+    train_function(train, str(Path.cwd()))  # fails here, before Ray starts, if the function cannot be found
+    options = ray_options or RayOptions()
+    storage = folder / "tune"
+    saved = storage / SPEC_FILE
+    if resume:
+        if not saved.is_file():
+            raise OptionError(f"nothing to resume in {printable(folder)}: no {SPEC_FILE} there")
+        previous = json.loads(saved.read_text())
+        if previous.get("fingerprint") != spec.fingerprint() or previous.get("train") != train:
+            raise OptionError(
+                "--resume needs the same training function and grid as the interrupted sweep "
+                f"(it was {printable(previous.get('train'), 60)} with grid {previous.get('fingerprint')})"
+            )
+    else:
+        if (storage / ray_tune.EXPERIMENT).exists():
+            raise OptionError(
+                f"{printable(folder)} already holds a sweep: pass --resume to continue it, or choose another --out"
+            )
+        storage.mkdir(parents=True, exist_ok=True)
+        saved.write_text(
+            json.dumps(
+                {"train": train, "fingerprint": spec.fingerprint(), "spec": spec.to_dict()}, indent=1, default=str
+            )
+            + "\n"
+        )
+    trials = [cell.trial_config(seed, spec.epochs, spec.params) for cell in spec.cells for seed in spec.seeds]
+    if on_event is not None:
+        for trial in trials:
+            on_event(TrialEvent("", trial["cell"], trial["seed"], "pending"))
+    stop = None if spec.patience is None else (spec.metric, spec.mode, spec.patience)
+    outcomes = ray_tune.run(trials, train, storage, spec.metric, options, on_event=on_event, resume=resume, stop=stop)
+    summaries = [trial_summary(o.cell, o.seed, o.rows, spec, o.error) for o in outcomes]
+    summary = summarize(spec, summaries)
+    provenance = {"train": train, "ray": ray_tune.available(), "storage": str(storage)}
+    files = write_atomically(folder, sweep_files(summary, outcomes, provenance, plot_format))
+    failed = tuple(f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error)
+    return SweepResult(summary, folder, tuple(files), failed)
+
+
+def task_spec(
+    name: str,
+    *,
+    seeds: int = 10,
+    first_seed: int = 0,
+    epochs: int | None = None,
+    lambdas: Sequence[float] | None = None,
+    placement_names: Sequence[str] | None = None,
+    target: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> SweepSpec:
+    """The grid of a built-in task (its paper setting), with overrides."""
+    t = task(name)
+    names = tuple(placement_names) if placement_names is not None else t.placements
+    params = dict(params or {})
+    reference = t.reference
+    model = None
+    if reference is None or any(p in params for p in t.arch_params):
+        model = t.model(params)  # positional placements only: the architecture itself is the reference
+        reference = None
+    found = placements(names, reference, model=model, options=RecommendOptions(k=2), input_size=t.input_size)
+    spec = SweepSpec(
+        lambdas=tuple(lambdas) if lambdas is not None else t.lambdas,
+        placements=found,
+        seeds=tuple(range(first_seed, first_seed + seeds)),
+        epochs=epochs or t.epochs,
+        metric=t.metric,
+        mode=vocab.mode(t.mode),
+        target=target if target is not None else t.target,
+        params=params,
+        patience=t.patience,
+        primary=t.primary,
+    )
+    return spec
+
+
+MAX_SEEDS = 1000
+DEFAULT_LAMBDAS = (0.0, 1e-4, 1e-3, 1e-2)
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """A sweep as the command line states it: a training function or a built-in task, and
+    overrides of the grid (a task brings its paper setting; a function needs metric and epochs)."""
+
+    train: str | None = None
+    task: str | None = None
+    configs: tuple[str, ...] = ()
+    reference: str | None = None
+    placements: tuple[str, ...] | None = None
+    lambdas: tuple[float, ...] | None = None
+    seeds: int = 10
+    first_seed: int = 0  # seeds first_seed … first_seed + seeds - 1
+    epochs: int | None = None
+    metric: str | None = None
+    mode: str | None = None
+    target: float | None = None
+    patience: int | None = None
+    primary: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+    plot_format: str = "png"
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values read as JSON where they parse (numbers, lists), else as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise OptionError(f"--param needs KEY=VALUE (got '{printable(item, 60)}')")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def sweep(
+    request: SweepRequest, out: str | Path, ray_options: Any = None, on_event: Callable[[Any], None] | None = None
+) -> SweepResult:
+    """What ``entropyflow sweep`` does: build the grid the request describes, run it, report."""
+    require("sweep")
+    check_writable(out)
+    if (request.train is None) == (request.task is None):
+        raise OptionError("give a training function (MODULE:FUNCTION) or --task NAME, not both")
+    if not 1 <= request.seeds <= MAX_SEEDS:
+        raise OptionError(f"--seeds must be from 1 to {MAX_SEEDS} (each seed is one trial per cell)")
+    if not 0 <= request.first_seed <= 2**32 - MAX_SEEDS:
+        raise OptionError(f"--first-seed must be from 0 to {2**32 - MAX_SEEDS}")
+    vocab.plot_format(request.plot_format)
+    if request.task is not None:
+        spec = task_spec(
+            request.task,
+            seeds=request.seeds,
+            first_seed=request.first_seed,
+            epochs=request.epochs,
+            lambdas=request.lambdas,
+            placement_names=request.placements,
+            target=request.target,
+            params=request.params,
+        )
+        spec = replace(
+            spec,
+            metric=request.metric or spec.metric,
+            mode=vocab.mode(request.mode or spec.mode),
+            placements=spec.placements + placements((), None, request.configs),
+            patience=request.patience if request.patience is not None else spec.patience,
+            primary=request.primary or spec.primary,
+        )
+        train = f"task:{request.task}"
+    else:
+        assert request.train is not None
+        if request.metric is None or request.epochs is None:
+            raise OptionError("a training function needs --metric (what it reports) and --epochs")
+        found = placements(request.placements or (), request.reference, request.configs)
+        spec = SweepSpec(
+            lambdas=request.lambdas if request.lambdas is not None else DEFAULT_LAMBDAS,
+            placements=found,
+            seeds=tuple(range(request.first_seed, request.first_seed + request.seeds)),
+            epochs=request.epochs,
+            metric=request.metric,
+            mode=vocab.mode(request.mode or "min"),
+            target=request.target,
+            params=request.params,
+            patience=request.patience,
+            primary=request.primary,
+        )
+        train = request.train
+    return run_sweep(
+        train,
+        spec,
+        out,
+        ray_options,
+        resume=request.resume,
+        plot_format=request.plot_format,
+        on_event=on_event,
+    )
+
+
+__all__ = ["SweepResult", "SweepRequest", "run_sweep", "sweep", "task_spec", "placements", "task", "parse_params"]

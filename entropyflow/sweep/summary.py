@@ -1,0 +1,192 @@
+"""From trials to outcomes: per trial, per cell, and each cell against the baseline, paired by seed.
+
+Outcomes of a trial (the metric's values over its epochs):
+
+* ``final``: the value at the last epoch; ``best``: the best value over all epochs;
+* ``epochs_to_target``: the first epoch (1-based) whose value reaches ``--target``. A trial
+  that never reaches it is *censored* at ``epochs + 1`` (one past the sweep's epoch budget): it
+  counts as slower than any trial that did, so a cell that reaches the target in fewer seeds
+  cannot look faster by dropping them; the tables say how many reached it.
+* ``seconds_to_target``: the wall time of that epoch. Wall time cannot be censored the same way,
+  so it is compared over the seeds where both runs reached the target (the pair count shows it).
+* ``stop_epoch``: the epoch at which early stopping with ``--patience P`` ends training (no
+  improvement in P epochs, as Keras and the paper's experiments count it); with a patience, the
+  sweep also ends each trial there.
+
+Each cell is compared to the baseline over the seeds both have (see :mod:`.stats`); p-values are
+Holm-corrected over the cells, per outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import stats
+from .spec import BASELINE, LOWER_IS_BETTER_ALWAYS, OUTCOMES, Cell, SweepSpec
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    cell: str
+    seed: int
+    epochs: int
+    values: dict[str, float | None]  # outcome → value (None: not applicable, or not reached: seconds_to_target)
+    error: str | None = None
+    reached: bool = False  # reached the target (epochs_to_target is censored otherwise)
+
+
+@dataclass(frozen=True)
+class CellSummary:
+    cell: Cell
+    trials: tuple[TrialSummary, ...]
+    mean: dict[str, float | None]
+    se: dict[str, float | None]
+    reached: int  # trials that reached the target
+    failed: int
+    versus: dict[str, stats.Paired] = field(default_factory=dict)  # outcome → against the baseline
+    verdict: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    spec: SweepSpec
+    cells: tuple[CellSummary, ...]
+    best: str | None
+    reason: str
+
+    @property
+    def primary(self) -> str:
+        """The outcome the best cell is chosen on."""
+        return self.spec.primary_outcome
+
+    @property
+    def patience(self) -> int | None:
+        return self.spec.patience
+
+    @property
+    def outcomes(self) -> tuple[str, ...]:
+        return self.spec.outcomes
+
+    def cell(self, name: str) -> CellSummary:
+        return next(c for c in self.cells if c.cell.name == name)
+
+
+def trial_summary(
+    cell: str,
+    seed: int,
+    rows: Sequence[dict[str, Any]],
+    spec: SweepSpec,
+    error: str | None = None,
+) -> TrialSummary:
+    """The outcomes of one trial from its reported rows (``epoch`` and the metric)."""
+    metric, mode = spec.metric, spec.mode
+    rows = sorted((r for r in rows if r.get(metric) is not None), key=lambda r: r["epoch"])
+    values = [float(r[metric]) for r in rows]
+    out: dict[str, float | None] = dict.fromkeys(OUTCOMES)
+    hit: int | None = None
+    if values:
+        out["final"], out["best"] = values[-1], stats.best(values, mode)
+        if spec.target is not None:
+            hit = stats.reached(values, spec.target, mode)
+            if hit is not None:
+                out["epochs_to_target"] = float(rows[hit]["epoch"])
+                out["seconds_to_target"] = float(rows[hit].get("wall_s", float("nan")))
+            elif error is None:
+                out["epochs_to_target"] = float(spec.epochs + 1)  # censored: never reached within the budget
+        if spec.patience is not None:
+            out["stop_epoch"] = float(stats.stop_epoch(values, spec.patience, mode))
+    return TrialSummary(cell, seed, len(values), out, error, reached=hit is not None)
+
+
+def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
+    """Per-cell statistics and the paired comparisons against the baseline."""
+    by_cell: dict[str, list[TrialSummary]] = {c.name: [] for c in spec.cells}
+    for t in trials:
+        by_cell.setdefault(t.cell, []).append(t)
+    base = {t.seed: t for t in by_cell.get(BASELINE, []) if t.error is None}
+    cells = []
+    for cell in spec.cells:
+        done = [t for t in by_cell[cell.name] if t.error is None]
+        mean, se = {}, {}
+        for outcome in OUTCOMES:
+            mean[outcome], se[outcome] = stats.mean_se(stats.present(t.values[outcome] for t in done))
+        versus: dict[str, stats.Paired] = {}
+        if cell.name != BASELINE:
+            for outcome in OUTCOMES:
+                pairs = [
+                    (a, b)
+                    for t in sorted(done, key=lambda t: t.seed)
+                    if t.seed in base
+                    and (a := t.values[outcome]) is not None
+                    and (b := base[t.seed].values[outcome]) is not None
+                ]
+                versus[outcome] = stats.paired([a for a, _ in pairs], [b for _, b in pairs])
+        cells.append(
+            CellSummary(
+                cell,
+                tuple(by_cell[cell.name]),
+                mean,
+                se,
+                sum(1 for t in done if t.reached),
+                len(by_cell[cell.name]) - len(done),
+                versus,
+            )
+        )
+    # Holm over the grid, per outcome; then the verdicts
+    corrected = []
+    for outcome in OUTCOMES:
+        others = [c for c in cells if c.cell.name != BASELINE]
+        adjusted = stats.holm([c.versus[outcome].p_t for c in others])
+        for c, p in zip(others, adjusted, strict=True):
+            c.versus[outcome] = _with_holm(c.versus[outcome], p)
+    for c in cells:
+        for outcome, effect in c.versus.items():
+            lower = outcome in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
+            c.verdict[outcome] = stats.verdict(effect, smaller_is_better=lower)
+        corrected.append(c)
+    best, reason = _best(corrected, spec)
+    return SweepSummary(spec, tuple(corrected), best, reason)
+
+
+def _with_holm(p: stats.Paired, holm: float | None) -> stats.Paired:
+    return replace(p, p_holm=holm)
+
+
+WHAT = {
+    "final": "the final {metric}",
+    "best": "the best {metric}",
+    "epochs_to_target": "the epochs to reach {metric} {target}",
+    "seconds_to_target": "the time to reach {metric} {target}",
+    "stop_epoch": "the early-stopping epoch (patience {patience})",
+}
+
+
+def describe(outcome: str, spec: SweepSpec) -> str:
+    """The outcome in words (``the epochs to reach val_loss ≤ 0.01``)."""
+    target = f"{'≤' if spec.mode == 'min' else '≥'} {spec.target:g}" if spec.target is not None else ""
+    return WHAT[outcome].format(metric=spec.metric, target=target, patience=spec.patience)
+
+
+def _best(cells: Sequence[CellSummary], spec: SweepSpec) -> tuple[str | None, str]:
+    primary = spec.primary_outcome
+    lower = primary in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
+    winners = [c for c in cells if c.verdict.get(primary) == "better"]
+    what = describe(primary, spec)
+    if not winners:
+        return None, (
+            f"no cell beats the baseline significantly on {what} (paired t-test over the seeds, "
+            f"Holm-corrected over the {sum(1 for c in cells if c.cell.name != BASELINE)} cells, α = 0.05)"
+        )
+    pick = min(winners, key=lambda c: (c.versus[primary].mean or 0.0) * (1.0 if lower else -1.0))
+    effect = pick.versus[primary]
+    reason = (
+        f"{pick.cell.name} improves {what} by {abs(effect.mean or 0.0):.4g} on average over "
+        f"{effect.n} paired seeds (95 % CI {effect.ci_low:.4g} … {effect.ci_high:.4g}, "
+        f"Holm-corrected p = {effect.p_holm:.3g})"
+    )
+    costs = [describe(o, spec) for o in spec.outcomes if o != primary and pick.verdict.get(o) == "worse"]
+    if costs:
+        reason += f"; but it is significantly worse on {' and '.join(costs)}"
+    return pick.cell.name, reason
