@@ -32,9 +32,8 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..config import dumps
 from ..report.figures import STYLE, save_figure
-from . import stats
 from .spec import BASELINE
-from .summary import SweepSummary
+from .summary import SweepSummary, describe
 
 SCHEMA = "entropyflow.sweep/1"
 NUMBER_FIELDS = ("mean", "se", "ci_low", "ci_high", "p_t", "p_wilcoxon", "p_holm")
@@ -174,8 +173,9 @@ def best_yaml(summary: SweepSummary) -> bytes:
     ).encode()
 
 
-def _curves(outcomes: Sequence[Any], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """cell → (epochs, mean, s.e.) over the seeds that reported every epoch up to the shortest run."""
+def _curves(outcomes: Sequence[Any], metric: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]]:
+    """Per cell: epochs, the mean and s.e. over the runs still training at each epoch (runs that
+    stopped early drop out), and every run's last epoch."""
     by_cell: dict[str, list[list[float]]] = {}
     for o in outcomes:
         values = [float(r[metric]) for r in sorted(o.rows, key=lambda r: r["epoch"]) if r.get(metric) is not None]
@@ -183,11 +183,21 @@ def _curves(outcomes: Sequence[Any], metric: str) -> dict[str, tuple[np.ndarray,
             by_cell.setdefault(o.cell, []).append(values)
     out = {}
     for cell, runs in by_cell.items():
-        n = min(len(r) for r in runs)
-        arr = np.array([r[:n] for r in runs])
-        se = arr.std(axis=0, ddof=1) / math.sqrt(len(runs)) if len(runs) > 1 else np.zeros(n)
-        out[cell] = (np.arange(1, n + 1), arr.mean(axis=0), se)
+        n = max(len(r) for r in runs)
+        arr = np.full((len(runs), n), np.nan)
+        for k, r in enumerate(runs):
+            arr[k, : len(r)] = r
+        count = np.sum(~np.isnan(arr), axis=0)
+        mean = np.nanmean(arr, axis=0)
+        sd = np.array([np.nanstd(arr[:, e], ddof=1) if count[e] > 1 else 0.0 for e in range(n)])
+        out[cell] = (np.arange(1, n + 1), mean, sd / np.sqrt(count), [len(r) for r in runs])
     return out
+
+
+def _log_scale(curves: dict[str, Any]) -> bool:
+    """A metric that is positive everywhere and spans more than a decade reads better on log axes."""
+    values = np.concatenate([c[1] for c in curves.values()]) if curves else np.array([])
+    return bool(values.size and np.all(values > 0) and values.max() / values.min() > 10)
 
 
 def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
@@ -197,9 +207,10 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
     ncols = max(1, min(3, len(cells)))
     nrows = max(1, math.ceil(len(cells) / ncols))
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.6), dpi=110, layout="constrained")
+        fig = Figure(figsize=(4.2 * ncols, 3.0 * nrows + 0.7), dpi=110, layout="constrained")
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+        log = _log_scale(curves)
         for k, ax in enumerate(axes.flat):
             if k >= len(cells):
                 ax.set_visible(False)
@@ -207,11 +218,16 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
             for name, color in ((BASELINE, "#636363"), (cells[k], "#3182bd")):
                 if name not in curves:
                     continue
-                x, mean, se = curves[name]
+                x, mean, se, stops = curves[name]
                 ax.plot(x, mean, color=color, linewidth=1.4, label=name)
                 ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+                if spec.patience is not None:  # where each run stopped: a rug on the epoch axis
+                    ax.plot(stops, [0.0] * len(stops), "|", color=color, markersize=9, alpha=0.8,
+                            transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
             if spec.target is not None:
                 ax.axhline(spec.target, color="#cb181d", linewidth=0.8, linestyle="--", label="target")
+            if log:
+                ax.set_yscale("log")
             verdict = summary.cell(cells[k]).verdict.get(summary.primary, "")
             ax.set_title(f"{cells[k]}: {verdict}", loc="left")
             ax.grid(color="#e5e5e5", linewidth=0.7)
@@ -220,53 +236,77 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
             ax.set_xlabel("epoch")
         for ax in axes[:, 0]:
             ax.set_ylabel(spec.metric)
-        title = (
-            f"{spec.metric} over training: mean and ± 1 s.e. over {len(spec.seeds)} seeds, each cell over the baseline"
-        )
+        title = f"{spec.metric} over training: mean ± 1 s.e. over {len(spec.seeds)} seeds, each cell over the baseline"
         fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=11)
+        caption = f"verdicts on {describe(summary.primary, spec)}"
+        if spec.patience is not None:
+            caption += f"; ticks: where each run stopped (patience {spec.patience}); later means are over the runs left"
+        fig.supxlabel(textwrap.fill(caption, int(fig.get_figwidth() / 0.07)), fontsize=8, color="#525252")
     return fig
 
 
+VERDICT_COLOR = {"better": "#238b45", "worse": "#cb181d", "no detectable effect": "#636363"}
+
+
 def outcome_figure(summary: SweepSummary) -> Figure:
+    """The primary outcome: every seed's value per cell (top) and, below, each cell's paired
+    differences to the baseline with the bootstrap interval the verdict rests on."""
     outcome = summary.primary
-    label = {
-        "epochs_to_target": f"epochs to reach {summary.spec.metric} {'≤' if summary.spec.mode == 'min' else '≥'} "
-        f"{summary.spec.target:g}"
-        if summary.spec.target is not None
-        else "",
-        "final": f"final {summary.spec.metric}",
-    }[outcome]
+    spec = summary.spec
+    label = describe(outcome, spec).removeprefix("the ")
     cells = summary.cells
+    censored = outcome == "epochs_to_target"
+    base = {t.seed: t.values[outcome] for t in summary.cell(BASELINE).trials if t.error is None}
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(max(6.0, 1.0 + 1.1 * len(cells)), 4.4), dpi=110, layout="constrained")
+        fig = Figure(figsize=(max(6.0, 1.0 + 1.1 * len(cells)), 6.6), dpi=110, layout="constrained")
         FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1.2, 1.0))
         rng = np.random.default_rng(0)
         for i, c in enumerate(cells):
-            values = stats.present(t.values[outcome] for t in c.trials if t.error is None)
+            done = [t for t in c.trials if t.error is None and t.values[outcome] is not None]
             color = "#636363" if c.cell.name == BASELINE else "#3182bd"
-            if values:
-                ax.plot(i + rng.uniform(-0.12, 0.12, len(values)), values, "o", color=color, alpha=0.55, markersize=4)
-                mean = float(np.mean(values))
-                half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-                ax.errorbar(i + 0.3, mean, yerr=half, fmt="D", color="black", markersize=5, capsize=3)
-            missing = sum(1 for t in c.trials if t.error is None and t.values[outcome] is None)
-            if missing:
-                ax.annotate(
-                    f"{missing} not reached",
-                    (i, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    ha="center",
-                    va="top",
-                    fontsize=7,
-                    color="#cb181d",
-                )
-        ax.set_xticks(range(len(cells)))
-        ax.set_xticklabels([c.cell.name for c in cells], rotation=30, ha="right")
-        ax.set_ylabel(label)
-        ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
-        title = f"{label} per cell: every seed (dots), mean ± 1.96 s.e. (diamond)"
-        fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=11)
+            jitter = {t.seed: i + rng.uniform(-0.12, 0.12) for t in done}
+            if done:
+                values = np.array([float(t.values[outcome] or 0.0) for t in done])
+                missed = np.array([censored and not t.reached for t in done])
+                x = np.array([jitter[t.seed] for t in done])
+                top.plot(x[~missed], values[~missed], "o", color=color, alpha=0.55, markersize=4)
+                if missed.any():  # censored at the budget + 1: open circles
+                    top.plot(x[missed], values[missed], "o", mfc="none", color=color, alpha=0.8, markersize=4)
+                half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+                top.errorbar(i + 0.3, float(values.mean()), yerr=half, fmt="D", color="black", markersize=5, capsize=3)
+            effect = c.versus.get(outcome)
+            if effect is None or effect.mean is None:
+                continue
+            diffs = [(jitter[t.seed], float(t.values[outcome] or 0.0) - float(b)) for t in done
+                     if (b := base.get(t.seed)) is not None]  # fmt: skip
+            verdict = c.verdict.get(outcome, "")
+            vcolor = VERDICT_COLOR.get(verdict, "#636363")
+            bottom.plot([d[0] for d in diffs], [d[1] for d in diffs], "o", color=color, alpha=0.55, markersize=4)
+            if effect.ci_low is not None and effect.ci_high is not None:
+                span = [[effect.mean - effect.ci_low], [effect.ci_high - effect.mean]]
+                bottom.errorbar(i + 0.3, effect.mean, yerr=span, fmt="D", color=vcolor, markersize=5, capsize=3)
+            p = effect.p_holm
+            bottom.annotate(
+                verdict.replace("no detectable effect", "no effect") + (f"\np={p:.2g}" if p is not None else ""),
+                (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -3), textcoords="offset points",
+                ha="center", va="top", fontsize=7, color=vcolor,
+            )  # fmt: skip
+        bottom.axhline(0.0, color="#636363", linewidth=0.8)
+        bottom.margins(y=0.25)
+        bottom.set_xticks(range(len(cells)))
+        bottom.set_xticklabels([c.cell.name for c in cells], rotation=30, ha="right")
+        top.set_ylabel(label)
+        bottom.set_ylabel("cell − baseline, same seed")
+        for ax in (top, bottom):
+            ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
+        title = (
+            f"{label}: every seed (dots), mean ± 1.96 s.e. (diamond); below, the paired differences with their 95 % "
+            "bootstrap interval and the Holm-corrected verdict"
+        )
+        if censored:
+            title += f" (open: never reached, counted as {spec.epochs + 1})"
+        fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=10)
     return fig
 
 

@@ -10,7 +10,9 @@ their error; they do not stop the sweep (``FailureConfig(max_failures=0)``, no f
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import math
 import os
 import re
 import signal
@@ -34,23 +36,53 @@ from .tasks import train_function
 EXPERIMENT = "sweep"
 
 
+ROWS = "entropyflow_rows"  # the result field that carries the epochs since the previous report (JSON)
+REPORT_EVERY_S = 1.0
+
+
 def _trainable(config: dict[str, Any]) -> None:
     """What Ray runs for every trial: imports the training function and calls it with the trial's
-    config and a ``report`` that forwards each epoch's metrics to Tune."""
+    config and a ``report`` that collects each epoch's metrics.
+
+    Epochs reach Tune in batches, at most about once a second (and at the end): Tune's driver
+    spends ~0.2 s on every result it receives (loggers, state, callbacks), so a report per epoch
+    of a fast model would leave the trials waiting on the driver. Each batch rides in the result
+    as JSON (``ROWS``), through Tune's own storage, so every epoch arrives on a cluster too."""
     torch.set_num_threads(int(config.get("_threads", 1)))  # one thread per CPU of the trial: reproducible sums
     train = train_function(config["_train"], config.get("_cwd"))
     started = time.perf_counter()
     stop_metric, stop_mode, patience = config.get("_stop") or (None, "min", 0)
     rule = stats.EarlyStop(int(patience), stop_mode) if stop_metric else None
+    pending: list[dict[str, Any]] = []
+    last = [-math.inf]
+
+    def flush() -> None:
+        if pending:
+            tune.report({**pending[-1], ROWS: json.dumps(pending)})
+            pending.clear()
+            last[0] = time.perf_counter()
 
     def report(*, epoch: int, **metrics: float) -> None:
         values = {k: float(v) for k, v in metrics.items()}
-        tune.report({"epoch": int(epoch), "wall_s": time.perf_counter() - started, **values})
-        if rule is not None and stop_metric in values and rule.update(values[stop_metric]):
+        pending.append({"epoch": int(epoch), "wall_s": time.perf_counter() - started, **values})
+        stalled = rule is not None and stop_metric in values and rule.update(values[stop_metric])
+        if stalled or time.perf_counter() - last[0] >= REPORT_EVERY_S:
+            flush()
+        if stalled:
             raise _EarlyStopped
 
-    with contextlib.suppress(_EarlyStopped):  # the trial is complete: its metric stalled for the patience
-        train(dict(config["trial"]), report)
+    try:
+        with contextlib.suppress(_EarlyStopped):  # the trial is complete: its metric stalled for the patience
+            train(dict(config["trial"]), report)
+    finally:
+        flush()  # the epochs before an error too
+
+
+def _rows(frame: Any) -> tuple[dict[str, Any], ...]:
+    """Every epoch of a trial, from the batches its results carried."""
+    if frame is None or not len(frame) or ROWS not in frame:
+        return ()
+    return tuple(row for batch in frame[ROWS] if isinstance(batch, str) for row in json.loads(batch))
 
 
 class _EarlyStopped(BaseException):  # noqa: N818 - not an error: BaseException so that `except Exception` in a train function cannot swallow it
@@ -252,10 +284,7 @@ def run(
     outcomes = []
     for result in (grid[i] for i in range(len(grid))):
         cfg = (result.config or {}).get("trial", {})
-        frame = result.metrics_dataframe
-        rows: tuple[dict[str, Any], ...] = ()
-        if frame is not None and len(frame):
-            rows = tuple(frame.to_dict("records"))
+        rows = _rows(result.metrics_dataframe)
         error = None
         if result.error is not None:
             error = printable(" ".join(str(result.error).split())[-300:] or type(result.error).__name__, 300)

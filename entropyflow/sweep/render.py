@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..text import printable
 from .events import TrialEvent
-from .summary import SweepSummary
+from .summary import SweepSummary, describe
 
 STATE_STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
 VERDICT_STYLE = {"better": "green", "worse": "red", "no detectable effect": "dim"}
@@ -82,17 +82,13 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
         ),
         highlight=False,
     )
-    titles = {
-        "final": f"final {spec.metric}",
-        "best": f"best {spec.metric}",
-        "epochs_to_target": f"epochs to reach {spec.metric} {'≤' if spec.mode == 'min' else '≥'} {spec.target:g}"
-        if spec.target is not None
-        else "",
-        "stop_epoch": f"early-stopping epoch (patience {summary.patience})",
-    }
-    for outcome in [o for o in summary.outcomes if o in titles]:
+    for outcome in summary.outcomes:
+        title = describe(outcome, spec)
+        title = title[0].upper() + title[1:]
+        if outcome == summary.primary:
+            title += "  (primary: the best cell is chosen on it)"
         table = Table(
-            title=Text(titles[outcome], style="bold"),
+            title=Text(title, style="bold"),
             title_justify="left",
             box=None,
             show_edge=False,
@@ -105,6 +101,7 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             ("mean ± s.e.", "right"),
             ("Δ vs baseline", "right"),
             ("95 % CI", "right"),
+            ("pairs", "right"),
             ("p (Holm)", "right"),
             ("", "left"),
         ):
@@ -116,13 +113,14 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             effect = c.versus.get(outcome)
             verdict = c.verdict.get(outcome, "")
             if effect is None or effect.mean is None:
-                table.add_row(Text(printable(c.cell.name), style="bold"), value, "", "", "", "")
+                table.add_row(Text(printable(c.cell.name), style="bold"), value, "", "", "", "", "")
                 continue
             table.add_row(
                 Text(printable(c.cell.name)),
                 value,
                 _sign(effect.mean),
-                f"[{_num(effect.ci_low, 3)}, {_num(effect.ci_high, 3)}]",
+                f"[{_num(effect.ci_low)}, {_num(effect.ci_high)}]",
+                str(effect.n),
                 _num(effect.p_holm, 2),
                 Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
             )

@@ -9,11 +9,17 @@ Ray Tune and scipy are the ``[sweep]`` extra: without them ``import entropyflow.
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
+import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from .. import vocab
 from ..analysis import analyze
@@ -116,10 +122,22 @@ def run_sweep(
         for trial in trials:
             on_event(TrialEvent("", trial["cell"], trial["seed"], "pending"))
     stop = None if spec.patience is None else (spec.metric, spec.mode, spec.patience)
+    started = time.time()
     outcomes = ray_tune.run(trials, train, storage, spec.metric, options, on_event=on_event, resume=resume, stop=stop)
     summaries = [trial_summary(o.cell, o.seed, o.rows, spec, o.error) for o in outcomes]
     summary = summarize(spec, summaries)
-    provenance = {"train": train, "ray": ray_tune.available(), "storage": str(storage)}
+    provenance = {
+        "train": train,
+        "ray": ray_tune.available(),
+        "cluster": options.address or f"local ({options.cpus or os.cpu_count()} CPUs)",
+        "resources_per_trial": {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "storage": "tune (Ray Tune's experiment, beside this file)",
+        "resumed": resume,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": round(time.time() - started, 1),
+    }
     files = write_atomically(folder, sweep_files(summary, outcomes, provenance, plot_format))
     failed = tuple(f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error)
     return SweepResult(summary, folder, tuple(files), failed)
