@@ -127,6 +127,7 @@ def analyze(
         input_size=walk.input_size,
         walk=walk.mode,
         random_init=loaded.random_init,
+        seed=opts.seed if loaded.random_init else None,
     )
     return AnalysisResult(
         model=info,

@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 from . import vocab
 from ._version import __version__
-from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, exit_code, one_line
+from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, OptionError, exit_code, one_line
 from .text import printable
 
 
@@ -148,13 +148,26 @@ def _prefetch_hash(model: str | None, weights: str | None, enabled: bool) -> Non
 
 
 class _Progress:
-    """Maps library progress callbacks onto a transient rich progress bar (terminals only)."""
+    """Maps library progress callbacks onto a transient rich progress bar with an ETA when stderr
+    is a terminal; otherwise (a log, a pipe) one plain line on ``log`` (stdout) per phase that took
+    a second or more, when it finishes. stderr stays for errors: a failing run prints one line there."""
 
-    LABELS = {"load": "loading weights", "trace": "tracing on meta", "estimate": "estimating layers"}
+    LOG_AFTER_S = 1.0
 
-    def __init__(self, console: Console):
+    LABELS = {
+        "load": "loading weights",
+        "trace": "tracing on meta",
+        "estimate": "estimating layers",
+        "seeds": "random-init seeds (one analysis each)",
+        "track": "checkpoints",
+    }
+
+    def __init__(self, console: Console, log: Console | None = None):
+        self.console = log
         self.enabled = console.is_terminal
         self.bar = None
+        self.tasks: dict[str, Any] = {}  # stage → rich TaskID
+        self.started: dict[str, float] = {}
         if self.enabled:
             from rich.progress import (
                 BarColumn,
@@ -163,6 +176,7 @@ class _Progress:
                 SpinnerColumn,
                 TextColumn,
                 TimeElapsedColumn,
+                TimeRemainingColumn,
             )
 
             self.bar = Progress(
@@ -171,10 +185,11 @@ class _Progress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
                 console=console,
                 transient=True,
             )
-            self.tasks: dict[str, Any] = {}  # stage → rich TaskID
 
     def __enter__(self):
         if self.bar:
@@ -186,7 +201,20 @@ class _Progress:
             self.bar.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        import time
+
         if not self.bar:
+            if self.console is None:
+                return
+            start = self.started.setdefault(stage, time.perf_counter())
+            took = time.perf_counter() - start
+            if done >= total and stage not in self.tasks and took >= self.LOG_AFTER_S:
+                self.tasks[stage] = None  # said once per phase
+                self.console.print(
+                    f"{self.LABELS.get(stage, stage)}: {done}/{total} in {took:.1f} s",
+                    highlight=False,
+                    markup=False,
+                )
             return
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(self.LABELS.get(stage, stage), total=total)
@@ -322,8 +350,11 @@ def analyze(
         "--compare",
         help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file.",
     ),
-    seeds: int = typer.Option(
-        1, "--seeds", help="With --compare random: number of random initialisations (seeds 0..N-1), pooled."
+    seeds: int | None = typer.Option(
+        None,
+        "--seeds",
+        help="With --compare random: number of random initialisations (default 10; each is one more analysis of the "
+        "architecture). The model's own seed is never among them.",
     ),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf for entropy.* and profile.*."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Write no figures."),
@@ -333,12 +364,19 @@ def analyze(
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names (dotted module names)."),
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
+    output_format: str = typer.Option(
+        "table",
+        "--format",
+        help="What goes to stdout: table (rich) or json (analysis.json, for scripts; files are still written).",
+    ),
     debug: bool = DEBUG,
     model_options: dict | None = None,
 ) -> None:
     """Per-layer, per-filter entropy change of every conv/dense layer, in forward execution order."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
+        if output_format not in ("table", "json"):
+            raise OptionError(f"--format must be table or json, not {printable(output_format, 40)!r}")
         _prefetch_hash(model, (model_options or {}).get("weights"), not no_hash)
         # deliberate start-up saving: torch and the pipeline are imported after the hashing has started
         from .analysis import AnalyzeOptions
@@ -356,10 +394,16 @@ def analyze(
             labels=vocab.label_mode(labels),
             html=not no_html,
         )
-        with _Progress(err) as progress:
+        with _Progress(err, None if output_format == "json" else console) as progress:
             written = analyze_to(out, model, options, report, compare=compare, seeds=seeds, progress=progress)
+        if output_format == "json":
+            from .report.jsonio import analysis_json
+
+            console.file.write(analysis_json(written.result, written.reference).decode("utf-8", "backslashreplace"))
+            console.file.flush()
+            return
         if not quiet:
-            render_analysis(written.result, console)
+            render_analysis(written.result, console, written.reference)
         _wrote(console, written.files, written.out)
 
 
@@ -427,7 +471,7 @@ def recommend(
             epsilon=epsilon,
             per_filter=per_filter,
         )
-        with _Progress(err) as progress:
+        with _Progress(err, console) as progress:
             rec, path = recommend_to(out, source, AnalyzeOptions(**(model_options or {})), options, progress)
         render_recommendation(rec.config, console, path)
 
@@ -446,7 +490,7 @@ def compare(
     labels: str = typer.Option("index", "--labels", help="x-axis labels: index (1…L) or names."),
     debug: bool = DEBUG,
 ) -> None:
-    """Side-by-side panels with a shared y axis, from saved analyses (the paper's Figure 1)."""
+    """Saved analyses on one axis: up to 5 as side-by-side panels (the paper's Figure 1), more as a heatmap."""
     console, err = _consoles(ctx)
     with _errors(err, debug):
         # deliberate start-up saving: matplotlib and the report modules load only when a command runs
@@ -457,6 +501,55 @@ def compare(
             plot_format=vocab.plot_format(plot_format), total=plot_total, labels=vocab.label_mode(labels), html=False
         )
         written = compare_to(out, analyses, report)
+        _wrote(console, written.files, written.out)
+
+
+@app.command()
+@_with_model_options
+def track(
+    ctx: typer.Context,
+    checkpoints: list[str] = typer.Argument(
+        ..., help="Checkpoint files, folders of checkpoints, or globs ('ckpts/epoch_*.ckpt'), in natural order."
+    ),
+    out: str = typer.Option(
+        "entropyflow-track", "--out", "-o", help="Folder for trajectory.csv, checkpoints.csv and the figures."
+    ),
+    stat: str = typer.Option("median", "--stat", help="Layer statistic to track: median, mean or total."),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="Regex for the checkpoint labels (its first group), e.g. 'epoch=(\\d+)'; default: file stems.",
+    ),
+    seeds: int = typer.Option(
+        5, "--seeds", help="Random-init seeds for each layer's level (one analysis each; 0: relative to the first)."
+    ),
+    layer: list[str] = typer.Option(
+        [], "--layer", help="A layer for the lines plot (repeatable; default: the 5 that move most)."
+    ),
+    estimator: str = typer.Option("paper", "--estimator", help="paper or spectral."),
+    plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
+    no_plot: bool = typer.Option(False, "--no-plot", help="Write no figures."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the table (files are still written)."),
+    debug: bool = DEBUG,
+    model_options: dict | None = None,
+) -> None:
+    """When does the entropy pattern form? One analysis per checkpoint (cached by file hash), as a heatmap."""
+    console, err = _consoles(ctx)
+    with _errors(err, debug):
+        # deliberate start-up saving: torch and the pipeline are imported only when a command runs
+        from .analysis import AnalyzeOptions
+        from .report import ReportOptions
+        from .report.terminal import render_trajectory
+        from .runs import track_to
+        from .track import TrackOptions
+
+        options = AnalyzeOptions(**(model_options or {}), estimator=vocab.estimator(estimator))
+        topts = TrackOptions(statistic=stat, labels=labels, seeds=seeds)
+        report = ReportOptions(plot=not no_plot, plot_format=vocab.plot_format(plot_format), html=False)
+        with _Progress(err, console) as progress:
+            written = track_to(out, checkpoints, options, topts, report, tuple(layer), progress)
+        if not quiet and written.trajectory is not None:
+            render_trajectory(written.trajectory, console)
         _wrote(console, written.files, written.out)
 
 

@@ -1,13 +1,15 @@
 """Reference analyses to compare a model against (the paper's Figure 1: trained vs random init).
 
-``random`` re-initialises the analysed architecture with seeds ``0 … N-1``; anything else is a
-model spec analysed with the same options. The comparison itself is drawn by ``report.figures``,
+``random`` re-initialises the analysed architecture with N seeds: the first N of 0, 1, 2, …
+that are not the analysed model's own seed (a random-init model is never compared with itself);
+anything else is a model spec analysed with the same options. The comparison itself is drawn by ``report.figures``,
 its panel titles come from ``report.titles``.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import count, islice
 
 from .analysis import AnalyzeOptions, analyze
 from .errors import OptionError
@@ -16,10 +18,13 @@ from .estimate.run import ProgressFn
 
 RANDOM = "random"
 MAX_SEEDS = 1000  # each seed is one full analysis
+DEFAULT_SEEDS = 10  # enough for a z-score and a percentile to mean something; costs 10 analyses
 
 
-def check_seeds(compare: str | None, seeds: int) -> None:
-    """Validate ``--compare``/``--seeds`` before any analysis runs."""
+def check_seeds(compare: str | None, seeds: int | None) -> int:
+    """Validate ``--compare``/``--seeds`` before any analysis runs; returns the number of seeds."""
+    if seeds is None:
+        return DEFAULT_SEEDS if compare == RANDOM else 1
     if seeds < 1:
         raise OptionError("--seeds must be at least 1")
     if seeds > MAX_SEEDS:
@@ -30,13 +35,23 @@ def check_seeds(compare: str | None, seeds: int) -> None:
         raise OptionError(
             "--seeds needs --compare random" if not compare else "--seeds applies to --compare random only"
         )
+    return seeds
+
+
+def reference_seeds(n: int, own: int | None) -> tuple[int, ...]:
+    """The first ``n`` of 0, 1, 2, … without ``own`` (the analysed model's seed, if it is one)."""
+    return tuple(islice((s for s in count() if s != own), n))
 
 
 def reference_analyses(
-    result: AnalysisResult, compare: str, options: AnalyzeOptions, seeds: int = 1, progress: ProgressFn | None = None
+    result: AnalysisResult,
+    compare: str,
+    options: AnalyzeOptions,
+    seeds: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[AnalysisResult, ...]:
     """Analyse what ``compare`` names with the analysed model's input size and conventions."""
-    check_seeds(compare, seeds)
+    n = check_seeds(compare, seeds)
     opts = replace(
         options,
         arch=None,
@@ -52,4 +67,13 @@ def reference_analyses(
     arch = result.model.arch
     if not arch:
         raise OptionError(f"--compare random needs the architecture of {result.model.spec}: give it with --arch")
-    return tuple(analyze(arch, replace(opts, random_init=True, seed=s), progress=progress) for s in range(seeds))
+    own = result.model.seed if result.model.random_init else None
+    picked = reference_seeds(n, own)
+    out = []
+    for k, s in enumerate(picked):
+        if progress:
+            progress("seeds", k, n)
+        out.append(analyze(arch, replace(opts, random_init=True, seed=s)))
+    if progress:
+        progress("seeds", n, n)
+    return tuple(out)

@@ -13,14 +13,19 @@ from pathlib import Path
 from torch import nn
 
 from .analysis import AnalyzeOptions, analyze
-from .compare import check_seeds, reference_analyses
+from .compare import RANDOM, check_seeds, reference_analyses
 from .errors import OptionError
+from .estimate.reference import SeedReference, seed_reference
 from .estimate.results import AnalysisResult
 from .estimate.run import ProgressFn
+from .estimate.trajectory import Trajectory
 from .report import ReportOptions, check_writable, comparison_files, read_analysis, write_report
 from .report.outdir import write_atomically
+from .report.trajectory import chosen_layers, trajectory_files
+from .text import printable
+from .track import TrackOptions, track
 
-__all__ = ["Written", "analyze_to", "compare_to"]
+__all__ = ["Written", "analyze_to", "compare_to", "track_to"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class Written:
     results: tuple[AnalysisResult, ...]
     out: Path
     files: tuple[Path, ...]
+    reference: SeedReference | None = None  # with --compare random: the model against the seeds
+    trajectory: Trajectory | None = None  # track: the layers over the checkpoints
 
     @property
     def result(self) -> AnalysisResult:
@@ -43,7 +50,7 @@ def analyze_to(
     report: ReportOptions | None = None,
     *,
     compare: str | None = None,
-    seeds: int = 1,
+    seeds: int | None = None,
     progress: ProgressFn | None = None,
 ) -> Written:
     """Analyse ``model`` (and, with ``compare``, its reference analyses) and write the report
@@ -54,8 +61,9 @@ def analyze_to(
     references = (
         reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
     )
-    files = write_report(result, folder, report or ReportOptions(), references)
-    return Written((result, *references), folder, tuple(files))
+    reference = seed_reference(result, references) if compare == RANDOM else None
+    files = write_report(result, folder, report or ReportOptions(), references, reference)
+    return Written((result, *references), folder, tuple(files), reference)
 
 
 def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOptions | None = None) -> Written:
@@ -65,5 +73,27 @@ def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOp
     if len(analyses) < 2:
         raise OptionError("compare needs at least two analysis.json files")
     results = tuple(read_analysis(p) for p in analyses)
-    files = write_atomically(folder, comparison_files(results, report or ReportOptions()))
+    files = write_atomically(folder, comparison_files(results, report or ReportOptions(), [str(p) for p in analyses]))
     return Written(results, folder, tuple(files))
+
+
+def track_to(
+    out: str | Path,
+    checkpoints: Sequence[str | Path],
+    options: AnalyzeOptions | None = None,
+    track_options: TrackOptions | None = None,
+    report: ReportOptions | None = None,
+    layers: Sequence[str] = (),
+    progress: ProgressFn | None = None,
+) -> Written:
+    """Analyse each checkpoint (cached by file hash), the random-init seeds, and write
+    ``trajectory.csv``, ``checkpoints.csv``, ``trajectory.<fmt>`` and ``trajectory-layers.<fmt>``."""
+    folder = check_writable(out)
+    opts = report or ReportOptions()
+    traj = track(checkpoints, folder, options, track_options, progress)
+    try:
+        chosen_layers(traj, layers)
+    except KeyError as exc:
+        raise OptionError(f"--layer {printable(exc.args[0])!r} is not a layer of these checkpoints") from None
+    files = write_atomically(folder, trajectory_files(traj, opts.plot_format, layers, opts.plot))
+    return Written(traj.results, folder, tuple(files), trajectory=traj)

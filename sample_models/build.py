@@ -2,6 +2,8 @@
 
     python sample_models/build.py                # writes sample_models/*.pt and README.md
     python sample_models/build.py --quick --out /tmp/samples   # a fast smoke run (tests use it)
+    python sample_models/build.py --checkpoints /tmp/ckpts     # digits_vgg over its 40 epochs
+                                                               # (epoch_00.pt … epoch_40.pt; not committed)
 
 Each checkpoint is ``{'entropyflow': manifest, 'state_dict': ...}``: the manifest names the
 architecture (``sample:NAME``) and input size, so ``entropyflow analyze sample_models/FILE``
@@ -30,15 +32,21 @@ def batches(n: int, size: int, gen: torch.Generator):
         yield perm[i : i + size]
 
 
-def train(model, loss_fn, xtr, ytr, epochs: int, lr: float):
+def train(model, loss_fn, xtr, ytr, epochs: int, lr: float, on_epoch=None):
+    """Adam, batch 64; ``on_epoch(epoch, model)`` after epoch 0 (the initialisation) and each epoch
+    (it only reads the model: the trained weights are the same with or without it)."""
     gen = torch.Generator().manual_seed(SEED)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if on_epoch:
+        on_epoch(0, model)
     model.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         for idx in batches(len(xtr), 64, gen):
             opt.zero_grad()
             loss_fn(model, xtr[idx], ytr[idx]).backward()
             opt.step()
+        if on_epoch:
+            on_epoch(epoch, model)
     model.eval()
     return model
 
@@ -48,7 +56,7 @@ def accuracy(model, x, y) -> float:
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def classifier(name: str, data, epochs: int, trained: bool = True):
+def classifier(name: str, data, epochs: int, trained: bool = True, on_epoch=None):
     xtr, xte, ytr, yte = data
 
     def img(x):
@@ -57,7 +65,7 @@ def classifier(name: str, data, epochs: int, trained: bool = True):
     torch.manual_seed(SEED)
     model = build_sample(name)
     if trained:
-        train(model, lambda m, x, y: F.cross_entropy(m(img(x)), y), xtr, ytr, epochs, 3e-3)
+        train(model, lambda m, x, y: F.cross_entropy(m(img(x)), y), xtr, ytr, epochs, 3e-3, on_epoch)
     model.eval()
     metrics = {"train_accuracy": accuracy(model, img(xtr), ytr), "test_accuracy": accuracy(model, img(xte), yte)}
     task = "10-class digit classification, cross-entropy, Adam lr 3e-3, batch 64"
@@ -121,13 +129,37 @@ def save(out: Path, file: str, arch: str, model, metrics: dict, task: str, epoch
     torch.save({"entropyflow": manifest, "state_dict": model.state_dict()}, out / file)
 
 
+def checkpoints(folder: Path, epochs: int = 40, every: int = 1) -> list[Path]:
+    """Train digits_vgg exactly as ``digits_vgg.pt`` and save ``epoch_NN.pt`` (with the manifest)
+    at epoch 0 (the initialisation) and every ``every`` epochs: a training trajectory for
+    ``entropyflow track``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    data = digits()
+
+    def keep(epoch: int, model) -> None:
+        if epoch % every == 0 or epoch == epochs:
+            name = f"epoch_{epoch:02d}.pt"
+            save(folder, name, "digits_vgg", model, {}, "digits_vgg training trajectory", epoch, epoch > 0)
+            written.append(folder / name)
+
+    classifier("digits_vgg", data, epochs, on_epoch=keep)
+    return written
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--quick", action="store_true", help="one epoch each (smoke test)")
+    ap.add_argument("--checkpoints", type=Path, help="only write digits_vgg's training checkpoints into this folder")
+    ap.add_argument("--every", type=int, default=1, help="with --checkpoints: every N epochs")
     args = ap.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
+    if args.checkpoints:
+        for path in checkpoints(args.checkpoints, 1 if args.quick else 40, args.every):
+            print("wrote", path)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
     data = digits()
     ep = (lambda n: 1) if args.quick else (lambda n: n)
     rows = []

@@ -17,7 +17,7 @@ STAGES = [
     ("walk", ["walk"]),
     ("estimate", ["estimate"]),
     ("report", ["report"]),
-    ("analysis", ["analysis", "compare", "runs"]),
+    ("analysis", ["analysis", "compare", "runs", "track"]),
     ("config", ["config"]),
     ("recommend", ["recommend"]),
     ("regularize", ["regularize"]),

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..vocab import ChannelRule, Estimator
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, order_of
+from .records import FILTER_COLUMNS, LAYER_COLUMNS, filter_rows, layer_row, summary_html
 from .stats import Summary, inf_safe_sum, summarize
 
 __all__ = [
@@ -140,11 +142,19 @@ class ModelInfo:
     input_size: tuple[int, ...] | None = None
     walk: str = "trace"
     random_init: bool = False  # the architecture's own random initialisation, not trained weights
+    seed: int | None = None  # with random_init: the torch.manual_seed it was drawn with
 
     @property
     def order(self) -> str:
         """How the layers are numbered, in words (``forward execution order`` when traced)."""
         return order_of(self.walk)
+
+
+class Frames(NamedTuple):
+    """:meth:`AnalysisResult.to_pandas`: one row per layer, one row per filter."""
+
+    layers: Any  # pandas.DataFrame
+    filters: Any
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +174,26 @@ class AnalysisResult:
             if layer.name == name:
                 return layer
         raise KeyError(name)
+
+    def to_pandas(self) -> Frames:
+        """The layers and the filters as pandas DataFrames, with the columns of ``layers.csv`` and
+        ``filters.csv`` (numbers as floats, ``-inf`` kept, missing values as NaN/None)."""
+        import pandas as pd  # deliberate start-up saving: pandas loads only when a frame is asked for
+
+        return Frames(
+            pd.DataFrame([layer_row(layer) for layer in self.layers], columns=LAYER_COLUMNS),
+            pd.DataFrame(list(filter_rows(self)), columns=FILTER_COLUMNS),
+        )
+
+    def _repr_html_(self) -> str:
+        return summary_html(self)
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"<AnalysisResult {self.model.spec!r}: {c['layers']} layers ({c['conv']} conv, {c['dense']} dense), "
+            f"estimator {self.estimator}>"
+        )
 
     @property
     def counts(self) -> dict[str, int]:

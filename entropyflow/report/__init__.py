@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import vocab
+from ..errors import OptionError
+from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
+from ..estimate.trajectory import layer_matrix
 from ..vocab import LabelMode, PlotFormat
-from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
+from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure, y_label
+from .heatmap import heatmap_figure, lines_figure, pick_rows
 from .html import render_html
 from .jsonio import analysis_json, read_analysis
 from .outdir import check_writable, write_atomically
-from .tables import filters_csv, layers_csv
-from .titles import panel_title
+from .tables import filters_csv, layers_csv, seeds_csv
+from .titles import panel_title, unique_titles
 
 __all__ = ["ReportOptions", "report_files", "comparison_files", "write_report", "read_analysis", "check_writable"]
 
@@ -39,32 +43,80 @@ class ReportOptions:
 
 
 def report_files(
-    result: AnalysisResult, options: ReportOptions | None = None, references: Sequence[AnalysisResult] = ()
+    result: AnalysisResult,
+    options: ReportOptions | None = None,
+    references: Sequence[AnalysisResult] = (),
+    reference: SeedReference | None = None,
 ) -> dict[str, bytes]:
     """Every report file rendered in memory: name → bytes.
 
     ``references``: analyses drawn beside this one (``--compare``): several are random seeds of
-    one architecture, pooled in one panel. They are saved as ``compare-*.analysis.json``."""
+    one architecture, pooled in one panel. They are saved as ``compare-*.analysis.json``.
+    ``reference``: the model against those seeds (z-scores, percentiles, init levels): it adds
+    columns to ``layers.csv``, a block to ``analysis.json``, ``seeds.csv``, and bands to the figures."""
     opts = options or ReportOptions(plot=False, html=False)
     files = {
-        "layers.csv": layers_csv(result),
+        "layers.csv": layers_csv(result, reference),
         "filters.csv": filters_csv(result),
-        "analysis.json": analysis_json(result),
+        "analysis.json": analysis_json(result, reference),
     }
+    if reference is not None:
+        files["seeds.csv"] = seeds_csv(tuple(references))
     for i, ref in enumerate(references):
         files[f"compare-{i + 1}.analysis.json" if len(references) > 1 else "compare.analysis.json"] = analysis_json(ref)
-    figures = _figures([result], references, opts) if opts.plot else {}
+    figures = _figures([result], references, opts, reference=reference) if opts.plot else {}
     files.update({name: data for name, (_, _, data) in figures.items()})
     if opts.html:
-        files["report.html"] = render_html(result, {caption: (fmt, data) for caption, fmt, data in figures.values()})
+        files["report.html"] = render_html(
+            result,
+            {caption: (fmt, data) for caption, fmt, data in figures.values()},
+            references=tuple(references),
+            reference=reference,
+        )
     return files
 
 
-def comparison_files(results: Sequence[AnalysisResult], options: ReportOptions | None = None) -> dict[str, bytes]:
-    """``compare.<fmt>`` (side-by-side panels, shared y axis) and ``compare-profile.<fmt>``."""
+MAX_PANELS = 5  # beyond a handful of analyses, compare draws a heatmap instead of panels
+
+
+def check_comparable(results: Sequence[AnalysisResult], names: Sequence[str]) -> None:
+    """Analyses drawn on one axis must measure the same quantity: one estimator, one channel rule."""
+    for attr, what in (("estimator", "estimator"), ("channel_rule", "channel rule")):
+        kinds = {getattr(r, attr) for r in results}
+        if len(kinds) > 1:
+            listed = ", ".join(f"{n}: {getattr(r, attr)}" for n, r in zip(names, results, strict=True))
+            raise OptionError(
+                f"compare puts the analyses on one axis, but their {what}s differ ({listed}); analyse them all "
+                f"with the same --{what.replace(' ', '-')}"
+            )
+
+
+def comparison_files(
+    results: Sequence[AnalysisResult], options: ReportOptions | None = None, names: Sequence[str] = ()
+) -> dict[str, bytes]:
+    """``compare.<fmt>`` and ``compare-profile.<fmt>``: up to five analyses as side-by-side
+    panels (shared y axis) and overlaid profiles; more as a heatmap of the layer medians (layers ×
+    analyses) and the medians of the layers that change most. ``names``: the inputs, for messages."""
     opts = options or ReportOptions()
-    figures = _figures(results[:1], results[1:], opts, prefix="compare", pool=False)
-    return {name.replace("compare-entropy", "compare"): data for name, (_, _, data) in figures.items()}
+    check_comparable(results, names or [r.model.spec for r in results])
+    titles = unique_titles(results)
+    if len(results) <= MAX_PANELS:
+        panels = [Panel.of(t, r) for t, r in zip(titles, results, strict=True)]
+        figures = _draw(panels, opts, "compare")
+        return {name.replace("compare-entropy", "compare"): data for name, (_, _, data) in figures.items()}
+    matrix, layers = layer_matrix(results)
+    unit = y_label(PlotOptions(), results[0].estimator)
+    fmt = opts.plot_format
+    heat = heatmap_figure(
+        matrix, layers, titles, title=f"layer median over {len(results)} analyses", colorbar=f"layer median: {unit}",
+        xlabel="analysis",
+    )  # fmt: skip
+    picked = pick_rows(matrix)
+    lines = lines_figure(
+        matrix[picked], [layers[i] for i in picked], titles, ylabel=f"layer median: {unit}", xlabel="analysis",
+        title=f"the {len(picked)} layers whose median changes most from the first analysis to the last",
+    )  # fmt: skip
+    return {f"compare.{fmt}": save_figure(heat, fmt), f"compare-profile.{fmt}": save_figure(lines, fmt)}
 
 
 def write_report(
@@ -72,9 +124,10 @@ def write_report(
     out: str | Path,
     options: ReportOptions | None = None,
     references: Sequence[AnalysisResult] = (),
+    reference: SeedReference | None = None,
 ) -> list[Path]:
     """Render and write the report files into ``out`` atomically."""
-    return write_atomically(out, report_files(result, options, references))
+    return write_atomically(out, report_files(result, options, references, reference))
 
 
 def _figures(
@@ -83,13 +136,18 @@ def _figures(
     opts: ReportOptions,
     prefix: str = "",
     pool: bool = True,
+    reference: SeedReference | None = None,
 ) -> dict[str, tuple[str, str, bytes]]:
-    panels = [Panel.of(panel_title(r), r) for r in results]
+    panels = [Panel.of(panel_title(r), r, reference if k == 0 else None) for k, r in enumerate(results)]
     if references:
         if pool:
             panels.append(Panel.of(panel_title(references[0], len(references)), references))
         else:
             panels += [Panel.of(panel_title(r), r) for r in references]
+    return _draw(panels, opts, prefix)
+
+
+def _draw(panels: Sequence[Panel], opts: ReportOptions, prefix: str = "") -> dict[str, tuple[str, str, bytes]]:
     plot = PlotOptions(total=opts.total, labels=opts.labels)
     what = "total per filter" if opts.total else "per output position"
     stem = f"{prefix}-" if prefix else ""

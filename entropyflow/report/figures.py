@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..text import printable
 from ..vocab import LABEL_MODES, PLOT_FORMATS
@@ -52,7 +53,7 @@ STYLE: dict[Any, Any] = {
     "hatch.linewidth": 0.6,
 }
 CONV_FACE, DENSE_COLOR, APPROX_EDGE, NEGINF_COLOR = "#9ecae1", "#e6550d", "#3182bd", "#cb181d"
-PANEL_COLORS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363")
+PANEL_COLORS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#d62728", "#8c564b", "#e377c2")
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,13 @@ class Panel:
 
     title: str
     results: tuple[AnalysisResult, ...]
+    reference: SeedReference | None = None  # random-init seeds drawn behind this panel's layers
 
     @classmethod
-    def of(cls, title: str, results: AnalysisResult | Sequence[AnalysisResult]) -> Panel:
-        return cls(title, (results,) if isinstance(results, AnalysisResult) else tuple(results))
+    def of(
+        cls, title: str, results: AnalysisResult | Sequence[AnalysisResult], reference: SeedReference | None = None
+    ) -> Panel:
+        return cls(title, (results,) if isinstance(results, AnalysisResult) else tuple(results), reference)
 
     @property
     def layers(self):
@@ -131,6 +135,8 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         handles: list[Artist] = []
         for k, panel in enumerate(panels):
             color = PANEL_COLORS[k % len(PANEL_COLORS)]
+            if panel.reference is not None and not options.total:
+                handles += _profile_band(ax, panel, panel.reference)
             boxes = [b for b in result_boxes(panel.results, options.total) if b is not None]
             xs = [b.index for b in boxes]
             ax.fill_between(xs, [b.q1 for b in boxes], [b.q3 for b in boxes], color=color, alpha=0.18, linewidth=0)
@@ -203,10 +209,14 @@ def _title(fig: Figure, text: str) -> None:
 
 
 def _default_title(panels: Sequence[Panel], what: str) -> str:
+    if len(panels) > 2:
+        return f"{what}: {len(panels)} analyses"
     return f"{what}: " + " vs ".join(p.title for p in panels)
 
 
 def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
+    if panel.reference is not None and not options.total:
+        _seed_band(ax, panel, panel.reference, "median", legend)
     boxes = result_boxes(panel.results, options.total)
     conv = [b for b in boxes if b is not None and not (b.is_dense and b.n == 1 and len(panel.results) == 1)]
     if conv:
@@ -341,6 +351,96 @@ def _seed_means(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
     )
 
 
+SEED_BAND, INIT_COLOR, OUTSIDE_COLOR = "#bdbdbd", "#7b3294", "#b2182b"
+
+
+def _seed_band(ax, panel: Panel, ref: SeedReference, stat: str, legend: dict, z_labels: bool = True) -> None:
+    """Behind each layer: the seeds' range of the layer ``stat`` (min to max), their mean, the
+    level the initialisation scheme predicts, and the model's z-score (red where Holm-flagged)."""
+    index = {layer.name: layer.index for layer in panel.layers}
+    trans = blended_transform_factory(ax.transData, ax.transAxes)
+    crowded = len(panel.layers) > 60
+    for item in ref.layers:
+        s, x = item.stat(stat), index.get(item.name)
+        if s is None or x is None:
+            continue
+        ax.fill_between(
+            [x - 0.45, x + 0.45], [s.lo] * 2, [s.hi] * 2, color=SEED_BAND, alpha=0.55, linewidth=0, zorder=0.6
+        )
+        ax.plot([x - 0.45, x + 0.45], [s.mean] * 2, color="#636363", linewidth=0.9, zorder=0.7)
+        level = (
+            item.init.median
+            if item.init is not None and stat == "median"
+            else (item.init.mean if item.init is not None and stat == "mean" else None)
+        )
+        if level is not None:
+            ax.plot([x], [level], marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR, zorder=0.8)
+        if z_labels and s.z is not None and (not crowded or s.outside):
+            ax.text(
+                x, 1.01, _z_text(s.z), transform=trans, rotation=90 if len(panel.layers) > 24 else 0, ha="center",
+                va="bottom", fontsize=6.5, clip_on=False,
+                color=OUTSIDE_COLOR if s.outside else "#525252", fontweight="bold" if s.outside else "normal",
+            )  # fmt: skip
+    n = ref.n
+    legend["band"] = Patch(
+        facecolor=SEED_BAND, alpha=0.55,
+        label=f"random init, {n} seed{'s' if n != 1 else ''}: range of the layer {stat} (line: their mean)"
+        + (" — one seed cannot separate signal from noise" if n == 1 else ""),
+    )  # fmt: skip
+    if any(item.init is not None for item in ref.layers):
+        legend["init"] = Line2D(
+            [], [], linestyle="none", marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR,
+            label=f"{stat} predicted by the init scheme:\n" + label(ref.init_scheme, 120),
+        )  # fmt: skip
+    if n > 1:
+        legend["z"] = Line2D(
+            [], [], linestyle="none", marker="$z$", color=OUTSIDE_COLOR, markersize=7,
+            label=f"z of the model's layer {stat} vs the seeds (above the axes;\n"
+            f"red: outside the seeds, Holm p < {ref.alpha:g})",
+        )  # fmt: skip
+
+
+def _profile_band(ax, panel: Panel, ref: SeedReference) -> list[Artist]:
+    """The seeds' range of the layer mean behind the profile, and the init scheme's E log|w|."""
+    index = {layer.name: layer.index for layer in panel.layers}
+    rows = [(index[item.name], item) for item in ref.layers if item.name in index and item.stat("mean") is not None]
+    xs = [x for x, _ in rows]
+    stats = [item.stat("mean") for _, item in rows]
+    ax.fill_between(
+        xs, [s.lo for s in stats if s], [s.hi for s in stats if s], color=SEED_BAND, alpha=0.6, linewidth=0, zorder=0.5,
+        step="mid",
+    )  # fmt: skip
+    handles: list[Artist] = [
+        Patch(
+            facecolor=SEED_BAND,
+            alpha=0.6,
+            label=f"random init, {ref.n} seed{'s' if ref.n != 1 else ''}: range of the layer mean",
+        )
+    ]
+    init = [(x, item.init.mean) for x, item in rows if item.init is not None]
+    if init:
+        ax.plot(
+            *zip(*init, strict=True),
+            linestyle="none",
+            marker="_",
+            markersize=9,
+            markeredgewidth=1.6,
+            color=INIT_COLOR,
+            zorder=3,
+        )
+        handles.append(
+            Line2D([], [], linestyle="none", marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR,
+                   label="E log|w| predicted by the init scheme:\n" + label(ref.init_scheme, 120))
+        )  # fmt: skip
+    return handles
+
+
+def _z_text(z: float) -> str:
+    if math.isinf(z):
+        return "±∞".replace("±", "−" if z < 0 else "+")
+    return f"{z:+.1f}".replace("-", "−")
+
+
 def _mark_untraced(ax, panel: Panel, legend: dict) -> None:
     untraced = [layer.index for layer in panel.layers if not layer.traced]
     for i in untraced:
@@ -386,11 +486,17 @@ def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bo
     if title:
         r = panel.results[0]
         c = r.counts
-        ax.set_title(label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)"), loc="left")
+        pad = 6  # room for the z-scores above the axes
+        if panel.reference is not None and panel.reference.n > 1:
+            pad = 28 if len(panel.layers) > 24 else 14
+        ax.set_title(label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)"), loc="left", pad=pad)
 
 
 def _legend(fig: Figure, legend: dict) -> None:
-    order = ["exact", "approx", "nototal", "mean", "outlier", "dense", "densebox", "seeds", "neginf", "untraced"]
+    order = [
+        "exact", "approx", "nototal", "mean", "outlier", "dense", "densebox", "seeds", "band", "init", "z", "neginf",
+        "untraced",
+    ]  # fmt: skip
     handles = [legend[k] for k in order if k in legend]
     _legend_below(fig, handles)
 
@@ -398,7 +504,7 @@ def _legend(fig: Figure, legend: dict) -> None:
 def _legend_below(fig: Figure, handles: list) -> None:
     """Legend under the axes, with as many columns as the figure is wide (never clipped)."""
     if handles:
-        longest = max(len(h.get_label()) for h in handles)
+        longest = max(len(line) for h in handles for line in h.get_label().splitlines())
         per_col = 0.55 + 0.065 * longest  # inches a column needs at 8 pt
         ncols = max(1, min(len(handles), int(fig.get_figwidth() // per_col)))
         fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)

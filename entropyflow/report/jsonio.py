@@ -15,6 +15,7 @@ from typing import cast
 import numpy as np
 
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
+from ..estimate.reference import SeedReference
 from ..estimate.results import (
     AnalysisResult,
     ConvGeometry,
@@ -24,6 +25,7 @@ from ..estimate.results import (
     SkippedModule,
     frozen_array,
 )
+from ..estimate.seeds import SeedStat
 from ..estimate.stats import Summary
 from ..text import brief, printable, shown
 from ..vocab import CHANNEL_RULES, ChannelRule, Estimator, is_layer_kind
@@ -133,7 +135,7 @@ def to_dict(r: AnalysisResult) -> dict:
             "input_size": list(m.input_size) if m.input_size else None,
             "walk": m.walk,
             "order": m.order,
-            **({"random_init": True} if m.random_init else {}),
+            **({"random_init": True, "seed": m.seed} if m.random_init else {}),
         },
         "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
         "device": r.device,
@@ -144,6 +146,52 @@ def to_dict(r: AnalysisResult) -> dict:
         "layers": [layer_dict(layer) for layer in r.layers],
         "skipped": [
             {"name": s.name, "type": s.module_type, "reason": s.reason, "parameters": s.parameters} for s in r.skipped
+        ],
+    }
+
+
+def reference_dict(ref: SeedReference) -> dict:
+    """The ``random_init_reference`` block of ``analysis.json`` (``--compare random``)."""
+
+    def stat(s: SeedStat | None) -> dict | None:
+        if s is None:
+            return None
+        return {
+            "value": _num(s.value),
+            "seeds": [_num(v) for v in s.seeds],
+            "mean": _num(s.mean),
+            "sd": s.sd,
+            "min": _num(s.lo),
+            "max": _num(s.hi),
+            "z": _num(s.z) if s.z is not None else None,
+            "percentile": s.percentile,
+            "p": s.p,
+            "p_holm": s.p_holm,
+            "outside": s.outside,
+        }
+
+    return {
+        "seeds": list(ref.seeds),
+        "alpha": ref.alpha,
+        "test": "two-sided prediction test, t = (x - mean)/(sd*sqrt(1 + 1/N)) with N - 1 degrees of freedom, "
+        "Holm-corrected over the layers per statistic; z = (x - mean)/sd; percentile counts ties half",
+        "init_scheme": ref.init_scheme,
+        "layers": [
+            {
+                "name": item.name,
+                **{name: stat(s) for name, s in item.stats},
+                "init": None
+                if item.init is None
+                else {
+                    "scheme": item.init.scheme,
+                    "dist": item.init.dist,
+                    "scale": item.init.scale,
+                    "mean": item.init.mean,
+                    "median": item.init.median,
+                    "ks": item.init.ks,
+                },
+            }  # fmt: skip
+            for item in ref.layers
         ],
     }
 
@@ -161,8 +209,12 @@ def _dump(obj, indent: int = 0) -> str:
     return json.dumps(obj, allow_nan=False, ensure_ascii=False)
 
 
-def analysis_json(r: AnalysisResult) -> bytes:
-    return (_dump(to_dict(r)) + "\n").encode("utf-8", "backslashreplace")  # lone surrogates as text
+def analysis_json(r: AnalysisResult, reference: SeedReference | None = None) -> bytes:
+    """The analysis (and, with ``--compare random``, its ``random_init_reference`` block) as JSON."""
+    d = to_dict(r)
+    if reference is not None:
+        d["random_init_reference"] = reference_dict(reference)
+    return (_dump(d) + "\n").encode("utf-8", "backslashreplace")  # lone surrogates as text
 
 
 MAX_ANALYSIS_BYTES = 512 << 20
@@ -291,6 +343,7 @@ def from_dict(d: dict) -> AnalysisResult:
         _ints(size, "model.input_size", 1) if size is not None else None,
         _get(m, "walk", "model.", str),
         _random_init(m),
+        _get(m, "seed", "model.", int, optional=True),
     )
     skipped = []
     for i, s_ in enumerate(_get(d, "skipped", "", list)):

@@ -10,46 +10,10 @@ import csv
 import io
 import math
 
-from ..estimate.results import AnalysisResult, ConvGeometry, LayerResult
-
-LAYER_COLUMNS = [
-    "index",
-    "name",
-    "kind",
-    "module_type",
-    "weight_key",
-    "weight_shape",
-    "filters",
-    "traced",
-    "calls",
-    "in_size",
-    "out_size",
-    "kernel",
-    "stride",
-    "padding",
-    "dilation",
-    "padding_mode",
-    "n_positions",
-    "mean",
-    "std",
-    "min",
-    "q1",
-    "median",
-    "q3",
-    "max",
-    "n_finite",
-    "n_neginf",
-    "total",
-    "joint",
-    "logdet",
-    "exact",
-    "reason",
-]
-FILTER_COLUMNS = ["layer_index", "layer_name", "kind", "filter", "c11", "dh_per_position", "dh_total", "exact"]
-
-
-def dims(t) -> str:
-    return "x".join(str(int(v)) for v in t) if t is not None else ""
+from ..estimate.records import FILTER_COLUMNS, LAYER_COLUMNS, filter_rows, layer_row
+from ..estimate.reference import SeedReference, statistic
+from ..estimate.results import AnalysisResult
+from ..estimate.seeds import STATISTICS
 
 
 def cell(v) -> str:
@@ -64,44 +28,6 @@ def cell(v) -> str:
     return str(v)
 
 
-def layer_row(layer: LayerResult) -> dict:
-    g = layer.geometry if isinstance(layer.geometry, ConvGeometry) else None
-    s = layer.summary
-    return {
-        "index": layer.index,
-        "name": layer.name,
-        "kind": layer.kind,
-        "module_type": layer.module_type,
-        "weight_key": layer.weight_key,
-        "weight_shape": dims(layer.weight_shape),
-        "filters": layer.filters,
-        "traced": layer.traced,
-        "calls": layer.calls,
-        "in_size": dims(g.layer_in_size) if g else None,
-        "out_size": dims(g.layer_out_size) if g else None,
-        "kernel": dims(g.kernel) if g else None,
-        "stride": dims(g.stride) if g else None,
-        "padding": dims(g.pad_left) if g else None,
-        "dilation": dims(g.dilation) if g else None,
-        "padding_mode": g.padding_mode if g else None,
-        "n_positions": layer.n_positions,
-        "mean": s.mean,
-        "std": s.std,
-        "min": s.min,
-        "q1": s.q1,
-        "median": s.median,
-        "q3": s.q3,
-        "max": s.max,
-        "n_finite": s.n_finite,
-        "n_neginf": s.n_neginf,
-        "total": layer.total,
-        "joint": layer.joint,
-        "logdet": layer.logdet,
-        "exact": layer.exact,
-        "reason": layer.reason or None,
-    }
-
-
 def _csv(columns: list[str], rows) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -111,25 +37,56 @@ def _csv(columns: list[str], rows) -> bytes:
     return buf.getvalue().encode("utf-8", "backslashreplace")
 
 
-def layers_csv(result: AnalysisResult) -> bytes:
-    return _csv(LAYER_COLUMNS, (layer_row(layer) for layer in result.layers))
+REFERENCE_FIELDS = ("seeds_mean", "seeds_sd", "seeds_min", "seeds_max", "z", "percentile", "p", "p_holm", "outside")
+REFERENCE_COLUMNS = [
+    "n_seeds",
+    *(f"{f}_{stat}" for stat in STATISTICS for f in REFERENCE_FIELDS),
+    "init_scheme",
+    "init_mean",
+    "init_median",
+]
+SEED_COLUMNS = ["layer_index", "layer_name", "seed", *STATISTICS]
+
+
+def reference_row(reference: SeedReference, name: str) -> dict:
+    """The ``layers.csv`` columns of one layer against the random-init seeds."""
+    item = reference.layer(name)
+    row: dict = {"n_seeds": reference.n}
+    for stat in STATISTICS:
+        s = item.stat(stat)
+        values = (s.mean, s.sd, s.lo, s.hi, s.z, s.percentile, s.p, s.p_holm, s.outside) if s else (None,) * 9
+        row.update({f"{f}_{stat}": v for f, v in zip(REFERENCE_FIELDS, values, strict=True)})
+    init = item.init
+    row.update(
+        init_scheme=init.scheme if init else None,
+        init_mean=init.mean if init else None,
+        init_median=init.median if init else None,
+    )
+    return row
+
+
+def layers_csv(result: AnalysisResult, reference: SeedReference | None = None) -> bytes:
+    """One row per layer; with ``reference`` (``--compare random``) the seed columns follow."""
+    if reference is None:
+        return _csv(LAYER_COLUMNS, (layer_row(layer) for layer in result.layers))
+    return _csv(
+        LAYER_COLUMNS + REFERENCE_COLUMNS,
+        ({**layer_row(layer), **reference_row(reference, layer.name)} for layer in result.layers),
+    )
+
+
+def seeds_csv(seeds: tuple[AnalysisResult, ...]) -> bytes:
+    """The random-init seeds' layer statistics, one row per layer and seed (long format)."""
+    return _csv(
+        SEED_COLUMNS,
+        (
+            {"layer_index": layer.index, "layer_name": layer.name, "seed": r.model.seed}
+            | {stat: statistic(layer, stat) for stat in STATISTICS}
+            for r in seeds
+            for layer in r.layers
+        ),
+    )
 
 
 def filters_csv(result: AnalysisResult) -> bytes:
-    def rows():
-        for layer in result.layers:
-            totals = layer.totals.tolist() if layer.totals is not None else [None] * layer.filters
-            c11 = layer.c11.tolist() if layer.c11.size else [None] * layer.filters
-            for f, (c, v, t) in enumerate(zip(c11, layer.per_position.tolist(), totals, strict=True)):
-                yield {
-                    "layer_index": layer.index,
-                    "layer_name": layer.name,
-                    "kind": layer.kind,
-                    "filter": f,
-                    "c11": c,
-                    "dh_per_position": v,
-                    "dh_total": t,
-                    "exact": layer.exact,
-                }
-
-    return _csv(FILTER_COLUMNS, rows())
+    return _csv(FILTER_COLUMNS, filter_rows(result))

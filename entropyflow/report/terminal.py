@@ -15,7 +15,9 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
+from ..estimate.trajectory import Trajectory
 from ..text import printable
 
 
@@ -61,7 +63,56 @@ def _mark(i: int) -> str:
     return SUPERSCRIPTS[i] if i < len(SUPERSCRIPTS) else f"[{i + 1}]"
 
 
-def render_analysis(result: AnalysisResult, console: Console) -> None:
+RIGHT = {"#", "filters", "mean", "median", "Q1", "Q3", "total", "joint", "−∞", "seeds", "z", "pct"}
+DROP_ORDER = ("mean profile", "Q1", "Q3", "kind", "filters", "joint", "pct")  # first to go on a narrow terminal
+LAYER_MIN = 24  # the layer-name column keeps at least this many characters (or the longest name)
+
+
+def _width(cell: str | Text) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(cell)
+
+
+def _fit_table(rows: list[dict[str, str | Text]], width: int) -> Table:
+    """The table with as many columns as leave the layer names readable in ``width`` characters:
+    the sparkline goes first, then the quartiles, kind and filter count."""
+    columns = list(rows[0]) if rows else ["#", "layer"]
+    widths = {c: max([len(c)] + [_width(r[c]) for r in rows]) for c in columns}
+    names = min(widths.get("layer", 0), max(LAYER_MIN, width // 3))
+
+    def need(cols: list[str]) -> int:
+        return sum(names if c == "layer" else widths[c] for c in cols) + 2 * (len(cols) - 1)  # padding (0, 1)
+
+    for drop in DROP_ORDER:
+        if need(columns) <= width:
+            break
+        if drop in columns:
+            columns.remove(drop)
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+    for col in columns:
+        table.add_column(
+            col, justify="right" if col in RIGHT else "left", no_wrap=col != "layer",
+            overflow="fold", min_width=names if col == "layer" else None,
+        )  # fmt: skip
+    for r in rows:
+        table.add_row(*(r[c] for c in columns))
+    return table
+
+
+def _seed_cells(reference: SeedReference, name: str) -> dict[str, str | Text]:
+    """z of the layer median against the seeds, its percentile, and the predicted init level."""
+    item = reference.layer(name)
+    st = item.stat("median")
+    if st is None:
+        return {"seeds": "—", "z": "—", "pct": ""}
+    z = "—" if st.z is None else fmt(st.z, 1)
+    return {
+        "seeds": f"{fmt(st.mean)}" + (f"±{fmt(st.sd, 2)}" if st.sd is not None else ""),
+        "z": Text(z + ("*" if st.outside else ""), style="bold red" if st.outside else ""),
+        "pct": f"{st.percentile:.0f}",
+    }
+
+
+def render_analysis(result: AnalysisResult, console: Console, reference: SeedReference | None = None) -> None:
     m = result.model
     size = "x".join(map(str, m.input_size)) if m.input_size else "—"
     _line(console, ("entropyflow ", "bold"), (printable(m.spec), "bold cyan"), f"  ·  {m.description}")
@@ -73,61 +124,41 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
     )
 
     reasons: list[str] = []
-    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-    for col, just in (
-        ("#", "right"),
-        ("layer", "left"),
-        ("kind", "left"),
-        ("filters", "right"),
-        ("mean profile", "left"),
-        ("mean", "right"),
-        ("median", "right"),
-        ("Q1", "right"),
-        ("Q3", "right"),
-        ("total", "right"),
-        ("exact", "left"),
-    ):
-        table.add_column(col, justify=cast(JustifyMethod, just), no_wrap=col != "layer")
-    joint = any(layer.joint is not None for layer in result.layers)
-    if joint:
-        table.add_column("joint", justify="right")
-    any_inf = any(layer.summary.n_neginf for layer in result.layers)
-    if any_inf:
-        table.add_column("−∞", justify="right")
     means = [layer.summary.mean for layer in result.layers if layer.summary.mean is not None]
     lo, hi = (min(means), max(means)) if means else (0.0, 0.0)
+    joint = any(layer.joint is not None for layer in result.layers)
+    any_inf = any(layer.summary.n_neginf for layer in result.layers)
+    rows: list[dict[str, str | Text]] = []
     for layer in result.layers:
         s = layer.summary
         if layer.exact is True:
             exact = Text("yes", style="green")
-        elif layer.exact is False:
-            if layer.reason not in reasons:
-                reasons.append(layer.reason)
-            exact = Text("no" + _mark(reasons.index(layer.reason)), style="yellow")
         else:
             if layer.reason not in reasons:
                 reasons.append(layer.reason)
-            exact = Text("—" + _mark(reasons.index(layer.reason)), style="dim")
-        name = _t(layer.name + ("" if layer.traced else " (untraced)"))
-        bar = Text(mean_bar(s.mean, lo, hi), style="blue" if layer.is_conv else "dark_orange")
-        row: list[str | Text] = [
-            str(layer.index),
-            name,
-            _t(layer.kind),
-            str(layer.filters),
-            bar,
-            fmt(s.mean),
-            fmt(s.median),
-            fmt(s.q1),
-            fmt(s.q3),
-            fmt(layer.total, 1),
-            exact,
-        ]
+            mark = _mark(reasons.index(layer.reason))
+            exact = Text("no" + mark, style="yellow") if layer.exact is False else Text("—" + mark, style="dim")
+        row: dict[str, str | Text] = {
+            "#": str(layer.index),
+            "layer": _t(layer.name + ("" if layer.traced else " (untraced)")),
+            "kind": _t(layer.kind),
+            "filters": str(layer.filters),
+            "mean profile": Text(mean_bar(s.mean, lo, hi), style="blue" if layer.is_conv else "dark_orange"),
+            "mean": fmt(s.mean),
+            "median": fmt(s.median),
+            "Q1": fmt(s.q1),
+            "Q3": fmt(s.q3),
+            "total": fmt(layer.total, 1),
+            "exact": exact,
+        }
         if joint:
-            row.append(fmt(layer.joint, 1))
+            row["joint"] = fmt(layer.joint, 1)
         if any_inf:
-            row.append(Text(str(s.n_neginf), style="red") if s.n_neginf else "")
-        table.add_row(*row)
+            row["−∞"] = Text(str(s.n_neginf), style="red") if s.n_neginf else ""
+        if reference is not None:
+            row.update(_seed_cells(reference, layer.name))
+        rows.append(row)
+    table = _fit_table(rows, console.width)
     console.print(table)
     if result.estimator == "spectral":
         console.print(
@@ -142,6 +173,8 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
             f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
             style="dim",
         )
+    if reference is not None:
+        _reference_lines(reference, console)
     for i, reason in enumerate(reasons):
         carriers = [other for other in result.layers if other.reason == reason]
         approximate = any(other.exact is False for other in carriers)  # an approximation, not just a missing total
@@ -177,6 +210,28 @@ def render_analysis(result: AnalysisResult, console: Console) -> None:
         _line(console, f"warning: {w}", style="yellow")
 
 
+def _reference_lines(reference: SeedReference, console: Console) -> None:
+    n = reference.n
+    seeds = ", ".join(map(str, reference.seeds))
+    if n == 1:
+        _line(
+            console,
+            f"seeds: the layer median of 1 random-init seed ({seeds}); one seed cannot separate signal from noise — "
+            "use --seeds 10 or more for z-scores",
+            style="yellow",
+        )
+        return
+    _line(
+        console,
+        f"seeds: layer median over {n} random-init seeds ({seeds}), mean±sd; z = (model − mean)/sd; pct = percentile "
+        f"among the seeds; * = outside the random-init level (prediction test, Holm over the layers, p < "
+        f"{reference.alpha:g}): {reference.outside('median')} of {len(reference.layers)} layers",
+        style="dim",
+    )
+    if reference.init_scheme:
+        _line(console, f"init scheme recognised: {reference.init_scheme} (predicted levels in layers.csv)", style="dim")
+
+
 def render_recommendation(config, console: Console, path=None) -> None:
     """A λ placement config: strategy, rationale, the chosen layers, warnings."""
     s = config.strategy
@@ -208,3 +263,45 @@ def render_recommendation(config, console: Console, path=None) -> None:
         _line(console, f"warning: {w}", style="yellow")
     if path is not None:
         _line(console, f"wrote {path}", style="dim")
+
+
+def render_trajectory(traj: Trajectory, console: Console, rows: int = 15) -> None:
+    """The layers that move most over the checkpoints: first, last, and the random-init level."""
+    n = len(traj.labels)
+    seeds = len(traj.seeds)
+    _line(
+        console,
+        (f"{n} checkpoints", "bold"),
+        f" ({traj.labels[0]} … {traj.labels[-1]})  ·  analysed {traj.analysed}, from the cache {n - traj.analysed}"
+        f"  ·  layer {traj.statistic}"
+        + (f"  ·  random-init level: mean of {seeds} seeds" if seeds else "  ·  no random-init seeds"),
+    )
+    change = traj.values[:, -1] - traj.values[:, 0]
+    order = sorted(range(len(traj.layers)), key=lambda i: -abs(change[i]) if math.isfinite(change[i]) else 0.0)
+    shown = sorted(order[:rows])
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+    for col in ("#", "layer", "random init", traj.labels[0][:14], traj.labels[-1][:14], "last − init"):
+        table.add_column(printable(col), justify="left" if col == "layer" else "right", no_wrap=col != "layer")
+    for i in shown:
+        level = float(traj.level[i])
+        last = float(traj.values[i, -1])
+        delta = last - level if math.isfinite(level) and math.isfinite(last) else None
+        table.add_row(
+            str(i + 1),
+            _t(traj.layers[i]),
+            fmt(level if math.isfinite(level) else None),
+            fmt(_finite(traj.values[i, 0])),
+            fmt(_finite(last)),
+            fmt(delta),
+        )
+    console.print(table)
+    if len(shown) < len(traj.layers):
+        _line(
+            console,
+            f"the {len(shown)} of {len(traj.layers)} layers that change most; all in trajectory.csv",
+            style="dim",
+        )
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None

@@ -1,0 +1,136 @@
+"""Analysis results as plain records (one dict per layer, one per filter): the rows of
+``layers.csv`` / ``filters.csv``, of :meth:`AnalysisResult.to_pandas`, and a compact HTML summary
+for notebooks. Columns are documented in docs/output.md."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from html import escape
+from typing import TYPE_CHECKING
+
+from ..walk.sites import ConvGeometry
+
+if TYPE_CHECKING:
+    from .results import AnalysisResult, LayerResult
+
+LAYER_COLUMNS = [
+    "index",
+    "name",
+    "kind",
+    "module_type",
+    "weight_key",
+    "weight_shape",
+    "filters",
+    "traced",
+    "calls",
+    "in_size",
+    "out_size",
+    "kernel",
+    "stride",
+    "padding",
+    "dilation",
+    "padding_mode",
+    "n_positions",
+    "mean",
+    "std",
+    "min",
+    "q1",
+    "median",
+    "q3",
+    "max",
+    "n_finite",
+    "n_neginf",
+    "total",
+    "joint",
+    "logdet",
+    "exact",
+    "reason",
+]
+FILTER_COLUMNS = ["layer_index", "layer_name", "kind", "filter", "c11", "dh_per_position", "dh_total", "exact"]
+
+
+def dims(t) -> str:
+    return "x".join(str(int(v)) for v in t) if t is not None else ""
+
+
+def layer_row(layer: LayerResult) -> dict:
+    g = layer.geometry if isinstance(layer.geometry, ConvGeometry) else None
+    s = layer.summary
+    return {
+        "index": layer.index,
+        "name": layer.name,
+        "kind": layer.kind,
+        "module_type": layer.module_type,
+        "weight_key": layer.weight_key,
+        "weight_shape": dims(layer.weight_shape),
+        "filters": layer.filters,
+        "traced": layer.traced,
+        "calls": layer.calls,
+        "in_size": dims(g.layer_in_size) if g else None,
+        "out_size": dims(g.layer_out_size) if g else None,
+        "kernel": dims(g.kernel) if g else None,
+        "stride": dims(g.stride) if g else None,
+        "padding": dims(g.pad_left) if g else None,
+        "dilation": dims(g.dilation) if g else None,
+        "padding_mode": g.padding_mode if g else None,
+        "n_positions": layer.n_positions,
+        "mean": s.mean,
+        "std": s.std,
+        "min": s.min,
+        "q1": s.q1,
+        "median": s.median,
+        "q3": s.q3,
+        "max": s.max,
+        "n_finite": s.n_finite,
+        "n_neginf": s.n_neginf,
+        "total": layer.total,
+        "joint": layer.joint,
+        "logdet": layer.logdet,
+        "exact": layer.exact,
+        "reason": layer.reason or None,
+    }
+
+
+def filter_rows(result: AnalysisResult) -> Iterator[dict]:
+    for layer in result.layers:
+        totals = layer.totals.tolist() if layer.totals is not None else [None] * layer.filters
+        c11 = layer.c11.tolist() if layer.c11.size else [None] * layer.filters
+        for f, (c, v, t) in enumerate(zip(c11, layer.per_position.tolist(), totals, strict=True)):
+            yield {
+                "layer_index": layer.index,
+                "layer_name": layer.name,
+                "kind": layer.kind,
+                "filter": f,
+                "c11": c,
+                "dh_per_position": v,
+                "dh_total": t,
+                "exact": layer.exact,
+            }
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def summary_html(result: AnalysisResult, rows: int = 12) -> str:
+    """A compact notebook view: the model, the counts and the first layers."""
+    m, c = result.model, result.counts
+    head = (
+        f"<b>entropyflow</b> <code>{escape(m.spec)}</code> · {escape(result.estimator)} estimator · "
+        f"{c['layers']} layers ({c['conv']} conv, {c['dense']} dense) · {c['not_exact']} approximate totals · "
+        f"{c['skipped']} skipped"
+    )
+    body = "".join(
+        f"<tr><td>{layer.index}</td><td style='text-align:left'><code>{escape(layer.name)}</code></td>"
+        f"<td>{escape(layer.kind)}</td><td>{layer.filters}</td><td>{_num(layer.summary.mean)}</td>"
+        f"<td>{_num(layer.summary.median)}</td><td>{_num(layer.total, 1)}</td>"
+        f"<td>{'yes' if layer.exact else '—' if layer.exact is None else 'no'}</td></tr>"
+        for layer in result.layers[:rows]
+    )
+    more = ""
+    if len(result.layers) > rows:
+        more = f"<div>… {len(result.layers) - rows} more layers: <code>.to_pandas()</code></div>"
+    return (
+        f"<div>{head}<table><thead><tr><th>#</th><th>layer</th><th>kind</th><th>filters</th><th>mean</th>"
+        f"<th>median</th><th>total</th><th>exact</th></tr></thead><tbody>{body}</tbody></table>{more}</div>"
+    )
