@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
+import torch
 from torch import nn
 
 from ._version import __version__
@@ -16,7 +17,7 @@ from .estimate.results import AnalysisResult, ModelInfo
 from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, estimate, resolve_device
 from .load.model import LoadedModel, LoadOptions, load_model
 from .samples import DEFAULT_SAMPLE, default_sample_path
-from .spec import parse_bytes, parse_input_size
+from .spec import parse_bytes, parse_input, parse_input_size
 from .text import path_text
 from .vocab import ESTIMATORS, ChannelRule, Estimator
 from .walk import effective_tensors, walk_model
@@ -32,6 +33,8 @@ class AnalyzeOptions(LoadOptions):
     ``max_mem='4GiB'`` → bytes)."""
 
     input_size: tuple[int, ...] | str | None = None
+    input: str | None = None  # '--input long:1x128': dtype and shape with the batch dimension (token ids)
+    input_dtype: str | None = None  # set from `input` ('int64', 'float32', …)
     trace: bool = True
     device: str = "auto"
     channel_rule: ChannelRule = "first"
@@ -42,6 +45,12 @@ class AnalyzeOptions(LoadOptions):
         super().__post_init__()
         check_estimator_options(self.estimator, self.channel_rule)
         object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+        if self.input is not None:
+            if self.input_size is not None and self.input_dtype is None:
+                raise OptionError("give --input DTYPE:SHAPE or --input-size, not both")
+            dtype, size = parse_input(self.input)
+            object.__setattr__(self, "input_dtype", dtype)
+            object.__setattr__(self, "input_size", size)
         object.__setattr__(self, "max_mem", parse_bytes(self.max_mem) or DEFAULT_BUDGET)
 
     @property
@@ -92,7 +101,8 @@ def analyze(
         if progress:
             progress("load", 1, 1)
             progress("trace", 0, 1)
-        walk = walk_model(loaded, opts.shape, opts.trace)
+        dtype = opts.input_dtype or loaded.input_dtype
+        walk = walk_model(loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None)
         if progress:
             progress("trace", 1, 1)
         if not walk.sites:
@@ -125,6 +135,7 @@ def analyze(
         sha256=sha,
         arch=loaded.arch,
         input_size=walk.input_size,
+        input_dtype=dtype if walk.input_size else None,
         walk=walk.mode,
         random_init=loaded.random_init,
         seed=opts.seed if loaded.random_init else None,

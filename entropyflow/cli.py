@@ -260,6 +260,17 @@ _MODEL_OPTIONS = [  # (parameter, AnalyzeOptions field, type, typer option)
         typer.Option(None, "--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
     ),
     (
+        "input",
+        "input",
+        str | None,
+        typer.Option(
+            None,
+            "--input",
+            help="Example input as DTYPE:SHAPE with the batch dimension, e.g. long:1x128 (128 token ids) for "
+            "transformers; default: from the model's config.",
+        ),
+    ),
+    (
         "channel_rule",
         "channel_rule",
         str,

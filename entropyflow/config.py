@@ -42,7 +42,9 @@ TOP_FIELDS = (
     "warnings",
     "provenance",
 )
-LAYER_FIELDS = ("name", "kind", "weight_key", "weight_shape", "lambda", "filter_lambdas", "rows")
+LAYER_FIELDS = (
+    "name", "kind", "weight_key", "weight_shape", "lambda", "filter_lambdas", "rows", "row_period", "transposed",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ class LayerLambda:
     weight_shape: tuple[int, ...]
     lam: float
     filter_lambdas: tuple[float, ...] | None = None
-    rows: tuple[int, int] | None = None  # a row block of the weight (MultiheadAttention q/k/v)
+    rows: tuple[int, int] | None = None  # a row block of the weight's map (q/k/v of a fused projection)
+    row_period: int | None = None  # the block repeats every this many rows (per-head interleaved layouts)
+    transposed: bool = False  # the weight is stored (in, out) (transformers' Conv1D): the map is its transpose
 
     @property
     def is_conv(self) -> bool:
@@ -107,6 +111,10 @@ def to_dict(cfg: LambdaConfig) -> dict:
         }
         if layer.rows is not None:
             d["rows"] = list(layer.rows)
+        if layer.row_period is not None:
+            d["row_period"] = layer.row_period
+        if layer.transposed:
+            d["transposed"] = True
         if layer.filter_lambdas is not None:
             d["filter_lambdas"] = list(layer.filter_lambdas)
         layers.append(d)
@@ -240,6 +248,14 @@ def from_dict(d) -> LambdaConfig:
             if first >= end:
                 raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({[first, end]})")
             rows = (first, end)
+        period = layer.get("row_period")
+        if period is not None and (
+            isinstance(period, bool) or not isinstance(period, int) or period < 1 or rows is None
+        ):
+            raise ConfigError(f"{p}.row_period: a positive integer, with rows")
+        transposed = layer.get("transposed", False)
+        if not isinstance(transposed, bool):
+            raise ConfigError(f"{p}.transposed: must be true or false")
         name = _text(_need(layer, "name", p + "."), f"{p}.name")
         if name in seen:
             raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
@@ -253,6 +269,8 @@ def from_dict(d) -> LambdaConfig:
                 lam=_number(_need(layer, "lambda", p + "."), f"{p}.lambda"),
                 filter_lambdas=fl,
                 rows=rows,
+                row_period=period,
+                transposed=transposed,
             )
         )
     prov = d.get("provenance") or {}

@@ -31,6 +31,11 @@ def missing(extra: str) -> list[str]:
     return out
 
 
+def install_hint(extra: str) -> str:
+    """``pip install 'entropyflow[EXTRA]'``, as a sentence fragment."""
+    return f"pip install 'entropyflow[{extra}]'"
+
+
 def require(extra: str) -> None:
     """Raise :class:`MissingExtraError` naming the missing packages and the pip command."""
     absent = missing(extra)

@@ -13,6 +13,7 @@ from .errors import OptionError, UnknownModelError
 from .text import printable
 
 ZOO_SOURCES = ("torchvision", "timm", "sample")
+HF = "hf"  # hf:ORG/NAME[@REVISION], from the local Hugging Face cache
 _PREFIXED = re.compile(r"([A-Za-z][A-Za-z0-9_-]+):(.*)", re.DOTALL)
 
 
@@ -31,6 +32,8 @@ class ModelSpec:
     def __str__(self) -> str:
         if self.is_file:
             return self.name
+        if self.source == HF:
+            return f"hf:{self.name}" + (f"@{self.tag}" if self.tag else "")
         return f"{self.source}:{self.name}" + (f".{self.tag}" if self.tag else "")
 
 
@@ -40,6 +43,11 @@ def parse_spec(text: str) -> ModelSpec:
     if not text:
         raise UnknownModelError("empty model spec (give a file path, torchvision:NAME, timm:NAME or sample:NAME)")
     m = _PREFIXED.fullmatch(text)
+    if m and m.group(1).lower() == HF:
+        repo, _, revision = m.group(2).strip().partition("@")
+        if not repo:
+            raise UnknownModelError(f"'{printable(text, 60)}' names no model (example: hf:openai-community/gpt2)")
+        return ModelSpec(HF, repo, revision or None)
     if m and m.group(1).lower() in ZOO_SOURCES:
         rest = m.group(2).strip()
         if not rest:
@@ -49,7 +57,7 @@ def parse_spec(text: str) -> ModelSpec:
     if m and not os.path.exists(text) and "/" not in m.group(1) and "\\" not in m.group(1):
         raise UnknownModelError(
             f"unknown model source '{m.group(1)}:' in '{text}' "
-            "(use a file path, torchvision:NAME, timm:NAME or sample:NAME)"
+            "(use a file path, torchvision:NAME, timm:NAME, sample:NAME or hf:ORG/NAME)"
         )
     return ModelSpec("file", text)
 
@@ -76,6 +84,30 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
 
 
 MAX_INPUT_AXIS = 1 << 20  # per axis; geometry is computed per output index along each axis
+
+INPUT_DTYPES = {
+    "long": "int64", "int64": "int64", "int": "int32", "int32": "int32", "float": "float32", "float32": "float32",
+    "half": "float16", "float16": "float16", "bfloat16": "bfloat16", "double": "float64", "float64": "float64",
+}  # fmt: skip
+
+
+def parse_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
+    """``--input DTYPE:SHAPE``: the example input's dtype and its shape *with* the batch dimension,
+    which must be 1: ``'long:1x128'`` → ``('int64', (128,))`` (one sequence of 128 token ids);
+    ``'float:1x3x224x224'`` → ``('float32', (3, 224, 224))``. Returns (dtype, size without batch)."""
+    if text is None:
+        return None, None
+    dtype, sep, shape = str(text).strip().lower().partition(":")
+    if not sep or dtype not in INPUT_DTYPES:
+        raise OptionError(
+            f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with the batch dimension, e.g. long:1x128 for 128 "
+            f"token ids; dtypes: {', '.join(sorted(set(INPUT_DTYPES)))})"
+        )
+    sizes = parse_input_size(shape)
+    assert sizes is not None
+    if len(sizes) < 2 or sizes[0] != 1:
+        raise OptionError(f"bad --input '{_short(text)}': the shape starts with the batch dimension, which must be 1")
+    return INPUT_DTYPES[dtype], sizes[1:]
 
 
 def _short(text: object) -> str:

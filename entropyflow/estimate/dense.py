@@ -11,21 +11,38 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 
 from .. import background
 from ..background import Cancelled
 from ..load.source import TensorSource
+from ..walk.sites import dense_map
 from . import paper
 
-Job = tuple[str, int, int]  # (weight key, first row, m): the square part weight[r0:r0+m, :m]
+
+class Job(NamedTuple):
+    """The square part ``M[:m, :m]`` of a dense map: ``weight[r0:r0+m, :m]`` (read as a slice) or,
+    for a fused projection's rows / a transposed (``Conv1D``) weight, of :func:`dense_map`."""
+
+    key: str
+    r0: int
+    m: int
+    rows: tuple[int, int] | None = None
+    period: int | None = None
+    transposed: bool = False
+
+
 DEFAULT_BUDGET = 256 << 20  # bytes of float64 work held at once; --max-gpu-mem
 
 
 def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tensor:
-    key, r0, m = job
-    return tensors.get_slice(key, (slice(r0, r0 + m), slice(0, m))).to(device=device, dtype=paper.FLOAT)
+    if job.period is None and not job.transposed:
+        part = tensors.get_slice(job.key, (slice(job.r0, job.r0 + job.m), slice(0, job.m)))
+    else:
+        part = dense_map(tensors.get(job.key), job.rows, job.period, job.transposed)[: job.m, : job.m]
+    return part.to(device=device, dtype=paper.FLOAT)
 
 
 def run_dense(
@@ -59,9 +76,9 @@ def candidate_jobs(tensors: TensorSource) -> list[Job]:
         if len(shape) != 2 or not tensors.dtype(key).is_floating_point:
             continue
         if key.endswith("in_proj_weight") and shape[0] == 3 * shape[1]:
-            jobs += [(key, i * shape[1], shape[1]) for i in range(3)]
+            jobs += [Job(key, i * shape[1], shape[1]) for i in range(3)]
         elif key == "weight" or key.endswith(".weight"):
-            jobs.append((key, 0, min(shape)))
+            jobs.append(Job(key, 0, min(shape)))
     return jobs
 
 

@@ -69,6 +69,9 @@ class LayerResult:
     inferred: bool = False
     notes: tuple[str, ...] = ()
     joint: float | None = None
+    rows: tuple[int, int] | None = None  # which rows of the stored weight's map (fused projections)
+    row_period: int | None = None
+    transposed: bool = False  # weight stored (in, out): transformers' Conv1D
 
     @property
     def is_conv(self) -> bool:
@@ -127,6 +130,9 @@ def layer_result(
         inferred=site.inferred,
         notes=site.notes,
         joint=joint,
+        rows=site.rows,
+        row_period=site.row_period,
+        transposed=site.transposed,
     )
 
 
@@ -143,6 +149,7 @@ class ModelInfo:
     walk: str = "trace"
     random_init: bool = False  # the architecture's own random initialisation, not trained weights
     seed: int | None = None  # with random_init: the torch.manual_seed it was drawn with
+    input_dtype: str | None = None  # the traced input's dtype when set (int64: token ids)
 
     @property
     def order(self) -> str:

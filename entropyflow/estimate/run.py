@@ -20,7 +20,7 @@ from ..errors import OptionError, WeightValueError
 from ..load.source import TensorSource
 from ..text import printable
 from ..vocab import ChannelRule, Estimator
-from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk
+from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, Walk, dense_map
 from . import paper, spectral_sites
 from .dense import DEFAULT_BUDGET, DensePrefetch, Job, run_dense
 from .pivots import pivot_plan
@@ -117,8 +117,8 @@ def estimate(
         done: dict[Job, float] = {}
         for job in jobs.values():
             src, key = tensors.origin(job[0])
-            if prefetch is not None and src is prefetch.tensors and (key, job[1], job[2]) in early:
-                done[job] = early[(key, job[1], job[2])]
+            if prefetch is not None and src is prefetch.tensors and job._replace(key=key) in early:
+                done[job] = early[job._replace(key=key)]
         done.update(run_dense(tensors, [j for j in jobs.values() if j not in done], device, opts.max_mem))
         for i, site in dense:
             results[i] = _dense(i + 1, site, done[jobs[i]], jobs[i][2])
@@ -129,8 +129,7 @@ def estimate(
 
 
 def _weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
-    w = tensors.get(site.weight_key)
-    return w[site.rows[0] : site.rows[1]] if site.rows else w
+    return dense_map(tensors.get(site.weight_key), site.rows, site.row_period, site.transposed)
 
 
 def _scan(site: LayerSite, tensors: TensorSource) -> bool:
@@ -215,9 +214,12 @@ def _conv_spectral(
     return spectral_sites.conv_layer(index, site, weight, c11, device, opts.max_mem)
 
 
-def _job(site: LayerSite) -> tuple[str, int, int]:
-    """The square part of a dense site: (key, first row, m = min(N, d))."""
-    return site.weight_key, site.rows[0] if site.rows else 0, min(site.weight_shape[0], site.weight_shape[1])
+def _job(site: LayerSite) -> Job:
+    """The square part of a dense site: (key, first row, m = min(N, d)), and how rows are picked."""
+    m = min(site.weight_shape[0], site.weight_shape[1])
+    if site.row_period is None and not site.transposed:
+        return Job(site.weight_key, site.rows[0] if site.rows else 0, m)
+    return Job(site.weight_key, 0, m, site.rows, site.row_period, site.transposed)
 
 
 def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:

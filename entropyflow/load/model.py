@@ -9,13 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..background import Task
 from ..errors import ArchitectureMismatchError, OptionError, one_line
-from ..spec import ModelSpec, parse_spec
+from ..extras import install_hint, missing, require
+from ..spec import HF, ModelSpec, parse_spec
 from ..text import printable
-from . import zoo
+from . import hf, zoo
 from .arch import NumClassesMismatch, match_state_dict
 from .checkpoint import RawCheckpoint, read_checkpoint
 from .hashing import integrity_async
@@ -62,6 +64,7 @@ class LoadedModel:
     # cannot run (data-dependent code such as detection heads); None when there is no structure
     rebuild: Callable[[], nn.Module] | None = field(default=None, compare=False)
     random_init: bool = False
+    input_dtype: str | None = None  # the example input's dtype when it is not the weights' ('int64': token ids)
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -78,6 +81,10 @@ def load_model(
     if isinstance(model, nn.Module):
         return _from_module(model, "nn.Module (in memory)", type(model).__name__, opts)
     spec = model if isinstance(model, ModelSpec) else parse_spec(model)
+    if spec.source == HF:
+        return _from_hf(hf.resolve_hub(spec.name, spec.tag), opts, str(spec), on_tensors)
+    if spec.is_file and hf.is_hf_folder(Path(spec.name).expanduser()):
+        return _from_hf(Path(spec.name).expanduser(), opts, spec.name, on_tensors)
     if spec.is_file:
         if opts.weights or opts.random_init:
             raise OptionError("--weights and --random-init apply to torchvision:/timm:/sample: specs, not to files")
@@ -109,6 +116,59 @@ def load_model(
         weights_origin=origin,
         spec_text=str(spec),
         on_tensors=on_tensors,
+    )
+
+
+def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: TensorsHook | None) -> LoadedModel:
+    """A Hugging Face model folder: the architecture from config.json (transformers, on meta), the
+    weights from its safetensors (sharded too) or its pickle-free ``pytorch_model.bin``."""
+    if opts.arch:
+        raise OptionError("--arch does not apply to a Hugging Face folder: its config.json gives the architecture")
+    if opts.weights:
+        raise OptionError("--weights does not apply to a Hugging Face folder")
+    if missing("hf"):
+        if opts.random_init:
+            require("hf")
+        loaded = _from_file(ModelSpec("file", str(folder)), folder, opts, spec_text=spec_text, on_tensors=on_tensors)
+        hint = f"config.json ignored: {install_hint('hf')} to build the architecture (order, geometry, totals)"
+        return replace(loaded, notes=loaded.notes + (hint,))
+    if opts.random_init:
+        torch.manual_seed(opts.seed)
+        real, config, cls = hf.build(folder, opts.trust_code, device="cpu")
+        size, dtype, why = hf.default_input(config)
+        loaded = _from_module(real, spec_text, f"{cls} from {folder.name}/config.json (random init)", opts, size)
+        return replace(
+            loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf",
+            random_init=True, input_dtype=dtype, notes=(why,),
+        )  # fmt: skip
+    raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
+    if on_tensors is not None:
+        on_tensors(raw.tensors)
+    skeleton, config, cls = hf.build(folder, opts.trust_code)
+    tensors, notes = hf.match(skeleton, raw.tensors, f"{cls} ({folder.name}/config.json)")
+    size, dtype, why = hf.default_input(config)
+    files = raw.resolved.files
+    check = integrity_async(files, sha256=True) if opts.hash_files else None
+
+    def rebuild() -> nn.Module:  # a real CPU copy, only when the meta device cannot run the model
+        real, _, _ = hf.build(folder, opts.trust_code, device="cpu")
+        real.load_state_dict({k: tensors.get(k) for k in tensors}, strict=False)
+        return real
+
+    return LoadedModel(
+        spec=spec_text,
+        description=f"{cls} from {folder.name}/config.json ({raw.description})",
+        format=raw.resolved.format,
+        tensors=tensors,
+        skeleton=skeleton,
+        input_size=size,
+        input_dtype=dtype,
+        arch=spec_text,
+        weights=f"{raw.description} ({raw.resolved.path.name})",
+        files=files,
+        integrity=check,
+        notes=raw.notes + notes + (why,),
+        rebuild=rebuild,
     )
 
 

@@ -238,9 +238,9 @@ def _choose(name: str, analysis: AnalysisResult, opts: RecommendOptions, graph) 
 
 
 def _lambda(layer: LayerResult, opts: RecommendOptions) -> LayerLambda:
-    rows = None
-    if layer.kind.startswith("attention_") and layer.weight_key.endswith("in_proj_weight"):  # packed q/k/v: a row block
-        e, part = layer.weight_shape[0], "qkv".index(layer.kind[-1])
+    rows = layer.rows
+    if rows is None and layer.kind.startswith("attention_") and layer.weight_key.endswith("in_proj_weight"):
+        e, part = layer.weight_shape[0], "qkv".index(layer.kind[-1])  # analyses saved before rows were recorded
         rows = (part * e, (part + 1) * e)
     lam = opts.lam_conv if layer.is_conv else opts.lam_dense
     return LayerLambda(
@@ -251,6 +251,8 @@ def _lambda(layer: LayerResult, opts: RecommendOptions) -> LayerLambda:
         lam=lam,
         filter_lambdas=filter_lambdas(layer.per_position, lam, opts.per_filter) if layer.is_conv else None,
         rows=rows,
+        row_period=layer.row_period,
+        transposed=layer.transposed,
     )
 
 

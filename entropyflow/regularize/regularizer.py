@@ -19,6 +19,7 @@ from torch import nn
 from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
+from ..walk.sites import map_shape
 from ..walk.trace import trace_eager
 from ..warn import warn
 from . import terms
@@ -93,10 +94,11 @@ class EntropyRegularizer(nn.Module):
                     else terms.conv_inverse_term(w, lam, cfg.epsilon, cfg.channel_rule)
                 )
             else:
+                sel = (layer.row_period, layer.transposed)
                 v = (
-                    terms.dense_log_term(w, layer.lam, layer.rows)
+                    terms.dense_log_term(w, layer.lam, layer.rows, sel)
                     if cfg.form == "log"
-                    else terms.dense_inverse_term(w, layer.lam, cfg.epsilon, layer.rows)
+                    else terms.dense_inverse_term(w, layer.lam, cfg.epsilon, layer.rows, sel)
                 )
             out[layer.name] = v.to(dtype)
         return out
@@ -129,7 +131,8 @@ class EntropyRegularizer(nn.Module):
         for layer, path in zip(self.config.layers, self._paths, strict=True):
             if not layer.is_conv:
                 with torch.no_grad():
-                    ld = float(terms.dense_logabsdet(self._model.get_parameter(path), layer.rows))
+                    w = self._model.get_parameter(path)
+                    ld = float(terms.dense_logabsdet(w, layer.rows, (layer.row_period, layer.transposed)))
                 why = terms.dense_inverse_inertness(ld, self.config.epsilon)
                 if why:
                     warn(f"layer {layer.name}: 1/(|det W|+ε) is inert ({why}); use form: log", stacklevel=4)
@@ -219,12 +222,17 @@ def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[st
         )
     p = params[path]
     shape = tuple(p.shape)
-    if layer.rows is not None:
-        if p.ndim != 2 or layer.rows[1] > shape[0] or layer.rows[0] >= layer.rows[1]:
+    if layer.rows is not None or layer.transposed:
+        out = shape[1] if layer.transposed and p.ndim == 2 else shape[0]
+        if p.ndim != 2 or (layer.rows is not None and (layer.rows[1] > out or layer.rows[0] >= layer.rows[1])):
             raise ConfigError(
-                f"layer {layer.name}: rows {list(layer.rows)} do not fit '{layer.weight_key}' of shape {list(shape)}"
+                f"layer {layer.name}: rows {list(layer.rows or ())} do not fit '{layer.weight_key}' of shape "
+                f"{list(shape)}"
             )
-        shape = (layer.rows[1] - layer.rows[0],) + shape[1:]
+        try:
+            shape = map_shape(shape, layer.rows, layer.row_period, layer.transposed)
+        except ValueError as exc:
+            raise ConfigError(f"layer {layer.name}: {exc} of '{layer.weight_key}'") from exc
     if shape != tuple(layer.weight_shape):
         raise ConfigError(
             f"layer {layer.name}: '{layer.weight_key}' has shape {list(shape)}, the config says "

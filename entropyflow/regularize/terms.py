@@ -16,6 +16,9 @@ from __future__ import annotations
 import torch
 
 from ..config import dense_inverse_inertness, dense_inverse_is_inert  # noqa: F401 - re-exported with the terms
+from ..walk.sites import dense_map
+
+Selection = tuple[int | None, bool] | None  # (row period, transposed) of a fused / Conv1D weight
 
 Lam = float | torch.Tensor
 
@@ -54,25 +57,29 @@ def conv_inverse_term(weight: torch.Tensor, lam: Lam, eps: float, rule: str = "f
         return (_lam(lam, inv) * inv).sum()
 
 
-def square_part(weight: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
-    w = weight[rows[0] : rows[1]] if rows else weight
+def square_part(weight: torch.Tensor, rows: tuple[int, int] | None = None, sel: Selection = None) -> torch.Tensor:
+    """``M[:m, :m]`` of the dense map ``M`` (rows selected; transposed for a Conv1D weight)."""
+    period, transposed = sel or (None, False)
+    w = dense_map(weight, rows, period, transposed)
     m = min(w.shape[0], w.shape[1])
     return w[:m, :m]
 
 
-def dense_logabsdet(weight: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+def dense_logabsdet(weight: torch.Tensor, rows: tuple[int, int] | None = None, sel: Selection = None) -> torch.Tensor:
     """``log|det W[:m, :m]|`` in float64 (differentiable)."""
     with torch.autocast(weight.device.type, enabled=False):
-        return torch.linalg.slogdet(square_part(weight, rows).double()).logabsdet
+        return torch.linalg.slogdet(square_part(weight, rows, sel).double()).logabsdet
 
 
-def dense_log_term(weight: torch.Tensor, lam: float, rows: tuple[int, int] | None = None) -> torch.Tensor:
+def dense_log_term(
+    weight: torch.Tensor, lam: float, rows: tuple[int, int] | None = None, sel: Selection = None
+) -> torch.Tensor:
     """Eq. 21: ``-λ log|det W[:m, :m]|``."""
-    return -lam * dense_logabsdet(weight, rows)
+    return -lam * dense_logabsdet(weight, rows, sel)
 
 
 def dense_inverse_term(
-    weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None
+    weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None, sel: Selection = None
 ) -> torch.Tensor:
     """Eq. 24: ``λ / (|det W[:m, :m]| + ε)``. Inert (value λ/ε, gradient ~0) once ``|det|`` ≪ ε."""
-    return lam / (torch.exp(dense_logabsdet(weight, rows)) + eps)
+    return lam / (torch.exp(dense_logabsdet(weight, rows, sel)) + eps)

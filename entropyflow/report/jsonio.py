@@ -110,6 +110,9 @@ def layer_dict(layer: LayerResult) -> dict:
         "joint": _num(layer.joint),
         "logdet": _num(layer.logdet),
         "square": layer.square,
+        **({"rows": list(layer.rows)} if layer.rows is not None else {}),
+        **({"row_period": layer.row_period} if layer.row_period is not None else {}),
+        **({"transposed": True} if layer.transposed else {}),
         "summary": {k: _num(v) for k, v in layer.summary.__dict__.items()},
         "per_filter": {
             "c11": _arr(layer.c11),
@@ -133,6 +136,7 @@ def to_dict(r: AnalysisResult) -> dict:
             "sha256": m.sha256,
             "arch": m.arch,
             "input_size": list(m.input_size) if m.input_size else None,
+            **({"input_dtype": m.input_dtype} if m.input_dtype else {}),
             "walk": m.walk,
             "order": m.order,
             **({"random_init": True, "seed": m.seed} if m.random_init else {}),
@@ -344,6 +348,7 @@ def from_dict(d: dict) -> AnalysisResult:
         _get(m, "walk", "model.", str),
         _random_init(m),
         _get(m, "seed", "model.", int, optional=True),
+        _get(m, "input_dtype", "model.", str, optional=True),
     )
     skipped = []
     for i, s_ in enumerate(_get(d, "skipped", "", list)):
@@ -379,6 +384,16 @@ def _random_init(m: dict) -> bool:
     if flag is not None:
         return flag
     return bool(re.fullmatch(r"random init \(torch\.manual_seed\(\d+\)\)", m["weights"]))
+
+
+def _rows(item: dict, w: str) -> tuple[int, int] | None:
+    raw = _get(item, "rows", w, list, optional=True)
+    if raw is None:
+        return None
+    first, end = _ints(raw, f"{w}rows")
+    if first >= end:
+        raise _Bad(f"{w}rows: must be [first, end) with first < end")
+    return first, end
 
 
 def _layer(item, w: str) -> LayerResult:
@@ -457,4 +472,7 @@ def _layer(item, w: str) -> LayerResult:
         inferred=_get(item, "inferred", w, bool),
         notes=_strs(_get(item, "notes", w, list), f"{w}notes"),
         joint=_value(item.get("joint"), f"{w}joint"),
+        rows=_rows(item, w),
+        row_period=_get(item, "row_period", w, int, optional=True),
+        transposed=bool(_get(item, "transposed", w, bool, optional=True)),
     )

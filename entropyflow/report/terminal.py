@@ -173,6 +173,15 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
             f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
             style="dim",
         )
+    tokens = sorted({n for layer in result.layers if not layer.is_conv and (n := layer.n_positions or 0) > 1})
+    if tokens:
+        _line(
+            console,
+            "dense rows are per position (per token in a sequence model); their total = positions traced "
+            f"({', '.join(map(str, tokens[:3]))}) × log|det W_sq|",
+            style="dim",
+        )
+    _layer_notes(result, console)
     if reference is not None:
         _reference_lines(reference, console)
     for i, reason in enumerate(reasons):
@@ -208,6 +217,18 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
         _line(console, f"note: {note}", style="dim")
     for w in result.warnings:
         _line(console, f"warning: {w}", style="yellow")
+
+
+def _layer_notes(result: AnalysisResult, console: Console, limit: int = 4) -> None:
+    """How fused projections were split and what the square part of a grouped-query map is."""
+    counts: Counter[str] = Counter()
+    for layer in result.layers:
+        if layer.rows is not None or layer.transposed:
+            counts.update(layer.notes)
+        else:
+            counts.update(n for n in layer.notes if n.startswith("grouped-query"))
+    for note, n in counts.most_common(limit):
+        _line(console, f"{n} layer{'s' if n != 1 else ''}: {note}", style="dim")
 
 
 def _reference_lines(reference: SeedReference, console: Console) -> None:

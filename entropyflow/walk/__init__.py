@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import torch
+
 from ..load.model import LoadedModel
 from ..load.source import OverlaySource, TensorSource
 from .classify import stored_weight_note
@@ -18,7 +20,12 @@ __all__ = ["walk_model", "effective_tensors", "Walk", "LayerSite", "SkippedModul
 ASSUMED_INPUT = (3, 224, 224)
 
 
-def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, trace: bool = True) -> Walk:
+def walk_model(
+    loaded: LoadedModel,
+    input_size: tuple[int, ...] | None = None,
+    trace: bool = True,
+    input_dtype: torch.dtype | None = None,
+) -> Walk:
     """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict."""
     if loaded.script is None and loaded.skeleton is None:
         return walk_state_dict(loaded.tensors)
@@ -31,7 +38,7 @@ def walk_model(loaded: LoadedModel, input_size: tuple[int, ...] | None = None, t
         walk = trace_torchscript(loaded.script, size if trace else None)
     else:
         assert loaded.skeleton is not None
-        walk = trace_eager(loaded.skeleton, size if trace else None, rebuild=loaded.rebuild)
+        walk = trace_eager(loaded.skeleton, size if trace else None, rebuild=loaded.rebuild, input_dtype=input_dtype)
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)
     return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)

@@ -7,6 +7,8 @@ import re
 
 from torch import nn
 
+from .fused import is_conv1d
+
 _CONV_NAME = re.compile(r"(?:Lazy)?Conv(Transpose)?([123])d")
 
 
@@ -15,7 +17,7 @@ def eager_kind(module: nn.Module) -> str | None:
     if isinstance(module, nn.modules.conv._ConvNd):
         nd = len(module.kernel_size)
         return f"conv_transpose{nd}d" if module.transposed else f"conv{nd}d"
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear) or is_conv1d(module):
         return "linear"
     if isinstance(module, nn.MultiheadAttention):
         return "attention"

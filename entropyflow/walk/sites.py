@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
+import torch
+
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -47,9 +49,48 @@ class DenseGeometry:
     n_positions: int
 
 
+def selected_rows(n_rows: int, rows: tuple[int, int] | None, period: int | None) -> list[int] | None:
+    """The rows of a dense map that ``rows`` (and ``period``) select: ``rows`` alone is the block
+    ``[start, stop)``; with ``period`` the block repeats every ``period`` rows (per-head interleaved
+    fused projections such as GPT-NeoX's ``query_key_value``). None: every row."""
+    if rows is None:
+        return None
+    if period is None:
+        return list(range(rows[0], rows[1]))
+    if period <= 0 or n_rows % period or rows[1] > period:
+        raise ValueError(f"rows {rows} every {period} do not tile {n_rows} rows")
+    return [h * period + r for h in range(n_rows // period) for r in range(rows[0], rows[1])]
+
+
+def dense_map(
+    weight: torch.Tensor, rows: tuple[int, int] | None = None, period: int | None = None, transposed: bool = False
+) -> torch.Tensor:
+    """The dense map a site means, as ``(outputs, inputs)``: ``weight`` or, for a weight stored
+    ``(in, out)`` (transformers' ``Conv1D``), its transpose; then the selected rows."""
+    m = weight.T if transposed else weight
+    if rows is None:
+        return m
+    if period is None:
+        return m[rows[0] : rows[1]]
+    index = torch.tensor(selected_rows(m.shape[0], rows, period), device=m.device)
+    return m.index_select(0, index)
+
+
+def map_shape(
+    weight_shape: tuple[int, ...], rows: tuple[int, int] | None, period: int | None, transposed: bool
+) -> tuple[int, ...]:
+    """The shape of :func:`dense_map` of a weight of ``weight_shape``."""
+    out, inp = (weight_shape[1], weight_shape[0]) if transposed else (weight_shape[0], weight_shape[1])
+    picked = selected_rows(out, rows, period)
+    return (len(picked) if picked is not None else out, inp)
+
+
 @dataclass(frozen=True)
 class LayerSite:
-    """One conv/dense map to analyse. ``rows`` selects a row block of the weight (q/k/v)."""
+    """One conv/dense map to analyse. ``rows`` selects a row block of the weight (q/k/v),
+    repeated every ``row_period`` rows for per-head interleaved layouts; ``transposed``: the
+    weight is stored ``(in, out)`` and the map is its transpose. For such sites ``weight_shape``
+    is the map's shape (see :func:`map_shape`)."""
 
     name: str
     module_type: str
@@ -63,6 +104,8 @@ class LayerSite:
     inferred: bool = False
     notes: tuple[str, ...] = ()
     custom_forward: str | None = None  # the class of a conv/dense subclass that overrides forward
+    row_period: int | None = None
+    transposed: bool = False
 
     @property
     def is_conv(self) -> bool:

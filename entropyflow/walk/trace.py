@@ -21,6 +21,7 @@ from ..errors import OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder
+from .fused import is_conv1d, split
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
@@ -97,7 +98,10 @@ def _blocked(module: nn.Module, kind: str) -> str | None:
 
 
 def trace_eager(
-    model: nn.Module, input_size: tuple[int, ...] | None, rebuild: Callable[[], nn.Module] | None = None
+    model: nn.Module,
+    input_size: tuple[int, ...] | None,
+    rebuild: Callable[[], nn.Module] | None = None,
+    input_dtype: torch.dtype | None = None,
 ) -> Walk:
     """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
 
@@ -115,9 +119,10 @@ def trace_eager(
     hooks = _Hooks(clock)
     ops = OpRecorder({id(p): n for n, p in skel.named_parameters()}, clock)
     mode, notes = "trace", cast(tuple[str, ...], ())
+    config = getattr(model, "config", None)  # a transformers model's config (layouts of fused projections)
     if input_size is not None:
         try:
-            _run(skel, modules, analysed, hooks, ops, input_size)
+            _run(skel, modules, analysed, hooks, ops, input_size, input_dtype)
         except _ForwardFailed as meta:
             if rebuild is None:
                 raise TraceError(_advice(meta.exc, input_size, cpu=None)) from meta.exc
@@ -126,7 +131,7 @@ def trace_eager(
             hooks = _Hooks(clock)
             ops = OpRecorder({id(p): n for n, p in real.named_parameters()}, clock)
             try:
-                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size)
+                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size, input_dtype)
             except _ForwardFailed as cpu:
                 raise TraceError(_advice(meta.exc, input_size, cpu=cpu.exc)) from cpu.exc
             mode = "trace-cpu"
@@ -141,7 +146,9 @@ def trace_eager(
         if kind == "attention":
             sites = _attention_sites(name, m, call)
         else:
-            sites = [_site(name, m, kind, call, ops.calls.get(_key(name)))]
+            site = _site(name, m, kind, call, ops.calls.get(_key(name)))
+            parent = modules.get(name.rpartition(".")[0]) if "." in name else skel
+            sites = split(name, m, parent, config, site) if kind == "linear" else [site]
         order = call.order if call else ops.calls.get(_key(name), {}).get("order")
         (placed.append((order, sites)) if order is not None else untraced.extend(sites))
     ordered = [s for _, group in sorted(placed, key=lambda t: t[0]) for s in group] + untraced
@@ -201,7 +208,7 @@ def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException
     )
 
 
-def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -> None:
+def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size, input_dtype=None) -> None:
     handles = []
     for name in analysed:
         handles.append(modules[name].register_forward_pre_hook(hooks.pre(name), with_kwargs=True))
@@ -210,8 +217,10 @@ def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size) -
     device = next((t.device for t in list(model.parameters()) + list(model.buffers())), torch.device("cpu"))
     try:
         model.eval()
-        if device.type == "meta":
-            x = torch.empty((1, *input_size), device="meta", dtype=_input_dtype(model))
+        if input_dtype is not None and not input_dtype.is_floating_point:  # token ids: id 0 everywhere
+            x = torch.zeros((1, *input_size), device=device, dtype=input_dtype)
+        elif device.type == "meta":
+            x = torch.empty((1, *input_size), device="meta", dtype=input_dtype or _input_dtype(model))
         else:  # a real forward: a fixed, reproducible input
             x = torch.randn((1, *input_size), generator=torch.Generator().manual_seed(0)).to(
                 device, _input_dtype(model)
@@ -273,17 +282,23 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
         notes.append(stored_weight_note(cls))
     traced = call is not None or op is not None
     count = call.count if call else (op["count"] if op else 0)
+    shape = tuple(cast(torch.Tensor, m.weight).shape)
+    transposed = is_conv1d(m)
+    if transposed:
+        notes.append("transformers Conv1D: weight stored (in, out); the map is its transpose")
+        shape = (shape[1], shape[0])
     return LayerSite(
         name or type(m).__name__.lower(),
         type(m).__name__,
         kind,
         _key(name),
-        tuple(cast(torch.Tensor, m.weight).shape),
+        shape,
         geometry,
         traced,
         count,
         notes=tuple(notes),
         custom_forward=cls,
+        transposed=transposed,
     )
 
 
