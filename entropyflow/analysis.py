@@ -138,7 +138,7 @@ def analyze(
         input_dtype=dtype if walk.input_size else None,
         walk=walk.mode,
         random_init=loaded.random_init,
-        seed=opts.seed if loaded.random_init else None,
+        seed=loaded.seed,
     )
     return AnalysisResult(
         model=info,

@@ -405,7 +405,7 @@ def analyze(
             labels=vocab.label_mode(labels),
             html=not no_html,
         )
-        with _Progress(err, None if output_format == "json" else console) as progress:
+        with _Progress(err, None if output_format == "json" or quiet else console) as progress:
             written = analyze_to(out, model, options, report, compare=compare, seeds=seeds, progress=progress)
         if output_format == "json":
             from .report.jsonio import analysis_json
@@ -557,7 +557,7 @@ def track(
         options = AnalyzeOptions(**(model_options or {}), estimator=vocab.estimator(estimator))
         topts = TrackOptions(statistic=stat, labels=labels, seeds=seeds)
         report = ReportOptions(plot=not no_plot, plot_format=vocab.plot_format(plot_format), html=False)
-        with _Progress(err, console) as progress:
+        with _Progress(err, None if quiet else console) as progress:
             written = track_to(out, checkpoints, options, topts, report, tuple(layer), progress)
         if not quiet and written.trajectory is not None:
             render_trajectory(written.trajectory, console)

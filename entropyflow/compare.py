@@ -1,7 +1,8 @@
 """Reference analyses to compare a model against (the paper's Figure 1: trained vs random init).
 
 ``random`` re-initialises the analysed architecture with N seeds: the first N of 0, 1, 2, …
-that are not the analysed model's own seed (a random-init model is never compared with itself);
+that are not the analysed model's own seed (a random-init model is never compared with itself,
+nor a trained one whose checkpoint records the seed it was initialised with);
 anything else is a model spec analysed with the same options. The comparison itself is drawn by ``report.figures``,
 its panel titles come from ``report.titles``.
 """
@@ -67,7 +68,7 @@ def reference_analyses(
     arch = result.model.arch
     if not arch:
         raise OptionError(f"--compare random needs the architecture of {result.model.spec}: give it with --arch")
-    own = result.model.seed if result.model.random_init else None
+    own = result.model.seed  # a random init's seed, or the seed a trained model was initialised with
     picked = reference_seeds(n, own)
     out = []
     for k, s in enumerate(picked):

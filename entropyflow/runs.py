@@ -21,8 +21,7 @@ from .estimate.run import ProgressFn
 from .estimate.trajectory import Trajectory
 from .report import ReportOptions, check_writable, comparison_files, read_analysis, write_report
 from .report.outdir import write_atomically
-from .report.trajectory import chosen_layers, trajectory_files
-from .text import printable
+from .report.trajectory import trajectory_files
 from .track import TrackOptions, track
 
 __all__ = ["Written", "analyze_to", "compare_to", "track_to"]
@@ -90,10 +89,6 @@ def track_to(
     ``trajectory.csv``, ``checkpoints.csv``, ``trajectory.<fmt>`` and ``trajectory-layers.<fmt>``."""
     folder = check_writable(out)
     opts = report or ReportOptions()
-    traj = track(checkpoints, folder, options, track_options, progress)
-    try:
-        chosen_layers(traj, layers)
-    except KeyError as exc:
-        raise OptionError(f"--layer {printable(exc.args[0])!r} is not a layer of these checkpoints") from None
+    traj = track(checkpoints, folder, options, track_options, progress, layers)
     files = write_atomically(folder, trajectory_files(traj, opts.plot_format, layers, opts.plot))
     return Written(traj.results, folder, tuple(files), trajectory=traj)

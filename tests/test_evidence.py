@@ -136,7 +136,8 @@ def test_z_scores_equal_a_direct_computation_from_seeds_csv(tmp_path):
     by_layer: dict[str, list[dict]] = {}
     for row in rows(tmp_path / "r" / "seeds.csv"):
         by_layer.setdefault(row["layer_name"], []).append(row)
-    assert sorted({int(s["seed"]) for v in by_layer.values() for s in v}) == [0, 1, 2, 3, 4, 5]
+    # the bundled sample was trained from torch.manual_seed(0) (its manifest says so): seed 0 is excluded
+    assert sorted({int(s["seed"]) for v in by_layer.values() for s in v}) == [1, 2, 3, 4, 5, 6]
     pvalues = []
     for row in layers:
         for stat in ("mean", "median", "total"):
@@ -159,7 +160,7 @@ def test_z_scores_equal_a_direct_computation_from_seeds_csv(tmp_path):
         assert layers[i]["outside_median"] == ("true" if adjusted[k] < 0.05 else "false")
     doc = json.loads((tmp_path / "r" / "analysis.json").read_text())
     block = doc["random_init_reference"]
-    assert block["seeds"] == [0, 1, 2, 3, 4, 5] and block["init_scheme"].startswith("PyTorch default")
+    assert block["seeds"] == [1, 2, 3, 4, 5, 6] and block["init_scheme"].startswith("PyTorch default")
     assert block["layers"][0]["median"]["z"] == pytest.approx(float(layers[0]["z_median"]))
     assert layers[0]["init_scheme"].startswith("PyTorch default") and layers[4]["init_scheme"] == ""  # dense: none
 
@@ -174,8 +175,9 @@ def test_one_seed_says_it_cannot_separate_signal_from_noise(tmp_path):
 def test_default_seeds_is_ten_and_seeds_needs_compare_random(tmp_path):
     written = analyze_to(
         tmp_path / "r", None, None, ReportOptions(plot=False, html=False), compare="random"
-    )  # the bundled trained sample: no own seed to exclude
-    assert written.reference is not None and written.reference.seeds == tuple(range(10))
+    )  # the bundled trained sample, initialised with seed 0 (its manifest): seeds 1…10
+    assert written.result.model.seed == 0 and not written.result.model.random_init
+    assert written.reference is not None and written.reference.seeds == tuple(range(1, 11))
     with pytest.raises(OptionError, match="--seeds needs --compare random"):
         analyze_to(tmp_path / "s", None, seeds=3)
 
@@ -391,3 +393,32 @@ def test_progress_logs_one_line_per_slow_phase_when_not_a_terminal():
     progress("estimate", 5, 5)
     text = log.export_text().splitlines()
     assert len(text) == 2 and text[0].startswith("random-init seeds (one analysis each): 3/3 in ")
+
+
+def test_track_refuses_mixed_architectures_duplicate_labels_and_leaves_no_cache(tmp_path):
+    build = _build_module()
+    torch.set_num_threads(1)
+    ckpts = build.checkpoints(tmp_path / "ck", epochs=1)
+    shutil.copy(ROOT / "sample_models" / "digits_resnet.pt", tmp_path / "ck" / "epoch_09.pt")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["track", str(tmp_path / "ck"), "-o", str(out), "--seeds", "0"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "one architecture" in r.stderr and "epoch_09.pt" in r.stderr
+    assert not (out / ".entropyflow-cache").exists()  # a failed run writes nothing, not even its cache
+    (tmp_path / "ck" / "epoch_09.pt").unlink()
+    r = runner.invoke(app, ["track", *map(str, ckpts), "--labels", r"epoch_\d", "-o", str(out)])
+    assert r.exit_code == 2 and "labels must be unique" in r.stderr
+    r = runner.invoke(app, ["track", str(tmp_path / "ck"), "--layer", "nosuch", "-o", str(out)])
+    assert r.exit_code == 2 and "--layer 'nosuch' is not a layer" in r.stderr
+    r = runner.invoke(app, ["track", str(tmp_path / "ck"), "-o", "/proc/entropyflow-track"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: cannot write")
+
+
+def test_a_trained_checkpoint_excludes_its_recorded_init_seed_in_track(tmp_path):
+    build = _build_module()
+    torch.set_num_threads(1)
+    build.checkpoints(tmp_path / "ck", epochs=1)
+    traj = track_to(tmp_path / "o", [tmp_path / "ck"], None, TrackOptions(seeds=2), ReportOptions(plot=False))
+    assert [s.model.seed for s in traj.trajectory.seeds] == [1, 2]  # the run started from seed 0
+    epoch0 = traj.trajectory.values[:, 0]
+    assert not np.any(np.isclose(traj.trajectory.band[:, 0], epoch0, rtol=0, atol=0))

@@ -258,8 +258,8 @@ def test_compare_random_seeds_and_saved_analyses(cli, tmp_path):
     r = cli("analyze", "-o", out, "--compare", "random", "--seeds", "2", "-q")
     assert r.exit_code == 0, r.stderr
     assert {"compare-1.analysis.json", "compare-2.analysis.json", "entropy.png"} <= set(files_in(out))
-    seed1 = entropyflow.report.read_analysis(out / "compare-2.analysis.json")
-    assert seed1.model.weights == "random init (torch.manual_seed(1))" and seed1.model.input_size == (1, 8, 8)
+    seed2 = entropyflow.report.read_analysis(out / "compare-2.analysis.json")  # seed 0 is the sample's own init
+    assert seed2.model.weights == "random init (torch.manual_seed(2))" and seed2.model.input_size == (1, 8, 8)
     both = tmp_path / "both"
     r = cli("compare", out / "analysis.json", out / "compare-1.analysis.json", "-o", both)
     assert r.exit_code == 0, r.stderr

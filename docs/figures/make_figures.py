@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import entropyflow
+from entropyflow.compare import reference_seeds
 from entropyflow.estimate.reference import seed_reference
 from entropyflow.report.figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
 from entropyflow.report.trajectory import trajectory_files
@@ -31,7 +32,8 @@ def write(name: str, fig) -> None:
 
 def main() -> None:
     trained = entropyflow.analyze(str(SAMPLES / "digits_vgg.pt"), hash_files=False)
-    seeds = [entropyflow.analyze("sample:digits_vgg", random_init=True, seed=s) for s in range(20)]
+    own = trained.model.seed  # the seed it was trained from (its manifest): never among the reference seeds
+    seeds = [entropyflow.analyze("sample:digits_vgg", random_init=True, seed=s) for s in reference_seeds(20, own)]
     reference = seed_reference(trained, seeds)
     pair = [
         Panel.of("digits_vgg, trained (97.5 % test accuracy)", trained, reference),

@@ -148,7 +148,7 @@ class ModelInfo:
     input_size: tuple[int, ...] | None = None
     walk: str = "trace"
     random_init: bool = False  # the architecture's own random initialisation, not trained weights
-    seed: int | None = None  # with random_init: the torch.manual_seed it was drawn with
+    seed: int | None = None  # the torch.manual_seed of the (random) initialisation, when known
     input_dtype: str | None = None  # the traced input's dtype when set (int64: token ids)
 
     @property
@@ -197,8 +197,9 @@ class AnalysisResult:
 
     def __repr__(self) -> str:
         c = self.counts
+        init = f", random init (seed {self.model.seed})" if self.model.random_init else ""
         return (
-            f"<AnalysisResult {self.model.spec!r}: {c['layers']} layers ({c['conv']} conv, {c['dense']} dense), "
+            f"<AnalysisResult {self.model.spec!r}{init}: {c['layers']} layers ({c['conv']} conv, {c['dense']} dense), "
             f"estimator {self.estimator}>"
         )
 

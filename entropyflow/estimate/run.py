@@ -8,8 +8,9 @@ are scanned once for NaN/inf. Dense log-determinants are batched in float64.
 from __future__ import annotations
 
 import functools
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,14 +133,34 @@ def _weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
     return dense_map(tensors.get(site.weight_key), site.rows, site.row_period, site.transposed)
 
 
+SCAN_CHUNK = 1 << 23  # elements read and widened at once while scanning a weight (32 MiB as float32)
+
+
+def _chunks(site: LayerSite, tensors: TensorSource) -> Iterator[torch.Tensor]:
+    """The weight (as the site selects it) in row blocks of about SCAN_CHUNK elements: a 7B model's
+    250 MiB bfloat16 head is never held twice, nor widened to float32 as a whole."""
+    shape = tensors.shape(site.weight_key)
+    if site.rows is not None or site.transposed or not shape:
+        yield _weight(site, tensors)
+        return
+    per_row = max(1, int(np.prod(shape[1:])))
+    step = max(1, SCAN_CHUNK // per_row)
+    for r0 in range(0, shape[0], step):
+        yield tensors.get_slice(site.weight_key, (slice(r0, min(shape[0], r0 + step)),))
+
+
 def _scan(site: LayerSite, tensors: TensorSource) -> bool:
     """Raise on NaN/inf anywhere in the weight; return True if it is all zeros. One pass."""
-    w = _weight(site, tensors)
-    if w.numel() == 0:
+    lo, hi, n = math.inf, -math.inf, 0
+    for w in _chunks(site, tensors):
+        n += w.numel()
+        if w.numel():
+            low, high = torch.aminmax(w if w.dtype in (torch.float32, torch.float64) else w.float())
+            lo, hi = min(lo, float(low)), max(hi, float(high))
+    if n == 0:
         raise WeightValueError(f"layer {site.name} ({site.weight_key}) has an empty weight")
-    low, high = torch.aminmax(w if w.dtype in (torch.float32, torch.float64) else w.float())
-    lo, hi = float(low), float(high)
     if not (np.isfinite(lo) and np.isfinite(hi)):
+        w = _weight(site, tensors)
         nan = int(torch.isnan(w).sum())
         inf = int(torch.isinf(w).sum())
         raise WeightValueError(

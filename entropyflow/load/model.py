@@ -65,6 +65,7 @@ class LoadedModel:
     rebuild: Callable[[], nn.Module] | None = field(default=None, compare=False)
     random_init: bool = False
     input_dtype: str | None = None  # the example input's dtype when it is not the weights' ('int64': token ids)
+    seed: int | None = None  # the torch.manual_seed of the initialisation, when known (random init, a manifest)
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -105,6 +106,7 @@ def load_model(
             weights=f"random init (torch.manual_seed({opts.seed}))",
             format="zoo",
             random_init=True,
+            seed=opts.seed,
         )
     f, origin = zoo.pretrained_file(spec)
     return _from_file(
@@ -139,7 +141,7 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         loaded = _from_module(real, spec_text, f"{cls} from {folder.name}/config.json (random init)", opts, size)
         return replace(
             loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf",
-            random_init=True, input_dtype=dtype, notes=(why,),
+            random_init=True, input_dtype=dtype, notes=(why,), seed=opts.seed,
         )  # fmt: skip
     raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None:
@@ -234,6 +236,9 @@ def _from_file(
     manifest = raw.manifest or {}
     arch = arch or opts.arch or manifest.get("arch")
     input_size = tuple(manifest["input_size"]) if manifest.get("input_size") else None
+    seed = manifest.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64:
+        base = replace(base, seed=seed)  # the initialisation it was trained from (sample_models manifests)
     if not arch:
         return replace(base, input_size=input_size)
     arch_spec = parse_spec(arch)

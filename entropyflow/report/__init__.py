@@ -16,7 +16,7 @@ from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..estimate.trajectory import layer_matrix
 from ..vocab import LabelMode, PlotFormat
-from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure, y_label
+from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
 from .heatmap import heatmap_figure, lines_figure, pick_rows
 from .html import render_html
 from .jsonio import analysis_json, read_analysis
@@ -105,15 +105,15 @@ def comparison_files(
         figures = _draw(panels, opts, "compare")
         return {name.replace("compare-entropy", "compare"): data for name, (_, _, data) in figures.items()}
     matrix, layers = layer_matrix(results)
-    unit = y_label(PlotOptions(), results[0].estimator)
+    est = "" if results[0].estimator == "paper" else f" [{results[0].estimator}]"
     fmt = opts.plot_format
     heat = heatmap_figure(
-        matrix, layers, titles, title=f"layer median over {len(results)} analyses", colorbar=f"layer median: {unit}",
-        xlabel="analysis",
+        matrix, layers, titles, title=f"layer median over {len(results)} analyses (per output position)",
+        colorbar=f"layer median (nats){est}", xlabel="analysis",
     )  # fmt: skip
     picked = pick_rows(matrix)
     lines = lines_figure(
-        matrix[picked], [layers[i] for i in picked], titles, ylabel=f"layer median: {unit}", xlabel="analysis",
+        matrix[picked], [layers[i] for i in picked], titles, ylabel=f"layer median (nats){est}", xlabel="analysis",
         title=f"the {len(picked)} layers whose median changes most from the first analysis to the last",
     )  # fmt: skip
     return {f"compare.{fmt}": save_figure(heat, fmt), f"compare-profile.{fmt}": save_figure(lines, fmt)}

@@ -377,7 +377,7 @@ def _seed_band(ax, panel: Panel, ref: SeedReference, stat: str, legend: dict, z_
             ax.plot([x], [level], marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR, zorder=0.8)
         if z_labels and s.z is not None and (not crowded or s.outside):
             ax.text(
-                x, 1.01, _z_text(s.z), transform=trans, rotation=90 if len(panel.layers) > 24 else 0, ha="center",
+                x, 1.01, _z_text(s.z), transform=trans, rotation=90 if len(panel.layers) > 12 else 0, ha="center",
                 va="bottom", fontsize=6.5, clip_on=False,
                 color=OUTSIDE_COLOR if s.outside else "#525252", fontweight="bold" if s.outside else "normal",
             )  # fmt: skip
@@ -488,8 +488,10 @@ def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bo
         c = r.counts
         pad = 6  # room for the z-scores above the axes
         if panel.reference is not None and panel.reference.n > 1:
-            pad = 28 if len(panel.layers) > 24 else 14
-        ax.set_title(label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)"), loc="left", pad=pad)
+            pad = 28 if len(panel.layers) > 12 else 14
+        text = label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)")
+        chars = max(24, int(ax.get_position().width * ax.figure.get_figwidth() / 0.075))  # 10 pt characters
+        ax.set_title(textwrap.fill(text, chars), loc="left", pad=pad)
 
 
 def _legend(fig: Figure, legend: dict) -> None:

@@ -20,6 +20,15 @@ from .figures import STYLE, _new_figure, _title, label
 NAME_CHARS = 40
 
 
+def shorten(text: str, limit: int) -> str:
+    """Cut from the middle, keeping the end (where checkpoint names and seeds differ)."""
+    text = label(text, None)
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 3
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
+
+
 def _overlap(fig: Figure, texts, axis: str) -> bool:
     renderer = cast(FigureCanvasAgg, fig.canvas).get_renderer()
     boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
@@ -80,8 +89,8 @@ def heatmap_figure(
         ax.set_xlabel(xlabel)
         ax.set_ylabel("layer (execution order)")
         _title(fig, title)
-        _thin(fig, ax, "x", [label(c, 32) for c in columns])
-        _thin(fig, ax, "y", [label(r, NAME_CHARS) for r in rows])
+        _thin(fig, ax, "x", [shorten(c, 32) for c in columns])
+        _thin(fig, ax, "y", [shorten(r, NAME_CHARS) for r in rows])
     return fig
 
 
@@ -105,7 +114,7 @@ def lines_figure(
         x = np.arange(len(columns))
         for k, (name, row) in enumerate(zip(rows, data, strict=True)):
             color = colors(k % 10)
-            ax.plot(x, row, marker="o", markersize=2.5, linewidth=1.3, color=color, label=label(name, NAME_CHARS))
+            ax.plot(x, row, marker="o", markersize=2.5, linewidth=1.3, color=color, label=shorten(name, NAME_CHARS))
             if bands and name in bands:
                 lo, hi = bands[name]
                 ax.axhspan(lo, hi, color=color, alpha=0.12, linewidth=0)
@@ -113,9 +122,9 @@ def lines_figure(
         ax.set_ylabel(ylabel)
         ax.set_xlabel(xlabel)
         ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
-        ax.legend(loc="best", frameon=False, fontsize=7)
+        fig.legend(loc="outside right center", frameon=False, fontsize=7)  # never over the lines
         _title(fig, title)
-        _thin(fig, ax, "x", [label(c, 32) for c in columns])
+        _thin(fig, ax, "x", [shorten(c, 32) for c in columns])
     return fig
 
 

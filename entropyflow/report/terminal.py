@@ -64,7 +64,7 @@ def _mark(i: int) -> str:
 
 
 RIGHT = {"#", "filters", "mean", "median", "Q1", "Q3", "total", "joint", "−∞", "seeds", "z", "pct"}
-DROP_ORDER = ("mean profile", "Q1", "Q3", "kind", "filters", "joint", "pct")  # first to go on a narrow terminal
+DROP_ORDER = (("mean profile",), ("Q1", "Q3"), ("kind",), ("filters",), ("joint",), ("pct",))  # first to go
 LAYER_MIN = 24  # the layer-name column keeps at least this many characters (or the longest name)
 
 
@@ -82,11 +82,12 @@ def _fit_table(rows: list[dict[str, str | Text]], width: int) -> Table:
     def need(cols: list[str]) -> int:
         return sum(names if c == "layer" else widths[c] for c in cols) + 2 * (len(cols) - 1)  # padding (0, 1)
 
-    for drop in DROP_ORDER:
+    for group in DROP_ORDER:  # quartiles go together
         if need(columns) <= width:
             break
-        if drop in columns:
-            columns.remove(drop)
+        for drop in group:
+            if drop in columns:
+                columns.remove(drop)
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
     for col in columns:
         table.add_column(
@@ -104,9 +105,9 @@ def _seed_cells(reference: SeedReference, name: str) -> dict[str, str | Text]:
     st = item.stat("median")
     if st is None:
         return {"seeds": "—", "z": "—", "pct": ""}
-    z = "—" if st.z is None else fmt(st.z, 1)
+    z = "—" if st.z is None else ("+" if st.z > 0 else "") + fmt(st.z, 1)
     return {
-        "seeds": f"{fmt(st.mean)}" + (f"±{fmt(st.sd, 2)}" if st.sd is not None else ""),
+        "seeds": f"{fmt(st.mean)}" + (f"±{st.sd:.2g}" if st.sd is not None else ""),
         "z": Text(z + ("*" if st.outside else ""), style="bold red" if st.outside else ""),
         "pct": f"{st.percentile:.0f}",
     }
@@ -160,17 +161,19 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
         rows.append(row)
     table = _fit_table(rows, console.width)
     console.print(table)
+    shown = {c.header for c in table.columns}
+    bar = f"; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)" if "mean profile" in shown else ""
     if result.estimator == "spectral":
         console.print(
             "values in nats (spectral, basis-invariant): conv rows are Σ_ω log σ_f(ω) per filter, per output position; "
             "dense rows are log σ_i per singular direction ('filters' = directions); total = Σ over filters; "
-            f"joint = the whole layer as one map; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
+            f"joint = the whole layer as one map{bar}",
             style="dim",
         )
     else:
         console.print(
-            "values in nats; mean/median/quartiles are per output position over the layer's filters (finite values); "
-            f"bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)",
+            "values in nats; mean/median/quartiles are per output position over the layer's filters (finite values)"
+            + bar,
             style="dim",
         )
     tokens = sorted({n for layer in result.layers if not layer.is_conv and (n := layer.n_positions or 0) > 1})
@@ -242,13 +245,22 @@ def _reference_lines(reference: SeedReference, console: Console) -> None:
             style="yellow",
         )
         return
+    outside = [item.name for item in reference.layers if (s := item.stat("median")) is not None and s.outside]
     _line(
         console,
         f"seeds: layer median over {n} random-init seeds ({seeds}), mean±sd; z = (model − mean)/sd; pct = percentile "
         f"among the seeds; * = outside the random-init level (prediction test, Holm over the layers, p < "
-        f"{reference.alpha:g}): {reference.outside('median')} of {len(reference.layers)} layers",
+        f"{reference.alpha:g}): {len(outside)} of {len(reference.layers)} layers"
+        + (f" ({', '.join(outside[:6])}{' …' if len(outside) > 6 else ''})" if outside else ""),
         style="dim",
     )
+    if n < 5:
+        _line(
+            console,
+            f"only {n} seeds: their sd is itself uncertain, so |z| can look large by chance (the test allows for "
+            "it); use --seeds 10 or more",
+            style="yellow",
+        )
     if reference.init_scheme:
         _line(console, f"init scheme recognised: {reference.init_scheme} (predicted levels in layers.csv)", style="dim")
 
@@ -292,29 +304,25 @@ def render_trajectory(traj: Trajectory, console: Console, rows: int = 15) -> Non
     seeds = len(traj.seeds)
     _line(
         console,
-        (f"{n} checkpoints", "bold"),
-        f" ({traj.labels[0]} … {traj.labels[-1]})  ·  analysed {traj.analysed}, from the cache {n - traj.analysed}"
-        f"  ·  layer {traj.statistic}"
+        (f"{n} checkpoint{'s' if n != 1 else ''}", "bold"),
+        (f" ({traj.labels[0]} … {traj.labels[-1]})" if n > 1 else f" ({traj.labels[0]})")
+        + f"  ·  analysed {traj.analysed}, from the cache {n - traj.analysed}  ·  layer {traj.statistic}"
         + (f"  ·  random-init level: mean of {seeds} seeds" if seeds else "  ·  no random-init seeds"),
     )
     change = traj.values[:, -1] - traj.values[:, 0]
     order = sorted(range(len(traj.layers)), key=lambda i: -abs(change[i]) if math.isfinite(change[i]) else 0.0)
     shown = sorted(order[:rows])
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-    for col in ("#", "layer", "random init", traj.labels[0][:14], traj.labels[-1][:14], "last − init"):
+    heads = ["#", "layer", "random init", traj.labels[0][:14]] + ([traj.labels[-1][:14]] if n > 1 else [])
+    for col in [*heads, "last − random init"]:
         table.add_column(printable(col), justify="left" if col == "layer" else "right", no_wrap=col != "layer")
     for i in shown:
         level = float(traj.level[i])
         last = float(traj.values[i, -1])
         delta = last - level if math.isfinite(level) and math.isfinite(last) else None
-        table.add_row(
-            str(i + 1),
-            _t(traj.layers[i]),
-            fmt(level if math.isfinite(level) else None),
-            fmt(_finite(traj.values[i, 0])),
-            fmt(_finite(last)),
-            fmt(delta),
-        )
+        cells = [str(i + 1), _t(traj.layers[i]), fmt(level if math.isfinite(level) else None)]
+        cells += [fmt(_finite(traj.values[i, 0]))] + ([fmt(_finite(last))] if n > 1 else [])
+        table.add_row(*cells, fmt(delta))
     console.print(table)
     if len(shown) < len(traj.layers):
         _line(

@@ -33,10 +33,15 @@ def unique_titles(results: Sequence[AnalysisResult]) -> list[str]:
     depth = 1
     while len(set(titles)) < len(titles) and depth <= 4:
         counts = Counter(titles)
+        tails = {}
         for k, r in enumerate(results):
             if counts[titles[k]] > 1 and r.model.files:
-                parts = PurePath(r.model.files[0]).parts
-                titles[k] = f"{r.model.arch or ''} {'/'.join(parts[-depth:])}".strip()
+                parts = [p for p in PurePath(r.model.files[0]).parts if p not in ("/", "\\")]
+                tails[k] = f"{r.model.arch or ''} {'/'.join(parts[-depth:])}".strip()
+        if len(set(tails.values())) > 1 or depth == 1:
+            for k, t in tails.items():
+                titles[k] = t
         depth += 1
     counts = Counter(titles)
-    return [f"{t} #{k + 1}" if counts[t] > 1 else t for k, t in enumerate(titles)]
+    base = [panel_title(r) for r in results]
+    return [f"{base[k]} #{k + 1}" if counts[t] > 1 else t for k, t in enumerate(titles)]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..estimate.trajectory import Trajectory
-from .figures import PlotOptions, save_figure, y_label
+from .figures import save_figure
 from .heatmap import heatmap_figure, lines_figure, pick_rows
 from .tables import _csv
 
@@ -62,19 +62,19 @@ def trajectory_files(
     files = {"trajectory.csv": trajectory_csv(traj), "checkpoints.csv": checkpoints_csv(traj)}
     if not plot:
         return files
-    unit = y_label(PlotOptions(), traj.results[0].estimator)
+    est = "" if traj.results[0].estimator == "paper" else f" [{traj.results[0].estimator}]"
     seeds = len(traj.seeds)
     against = f"the random-init level ({seeds} seeds)" if seeds else f"the first checkpoint ({traj.labels[0]})"
     heat = heatmap_figure(
         traj.relative, traj.layers, traj.labels, center=0.0, xlabel="checkpoint",
         title=f"layer {traj.statistic} over training, relative to {against}",
-        colorbar=f"{traj.statistic} − level (nats)",
+        colorbar=f"{traj.statistic} − {'random-init level' if seeds else 'first checkpoint'} (nats)",
     )  # fmt: skip
     picked = chosen_layers(traj, layers)
     bands = {traj.layers[i]: (float(traj.band[i, 0]), float(traj.band[i, 1])) for i in picked if seeds}
     lines = lines_figure(
         traj.values[picked], [traj.layers[i] for i in picked], traj.labels, xlabel="checkpoint",
-        ylabel=f"layer {traj.statistic}: {unit}", bands=bands,
+        ylabel=f"layer {traj.statistic} (nats){est}", bands=bands,
         title=f"layer {traj.statistic} over training" + (f" (bands: {seeds} random-init seeds)" if seeds else ""),
     )  # fmt: skip
     files[f"trajectory.{fmt}"] = save_figure(heat, fmt)
