@@ -320,7 +320,7 @@ def render_trajectory(traj: Trajectory, console: Console, rows: int = 15) -> Non
         level = float(traj.level[i])
         last = float(traj.values[i, -1])
         delta = last - level if math.isfinite(level) and math.isfinite(last) else None
-        cells = [str(i + 1), _t(traj.layers[i]), fmt(level if math.isfinite(level) else None)]
+        cells: list[str | Text] = [str(i + 1), _t(traj.layers[i]), fmt(level if math.isfinite(level) else None)]
         cells += [fmt(_finite(traj.values[i, 0]))] + ([fmt(_finite(last))] if n > 1 else [])
         table.add_row(*cells, fmt(delta))
     console.print(table)
