@@ -267,7 +267,7 @@ def test_fuzz(corpus, tmp_path):
         for r in results
         if r["rc"] not in (0, 2) or r["traceback"] or (r["rc"] == 2 and r["lines"] != 1)
     ]
-    assert not bad, bad[:3]
+    assert not bad, [(case.get("args", case.get("path")), r["rc"], r["err"]) for case, r in bad[:3]]
     slow = [(todo[r["case"]], r["seconds"]) for r in results if r["seconds"] > 20]
     assert not slow, slow
     codes = [r["rc"] for r in results]

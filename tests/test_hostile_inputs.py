@@ -518,3 +518,23 @@ def test_deeply_nested_analysis_json(cli, tmp_path):
     f.write_text('{"schema": "entropyflow.analysis/1", "layers": ' + "[" * 200000 + "]" * 200000 + "}")
     r = cli("recommend", f, "-o", tmp_path / "l.yaml")
     assert r.exit_code == 2 and r.stderr.strip() == f"error: {f} is not an entropyflow analysis: nested too deeply"
+
+
+def test_a_corrupted_deflate_record_is_a_format_error(tmp_path):
+    """A TorchScript archive stores its code deflate-compressed: altered bytes there raised
+    zlib.error, an internal error (found by the fuzz corpus when other tests ran first)."""
+    import zipfile
+
+    from entropyflow.errors import CheckpointFormatError
+    from entropyflow.load.hashing import verify_zip_crcs
+
+    f = tmp_path / "a.zip"
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/code/model.py", "def forward(self, x):\n    return x\n" * 200)
+    data = bytearray(f.read_bytes())
+    start = data.index(b"model.py") + len(b"model.py") + 8  # inside the compressed stream
+    for i in range(start, start + 24):
+        data[i] ^= 0x5A
+    f.write_bytes(bytes(data))
+    with pytest.raises(CheckpointFormatError, match="fails its zip check"):
+        verify_zip_crcs(f)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def verify_zip_crcs(path: Path, cancelled: threading.Event | None = None, chunk:
                     while fh.read(chunk):
                         if cancelled is not None and cancelled.is_set():
                             raise Cancelled(f"checking {path.name} was cancelled")
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, zlib.error) as exc:
+        # zlib.error: a deflate-compressed record (TorchScript code) whose bytes were altered
         raise CheckpointFormatError(f"{path.name} is corrupted: a record fails its zip check ({exc})") from exc
 
 
