@@ -46,6 +46,9 @@ def build(kind: str):
         cfg = T.GPTNeoXConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                               intermediate_size=48, max_position_embeddings=48)  # fmt: skip
         return T.GPTNeoXForCausalLM(cfg)
+    if kind == "bloom":
+        cfg = T.BloomConfig(vocab_size=97, hidden_size=32, n_layer=2, n_head=4)
+        return T.BloomForCausalLM(cfg)
     if kind == "falcon":
         cfg = T.FalconConfig(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                              new_decoder_architecture=True, num_kv_heads=2, max_position_embeddings=48)  # fmt: skip
@@ -61,7 +64,7 @@ def build(kind: str):
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("hf")
-    return {k: save(build(k), root / k) for k in ("bert", "gpt2", "llama", "neox", "falcon", "phi3")}
+    return {k: save(build(k), root / k) for k in ("bert", "gpt2", "llama", "neox", "bloom", "falcon", "phi3")}
 
 
 def analyse(folder: Path, **kw):
@@ -94,7 +97,7 @@ def base_names(result) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "neox", "falcon", "phi3"])
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama", "neox", "bloom", "falcon", "phi3"])
 def test_traced_in_forward_hook_order_with_totals(folders, kind):
     result = analyse(folders[kind])
     n = result.model.input_size[0]
@@ -280,3 +283,34 @@ def test_recommend_and_regularizer_round_trip_on_split_and_transposed_maps(folde
         transformers.GPT2LMHeadModel.from_pretrained(folders["gpt2"]), tmp_path / "gpt2.yaml"
     )
     assert float(reg2().detach()) == pytest.approx(-gpt2.layer(cfg2.layers[0].name).logdet, rel=1e-6)
+
+
+def test_bloom_query_key_value_is_split_per_head(folders):
+    result = analyse(folders["bloom"])
+    sd = load_file(folders["bloom"] / "model.safetensors")
+    key = next(k for k in sd if k.endswith("h.0.self_attention.query_key_value.weight"))
+    heads = sd[key].view(4, 3, 8, 32)  # BLOOM: view(heads, 3, head_dim) per token
+    for i, part in enumerate("qkv"):
+        layer = next(x for x in result.layers if x.name.endswith(f"h.0.self_attention.query_key_value.{part}"))
+        assert layer.logdet == pytest.approx(_logdet(heads[:, i].reshape(32, 32)), rel=1e-12, abs=1e-12)
+
+
+def test_w_pack_without_a_baichuan_config_is_split_by_name_with_a_note():
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W_pack = nn.Linear(16, 48, bias=False)
+            self.o_proj = nn.Linear(16, 16, bias=False)
+
+        def forward(self, x):
+            q, k, v = self.W_pack(x).chunk(3, dim=-1)
+            return self.o_proj(q + k + v)
+
+    torch.manual_seed(0)
+    model = nn.Sequential(Attention())
+    result = entropyflow.analyze(model, input_size=(5, 16))
+    w = model[0].W_pack.weight.detach()
+    for i, part in enumerate("qkv"):
+        layer = result.layer(f"0.W_pack.{part}")
+        assert layer.logdet == pytest.approx(_logdet(w[16 * i : 16 * (i + 1)]), rel=1e-12)
+        assert any("split by its name only" in n for n in layer.notes)
