@@ -53,8 +53,17 @@ def test_paired_tests_equal_scipy_on_recorded_numbers():
 def test_identical_runs_and_constant_shifts():
     same = stats.paired(BASE, BASE)
     assert same.mean == 0 and same.p_t == 1.0 and same.p_wilcoxon == 1.0
-    shifted = stats.paired([b + 0.01 for b in BASE], BASE)
-    assert shifted.mean == pytest.approx(0.01) and shifted.p_t == pytest.approx(0.0, abs=1e-12)
+    shifted = stats.paired([b + 0.01 for b in BASE], BASE)  # the same shift on all 10 seeds
+    assert shifted.mean == pytest.approx(0.01) and shifted.p_t == pytest.approx(2 * 0.5**10)
+    # exactly the same shift on every seed (one test image of 360): the t statistic is infinite, and an
+    # exact sign test says how unlikely n equal signs are: 2 * 0.5**n, not certainty
+    base = [k / 360 for k in (350, 351, 352)]
+    one_image = stats.paired([b + 1 / 360 for b in base], base)
+    assert one_image.p_t == 0.25 and stats.verdict(stats.Paired(**{**one_image.__dict__, "p_holm": 0.25}), False) == (
+        "no detectable effect"
+    )
+    ten = stats.paired([1.0] * 10, [0.5] * 10)
+    assert ten.p_t == pytest.approx(2 * 0.5**10)
 
 
 def test_holm_against_a_worked_example():
