@@ -352,7 +352,8 @@ def test_html_report_fits_1280x800_in_headless_chromium(tmp_path):
         vw: innerWidth, vh: innerHeight, title: [t.left, t.top, t.right, t.bottom],
         imgs: imgs.map(i => [box(i).left, box(i).right, i.naturalWidth, box(i).width]),
         lastName: [name.left, name.right], lastText: last.querySelector('code').textContent,
-        scrollW: document.documentElement.scrollWidth}));
+        scrollW: document.documentElement.scrollWidth,
+        table: [document.querySelector('.tablewrap').scrollWidth, document.querySelector('.tablewrap').clientWidth]}));
     });</script></body>"""
     (tmp_path / "probe.html").write_text(page.replace("</body>", probe))
     dom = subprocess.run(
@@ -372,6 +373,7 @@ def test_html_report_fits_1280x800_in_headless_chromium(tmp_path):
     assert check["imgs"][0][2] > vw  # (the entropy figure is wider than the page: it is scaled, not cut)
     assert check["lastText"] == "fc" and check["lastName"][0] >= 0 and check["lastName"][1] <= vw
     assert check["scrollW"] <= vw  # nothing makes the page scroll sideways
+    assert check["table"][0] <= check["table"][1]  # the layer table with its seed columns fits too
     shot = tmp_path / "shot.png"
     subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,800", f"--screenshot={shot}",

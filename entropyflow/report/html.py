@@ -28,7 +28,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 nav.toc{font-size:13px;margin:10px 0 0}nav.toc a{margin-right:14px;color:#3182bd}
 .tablewrap{overflow-x:auto;max-width:100%}.out{color:#b2182b;font-weight:600}
 figcaption{color:#555;font-size:13px}table{border-collapse:collapse;font-size:13px}
-th,td{padding:3px 9px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th,td{padding:3px 7px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;position:sticky;top:0}td.l,th.l{text-align:left}
 .no{color:#b35806}.yes{color:#1a9850}.na{color:#888}.inf{color:#cb181d}
 .bar{display:inline-block;height:9px;background:#6baed6;vertical-align:middle}
@@ -94,6 +94,8 @@ def _layer_table(result: AnalysisResult, reference: SeedReference | None, key: s
     lo, hi = (min(means), max(means)) if means else (0.0, 1.0)
     span = (hi - lo) or 1.0
     seed_head = seed_note = ""
+    # with the seed columns the quartiles give way (they are in layers.csv), so the table fits 1280 px
+    quartiles_head = "" if reference is not None else "<th>Q1</th><th>Q3</th>"
     if reference is not None:
         n = reference.n
         seed_head = (
@@ -112,7 +114,7 @@ def _layer_table(result: AnalysisResult, reference: SeedReference | None, key: s
         "output position over the layer's filters (finite values); the bar shows the mean relative to the other layers."
         f"{seed_note}</p><div class='tablewrap'>",
         "<table><thead><tr><th>#</th><th class='l'>layer</th><th class='l'>kind</th><th>filters</th>"
-        "<th class='l'>mean profile</th><th>mean</th><th>median</th><th>Q1</th><th>Q3</th><th>total</th>"
+        f"<th class='l'>mean profile</th><th>mean</th><th>median</th>{quartiles_head}<th>total</th>"
         f"<th class='l'>exact</th><th>−∞</th>{seed_head}</tr></thead><tbody>",
     ]
     for layer in result.layers:
@@ -126,11 +128,12 @@ def _layer_table(result: AnalysisResult, reference: SeedReference | None, key: s
             else "<span class='no'>no</span>"
         )
         name = escape(layer.name) + ("" if layer.traced else " <span class='na'>(untraced)</span>")
+        quartiles = "" if reference is not None else f"<td>{fmt(s.q1)}</td><td>{fmt(s.q3)}</td>"
         inf = f"<span class='inf'>{s.n_neginf}</span>" if s.n_neginf else ""
         rows.append(
             f"<tr><td>{layer.index}</td><td class='l'><code>{name}</code></td><td class='l'>{escape(layer.kind)}</td>"
             f"<td>{layer.filters}</td><td class='l'>{bar}</td><td>{fmt(s.mean)}</td><td>{fmt(s.median)}</td>"
-            f"<td>{fmt(s.q1)}</td><td>{fmt(s.q3)}</td><td>{fmt(layer.total, 1)}</td><td "
+            f"{quartiles}<td>{fmt(layer.total, 1)}</td><td "
             f"class='l'>{exact}</td><td>{inf}</td>{_seed_cells(reference, layer.name)}</tr>"
         )
     rows.append("</tbody></table></div>")
