@@ -102,7 +102,8 @@ def analyze(
             progress("load", 1, 1)
             progress("trace", 0, 1)
         dtype = opts.input_dtype or loaded.input_dtype
-        walk = walk_model(loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None)
+        _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
+        walk = walk_model(loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs)
         if progress:
             progress("trace", 1, 1)
         if not walk.sites:
@@ -148,9 +149,26 @@ def analyze(
         layers=layers,
         skipped=walk.skipped,
         warnings=warnings,
-        notes=loaded.notes + walk.notes,
+        notes=loaded.notes
+        + walk.notes
+        + ((loaded.input_note,) if loaded.input_note and opts.trace and not opts.shape else ()),
         versions=_versions(),
     )
+
+
+def _check_tokens(dtype: str | None, shape: tuple[int, ...] | None, limit: int | None, trace: bool) -> None:
+    """Token ids are one sequence, no longer than the model's position table."""
+    if not trace or dtype is None or not dtype.startswith("int") or shape is None:
+        return
+    if len(shape) != 1:
+        raise OptionError(
+            f"token ids are one sequence: use --input long:1xN (got {'x'.join(map(str, shape))} after the batch)"
+        )
+    if limit is not None and shape[0] > limit:
+        raise OptionError(
+            f"--input asks for {shape[0]} tokens, but the model's config allows at most {limit} positions "
+            "(max_position_embeddings)"
+        )
 
 
 def _versions() -> tuple[tuple[str, str], ...]:

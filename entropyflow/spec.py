@@ -44,9 +44,11 @@ def parse_spec(text: str) -> ModelSpec:
         raise UnknownModelError("empty model spec (give a file path, torchvision:NAME, timm:NAME or sample:NAME)")
     m = _PREFIXED.fullmatch(text)
     if m and m.group(1).lower() == HF:
-        repo, _, revision = m.group(2).strip().partition("@")
+        repo, at, revision = m.group(2).strip().partition("@")
         if not repo:
             raise UnknownModelError(f"'{printable(text, 60)}' names no model (example: hf:openai-community/gpt2)")
+        if at and not revision:
+            raise OptionError(f"'{printable(text, 60)}': an empty revision after '@' is not a branch, tag or commit")
         return ModelSpec(HF, repo, revision or None)
     if m and m.group(1).lower() in ZOO_SOURCES:
         rest = m.group(2).strip()
@@ -103,8 +105,14 @@ def parse_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
             f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with the batch dimension, e.g. long:1x128 for 128 "
             f"token ids; dtypes: {', '.join(sorted(set(INPUT_DTYPES)))})"
         )
-    sizes = parse_input_size(shape)
-    assert sizes is not None
+    try:
+        sizes = parse_input_size(shape)
+    except OptionError as exc:
+        raise OptionError(
+            f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with positive sizes, e.g. long:1x128)"
+        ) from exc
+    if sizes is None:
+        raise OptionError(f"bad --input '{_short(text)}': no shape after the dtype (e.g. long:1x128)")
     if len(sizes) < 2 or sizes[0] != 1:
         raise OptionError(f"bad --input '{_short(text)}': the shape starts with the batch dimension, which must be 1")
     return INPUT_DTYPES[dtype], sizes[1:]

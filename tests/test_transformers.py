@@ -314,3 +314,49 @@ def test_w_pack_without_a_baichuan_config_is_split_by_name_with_a_note():
         layer = result.layer(f"0.W_pack.{part}")
         assert layer.logdet == pytest.approx(_logdet(w[16 * i : 16 * (i + 1)]), rel=1e-12)
         assert any("split by its name only" in n for n in layer.notes)
+
+
+def test_inputs_that_cannot_run_are_refused_and_notes_follow_the_input(folders):
+    with pytest.raises(OptionError, match="at most 48 positions"):
+        analyse(folders["gpt2"], input="long:1x1000")
+    with pytest.raises(OptionError, match="one sequence"):
+        analyse(folders["gpt2"], input="long:1x16x4")
+    with pytest.raises(OptionError, match=r"bad --input 'long:1x0'"):
+        analyse(folders["gpt2"], input="long:1x0")
+    default = analyse(folders["gpt2"])
+    assert any(n.startswith("input: 48 token ids") for n in default.notes)
+    chosen = analyse(folders["gpt2"], input="long:1x16")
+    assert not any(n.startswith("input:") for n in chosen.notes) and chosen.model.input_size == (16,)
+
+
+def test_phi3_qkv_proj_is_split(folders):
+    result = analyse(folders["phi3"])
+    sd = load_file(folders["phi3"] / "model.safetensors")
+    w = sd["model.layers.0.self_attn.qkv_proj.weight"]  # (4 q + 2·4 kv heads) × 8 rows
+    for i, part in enumerate("qkv"):
+        layer = result.layer(f"model.layers.0.self_attn.qkv_proj.{part}")
+        assert layer.logdet == pytest.approx(_logdet(w[32 * i : 32 * (i + 1)]), rel=1e-12)
+
+
+def test_encoder_decoder_models_are_traced_with_decoder_ids(tmp_path):
+    cfg = transformers.T5Config(vocab_size=97, d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4)
+    torch.manual_seed(0)
+    folder = save(transformers.T5ForConditionalGeneration(cfg), tmp_path / "t5")
+    result = analyse(folder, input="long:1x12")
+    assert result.model.walk == "trace" and all(layer.traced for layer in result.layers)
+    assert {layer.name.split(".")[0] for layer in result.layers} >= {"encoder", "decoder"}
+
+
+def test_broken_configs_and_revisions_are_one_line_errors(folders, tmp_path, monkeypatch):
+    from entropyflow.errors import CheckpointFormatError
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes((folders["gpt2"] / "model.safetensors").read_bytes())
+    (bad / "config.json").write_text('{"model_type": "gpt2", "n_emb')
+    with pytest.raises(CheckpointFormatError, match="cannot read"):
+        analyse(bad)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for spec in ("hf:org/tiny@", "hf:org/tiny@../refs/main"):
+        with pytest.raises(OptionError, match="not a branch, tag or commit"):
+            entropyflow.analyze(spec)

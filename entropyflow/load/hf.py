@@ -58,6 +58,8 @@ def resolve_hub(repo: str, revision: str | None = None) -> Path:
         raise OptionError(f"hf:{printable(repo, 80)} is not a Hugging Face repository id (ORG/NAME)")
     cache = hub_cache()
     folder = cache / f"models--{repo.replace('/', '--')}"
+    if revision is not None and (not revision or ".." in revision.split("/") or revision.startswith("/")):
+        raise OptionError(f"hf:{printable(repo, 80)}@{printable(revision, 40)}: not a branch, tag or commit")
     rev = revision or "main"
     fetch = f"huggingface-cli download {repo}" + (f" --revision {rev}" if revision else "")
     if not folder.is_dir():
@@ -81,13 +83,14 @@ def resolve_hub(repo: str, revision: str | None = None) -> Path:
 
 
 def is_hf_folder(path: Path) -> bool:
-    """A folder whose ``config.json`` names a transformers model (``model_type``)."""
+    """A folder whose ``config.json`` names a transformers model (``model_type``). A config.json
+    that is not JSON is an error (a broken download), not a reason to ignore it."""
     try:
         if not (path.is_dir() and (path / "config.json").is_file()):
             return False
-        return "model_type" in read_config(path)
-    except (OSError, CheckpointFormatError):  # a name too long, a loop, no permission: not a Hugging Face folder
+    except OSError:  # a name too long, a loop, no permission: not a Hugging Face folder
         return False
+    return "model_type" in read_config(path)
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -134,7 +137,9 @@ def _config(folder: Path, trust_code: bool) -> Any:
             return transformers.AutoConfig.from_pretrained(
                 str(folder), local_files_only=True, trust_remote_code=trust_code
             )
-    except (ValueError, OSError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - transformers (and custom code under --trust-code) raise anything
+        if isinstance(exc, UntrustedCodeError):
+            raise
         raise CheckpointFormatError(
             f"transformers cannot read {printable(folder / 'config.json')}: {one_line(exc, 160)}"
         ) from exc
@@ -256,6 +261,18 @@ def match(model: nn.Module, source: TensorSource, arch: str) -> tuple[TensorSour
             + (" …" if len(extra) > 3 else "")
         )
     return source.renamed(keep), tuple(notes)
+
+
+def max_tokens(config: Any) -> int | None:
+    """The longest sequence the config's position table allows (None: no limit known)."""
+    text = getattr(config, "text_config", None) or config
+    limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
+    return int(limit) if isinstance(limit, int) and not getattr(text, "image_size", None) else None
+
+
+def extra_inputs(config: Any) -> tuple[str, ...]:
+    """Encoder-decoder models (T5, BART) also need decoder token ids: the same example is used."""
+    return ("decoder_input_ids",) if getattr(config, "is_encoder_decoder", False) else ()
 
 
 def default_input(config: Any) -> tuple[tuple[int, ...] | None, str | None, str]:

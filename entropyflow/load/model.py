@@ -66,6 +66,9 @@ class LoadedModel:
     random_init: bool = False
     input_dtype: str | None = None  # the example input's dtype when it is not the weights' ('int64': token ids)
     seed: int | None = None  # the torch.manual_seed of the initialisation, when known (random init, a manifest)
+    input_note: str | None = None  # how the default example input was chosen (said when it is used)
+    max_tokens: int | None = None  # the longest token sequence the model's config allows
+    extra_inputs: tuple[str, ...] = ()  # keyword inputs that take the same example (decoder_input_ids)
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -141,7 +144,8 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         loaded = _from_module(real, spec_text, f"{cls} from {folder.name}/config.json (random init)", opts, size)
         return replace(
             loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf",
-            random_init=True, input_dtype=dtype, notes=(why,), seed=opts.seed,
+            random_init=True, input_dtype=dtype, input_note=why, seed=opts.seed, max_tokens=hf.max_tokens(config),
+            extra_inputs=hf.extra_inputs(config),
         )  # fmt: skip
     raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None:
@@ -169,8 +173,11 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         weights=f"{raw.description} ({raw.resolved.path.name})",
         files=files,
         integrity=check,
-        notes=raw.notes + notes + (why,),
+        notes=raw.notes + notes,
         rebuild=rebuild,
+        input_note=why,
+        max_tokens=hf.max_tokens(config),
+        extra_inputs=hf.extra_inputs(config),
     )
 
 

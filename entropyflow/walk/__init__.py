@@ -25,6 +25,7 @@ def walk_model(
     input_size: tuple[int, ...] | None = None,
     trace: bool = True,
     input_dtype: torch.dtype | None = None,
+    extra_inputs: tuple[str, ...] = (),
 ) -> Walk:
     """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict."""
     if loaded.script is None and loaded.skeleton is None:
@@ -38,7 +39,9 @@ def walk_model(
         walk = trace_torchscript(loaded.script, size if trace else None)
     else:
         assert loaded.skeleton is not None
-        walk = trace_eager(loaded.skeleton, size if trace else None, rebuild=loaded.rebuild, input_dtype=input_dtype)
+        walk = trace_eager(
+            loaded.skeleton, size if trace else None, loaded.rebuild, input_dtype=input_dtype, extra_inputs=extra_inputs
+        )
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)
     return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)

@@ -109,9 +109,28 @@ def split(name: str, module: nn.Module, parent: nn.Module | None, config: Any, s
             else "gate_up_proj " + NAME_ONLY.format(what="Phi-3") + "; taken as gate then up halves"
         )
         return _parts(site, "gate,up", [(0, e), (e, 2 * e)], None, note)
+    if leaf == "qkv_proj":
+        return _phi3_qkv(site, config, ptype, model_type)
     if leaf in ("k_proj", "v_proj"):
         return [_gqa_note(site, config)]
     return [site]
+
+
+def _phi3_qkv(site: LayerSite, config: Any, ptype: str, model_type: str) -> list[LayerSite]:
+    """Phi-3's ``qkv_proj``: q heads, then the key/value heads, contiguous (GQA-aware)."""
+    heads = _config_value(config, "num_attention_heads")
+    kv = _config_value(config, "num_key_value_heads") or heads
+    hidden = _config_value(config, "hidden_size")
+    hd = _config_value(config, "head_dim") or (hidden // heads if heads and hidden else None)
+    rows = site.weight_shape[0]
+    known = ptype == "Phi3Attention" or model_type.startswith("phi3")
+    if not (known and heads and hd and rows == (heads + 2 * kv) * hd):
+        note = "fused qkv_proj of an unrecognised layout: its value is the square part of the first rows (q) only"
+        return [replace(site, notes=site.notes + (note,))]
+    q, k = heads * hd, kv * hd
+    blocks = [(0, q), (q, q + k), (q + k, q + 2 * k)]
+    parts = _parts(site, "q,k,v", blocks, None, f"fused q/k/v of {ptype or model_type}: q heads, then k, v")
+    return [_gqa_note(s, config) if s.kind != "attention_q" else s for s in parts]
 
 
 def _falcon(site: LayerSite, config: Any) -> list[LayerSite] | None:
@@ -155,6 +174,7 @@ def _gqa_note(site: LayerSite, config: Any) -> LayerSite:
         return site
     note = (
         f"grouped-query attention: {kv} key/value head(s) for {heads} query heads, so this map is {out}×{inp}; "
-        f"its square part is W[:, :{out}] (the first {out} of {inp} input coordinates)"
+        f"the paper estimator's square part is W[:, :{out}] (the first {out} of {inp} input coordinates); the "
+        "spectral estimator uses all its singular values"
     )
     return replace(site, notes=site.notes + (note,))

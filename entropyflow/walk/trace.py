@@ -102,6 +102,7 @@ def trace_eager(
     input_size: tuple[int, ...] | None,
     rebuild: Callable[[], nn.Module] | None = None,
     input_dtype: torch.dtype | None = None,
+    extra_inputs: tuple[str, ...] = (),
 ) -> Walk:
     """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
 
@@ -122,7 +123,7 @@ def trace_eager(
     config = getattr(model, "config", None)  # a transformers model's config (layouts of fused projections)
     if input_size is not None:
         try:
-            _run(skel, modules, analysed, hooks, ops, input_size, input_dtype)
+            _run(skel, modules, analysed, hooks, ops, input_size, input_dtype, extra_inputs)
         except _ForwardFailed as meta:
             if rebuild is None:
                 raise TraceError(_advice(meta.exc, input_size, cpu=None)) from meta.exc
@@ -131,7 +132,7 @@ def trace_eager(
             hooks = _Hooks(clock)
             ops = OpRecorder({id(p): n for n, p in real.named_parameters()}, clock)
             try:
-                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size, input_dtype)
+                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size, input_dtype, extra_inputs)
             except _ForwardFailed as cpu:
                 raise TraceError(_advice(meta.exc, input_size, cpu=cpu.exc)) from cpu.exc
             mode = "trace-cpu"
@@ -208,7 +209,9 @@ def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException
     )
 
 
-def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size, input_dtype=None) -> None:
+def _run(
+    model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size, input_dtype=None, extra_inputs=()
+) -> None:
     handles = []
     for name in analysed:
         handles.append(modules[name].register_forward_pre_hook(hooks.pre(name), with_kwargs=True))
@@ -226,7 +229,7 @@ def _run(model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size, i
                 device, _input_dtype(model)
             )
         with torch.no_grad(), ops:
-            model(x)
+            model(x, **{name: x for name in extra_inputs})
     except Exception as exc:  # noqa: BLE001 - the user's model code can raise anything
         raise _ForwardFailed(exc) from exc
     finally:
