@@ -181,7 +181,8 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
         _line(
             console,
             "dense rows are per position (per token in a sequence model); their total = positions traced "
-            f"({', '.join(map(str, tokens[:3]))}) × log|det W_sq|",
+            f"({', '.join(map(str, tokens[:3]))}) × "
+            + ("Σ log σ_i of the whole map" if result.estimator == "spectral" else "log|det W_sq|"),
             style="dim",
         )
     _layer_notes(result, console)
