@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +28,8 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, git_rev  # noqa: E402
+from machine import child, describe, git_rev  # noqa: E402
 
-TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
 HIDDEN, INTER, HEADS, VOCAB = 4096, 11008, 32, 32000
 SHARD_BYTES = 2 << 30
 
@@ -108,16 +106,6 @@ def write_checkpoint(folder: Path, layers: int) -> tuple[int, int]:
     )
     (folder / "config.json").write_text(json.dumps(config(layers)))
     return size, largest
-
-
-def child(cmd: list[str]) -> tuple[float, float, str]:
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        t = time.perf_counter()
-        r = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        if r.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-        return wall, int(Path(rss.name).read_text().split()[-1]) / 1024, r.stdout
 
 
 FLOOR = """

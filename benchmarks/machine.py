@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
+import time
 
 
 def describe() -> dict[str, str]:
@@ -43,3 +46,21 @@ def git_rev() -> str:
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "?"
+
+
+TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
+
+
+def child(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) and stdout of one child process.
+
+    The peak comes from GNU time (``/usr/bin/time -f %M``), which forks from a small process:
+    Linux carries a parent's RSS high-water mark into children forked from it, so
+    ``getrusage``/``wait4`` in a (large) benchmark process would report itself instead."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t = time.perf_counter()
+        r = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if r.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        return wall, int(rss.read().strip().splitlines()[-1]) / 1024, r.stdout

@@ -16,17 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe, git_rev  # noqa: E402
+from machine import child, describe, git_rev  # noqa: E402
 
-TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
 MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11", "vgg13", "vgg16", "vgg19"]
 
 PHASE = """
@@ -45,21 +41,6 @@ r = runs[-1][1]
 print(json.dumps({"estimate_s": statistics.median(t for t, _ in runs),
                   "filters": sum(l.filters for l in r.layers), "layers": len(r.layers)}))
 """
-
-
-def child(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of one child process.
-
-    The peak comes from GNU time (``/usr/bin/time -f %M``), which forks from a small process:
-    Linux carries a parent's RSS high-water mark into children forked from it, so
-    ``getrusage``/``wait4`` here would report this (large) benchmark process instead."""
-    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
-        t = time.perf_counter()
-        r = subprocess.run([TIME, "-f", "%M", "-o", rss.name, *cmd], capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        if r.returncode != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-        return wall, int(rss.read().strip().splitlines()[-1]) / 1024, r.stdout
 
 
 def save_model(name: str, folder: Path) -> Path:

@@ -21,11 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 EULER_GAMMA = 0.5772156649015329
 NORMAL_MEAN_SHIFT = -(EULER_GAMMA + math.log(2.0)) / 2.0  # E log|Z|, Z ~ N(0, 1): −0.63518
 NORMAL_MEDIAN_SHIFT = math.log(0.6744897501960817)  # log of the median of |Z|: −0.39377
-_erf = np.vectorize(math.erf, otypes=[np.float64])
 KS_CRITICAL = 1.9495  # α = 0.001, asymptotic Kolmogorov distribution
 
 
@@ -81,7 +81,7 @@ def cdf_log_abs(t: np.ndarray, dist: str, scale: float) -> np.ndarray:
     """``P(log|w| ≤ t)``."""
     r = np.exp(np.asarray(t, dtype=np.float64)) / scale
     if dist == "normal":
-        return _erf(r / math.sqrt(2.0))
+        return torch.special.erf(torch.from_numpy(r / math.sqrt(2.0))).numpy()
     return np.minimum(r, 1.0)
 
 
