@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "entropyflow"
 
 # stage of every module (by its dotted name under entropyflow; a package's modules share its stage)
 STAGES = [
-    ("foundation", ["_version", "errors", "warn", "text", "background", "vocab", "spec", "extras"]),
+    ("foundation", ["_version", "errors", "warn", "text", "background", "vocab", "spec", "extras", "strictjson"]),
     ("samples", ["samples"]),
     ("load", ["load"]),
     ("walk", ["walk"]),
