@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import io
 import json
-import pickletools
 import random
 import struct
-import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from hostile import env
+from fuzz_worker import run_cases
+from mutate import edit_pickle_ints, flip, mutate_json, rewrite_zip, truncate
 from safetensors.torch import save_file
 
 import entropyflow
@@ -29,67 +26,6 @@ from entropyflow.samples import build_sample
 
 SEED = 20261124
 ANALYZE = ("-q", "--no-plot", "--no-html", "--no-hash")
-
-
-def flip(data: bytes, rng: random.Random, n: int | None = None, lo: int = 0, hi: int | None = None) -> bytes:
-    b = bytearray(data)
-    hi = len(b) if hi is None else hi
-    for _ in range(n or rng.randint(1, 8)):
-        b[rng.randrange(lo, hi)] ^= rng.randint(1, 255)
-    return bytes(b)
-
-
-def truncate(data: bytes, rng: random.Random) -> bytes:
-    return data[: rng.randrange(1, len(data))]
-
-
-def rewrite_zip(data: bytes, edit) -> bytes:
-    """The zip with its records edited by ``edit(name, bytes)`` (CRCs recomputed)."""
-    src, out = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
-    with zipfile.ZipFile(out, "w") as z:
-        for info in src.infolist():
-            z.writestr(zipfile.ZipInfo(info.filename), edit(info.filename, src.read(info)))
-    return out.getvalue()
-
-
-EDGE_INTS = [0, 1, -1, 2, 3, 255, 65535, 2**31 - 1, -(2**31), 7, 64, 4096, 10**6]
-
-
-def edit_pickle_ints(pkl: bytes, rng: random.Random) -> bytes:
-    """Replace a few integer arguments (sizes, strides, offsets, keys' positions) by edge values."""
-    ints = [(pos, op.name) for op, arg, pos in pickletools.genops(pkl) if op.name in ("BININT", "BININT1", "BININT2")]
-    b = bytearray(pkl)
-    for pos, name in rng.sample(ints, min(len(ints), rng.randint(1, 4))):
-        v = rng.choice(EDGE_INTS)
-        if name == "BININT":
-            b[pos + 1 : pos + 5] = struct.pack("<i", v if -(2**31) <= v < 2**31 else 0)
-        elif name == "BININT1":
-            b[pos + 1] = v & 0xFF
-        else:
-            b[pos + 1 : pos + 3] = struct.pack("<H", v & 0xFFFF)
-    return bytes(b)
-
-
-RANDOM_VALUES = [None, 0, -1, 1e308, "x", "-inf", [], {}, [1, "a"], {"a": [1, {"b": None}]}, True, 2**70, "", [[[[]]]]]
-
-
-def mutate_json(doc, rng: random.Random, depth: int = 0):
-    """Replace one value somewhere in ``doc`` by a value of another type, or drop a key."""
-    if isinstance(doc, dict) and doc:
-        key = rng.choice(list(doc))
-        if depth > 0 and rng.random() < 0.15:
-            doc.pop(key)
-        elif rng.random() < 0.4 or not isinstance(doc[key], (dict, list)) or not doc[key]:
-            doc[key] = rng.choice(RANDOM_VALUES)
-        else:
-            mutate_json(doc[key], rng, depth + 1)
-    elif isinstance(doc, list) and doc:
-        i = rng.randrange(len(doc))
-        if rng.random() < 0.4 or not isinstance(doc[i], (dict, list)) or not doc[i]:
-            doc[i] = rng.choice(RANDOM_VALUES)
-        else:
-            mutate_json(doc[i], rng, depth + 1)
-    return doc
 
 
 @pytest.fixture(scope="module")
@@ -241,35 +177,8 @@ def cases(corpus) -> list[dict]:
 def test_fuzz(corpus, tmp_path):
     todo = cases(corpus)
     assert len(todo) > 500
-    (tmp_path / "cases.json").write_text(json.dumps(todo))
     started = time.monotonic()
-    p = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("fuzz_worker.py")), str(tmp_path / "cases.json")],
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = p.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        stdout, stderr = p.communicate()
-    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    results = [line for line in lines if "case" in line]
-    last = max((line["start"] for line in lines if "start" in line), default=None)
-    assert p.returncode == 0, (
-        f"worker ended with {p.returncode} at case {last}: {todo[last] if last is not None else ''}\n{stderr[-2000:]}"
-    )
-    assert len(results) == len(todo)
-    bad = [
-        (todo[r["case"]], r)
-        for r in results
-        if r["rc"] not in (0, 2) or r["traceback"] or (r["rc"] == 2 and r["lines"] != 1)
-    ]
-    assert not bad, [(case.get("args", case.get("path")), r["rc"], r["err"]) for case, r in bad[:3]]
-    slow = [(todo[r["case"]], r["seconds"]) for r in results if r["seconds"] > 20]
-    assert not slow, slow
+    results = run_cases(todo, tmp_path, timeout=240)
     codes = [r["rc"] for r in results]
     assert (
         codes.count(2) > len(codes) // 2 and codes.count(0) > 10
