@@ -103,7 +103,9 @@ def analyze(
             progress("trace", 0, 1)
         dtype = opts.input_dtype or loaded.input_dtype
         _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
-        walk = walk_model(loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs)
+        walk = walk_model(
+            loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs, opts.budget
+        )
         if progress:
             progress("trace", 1, 1)
         if not walk.sites:

@@ -7,6 +7,7 @@ a user error prints one line on stderr and exits 2; anything unexpected exits 1 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import inspect
@@ -15,17 +16,54 @@ import signal
 import sys
 import traceback
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
-import typer
-from rich.console import Console
-from rich.markup import escape
-from typer.core import TyperGroup
-
-from . import vocab
-from ._version import __version__
 from .errors import EXIT_INTERNAL, EntropyflowError, Interrupted, OptionError, exit_code, one_line
-from .text import printable
+
+_STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class _Signals:
+    """SIGTERM/SIGHUP over the command's whole life: ``received`` is the first one (the exit code is
+    128 + it, whenever it came); while ``armed`` (a command runs) it also raises :class:`Interrupted`,
+    once, so that the run ends through its cleanup. A second signal never interrupts that cleanup."""
+
+    received: int | None = None
+    armed = False
+
+
+def _on_signal(signum: int, _frame) -> None:
+    if _Signals.received is None:
+        _Signals.received = signum
+    if _Signals.armed:
+        _Signals.armed = False
+        raise Interrupted(signum)
+
+
+def _is_entry_point() -> bool:
+    """Whether this process is the entropyflow command (its console script, ``python -m
+    entropyflow``), not a program that imports the CLI (tests, embedding)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return spec.name == "entropyflow.__main__"
+    return os.path.basename(getattr(main, "__file__", "") or "").partition(".")[0] == "entropyflow"
+
+
+_ENTRY = _is_entry_point()
+if _ENTRY:  # before the heavy imports below (~0.2 s): a signal from here on is recorded, never fatal
+    for _sig in _STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(_sig, _on_signal)
+
+import typer  # noqa: E402 - after the signal handlers, on purpose
+from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from . import vocab  # noqa: E402
+from ._version import __version__  # noqa: E402
+from .text import printable  # noqa: E402
 
 
 class _OneLineUsageErrors(TyperGroup):
@@ -49,6 +87,9 @@ _UsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c._
 def _usage_errors():
     try:
         yield
+    except Interrupted as stopped:  # SIGTERM/SIGHUP outside a command's own handling (parsing, a callback)
+        _say_interrupted(Console(stderr=True), stopped)
+        raise typer.Exit(exit_code(stopped)) from None
     except _UsageError as caught:
         if type(caught).__name__ == "NoArgsIsHelpError":  # bare `entropyflow`: the help page
             raise
@@ -97,11 +138,7 @@ def _errors(err: Console, debug: bool):
         err.print(f"[bold red]error:[/] {escape(printable(one_line(exc, 2000)))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt as exc:
-        what = "interrupted"
-        if isinstance(exc, Interrupted):
-            what = f"{'interrupted' if exc.signum == signal.SIGINT else 'terminated'} ({exc.name})"
-        hint = f": {escape(printable(exc.hint, 300))}" if isinstance(exc, Interrupted) and exc.hint else ""
-        err.print(f"[bold red]{what}[/]{hint}", highlight=False)
+        _say_interrupted(err, exc)
         raise typer.Exit(exit_code(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit code 1
         if debug:
@@ -113,6 +150,14 @@ def _errors(err: Console, debug: bool):
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _say_interrupted(err: Console, exc: KeyboardInterrupt) -> None:
+    what = "interrupted"
+    if isinstance(exc, Interrupted):
+        what = f"{'interrupted' if exc.signum == signal.SIGINT else 'terminated'} ({exc.name})"
+    hint = f": {escape(printable(exc.hint, 300))}" if isinstance(exc, Interrupted) and exc.hint else ""
+    err.print(f"[bold red]{what}[/]{hint}", highlight=False)
 
 
 def _version(value: bool) -> None:
@@ -713,29 +758,65 @@ class _LiveTrials:
             self.live.__exit__(*exc)
 
 
-def _raise_interrupted(signum: int, _frame) -> None:
-    raise Interrupted(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point. SIGTERM and SIGHUP end the run like Ctrl-C does: through the
-    same cleanup (no partial files, background work joined), with exit code 128 + the signal."""
+    same cleanup (no partial files, background work joined), with exit code 128 + the signal,
+    whenever they come: during start-up, a command, its cleanup or the interpreter's exit."""
     from . import background
 
     previous = {}
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            with contextlib.suppress(ValueError, OSError):  # not the main thread (embedded): leave the defaults
-                previous[sig] = signal.signal(sig, _raise_interrupted)
+    for sig in _STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread (embedded): leave the defaults
+            previous[sig] = signal.signal(sig, _on_signal)
+    code = EXIT_INTERNAL
     try:
-        app(args=argv, prog_name="entropyflow", standalone_mode=True)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        background.shutdown()
+        try:
+            if _Signals.received is None:  # not already signalled during start-up
+                _Signals.armed = bool(previous)
+                app(args=argv, prog_name="entropyflow", standalone_mode=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            _Signals.armed = False
+            background.shutdown()
+    except KeyboardInterrupt as exc:  # raised outside a command's own handling (while parsing, say)
+        code = exit_code(exc)
+    code = _signalled(code)
+    if not _ENTRY:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
+        _Signals.received = None
+        return code
+    _exit(code)
+
+
+def _signalled(code: int) -> int:
+    """``code``, or 128 + the signal received (saying so, unless the command's handler did)."""
+    sig = _Signals.received
+    if sig is None:
+        return code
+    if code != 128 + sig:
+        with contextlib.suppress(OSError):
+            os.write(2, f"terminated ({signal.Signals(sig).name})\n".encode())
+    return 128 + sig
+
+
+def _exit(code: int) -> NoReturn:
+    """End the entropyflow process now, without the interpreter's teardown (unloading torch takes
+    long enough for a signal to land after Python's handlers are gone, killing the process with
+    -15): exit handlers run and output is flushed first; a signal until the very end gives 128 + it."""
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # from here, a signal waits (and dies with us)
+        for _ in range(2):  # a loop's backward jump runs a Python handler already tripped by a delivered signal
+            pass
+        _Signals.received = _Signals.received or min(signal.sigpending() & set(_STOP_SIGNALS), default=None)
+    os._exit(_signalled(code))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
 
+from . import strictjson
 from .errors import ConfigError, InputNotFoundError, OutputError
 from .text import brief, printable, shown
 from .vocab import CHANNEL_RULES, ESTIMATORS, LAYER_KINDS_TEXT, LOSS_FORMS, is_layer_kind
@@ -30,6 +32,10 @@ def _show(v: object) -> str:
 
 
 SCHEMA_VERSION = 1
+MAX_LAMBDA = 1e6  # |λ| (and λ/ε stays finite in float32 over a million filters)
+EPSILON_RANGE = (1e-12, 1e6)
+MAX_CONFIG_LAYERS = 100_000
+MAX_INT = 1 << 62  # shapes, rows, counts: anything larger is not a tensor dimension
 TOP_FIELDS = (
     "schema_version",
     "model",
@@ -142,15 +148,25 @@ def _need(d: Mapping, key: str, path: str):
     return d[key]
 
 
-def _number(v, path: str, *, positive: bool = False) -> float:
+def _number(v, path: str, *, positive: bool = False, bound: tuple[float, float] | None = None) -> float:
+    """A finite float; ``bound``: (lo, hi) for ``positive``, else ``|v| ≤ hi``."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{path}: not a number ({_show(v)})")
-    v = float(v)
+    try:
+        v = float(v)
+    except OverflowError:  # an int beyond a double
+        v = math.inf
     if not math.isfinite(v):
-        raise ConfigError(f"{path}: must be finite ({v})")
+        raise ConfigError(f"{path}: must be finite ({brief(v, 30)})")
     if positive and v <= 0:
         raise ConfigError(f"{path}: must be > 0 ({v})")
+    if bound is not None and not (bound[0] <= v <= bound[1] if positive else abs(v) <= bound[1]):
+        want = f"between {bound[0]:g} and {bound[1]:g}" if positive else f"at most {bound[1]:g} in magnitude"
+        raise ConfigError(f"{path}: must be {want} ({v:g})")
     return v
+
+
+_LAMBDA_BOUND = (0.0, MAX_LAMBDA)
 
 
 def _text(v, path: str) -> str:
@@ -160,7 +176,9 @@ def _text(v, path: str) -> str:
 
 
 def _ints(v, path: str, n: int | None = None) -> tuple[int, ...]:
-    if not isinstance(v, (list, tuple)) or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in v):
+    if not isinstance(v, (list, tuple)) or any(
+        isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_INT for x in v
+    ):
         raise ConfigError(f"{path}: must be a list of non-negative integers ({_show(v)})")
     if n is not None and len(v) != n:
         raise ConfigError(f"{path}: must have {n} entries ({_show(v)})")
@@ -189,7 +207,7 @@ def from_dict(d) -> LambdaConfig:
     form = _need(loss, "form", "loss.")
     if not isinstance(form, str) or form not in LOSS_FORMS:
         raise ConfigError(f"loss.form: {_show(form)} is not one of {', '.join(LOSS_FORMS)}")
-    eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True)
+    eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True, bound=EPSILON_RANGE)
     rule = _need(d, "channel_rule", "")
     if not isinstance(rule, str) or rule not in CHANNEL_RULES:
         raise ConfigError(f"channel_rule: {_show(rule)} is not one of {', '.join(CHANNEL_RULES)}")
@@ -200,7 +218,7 @@ def from_dict(d) -> LambdaConfig:
     if not isinstance(fp.get("sha256_16", ""), str) or not re.fullmatch(r"[0-9a-f]{16}|", fp.get("sha256_16", "")):
         raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({_show(fp.get('sha256_16'))})")
     fp_layers = fp.get("layers", 0)
-    if isinstance(fp_layers, bool) or not isinstance(fp_layers, int) or fp_layers < 0:
+    if isinstance(fp_layers, bool) or not isinstance(fp_layers, int) or not 0 <= fp_layers <= MAX_INT:
         raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({_show(fp_layers)})")
     st = _need(d, "strategy", "")
     if not isinstance(st, Mapping):
@@ -219,8 +237,11 @@ def from_dict(d) -> LambdaConfig:
     raw_layers = _need(d, "layers", "")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise ConfigError("layers: must be a non-empty list")
+    if len(raw_layers) > MAX_CONFIG_LAYERS:
+        raise ConfigError(f"layers: more than {MAX_CONFIG_LAYERS:,} layers ({len(raw_layers):,}): not a λ config")
     layers = []
     seen: set[str] = set()
+    weights: dict[str, list[tuple[int, tuple[int, int] | None, int | None]]] = {}
     for i, layer in enumerate(raw_layers):
         p = f"layers[{i}]"
         if not isinstance(layer, Mapping):
@@ -231,7 +252,7 @@ def from_dict(d) -> LambdaConfig:
         if fl is not None:
             if not isinstance(fl, list):
                 raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
-            fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]") for j, x in enumerate(fl))
+            fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]", bound=_LAMBDA_BOUND) for j, x in enumerate(fl))
         kind = _text(_need(layer, "kind", p + "."), f"{p}.kind")
         if not is_layer_kind(kind):
             raise ConfigError(f"{p}.kind: {_show(kind)} is not {LAYER_KINDS_TEXT}")
@@ -250,7 +271,7 @@ def from_dict(d) -> LambdaConfig:
             rows = (first, end)
         period = layer.get("row_period")
         if period is not None and (
-            isinstance(period, bool) or not isinstance(period, int) or period < 1 or rows is None
+            isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_INT or rows is None
         ):
             raise ConfigError(f"{p}.row_period: a positive integer, with rows")
         transposed = layer.get("transposed", False)
@@ -260,19 +281,22 @@ def from_dict(d) -> LambdaConfig:
         if name in seen:
             raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
         seen.add(name)
+        key = _text(_need(layer, "weight_key", p + "."), f"{p}.weight_key")
+        weights.setdefault(key, []).append((i, rows, period))
         layers.append(
             LayerLambda(
                 name=name,
                 kind=kind,
-                weight_key=_text(_need(layer, "weight_key", p + "."), f"{p}.weight_key"),
+                weight_key=key,
                 weight_shape=shape,
-                lam=_number(_need(layer, "lambda", p + "."), f"{p}.lambda"),
+                lam=_number(_need(layer, "lambda", p + "."), f"{p}.lambda", bound=_LAMBDA_BOUND),
                 filter_lambdas=fl,
                 rows=rows,
                 row_period=period,
                 transposed=transposed,
             )
         )
+    _each_weight_once(weights)
     prov = d.get("provenance") or {}
     if not isinstance(prov, Mapping) or not all(isinstance(k, str) and _scalar(v) for k, v in prov.items()):
         raise ConfigError("provenance: must be a mapping of names to strings or numbers")
@@ -297,6 +321,22 @@ def from_dict(d) -> LambdaConfig:
     )
 
 
+def _each_weight_once(weights: dict[str, list[tuple[int, tuple[int, int] | None, int | None]]]) -> None:
+    """A weight (or a block of its rows) is regularised by one entry only: a second entry naming it
+    would apply λ twice. Row blocks of one fused weight (q, k, v) must not overlap (n log n)."""
+    for key, entries in weights.items():
+        if len(entries) == 1:
+            continue
+        blocks = sorted(entries, key=lambda e: (e[1] or (0, 0), e[0]))
+        for (j, a, pa), (i, b, pb) in pairwise(blocks):
+            if a is None or b is None or pa != pb or b[0] < a[1]:
+                i, j = max(i, j), min(i, j)
+                raise ConfigError(
+                    f"layers[{i}].weight_key: {_show(key)} is already regularised by layers[{j}] (its λ would "
+                    "count twice); list each weight once"
+                )
+
+
 def _scalar(v: object) -> bool:
     return v is None or isinstance(v, (str, int, float, bool))
 
@@ -313,7 +353,7 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
     if json_format:
         return json.dumps(d, indent=2) + "\n"
 
-    class Dumper(yaml.SafeDumper):
+    class Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]  # libyaml: same bytes, 3× faster
         def ignore_aliases(self, data: object) -> bool:  # configs are read back without aliases
             return True
 
@@ -327,19 +367,31 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
 
 
 CONFIG_HEADER = "# entropyflow λ placement config (docs/config.md)\n"
-MAX_CONFIG_BYTES = 64 << 20
+MAX_CONFIG_BYTES = 16 << 20  # a 100,000-layer config is about 12 MiB
 
 
 def _is_config_file(path: Path) -> bool:
-    """Whether an existing file is a λ config entropyflow wrote (the only files it overwrites)."""
+    """Whether an existing file is a λ config (the only files entropyflow overwrites): it must read
+    and validate completely as one, not merely mention its field names."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
+        load_config(path)
+    except (ConfigError, InputNotFoundError):
         return False
-    if head.startswith(CONFIG_HEADER.encode()):
-        return True
-    return head.lstrip().startswith(b"{") and b'"schema_version"' in head and b'"fingerprint"' in head
+    return True
+
+
+def _umask() -> int:
+    """The process umask, without changing it where /proc tells (os.umask can only be read by setting it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def check_config_path(path: str | Path) -> Path:
@@ -377,6 +429,7 @@ def save_config(cfg: LambdaConfig, path: str | Path) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".entropyflow-", suffix=path.suffix, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a config is an ordinary file
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -389,41 +442,103 @@ def save_config(cfg: LambdaConfig, path: str | Path) -> Path:
     return path
 
 
-MAX_YAML_NODES = 1_000_000  # a config's YAML nodes after expanding aliases
+MAX_YAML_NODES = 1_000_000  # a config's YAML values (scalars, lists, mappings) after expanding aliases
+_YAML_BASE: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when present: 4× faster
 
 
-def _yaml_loader():
-    class BoundedAliases(yaml.SafeLoader):
-        """YAML whose aliases expand to at most MAX_YAML_NODES nodes (a 1.5 KB file of nested
-        aliases, the 'billion laughs', describes billions) and never refer to themselves."""
+def _yaml_size(text: str) -> None:
+    """Count the document's values from the parser's event stream (linear, nothing built), aliases
+    expanded, and refuse more than MAX_YAML_NODES before a node is composed: a few lines of nested
+    aliases (the 'billion laughs') describe billions, a plain 17 MB file a few million."""
+    count, aliases = 0, False
+    sizes: dict[str, int] = {}
+    open_: list[tuple[str | None, int, int]] = []  # (anchor, count at its start, line)
+    open_anchors: set[str] = set()
+    for event in yaml.parse(text, Loader=_YAML_BASE):
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                line = _line(event)
+                raise ConfigError(f"line {line}: a YAML alias refers to the node that contains it")
+            count += sizes.get(event.anchor or "", 1)  # an undefined alias: the composer names it
+            aliases = True
+        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            count += 1
+            if isinstance(event, yaml.CollectionStartEvent):
+                open_.append((event.anchor, count - 1, _line(event)))
+                if len(open_) > strictjson.MAX_DEPTH:
+                    raise ConfigError(f"nested more than {strictjson.MAX_DEPTH} levels deep: not a λ config")
+                if event.anchor is not None:
+                    open_anchors.add(event.anchor)
+            elif event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, start, line = open_.pop()
+            if anchor is not None:
+                sizes[anchor] = count - start
+                open_anchors.discard(anchor)
+            if aliases and count > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"line {line}: YAML aliases expand this config past {MAX_YAML_NODES:,} values (an alias bomb?); "
+                    "write the values out"
+                )
+        if count > MAX_YAML_NODES and not aliases:
+            raise ConfigError(f"more than {MAX_YAML_NODES:,} values: not a λ config")
 
-        def construct_document(self, node):
-            _expanded_size(node, {}, set())
-            return super().construct_document(node)
 
-    def _expanded_size(node, memo: dict[int, int], open_: set[int]) -> int:
-        key = id(node)
-        if key in memo:
-            return memo[key]
-        if key in open_:
-            raise ConfigError(f"line {node.start_mark.line + 1}: a YAML alias refers to the node that contains it")
-        open_.add(key)
-        if isinstance(node, yaml.SequenceNode):
-            n = 1 + sum(_expanded_size(c, memo, open_) for c in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            n = 1 + sum(_expanded_size(k, memo, open_) + _expanded_size(v, memo, open_) for k, v in node.value)
-        else:
-            n = 1
-        open_.discard(key)
-        if n > MAX_YAML_NODES:
+def _line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1 if event.start_mark is not None else 0
+
+
+class _StrictYAML(_YAML_BASE):
+    """Safe YAML without what JSON is refused for: duplicate mapping keys, integers of more than
+    strictjson.MAX_INT_DIGITS digits."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise ConfigError(
+                            f"line {key_node.start_mark.line + 1}: the key {_show(key)} appears twice in one mapping"
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        digits = len(str(node.value).lstrip("+-").replace("_", ""))
+        if digits > strictjson.MAX_INT_DIGITS:
             raise ConfigError(
-                f"line {node.start_mark.line + 1}: YAML aliases expand this config past "
-                f"{MAX_YAML_NODES:,} values (an alias bomb?); write the values out"
+                f"line {node.start_mark.line + 1}: an integer with {digits} digits "
+                f"(at most {strictjson.MAX_INT_DIGITS})"
             )
-        memo[key] = n
-        return n
+        return super().construct_yaml_int(node)
 
-    return BoundedAliases
+
+_StrictYAML.add_constructor("tag:yaml.org,2002:int", _StrictYAML.construct_yaml_int)
+_StrictYAML.add_constructor("tag:yaml.org,2002:map", _StrictYAML.construct_yaml_map)
+
+
+def _parse(path: Path, text: str):
+    where = printable(path.name)
+    if _is_json(path):
+        try:
+            return strictjson.loads(text)
+        except strictjson.JSONError as exc:
+            raise ConfigError(f"{where} is not valid JSON: {printable(str(exc), 200)}") from exc
+    try:
+        _yaml_size(text)
+        # yaml.load with a SafeLoader subclass (no tags that build objects); sizes checked above
+        return yaml.load(text, Loader=_StrictYAML)  # noqa: S506
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{where} is nested too deeply to be a λ config") from exc
+    except Exception as exc:  # noqa: BLE001 - yaml parse errors of any kind become one line
+        raise ConfigError(f"{where} is not valid YAML: {printable(' '.join(str(exc).split()), 200)}") from exc
 
 
 def load_config(source: str | Path | Mapping) -> LambdaConfig:
@@ -435,24 +550,15 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
     try:
         if not path.is_file():
             raise InputNotFoundError(f"no such config file: {where}")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise InputNotFoundError(f"cannot read the config file {where}: {exc.strerror or exc}") from exc
-    try:
-        # yaml.load with a SafeLoader subclass whose aliases are bounded
-        data = json.loads(text) if _is_json(path) else yaml.load(text, Loader=_yaml_loader())  # noqa: S506
-    except ConfigError:
-        raise
-    except RecursionError as exc:
-        raise ConfigError(f"{where} is nested too deeply to be a λ config") from exc
-    except Exception as exc:  # noqa: BLE001 - yaml/json parse errors of any kind become one line
-        raise ConfigError(
-            f"{printable(path.name)} is not valid {'JSON' if _is_json(path) else 'YAML'}: "
-            f"{printable(' '.join(str(exc).split()), 200)}"
-        ) from exc
-    return from_dict(data)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
+    return from_dict(_parse(path, raw.decode("utf-8", errors="replace")))
 
 
 # --- what a loss form can do --------------------------------------------------------------------

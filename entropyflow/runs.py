@@ -19,12 +19,12 @@ from .estimate.reference import SeedReference, seed_reference
 from .estimate.results import AnalysisResult
 from .estimate.run import ProgressFn
 from .estimate.trajectory import Trajectory
-from .report import ReportOptions, check_writable, comparison_files, read_analysis, write_report
-from .report.outdir import write_atomically
+from .report import ReportOptions, comparison_files, read_analysis, report_files
+from .report.outdir import preflight, write_atomically
 from .report.trajectory import trajectory_files
 from .track import TrackOptions, track
 
-__all__ = ["Written", "analyze_to", "compare_to", "track_to"]
+__all__ = ["Written", "analyze_names", "analyze_to", "compare_to", "track_to"]
 
 
 @dataclass(frozen=True)
@@ -53,26 +53,44 @@ def analyze_to(
     progress: ProgressFn | None = None,
 ) -> Written:
     """Analyse ``model`` (and, with ``compare``, its reference analyses) and write the report
-    folder ``out`` as a whole. The folder and the comparison options are checked first."""
-    folder = check_writable(out)
-    check_seeds(compare, seeds)
+    folder ``out`` as a whole. The comparison options and the folder are checked first."""
+    report = report or ReportOptions()
+    n = check_seeds(compare, seeds)
+    folder = preflight(out, "analyze", analyze_names(report, compare, n))
     result = analyze(model, options or AnalyzeOptions(), progress=progress)
     references = (
         reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
     )
     reference = seed_reference(result, references) if compare == RANDOM else None
-    files = write_report(result, folder, report or ReportOptions(), references, reference)
+    files = write_atomically(folder, report_files(result, report, references, reference), "analyze")
     return Written((result, *references), folder, tuple(files), reference)
+
+
+def analyze_names(report: ReportOptions, compare: str | None, seeds: int) -> list[str]:
+    """The files ``analyze`` will write with these options (checked against the folder before
+    any work; tests hold them equal to what :func:`report_files` renders)."""
+    names = ["layers.csv", "filters.csv", "analysis.json"]
+    if compare == RANDOM:
+        names.append("seeds.csv")
+    if compare:
+        n = seeds if compare == RANDOM else 1
+        names += [f"compare-{k}.analysis.json" for k in range(1, n + 1)] if n > 1 else ["compare.analysis.json"]
+    if report.plot:
+        names += [f"entropy.{report.plot_format}", f"profile.{report.plot_format}"]
+    if report.html:
+        names.append("report.html")
+    return names
 
 
 def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOptions | None = None) -> Written:
     """Draw saved analyses (``analysis.json`` files or their report folders) side by side into
     ``out``: ``compare.<fmt>`` and ``compare-profile.<fmt>``."""
-    folder = check_writable(out)
     if len(analyses) < 2:
         raise OptionError("compare needs at least two analysis.json files")
+    opts = report or ReportOptions()
+    folder = preflight(out, "compare", [f"compare.{opts.plot_format}", f"compare-profile.{opts.plot_format}"])
     results = tuple(read_analysis(p) for p in analyses)
-    files = write_atomically(folder, comparison_files(results, report or ReportOptions(), [str(p) for p in analyses]))
+    files = write_atomically(folder, comparison_files(results, opts, [str(p) for p in analyses]), "compare")
     return Written(results, folder, tuple(files))
 
 
@@ -87,8 +105,9 @@ def track_to(
 ) -> Written:
     """Analyse each checkpoint (cached by file hash), the random-init seeds, and write
     ``trajectory.csv``, ``checkpoints.csv``, ``trajectory.<fmt>`` and ``trajectory-layers.<fmt>``."""
-    folder = check_writable(out)
     opts = report or ReportOptions()
+    figures = [f"trajectory.{opts.plot_format}", f"trajectory-layers.{opts.plot_format}"] if opts.plot else []
+    folder = preflight(out, "track", ["trajectory.csv", "checkpoints.csv", *figures])
     traj = track(checkpoints, folder, options, track_options, progress, layers)
-    files = write_atomically(folder, trajectory_files(traj, opts.plot_format, layers, opts.plot))
+    files = write_atomically(folder, trajectory_files(traj, opts.plot_format, layers, opts.plot), "track")
     return Written(traj.results, folder, tuple(files), trajectory=traj)

@@ -3,9 +3,13 @@
 
 Checkpoints come from files, folders (their checkpoint files) or globs, in natural order
 (``epoch_2`` before ``epoch_10``). Each analysis is cached in ``OUT/.entropyflow-cache/`` under the
-file's sha256 and the options that change the numbers, so running ``track`` again analyses only
-new or changed checkpoints. The random-init level of each layer is the mean over N seeds of the
-architecture (the model's own seeds excluded as in ``--compare random``).
+sha256 of every file the checkpoint reads (a shard index and its shards) and the options that
+change the numbers, so running ``track`` again analyses only new or changed checkpoints. An entry
+is used only when its record (written after it) names the same sources and options and the
+entry's own sha256; anything else is recomputed. A cache entry only ever supplies numbers: the
+architecture, seed and input size of the random-init level come from the first checkpoint itself.
+The random-init level of each layer is the mean over N seeds of the architecture (the model's own
+seeds excluded as in ``--compare random``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -23,23 +29,29 @@ from pathlib import Path
 
 import numpy as np
 
+from . import strictjson
 from ._version import __version__
 from .analysis import AnalyzeOptions, analyze
 from .compare import MAX_SEEDS, reference_seeds
-from .errors import InputNotFoundError, OptionError, OutputError
+from .errors import EntropyflowError, InputNotFoundError, OptionError, OutputError
 from .estimate.results import AnalysisResult
 from .estimate.run import ProgressFn
 from .estimate.seeds import STATISTICS
 from .estimate.trajectory import Trajectory, layer_matrix
-from .load.hashing import combined_digest
-from .report.jsonio import analysis_json, read_analysis
+from .load.hashing import sha256_async, sha256_file
+from .load.model import load_model
+from .load.paths import resolve_checkpoint
+from .report.jsonio import MAX_ANALYSIS_BYTES, SCHEMA, analysis_json, from_dict
 from .text import printable
 
 __all__ = ["TrackOptions", "Trajectory", "checkpoint_paths", "natural_key", "track"]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar")
 CACHE = ".entropyflow-cache"
+CACHE_SCHEMA = "entropyflow.track-cache/2"
 MAX_CHECKPOINTS = 500
+MAX_LABEL_PATTERN = 500  # characters of --labels
+LABEL_SECONDS = 5.0  # the most the --labels matches of one run may take
 
 
 @dataclass(frozen=True)
@@ -54,10 +66,12 @@ class TrackOptions:
         if not 0 <= self.seeds <= MAX_SEEDS:
             raise OptionError(f"--seeds must be from 0 to {MAX_SEEDS} (each seed is one full analysis)")
         if self.labels is not None:
+            if len(self.labels) > MAX_LABEL_PATTERN:
+                raise OptionError(f"--labels is longer than {MAX_LABEL_PATTERN} characters")
             try:
                 re.compile(self.labels)
-            except re.error as exc:
-                raise OptionError(f"--labels is not a regular expression: {exc}") from exc
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise OptionError(f"--labels is not a regular expression: {printable(exc, 120)}") from exc
 
 
 def natural_key(text: str) -> tuple:
@@ -90,17 +104,49 @@ def checkpoint_paths(inputs: Sequence[str | Path]) -> list[Path]:
     return sorted(unique, key=lambda f: natural_key(f.name) + natural_key(str(f.parent)))
 
 
+# Python's re has no timeout and holds the GIL while it backtracks ('^(a+)+$' against a long name
+# takes minutes), so the names are matched in a child interpreter that is killed after
+# LABEL_SECONDS; it imports nothing but re and json.
+_MATCHER = """
+import json, re, sys
+job = json.loads(sys.stdin.read())
+out = []
+for name in job["names"]:
+    m = re.search(job["pattern"], name)
+    out.append(None if m is None else (m.group(1) if m.groups() else m.group(0)) or "")
+sys.stdout.write(json.dumps(out))
+"""
+
+
+def _match_labels(pattern: str, names: list[str]) -> list[str | None]:
+    """What ``pattern`` finds in each name (its first group, or the whole match), time-limited."""
+    job = json.dumps({"pattern": pattern, "names": names})  # lone surrogates (non-UTF-8 names) as \uXXXX escapes
+    shown = printable(pattern, 60)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _MATCHER],
+            input=job, capture_output=True, text=True, timeout=LABEL_SECONDS, check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)
+    except subprocess.TimeoutExpired as exc:
+        raise OptionError(
+            f"--labels {shown!r} takes more than {LABEL_SECONDS:g} s on these file names (nested repetition such as "
+            "(a+)+ backtracks without end): simplify the pattern"
+        ) from exc
+    except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+        raise OptionError(f"--labels {shown!r} could not be matched against the file names") from exc
+
+
 def checkpoint_labels(paths: Sequence[Path], pattern: str | None) -> list[str]:
     """The file stem, or what ``pattern`` matches in the file name (its first group if it has one)."""
-    out = []
-    for p in paths:
-        if pattern is None:
-            out.append(p.stem)
-            continue
-        m = re.search(pattern, p.name)
-        if m is None:
-            raise OptionError(f"--labels {printable(pattern, 60)!r} does not match {printable(p.name)}")
-        out.append(m.group(1) if m.groups() else m.group(0))
+    if pattern is None:
+        out = [p.stem for p in paths]
+    else:
+        found = _match_labels(pattern, [p.name for p in paths])
+        for p, label in zip(paths, found, strict=True):
+            if label is None:
+                raise OptionError(f"--labels {printable(pattern, 60)!r} does not match {printable(p.name)}")
+        out = [str(label) for label in found]
     twice = [label for label, n in Counter(out).items() if n > 1]
     if twice:
         files = [p.name for p, label in zip(paths, out, strict=True) if label == twice[0]]
@@ -118,31 +164,91 @@ def _options_key(options: AnalyzeOptions) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def source_digest(path: Path) -> tuple[str, str]:
+    """(the cache key's digest: every file the checkpoint reads, a shard index and its shards;
+    the digest an analysis records as its sha256: the weight files). Equal for a single file."""
+    resolved = resolve_checkpoint(path)
+    weights = sha256_async(resolved.files).future.result()  # the analysis reuses this hash
+    if resolved.path in resolved.files:
+        return weights, weights
+    index = sha256_file(resolved.path)
+    return hashlib.sha256(f"index {index}\nfiles {weights}\n".encode()).hexdigest(), weights
+
+
+def _read_entry(entry: Path, record: Path, digest: str, key: str, weights: str) -> AnalysisResult | None:
+    """The cached analysis, if its record names these sources and options and its own sha256,
+    and it is what it says; None otherwise (recomputed and rewritten)."""
+    try:
+        if entry.is_symlink() or record.is_symlink() or not record.is_file():
+            return None
+        rec = strictjson.read(record, max_bytes=64 << 10)
+        if rec != {**rec, "schema": CACHE_SCHEMA, "sources": digest, "options": key}:
+            return None
+        with entry.open("rb") as f:
+            raw = f.read(MAX_ANALYSIS_BYTES + 1)
+        if len(raw) > MAX_ANALYSIS_BYTES or hashlib.sha256(raw).hexdigest() != rec.get("analysis_sha256"):
+            return None
+        doc = strictjson.loads(raw.decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            return None
+        result = from_dict(doc)
+    except (OSError, ValueError, KeyError, TypeError, EntropyflowError):
+        return None
+    return result if result.model.sha256 in (None, weights) else None
+
+
 def _cached_analysis(cache: Path, path: Path, key: str, options: AnalyzeOptions) -> tuple[AnalysisResult, Path | None]:
     """The analysis of ``path`` from the cache, or computed (with the cache entry to write)."""
-    digest = combined_digest([path])
+    digest, weights = source_digest(path)
     entry = cache / f"{digest}-{key}.analysis.json"
-    if entry.is_file():
-        try:
-            return read_analysis(entry), None
-        except Exception:  # noqa: BLE001 - a damaged cache entry is re-computed (and rewritten), never trusted
-            pass
+    cached = _read_entry(entry, _record(entry), digest, key, weights)
+    if cached is not None:
+        return cached, None
     return analyze(str(path), options), entry
+
+
+def _record(entry: Path) -> Path:
+    return entry.with_name(entry.name.replace(".analysis.json", ".record.json"))
 
 
 def _write_cache(cache: Path, fresh: dict[Path, AnalysisResult]) -> None:
     """Cache entries are written only once every checkpoint has been analysed (a failing run
-    leaves no files), each atomically."""
+    leaves no files), each atomically, its record (sources, options, the entry's sha256) last."""
     if not fresh:
         return
     try:
         cache.mkdir(parents=True, exist_ok=True)
         for entry, result in fresh.items():
-            tmp = entry.with_name(entry.name + f".tmp{os.getpid()}")
-            tmp.write_bytes(analysis_json(result))
-            os.replace(tmp, entry)
+            data = analysis_json(result)
+            digest, key = entry.name.removesuffix(".analysis.json").rsplit("-", 1)
+            record = {"schema": CACHE_SCHEMA, "sources": digest, "options": key}
+            record["analysis_sha256"] = hashlib.sha256(data).hexdigest()
+            for f, content in ((entry, data), (_record(entry), json.dumps(record, sort_keys=True).encode())):
+                tmp = f.with_name(f.name + f".tmp{os.getpid()}")
+                tmp.write_bytes(content)
+                os.replace(tmp, f)
     except OSError as exc:
         raise OutputError(f"cannot write the track cache {printable(cache)}: {exc.strerror or exc}") from exc
+
+
+def _check_cache(cache: Path) -> None:
+    if cache.is_symlink() or (cache.exists() and not cache.is_dir()):
+        raise OutputError(
+            f"{printable(cache)} is a link or a file, not the track cache entropyflow keeps there: move it away or "
+            "choose another --out"
+        )
+
+
+def _init_reference(first: Path, result: AnalysisResult, cached: bool, opts: AnalyzeOptions):
+    """(architecture, seed, input size) for the random-init level. From a fresh analysis as it is;
+    for a cached one, from the checkpoint itself (loaded, not analysed): a cache entry never
+    supplies a model spec to build."""
+    if not cached:
+        return result.model.arch, result.model.seed, result.model.input_size
+    loaded = load_model(str(first), replace(opts, hash_files=False).load_options())
+    if loaded.integrity is not None:
+        loaded.integrity.stop()
+    return loaded.arch, loaded.seed, opts.shape or loaded.input_size
 
 
 def _same_architecture(first: AnalysisResult, other: AnalysisResult, a: Path, b: Path) -> None:
@@ -183,6 +289,7 @@ def track(
         raise InputNotFoundError("no checkpoints to track")
     labels = checkpoint_labels(paths, topts.labels)
     cache, key = Path(out).expanduser() / CACHE, _options_key(opts)
+    _check_cache(cache)
     results: list[AnalysisResult] = []
     cached: list[bool] = []
     fresh: dict[Path, AnalysisResult] = {}
@@ -203,12 +310,10 @@ def track(
     _write_cache(cache, fresh)
     values, names = layer_matrix(results, topts.statistic)
     seeds: tuple[AnalysisResult, ...] = ()
-    arch = results[0].model.arch
+    arch, own, size = _init_reference(paths[0], results[0], cached[0], opts) if topts.seeds else (None, None, None)
     if topts.seeds and arch:
-        seed_opts = replace(
-            opts, arch=None, weights=None, key=None, input_size=results[0].model.input_size, random_init=True
-        )
-        picked = reference_seeds(topts.seeds, results[0].model.seed)  # never the run's own initialisation
+        seed_opts = replace(opts, arch=None, weights=None, key=None, input_size=size, random_init=True)
+        picked = reference_seeds(topts.seeds, own)  # never the run's own initialisation
         seeds = tuple(analyze(arch, replace(seed_opts, seed=s)) for s in picked)
     level = np.full(len(names), np.nan)
     band = np.full((len(names), 2), np.nan)

@@ -6,8 +6,9 @@ line for a case is written before the next starts, so a process killed by a sign
 
 A case may also carry ``env`` (variables set while it runs, such as ``HF_HUB_CACHE``), ``protect``
 (``{path: sha256}`` of the user's files: the line lists those whose content changed or that are
-gone) and ``absent`` (paths that must not exist afterwards: the marker a planted payload would
-write if its code ran)."""
+gone), ``absent`` (paths that must not exist afterwards: the marker a planted payload would
+write if its code ran) and ``no_ray`` (a sweep may check and summarise, but a trial it would
+launch ends it with exit 2 instead of starting Ray: the fuzz is about what it reads)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ def main() -> None:
 
     from entropyflow import EntropyRegularizer
     from entropyflow.cli import main as cli
-    from entropyflow.errors import EntropyflowError
+    from entropyflow.errors import EntropyflowError, OptionError
+
+    def no_ray(*args, **kwargs):
+        raise OptionError("fuzz: this case would start Ray")
+
+    ray_tune = None
 
     warnings.simplefilter("ignore")
     model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1))
@@ -38,6 +44,12 @@ def main() -> None:
         started = time.monotonic()
         saved = {key: os.environ.get(key) for key in case.get("env", {})}
         os.environ.update(case.get("env", {}))
+        if case.get("no_ray") and ray_tune is None:
+            from entropyflow.sweep import ray_tune  # the [sweep] extra, only for sweep cases
+
+            real_ray = ray_tune.run
+        if ray_tune is not None:
+            ray_tune.run = no_ray if case.get("no_ray") else real_ray
         if case["kind"] == "cli":
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:

@@ -435,7 +435,7 @@ def test_yaml_billion_laughs_is_refused_fast_and_small(tmp_path, baseline):
         f"try:\n    load_config({str(f)!r})\nexcept Exception as e:\n    print(type(e).__name__, e)"
     )
     assert r.out.strip() == (
-        "ConfigError line 7: YAML aliases expand this config past 1,000,000 values (an alias bomb?); "
+        "ConfigError bomb.yaml: line 7: YAML aliases expand this config past 1,000,000 values (an alias bomb?); "
         "write the values out"
     )
     assert r.seconds < 20 and r.peak_mib - baseline < EXTRA_MIB and r.peak_mib < 1024
@@ -517,7 +517,9 @@ def test_deeply_nested_analysis_json(cli, tmp_path):
     f = tmp_path / "analysis.json"
     f.write_text('{"schema": "entropyflow.analysis/1", "layers": ' + "[" * 200000 + "]" * 200000 + "}")
     r = cli("recommend", f, "-o", tmp_path / "l.yaml")
-    assert r.exit_code == 2 and r.stderr.strip() == f"error: {f} is not an entropyflow analysis: nested too deeply"
+    assert r.exit_code == 2 and r.stderr.strip() == (
+        f"error: {f} is not an entropyflow analysis (entropyflow.analysis/1): nested more than 100 levels deep"
+    )
 
 
 def test_a_corrupted_deflate_record_is_a_format_error(tmp_path):

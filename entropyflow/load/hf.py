@@ -1,8 +1,13 @@
 """Hugging Face models: ``hf:ORG/NAME[@REVISION]`` from the local hub cache (never downloaded), and
 folders with a ``config.json``, built with ``transformers`` (the ``[hf]`` extra) on the meta device.
 
-The architecture class is the config's ``architectures[0]`` (else ``AutoModel``); custom code
-(``auto_map``, e.g. Baichuan) runs only with ``--trust-code``. Attention is built as
+The architecture class is the config's ``architectures[0]``, a PyTorch class of transformers (a
+TensorFlow/Flax name is built as its PyTorch twin, with a note; an unknown one, or one whose
+``model_type`` contradicts the config's, is refused; none: ``AutoModel``, with a note); custom code
+(``auto_map``, e.g. Baichuan) runs only with ``--trust-code``, and transformers never asks.
+``config.json`` is checked first (``hf_config``), and the build stops as soon as the model has
+more modules than the checkpoint's tensors allow (``--random-init``: absolute bounds on modules
+and parameters, sized on the meta device before anything is allocated). Attention is built as
 ``attn_implementation='eager'`` (plain matmuls, which the meta device runs; the weights and the
 maps are the same). The checkpoint's tensors are matched to the architecture's parameters
 (tied weights such as ``lm_head`` = ``embed_tokens`` are one parameter; the base model's prefix,
@@ -12,8 +17,6 @@ maps are the same). The checkpoint's tensors are matched to the architecture's p
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,64 +25,27 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.modules import module as registry
 
 from ..errors import (
     ArchitectureMismatchError,
     CheckpointFormatError,
-    InputNotFoundError,
-    OptionError,
-    UntrustedCodeError,
+    EntropyflowError,
     one_line,
 )
 from ..extras import require
 from ..text import printable
+from .hf_cache import hub_cache, resolve_hub
+from .hf_config import check_config, read_config
 from .source import TensorSource
 
 __all__ = ["hub_cache", "resolve_hub", "is_hf_folder", "read_config", "build", "match", "default_input"]
 
-MAX_CONFIG_BYTES = 4 << 20
 DEFAULT_TOKENS = 128
-_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
-
-
-def hub_cache() -> Path:
-    """Where ``huggingface_hub`` keeps models: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else
-    ``~/.cache/huggingface/hub``."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
-
-
-def resolve_hub(repo: str, revision: str | None = None) -> Path:
-    """The snapshot folder of ``repo`` at ``revision`` (a branch, tag or commit; default main) in
-    the local cache. Never downloads: a missing model is an error that says how to fetch it."""
-    if not _REPO.fullmatch(repo):
-        raise OptionError(f"hf:{printable(repo, 80)} is not a Hugging Face repository id (ORG/NAME)")
-    cache = hub_cache()
-    folder = cache / f"models--{repo.replace('/', '--')}"
-    if revision is not None and (not revision or ".." in revision.split("/") or revision.startswith("/")):
-        raise OptionError(f"hf:{printable(repo, 80)}@{printable(revision, 40)}: not a branch, tag or commit")
-    rev = revision or "main"
-    fetch = f"huggingface-cli download {repo}" + (f" --revision {rev}" if revision else "")
-    if not folder.is_dir():
-        raise InputNotFoundError(
-            f"hf:{repo} is not in the local Hugging Face cache ({printable(cache)}); entropyflow never downloads: "
-            f"fetch it with `{fetch}` (or set HF_HUB_CACHE), or pass a local folder with config.json"
-        )
-    commit = rev if re.fullmatch(r"[0-9a-f]{40}", rev) else None
-    if commit is None:
-        ref = folder / "refs" / rev
-        if not ref.is_file():
-            raise InputNotFoundError(
-                f"hf:{repo}@{rev} is not in the local Hugging Face cache (no refs/{printable(rev)} in "
-                f"{printable(folder)}); fetch it with `{fetch}`"
-            )
-        commit = ref.read_text(encoding="utf-8", errors="replace").strip()
-    snapshot = folder / "snapshots" / commit
-    if not snapshot.is_dir():
-        raise InputNotFoundError(f"hf:{repo}@{rev}: the cache has no snapshot {commit[:12]}; fetch it with `{fetch}`")
-    return snapshot
+MODULES_PER_TENSOR = 8  # real architectures build 1-2 modules per checkpoint tensor
+MODULE_SLACK = 256
+MAX_RANDOM_MODULES = 100_000  # --random-init, no checkpoint to compare with
+MAX_RANDOM_PARAMETERS = 1 << 32  # --random-init builds them in memory: 16 GiB of float32
 
 
 def is_hf_folder(path: Path) -> bool:
@@ -93,87 +59,162 @@ def is_hf_folder(path: Path) -> bool:
     return "model_type" in read_config(path)
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise CheckpointFormatError(f"{printable(path)} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a config")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointFormatError(f"cannot read {printable(path)}: {one_line(exc, 120)}") from exc
-    if not isinstance(doc, dict):
-        raise CheckpointFormatError(f"{printable(path)} is not a JSON object")
-    return doc
-
-
-def _model_class(config: Any, trust_code: bool) -> tuple[Callable[..., nn.Module], str]:
+def _torch_class(name: str) -> Any:
+    """The PyTorch model class ``name`` of transformers, or None."""
     import transformers  # deliberate: the optional [hf] extra, imported only for Hugging Face models
 
-    names = list(getattr(config, "architectures", None) or [])
-    cls = getattr(transformers, names[0], None) if names else None
-    if cls is not None:
-        return (lambda c: cls._from_config(c, attn_implementation="eager")), names[0]
-    if getattr(config, "auto_map", None) and not trust_code:
-        raise UntrustedCodeError(
-            "config.json names custom model code (auto_map): building it runs the repository's Python; pass "
-            "--trust-code if you trust it"
+    try:
+        cls = getattr(transformers, name, None)
+    except Exception:  # noqa: BLE001 - transformers' lazy module may fail to import a class it lists
+        return None
+    return cls if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel) else None
+
+
+def _model_class(config: Any, trust_code: bool, where: str) -> tuple[Callable[..., nn.Module], str, tuple[str, ...]]:
+    """How to build ``config``'s architecture, its class name, and notes for the user."""
+    import transformers  # deliberate: the optional [hf] extra, imported only for Hugging Face models
+
+    def auto() -> Callable[..., nn.Module]:
+        return lambda c: transformers.AutoModel.from_config(
+            c, attn_implementation="eager", trust_remote_code=trust_code
         )
-    auto = transformers.AutoModel
-    return (lambda c: auto.from_config(c, attn_implementation="eager", trust_remote_code=trust_code)), "AutoModel"
+
+    names = list(getattr(config, "architectures", None) or [])
+    if not names:
+        note = f"{where} names no architectures: built as AutoModel (the base model, without a task head)"
+        return auto(), "AutoModel", (note,)
+    name, notes = names[0], cast(tuple[str, ...], ())
+    cls = _torch_class(name)
+    if cls is None and getattr(config, "auto_map", None) and trust_code:
+        return auto(), "AutoModel", ()  # custom code, allowed by --trust-code (refused earlier without it)
+    for prefix, framework in (("TF", "TensorFlow"), ("Flax", "Flax")):
+        twin = name[len(prefix) :]
+        if cls is None and name.startswith(prefix) and _torch_class(twin) is not None:
+            cls, notes = _torch_class(twin), (f"{where} names {name} ({framework}): built as {twin}, its PyTorch twin",)
+            name = twin  # a class name of transformers: plain text
+    if cls is None:
+        raise ArchitectureMismatchError(
+            f"{where}: architectures[0] '{printable(name, 80)}' is not a PyTorch model class of transformers "
+            f"{transformers.__version__} (a newer transformers may have it; custom code needs auto_map and "
+            "--trust-code)"
+        )
+    wanted = getattr(cls, "config_class", None)
+    kind = getattr(wanted, "model_type", "") if isinstance(wanted, type) else ""
+    if kind and isinstance(wanted, type) and not isinstance(config, wanted):
+        raise ArchitectureMismatchError(
+            f"{where}: model_type '{printable(getattr(config, 'model_type', ''), 40)}' contradicts architectures[0] "
+            f"{name} (a '{printable(kind, 40)}' model): fix one of them"
+        )
+    return (lambda c: cls._from_config(c, attn_implementation="eager")), name, notes
 
 
-def _config(folder: Path, trust_code: bool) -> Any:
+def _config(folder: Path, trust_code: bool, tensors: int | None) -> Any:
     require("hf")
     import transformers  # deliberate: the optional [hf] extra, imported only for Hugging Face models
 
-    raw = read_config(folder)
-    if raw.get("auto_map") and not trust_code:
-        raise UntrustedCodeError(
-            f"{printable(folder / 'config.json')} names custom model code (auto_map): building it runs the "
-            "repository's Python; pass --trust-code if you trust it"
-        )
+    check_config(read_config(folder), folder / "config.json", trust_code, tensors)
     try:
         with _quiet():
             return transformers.AutoConfig.from_pretrained(
                 str(folder), local_files_only=True, trust_remote_code=trust_code
             )
     except Exception as exc:  # noqa: BLE001 - transformers (and custom code under --trust-code) raise anything
-        if isinstance(exc, UntrustedCodeError):
+        if isinstance(exc, EntropyflowError):
             raise
         raise CheckpointFormatError(
             f"transformers cannot read {printable(folder / 'config.json')}: {one_line(exc, 160)}"
         ) from exc
 
 
-def build(folder: Path, trust_code: bool = False, device: str = "meta") -> tuple[nn.Module, Any, str]:
-    """The architecture of ``folder``'s config (on ``device``), its config, and the class name."""
-    config = _config(folder, trust_code)
-    make, name = _model_class(config, trust_code)
+def build(
+    folder: Path, trust_code: bool = False, device: str = "meta", tensors: int | None = None
+) -> tuple[nn.Module, Any, str, tuple[str, ...]]:
+    """The architecture of ``folder``'s config (on ``device``), its config, the class name and
+    notes. ``tensors``: how many tensors the checkpoint holds, which bounds what the config may
+    declare (None: ``--random-init``, absolute bounds, checked on the meta device before anything
+    is allocated)."""
+    config = _config(folder, trust_code, tensors)
+    make, name, notes = _model_class(config, trust_code, f"{printable(folder.name, 80)}/config.json")
+    if tensors is None and device != "meta":
+        with torch.random.fork_rng(devices=[]):  # a dry run, sized before memory is allocated
+            _make(make, config, name, folder, "meta", tensors)
+    return _make(make, config, name, folder, device, tensors).eval(), config, name, notes
+
+
+def _make(make: Callable[..., nn.Module], config: Any, name: str, folder: Path, device: str, tensors: int | None):
     try:
-        with torch.device(device), _quiet():
+        with torch.device(device), _quiet(), _bounded(folder, tensors):
             model = make(config)
             tie = getattr(model, "tie_weights", None)
             if callable(tie):
                 tie()  # tied input/output embeddings are one parameter, as in the checkpoint
     except Exception as exc:  # noqa: BLE001 - transformers' builders raise many types for odd configs
+        if isinstance(exc, EntropyflowError):
+            raise
         raise ArchitectureMismatchError(
             f"transformers cannot build {name} from {printable(folder)}: {one_line(exc, 160)}"
         ) from exc
-    return model.eval(), config, name
+    return model
+
+
+@contextlib.contextmanager
+def _bounded(folder: Path, tensors: int | None) -> Iterator[None]:
+    """Stop building as soon as the model has more modules than the checkpoint's tensors allow
+    (or, with no checkpoint, more modules or parameters than the absolute bounds)."""
+    where = printable(folder / "config.json")
+    most = MAX_RANDOM_MODULES if tensors is None else MODULES_PER_TENSOR * tensors + MODULE_SLACK
+    counts = {"modules": 0, "values": 0}
+
+    def on_module(module: nn.Module, name: str, sub: nn.Module | None) -> None:
+        counts["modules"] += 1
+        if counts["modules"] > most:
+            raise CheckpointFormatError(
+                f"{where} declares a model of more than {most:,} modules: "
+                + (
+                    f"too many for a checkpoint of {tensors:,} tensors (the config does not describe these weights)"
+                    if tensors is not None
+                    else "--random-init builds at most that many"
+                )
+            )
+
+    def on_tensor(module: nn.Module, name: str, value: torch.Tensor | None) -> None:
+        if tensors is None and value is not None:
+            counts["values"] += value.numel()
+            if counts["values"] > MAX_RANDOM_PARAMETERS:
+                raise CheckpointFormatError(
+                    f"{where} declares more than {MAX_RANDOM_PARAMETERS:,} parameters: --random-init builds them in "
+                    f"memory (at most {MAX_RANDOM_PARAMETERS * 4 >> 30} GiB of float32); analyse a checkpoint instead"
+                )
+
+    handles = [
+        registry.register_module_module_registration_hook(on_module),
+        registry.register_module_parameter_registration_hook(on_tensor),
+        registry.register_module_buffer_registration_hook(on_tensor),
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """transformers' own log lines (config checks, init messages) are not ours to print."""
+    """transformers' own log lines (config checks, init messages) are not ours to print, and its
+    question whether to run custom code (asked for a nested ``auto_map``) is never put to the user."""
+    from transformers import dynamic_module_utils  # deliberate: the optional [hf] extra
     from transformers.utils import logging as hf_logging  # deliberate: the optional [hf] extra
 
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    timeout = dynamic_module_utils.TIME_OUT_REMOTE_CODE
+    dynamic_module_utils.TIME_OUT_REMOTE_CODE = 0  # never ask "run custom code? [y/N]" on the terminal: refuse
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        dynamic_module_utils.TIME_OUT_REMOTE_CODE = timeout
         hf_logging.set_verbosity(level)
 
 

@@ -139,25 +139,25 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         return replace(loaded, notes=loaded.notes + (hint,))
     if opts.random_init:
         torch.manual_seed(opts.seed)
-        real, config, cls = hf.build(folder, opts.trust_code, device="cpu")
+        real, config, cls, built = hf.build(folder, opts.trust_code, device="cpu")
         size, dtype, why = hf.default_input(config)
         loaded = _from_module(real, spec_text, f"{cls} from {folder.name}/config.json (random init)", opts, size)
         return replace(
-            loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf",
+            loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf", notes=built,
             random_init=True, input_dtype=dtype, input_note=why, seed=opts.seed, max_tokens=hf.max_tokens(config),
             extra_inputs=hf.extra_inputs(config),
         )  # fmt: skip
     raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None:
         on_tensors(raw.tensors)
-    skeleton, config, cls = hf.build(folder, opts.trust_code)
+    skeleton, config, cls, built = hf.build(folder, opts.trust_code, tensors=len(raw.tensors))
     tensors, notes = hf.match(skeleton, raw.tensors, f"{cls} ({folder.name}/config.json)")
     size, dtype, why = hf.default_input(config)
     files = raw.resolved.files
     check = integrity_async(files, sha256=True) if opts.hash_files else None
 
     def rebuild() -> nn.Module:  # a real CPU copy, only when the meta device cannot run the model
-        real, _, _ = hf.build(folder, opts.trust_code, device="cpu")
+        real = hf.build(folder, opts.trust_code, device="cpu", tensors=len(raw.tensors))[0]
         real.load_state_dict({k: tensors.get(k) for k in tensors}, strict=False)
         return real
 
@@ -173,7 +173,7 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         weights=f"{raw.description} ({raw.resolved.path.name})",
         files=files,
         integrity=check,
-        notes=raw.notes + notes,
+        notes=raw.notes + built + notes,
         rebuild=rebuild,
         input_note=why,
         max_tokens=hf.max_tokens(config),

@@ -123,15 +123,16 @@ def _sharded(index: Path) -> ResolvedCheckpoint:
 
 
 def _inside(folder: Path, name: str) -> Path | None:
-    """``folder/name`` if it stays inside ``folder`` after resolving symlinks and ``..``, else None."""
+    """``folder/name`` if it stays inside ``folder`` after resolving symlinks and ``..``, else None.
+    In a Hugging Face cache snapshot (``models--ORG--NAME/snapshots/COMMIT/``) a file linked into
+    the same repository's ``blobs/`` counts as inside: that is the cache's own layout."""
     if os.path.isabs(name) or "\x00" in name:
         return None
     target = (folder / name).resolve()
-    try:
-        target.relative_to(folder)
-    except ValueError:
-        return None
-    return target
+    roots = [folder]
+    if folder.parent.name == "snapshots" and folder.parent.parent.name.startswith("models--") and ".." not in name:
+        roots.append((folder.parent.parent / "blobs").resolve())
+    return target if any(target.is_relative_to(root) for root in roots) else None
 
 
 def sniff(f: Path) -> str:

@@ -288,8 +288,9 @@ def _warnings(analysis: AnalysisResult, chosen: tuple[LayerLambda, ...], opts: R
         idle = [c.name for c in chosen if c.filter_lambdas is not None and not any(c.filter_lambdas)]
         if idle:
             out.append(f"layers with no outlier filter get λ = 0 on every filter (no term): {', '.join(idle)}")
+    by_name = {layer.name: layer for layer in reversed(analysis.layers)}  # the first of a name, in linear time
     for c in chosen:
-        layer = analysis.layer(c.name)
+        layer = by_name[c.name]
         if c.is_conv and opts.form == "log" and layer.summary.n_neginf:
             out.append(
                 f"layer {c.name}: {layer.summary.n_neginf} filters of the reference have c11 = 0, where the log "

@@ -14,6 +14,7 @@ from typing import cast
 
 import numpy as np
 
+from .. import strictjson
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
 from ..estimate.reference import SeedReference
 from ..estimate.results import (
@@ -223,6 +224,11 @@ def analysis_json(r: AnalysisResult, reference: SeedReference | None = None) -> 
 
 
 MAX_ANALYSIS_BYTES = 512 << 20
+MAX_LAYERS = 200_000  # a mixture-of-experts LLM split per expert has tens of thousands
+#: the largest |value| of an entropy (nats) or weight read back: real ones are below 1e15, and sums and
+#: differences over MAX_LAYERS layers stay far from a double's overflow (1.8e308)
+MAX_MAGNITUDE = 1e100
+MAX_INT = 1 << 62  # counts, indices, sizes
 
 
 def read_analysis(path: str | Path) -> AnalysisResult:
@@ -237,24 +243,17 @@ def read_analysis(path: str | Path) -> AnalysisResult:
             p = p / "analysis.json"
         if not p.is_file():
             raise InputNotFoundError(f"no such analysis file: {printable(p)}")
-        if p.stat().st_size > MAX_ANALYSIS_BYTES:
-            raise CheckpointFormatError(
-                f"{printable(p)} is larger than {MAX_ANALYSIS_BYTES >> 20} MiB: not an entropyflow analysis"
-            )
-        text = p.read_text(encoding="utf-8")
+        d = strictjson.read(p, max_bytes=MAX_ANALYSIS_BYTES)
     except OSError as exc:
         raise InputNotFoundError(f"cannot read {where}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
+    except strictjson.JSONError as exc:
         raise CheckpointFormatError(
-            f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): not UTF-8 text"
+            f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): {printable(one_line(exc, 200))}"
         ) from exc
     try:
-        d = json.loads(text, parse_constant=_no_constant)
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
             raise _Bad(f"schema {brief(d.get('schema') if isinstance(d, dict) else d, 40)}")
         return from_dict(d)
-    except RecursionError as exc:
-        raise CheckpointFormatError(f"{printable(p)} is not an entropyflow analysis: nested too deeply") from exc
     except (_Bad, ValueError) as exc:
         raise CheckpointFormatError(
             f"{printable(p)} is not an entropyflow analysis ({SCHEMA}): {printable(one_line(exc, 200))}"
@@ -263,10 +262,6 @@ def read_analysis(path: str | Path) -> AnalysisResult:
 
 class _Bad(ValueError):
     """A field of analysis.json with the wrong type or value."""
-
-
-def _no_constant(name: str):
-    raise _Bad(f"{name} is not a number entropyflow writes")
 
 
 def _get(d: dict, key: str, where: str, kinds, *, optional: bool = False):
@@ -284,11 +279,13 @@ def _get(d: dict, key: str, where: str, kinds, *, optional: bool = False):
     )
     if not ok:
         raise _Bad(f"{where}{key}: wrong type ({shown(v, 40)})")
+    if type(v) is int and not -MAX_INT <= v <= MAX_INT:
+        raise _Bad(f"{where}{key}: {brief(v, 30)} is beyond ±2^62, not a value entropyflow writes")
     return v
 
 
 def _ints(v, where: str, minimum: int = 0) -> tuple[int, ...]:
-    if not isinstance(v, list) or not all(type(x) is int and x >= minimum for x in v):
+    if not isinstance(v, list) or not all(type(x) is int and minimum <= x <= MAX_INT for x in v):
         raise _Bad(f"{where}: must be a list of integers ≥ {minimum} ({shown(v, 40)})")
     return tuple(v)
 
@@ -306,6 +303,8 @@ def _value(v, where: str) -> float | None:
         return float(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise _Bad(f"{where}: not a number ({shown(v, 40)})")
+    if not abs(v) <= MAX_MAGNITUDE:  # ints of ≤ 64 digits (strictjson) compare exactly
+        raise _Bad(f"{where}: {v:.3g} is beyond ±{MAX_MAGNITUDE:g}, not a value entropyflow writes")
     return float(v)
 
 
@@ -332,6 +331,8 @@ def from_dict(d: dict) -> AnalysisResult:
         raise _Bad(f"estimator.channel_rule: {printable(rule, 40)!r} is not first or mean")
     layers = []
     raw_layers = _get(d, "layers", "", list)
+    if len(raw_layers) > MAX_LAYERS:
+        raise _Bad(f"layers: more than {MAX_LAYERS:,} layers ({len(raw_layers):,})")
     for i, item in enumerate(raw_layers):
         layers.append(_layer(item, f"layers[{i}]."))
     if [layer.index for layer in layers] != list(range(1, len(layers) + 1)):

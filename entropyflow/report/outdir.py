@@ -16,18 +16,23 @@ The protocol (docs/output.md, "How a report is written"):
    process is killed outright (SIGKILL, power loss), the next run finds the journal and restores
    the previous report before doing anything else.
 
-Ownership: the tool replaces or removes only files its manifest lists (or, for folders written
-before manifests existed, files recognisable as an entropyflow report). Anything else in the
-way, a folder named ``analysis.json`` or a user's own ``layers.csv``, is refused with a sentence.
+Ownership (whatever a folder's metadata says): the manifest records which command wrote the
+folder and the sha256 of each file; a run replaces or removes only files of its own command's
+exact names whose content still has that hash (for folders written before manifests existed:
+``analyze``'s exact names, recognised by their content). Another command's report, a user's
+file, an edited report file, a link or a folder in the way is refused with a sentence, checked by
+:func:`preflight` before any work and again at the commit. Staging and backup folders are
+recognised by a marker file naming them, and emptied by name, never recursively.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
 import os
-import shutil
+import re
 import signal
 import tempfile
 import threading
@@ -36,17 +41,21 @@ try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
+from .. import strictjson
 from ..errors import OutputError, one_line
 from ..text import printable
+from ..vocab import PLOT_FORMATS
 
 MANIFEST = ".entropyflow-manifest.json"
 JOURNAL = ".entropyflow-journal.json"
 STAGING_PREFIX = ".entropyflow-new-"
 BACKUP_PREFIX = ".entropyflow-old-"
+MARKER = ".entropyflow-folder"  # inside a staging or backup folder: its content names the folder
 _TOOL = "entropyflow report folder"
+MAX_METADATA_BYTES = 4 << 20  # a manifest or journal (a thousand seeds' files are ~100 KiB)
 
 
 def _err(out: Path, why: str) -> OutputError:
@@ -92,6 +101,38 @@ def _check_name_lengths(out: Path) -> None:
 
 # --- ownership ------------------------------------------------------------------------------------
 
+# The exact names each command writes: a manifest (or a journal) is believed only for these.
+_FIG = "(?:" + "|".join(PLOT_FORMATS) + ")"
+_NAMES = {
+    "analyze": re.compile(
+        rf"(?:layers|filters|seeds)\.csv|analysis\.json|report\.html|compare(?:-\d{{1,4}})?\.analysis\.json"
+        rf"|(?:entropy|profile)\.{_FIG}"
+    ),
+    "compare": re.compile(rf"compare(?:-profile)?\.{_FIG}"),
+    "track": re.compile(rf"(?:trajectory|checkpoints)\.csv|trajectory(?:-layers)?\.{_FIG}"),
+    "sweep": re.compile(rf"(?:trials|summary)\.csv|summary\.json|best\.yaml|(?:learning_curves|outcomes)\.{_FIG}"),
+}
+COMMANDS = tuple(_NAMES)
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def writes(command: str, name: str) -> bool:
+    """Whether ``command`` writes a file called ``name`` (the exact names of this version)."""
+    return _NAMES[command].fullmatch(name) is not None
+
+
+def command_of(names: Iterable[str]) -> str:
+    """The command whose report files ``names`` are (the sets do not overlap)."""
+    names = list(names)
+    for command in COMMANDS:
+        if names and all(writes(command, n) for n in names):
+            return command
+    raise ValueError(f"not the files of one entropyflow command: {sorted(names)[:5]}")
+
+
+def _ours_name(name: str) -> bool:
+    return name == MANIFEST or any(writes(c, name) for c in COMMANDS)
+
 
 def _sha(path: Path) -> str:
     h = hashlib.sha256()
@@ -101,64 +142,98 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_manifest(out: Path) -> dict[str, str]:
-    """name → sha256 of the files the previous run wrote (empty when there is no manifest)."""
+def _matches(path: Path, sha: str | None) -> bool:
+    """``path`` is a regular file (not a link) whose content is the one recorded as ``sha``."""
+    if sha is None or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return _sha(path) == sha
+    except OSError:
+        return False
+
+
+def _read_manifest(out: Path) -> tuple[str, dict[str, str]] | None:
+    """The command that wrote the folder and name → sha256 of its files (None without a readable
+    manifest). Only names that command writes are believed."""
     f = out / MANIFEST
     if not f.is_file() or f.is_symlink():
-        return {}
+        return None
     try:
-        doc = json.loads(f.read_text(encoding="utf-8"))
+        doc = strictjson.read(f, max_bytes=MAX_METADATA_BYTES)
         files = doc["files"]
         if doc.get("tool") != _TOOL or not isinstance(files, dict):
             raise ValueError
-        return {str(k): str(v) for k, v in files.items() if _plain_name(str(k))}
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
-        return {}
+        command = doc.get("command") or command_of(files)  # manifests before issue 19 did not say
+        if command not in COMMANDS:
+            raise ValueError
+        return command, {
+            str(k): v for k, v in files.items() if writes(command, str(k)) and isinstance(v, str) and _SHA.fullmatch(v)
+        }
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# A report written before manifests existed: analyze's exact names, each recognised by its content.
+_LEGACY_SIGNATURES = {
+    "layers.csv": b"index,name,kind,module_type,",
+    "filters.csv": b"layer_index,layer_name,kind,filter,",
+    "seeds.csv": b"layer_index,layer_name,seed,",
+    "report.html": b"<!doctype html>",
+}
+_LEGACY_JSON = re.compile(r"(?:analysis|compare(?:-\d{1,4})?\.analysis)\.json")
+_SCHEMA_MARK = b'"schema": "entropyflow.analysis/'
+MAX_LEGACY_HTML = 64 << 20
+
+
+def _head(f: Path, n: int = 4096) -> bytes:
+    if f.is_symlink() or not f.is_file():
+        return b""
+    try:
+        with open(f, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""
+
+
+def _legacy_owned(out: Path) -> dict[str, str]:
+    """name → sha256 of the files of a pre-manifest report: exact names whose content is
+    recognisably entropyflow's; a PNG figure only when its bytes are embedded in such a
+    report.html (an image alone proves nothing; SVG and PDF figures are never recognised)."""
+    owned: list[str] = []
+    for name, start in _LEGACY_SIGNATURES.items():
+        head = _head(out / name)
+        if head.startswith(start) and (name != "report.html" or b"<title>entropyflow:" in head):
+            owned.append(name)
+    with contextlib.suppress(OSError):
+        owned += [p.name for p in out.iterdir() if _LEGACY_JSON.fullmatch(p.name) and _SCHEMA_MARK in _head(p)]
+    if "report.html" in owned:
+        with contextlib.suppress(OSError):
+            html = b""
+            if (out / "report.html").stat().st_size <= MAX_LEGACY_HTML:
+                html = (out / "report.html").read_bytes()
+            for name in ("entropy.png", "profile.png"):
+                f = out / name
+                small = _head(f, 8).startswith(b"\x89PNG") and f.stat().st_size <= MAX_LEGACY_HTML // 2
+                if html and small and base64.b64encode(f.read_bytes()) in html:
+                    owned.append(name)
+    result = {}
+    for name in owned:
+        with contextlib.suppress(OSError):
+            result[name] = _sha(out / name)
+    return result
+
+
+def _previous(out: Path) -> tuple[str | None, dict[str, str]]:
+    """Who wrote the folder's report, and name → sha256 of what it wrote."""
+    manifest = _read_manifest(out)
+    if manifest is not None:
+        return manifest
+    legacy = _legacy_owned(out) if out.is_dir() else {}
+    return ("analyze" if legacy else None), legacy
 
 
 def _plain_name(name: str) -> bool:
     return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and not name.startswith(".")
-
-
-_LEGACY_SIGNATURES = {
-    ".json": (b'"schema": "entropyflow.analysis/',),
-    ".csv": (b"index,name,kind,module_type,", b"layer_index,layer_name,kind,filter,"),
-    ".html": (b"<title>entropyflow:",),
-}
-_LEGACY_FIGURES = (".png", ".svg", ".pdf")
-
-
-def _legacy_owned(out: Path, names: list[str]) -> set[str]:
-    """Files of a report written before manifests existed, recognised by their content; figures
-    only alongside a recognised file (an image alone proves nothing)."""
-    owned = set()
-    for name in names:
-        f = out / name
-        sig = _LEGACY_SIGNATURES.get(f.suffix)
-        if sig and f.is_file() and not f.is_symlink():
-            with contextlib.suppress(OSError), open(f, "rb") as fh:
-                head = fh.read(4096)
-                if any(s in head for s in sig):
-                    owned.add(name)
-    if owned:
-        owned |= {
-            n for n in names if Path(n).suffix in _LEGACY_FIGURES and (out / n).is_file() and not (out / n).is_symlink()
-        }
-    return owned
-
-
-def _report_like(name: str) -> bool:
-    stem = name.split(".", 1)[0]
-    return stem in (
-        "layers",
-        "filters",
-        "analysis",
-        "entropy",
-        "profile",
-        "report",
-        "compare",
-        "compare-profile",
-    ) or name.startswith("compare-")
 
 
 # --- signals --------------------------------------------------------------------------------------
@@ -211,95 +286,148 @@ def _locked(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def _marker_text(folder: Path) -> bytes:
+    return f"{_TOOL}: {folder.name}\n".encode()
+
+
+def _new_folder(out: Path, prefix: str) -> Path:
+    """A staging or backup folder, marked as entropyflow's by a file naming it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
+    (path / MARKER).write_bytes(_marker_text(path))
+    return path
+
+
+def _is_ours(folder: Path, prefix: str) -> bool:
+    """A folder entropyflow made: the prefix, a real folder, and the marker naming it inside."""
+    if not folder.name.startswith(prefix) or folder.is_symlink() or not folder.is_dir():
+        return False
+    return _head(folder / MARKER, 1024) == _marker_text(folder)
+
+
+def _remove_ours(folder: Path) -> None:
+    """Remove what entropyflow put in one of its folders (report files by their names, never
+    recursively), then the folder if nothing else is left in it."""
+    with contextlib.suppress(OSError):
+        for p in folder.iterdir():
+            if p.name != MARKER and _ours_name(p.name) and (p.is_symlink() or p.is_file()):
+                p.unlink()
+        if [p.name for p in folder.iterdir()] == [MARKER]:
+            (folder / MARKER).unlink()
+            folder.rmdir()
+
+
 @contextlib.contextmanager
 def _staging(out: Path) -> Iterator[Path]:
     """A staging folder inside ``out``, locked for as long as this run is alive (so that a later
     run can tell the staging folder of a killed run, which it removes, from a running one's)."""
-    path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    path = _new_folder(out, STAGING_PREFIX)
     fd = os.open(path, os.O_RDONLY)
     try:
         _flock(fd)
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_ours(path)
         os.close(fd)
 
 
 # --- the commit -----------------------------------------------------------------------------------
 
 
+def _hashes(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and _ours_name(k) and isinstance(v, str) and _SHA.fullmatch(v) for k, v in value.items()
+    ):
+        raise ValueError
+    return value
+
+
 def _recover(out: Path) -> None:
     """Called under the folder lock. Undo a commit that was killed half-way (its journal is still
-    there) by restoring the backups, and remove what killed runs left behind."""
+    there) by restoring the backups, and remove what killed runs left behind. Whatever the journal
+    says, only report names are touched, and only files whose content is what it records."""
     j = out / JOURNAL
-    if j.is_file():
+    if j.is_file() and not j.is_symlink():
         try:
-            doc = json.loads(j.read_text(encoding="utf-8"))
+            doc = strictjson.read(j, max_bytes=MAX_METADATA_BYTES)
             backup = out / str(doc["backup"])
-            placed, moved = [str(n) for n in doc["placed"]], {str(n) for n in doc["moved"]}
-            if not backup.name.startswith(BACKUP_PREFIX) or not all(map(_journal_name, [*placed, *moved])):
+            placed, moved = _hashes(doc["placed"]), _hashes(doc["moved"])
+            if doc.get("tool") != _TOOL or not _plain_name(backup.name[1:]) or backup.parent != out:
                 raise ValueError
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise _err(
                 out, f"{JOURNAL} from an interrupted run is unreadable: remove it after checking the folder"
             ) from exc
-        for name in placed:  # a new file with no predecessor: remove it
-            if name not in moved and (out / name).is_file() and not (out / name).is_symlink():
+        for name, sha in placed.items():  # a new file with no predecessor: remove it
+            if name not in moved and _matches(out / name, sha):
                 (out / name).unlink()
-        for name in moved:  # a predecessor moved aside: put it back (over the new file, if placed)
-            if (backup / name).is_file():
-                os.replace(backup / name, out / name)
+        if _is_ours(backup, BACKUP_PREFIX):
+            for name, sha in moved.items():  # a predecessor moved aside: put it back (over the new file, if placed)
+                there = out / name
+                if _matches(backup / name, sha) and (not there.exists() or _matches(there, placed.get(name))):
+                    os.replace(backup / name, there)
         j.unlink()
-    for p in out.glob(BACKUP_PREFIX + "*"):  # without a journal, backups are of completed commits
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-    for p in out.glob(STAGING_PREFIX + "*"):
-        if p.is_dir() and not p.is_symlink():
+    for p in out.iterdir():
+        if _is_ours(p, BACKUP_PREFIX):  # without a journal, backups are of completed commits
+            _remove_ours(p)
+        elif _is_ours(p, STAGING_PREFIX):
             fd = os.open(p, os.O_RDONLY)
             try:
                 if _flock(fd, blocking=False):  # nobody holds it: its run is gone
-                    shutil.rmtree(p, ignore_errors=True)
+                    _remove_ours(p)
             finally:
                 os.close(fd)
-    with contextlib.suppress(OSError):
-        (out / (JOURNAL + ".tmp")).unlink()
+    tmp = out / (JOURNAL + ".tmp")
+    if tmp.is_file() and not tmp.is_symlink():
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
-def _journal_name(name: str) -> bool:
-    return name == MANIFEST or _plain_name(name)
+def _refuse(out: Path, name: str, why: str) -> OutputError:
+    return _err(out, f"{printable(name)} {why}: move it away or choose another --out")
 
 
-def _plan(out: Path, names: list[str]) -> list[str]:
-    """The stale files of the previous report (its files the new one does not have); refuses
-    anything in the way that the tool did not write."""
-    owned = _read_manifest(out)
-    if not owned and out.is_dir():
-        legacy = _legacy_owned(out, [p.name for p in out.iterdir() if _report_like(p.name)])
-        owned = {n: _sha(out / n) for n in legacy}
+def _plan(out: Path, command: str, names: list[str]) -> list[str]:
+    """The stale files of the previous report (its files the new one does not have, unchanged);
+    refuses another command's report, and anything in the way that is not entropyflow's own
+    unchanged file."""
+    previous, owned = _previous(out)
+    if previous is not None and previous != command and any((out / n).exists() for n in owned):
+        raise _err(
+            out,
+            f"it holds the report of `entropyflow {previous}`, which `entropyflow {command}` never replaces or "
+            "deletes: choose another --out",
+        )
     for name in [*names, MANIFEST]:
         dst = out / name
         if dst.is_symlink() or (dst.exists() and not dst.is_file()):
             kind = "a symbolic link" if dst.is_symlink() else "a folder"
-            raise _err(
-                out,
-                f"{printable(name)} exists there as {kind}, which entropyflow did not write and never "
-                "deletes: move it away or choose another --out",
-            )
-        if name != MANIFEST and dst.exists() and name not in owned:
-            raise _err(
-                out,
-                f"{printable(name)} exists there and was not written by entropyflow (no record of it in "
-                f"{MANIFEST}): move it away or choose another --out",
-            )
-    stale = []
-    for name, sha in owned.items():
-        f = out / name
-        if name in names or not f.is_file() or f.is_symlink():
+            raise _refuse(out, name, f"exists there as {kind}, which entropyflow did not write and never deletes")
+        if name == MANIFEST or not dst.exists():
             continue
-        with contextlib.suppress(OSError):
-            if _sha(f) == sha:  # a file the user has changed since is left alone
-                stale.append(name)
-    return stale
+        if name not in owned:
+            raise _refuse(out, name, f"exists there and was not written by entropyflow (no record of it in {MANIFEST})")
+        if not _matches(dst, owned[name]):
+            raise _refuse(out, name, "was edited since entropyflow wrote it (an edited file is never replaced)")
+    return [name for name, sha in owned.items() if name not in names and _matches(out / name, sha)]
+
+
+def preflight(out: str | Path, command: str, names: Iterable[str]) -> Path:
+    """May ``command`` write the files ``names`` into ``out``? Checked before any work (and again
+    when the files are written): the folder can be written, holds no other command's report, and
+    no file in the way that entropyflow did not write or that was edited since. Finishes an
+    interrupted commit first, as any run on the folder does."""
+    folder = check_writable(out)
+    names = list(names)
+    if not all(writes(command, n) for n in names):
+        raise ValueError(f"{command} does not write {names}")
+    if folder.is_dir():
+        try:
+            with _locked(folder):
+                _recover(folder)
+                _plan(folder, command, names)
+        except OSError as exc:
+            raise _err(folder, _strerror(exc)) from exc
+    return folder
 
 
 def _write_json(path: Path, doc: dict) -> None:
@@ -313,29 +441,37 @@ def _write_json(path: Path, doc: dict) -> None:
         raise
 
 
-def manifest_bytes(files: Mapping[str, bytes]) -> bytes:
-    doc = {"tool": _TOOL, "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}
+def manifest_bytes(files: Mapping[str, bytes], command: str | None = None) -> bytes:
+    doc = {
+        "tool": _TOOL,
+        "command": command or command_of(files),
+        "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
+    }
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
-def write_atomically(out: str | Path, files: Mapping[str, bytes]) -> list[Path]:
-    """Replace the report in ``out`` by ``files`` (name → bytes): all of them or none."""
+def write_atomically(out: str | Path, files: Mapping[str, bytes], command: str | None = None) -> list[Path]:
+    """Replace the report in ``out`` by ``files`` (name → bytes): all of them or none. ``command``
+    (``analyze``, ``compare``, ``track``, ``sweep``; default: the one that writes these names) is
+    recorded in the manifest: a folder holds one command's report."""
     out = check_writable(out)
     names = list(files)
-    if not all(_plain_name(n) for n in names):
-        raise ValueError(f"report file names must be plain names: {names}")
+    command = command or command_of(names)
+    if not all(_plain_name(n) and writes(command, n) for n in names):
+        raise ValueError(f"report file names must be plain names that {command} writes: {names}")
     created = [] if out.exists() else [p for p in [out, *out.parents] if not p.exists()]
     committed = False
     try:
         out.mkdir(parents=True, exist_ok=True)
         with _staging(out) as staging:
-            for name, data in files.items():
+            manifest = manifest_bytes(files, command)
+            for name, data in [*files.items(), (MANIFEST, manifest)]:
                 (staging / name).write_bytes(data)
-            (staging / MANIFEST).write_bytes(manifest_bytes(files))
+            placed = {n: hashlib.sha256(d).hexdigest() for n, d in [*files.items(), (MANIFEST, manifest)]}
             with _locked(out):
                 _recover(out)
-                stale = _plan(out, names)
-                _commit(out, staging, [*names, MANIFEST], stale)
+                stale = _plan(out, command, names)
+                _commit(out, staging, placed, stale)
                 committed = True
     except OSError as exc:
         raise _err(out, _strerror(exc)) from exc
@@ -347,13 +483,14 @@ def write_atomically(out: str | Path, files: Mapping[str, bytes]) -> list[Path]:
     return [out / name for name in names]
 
 
-def _commit(out: Path, staging: Path, placed: list[str], stale: list[str]) -> None:
-    """Move the previous files aside and the new ones in (the manifest last), signals held."""
+def _commit(out: Path, staging: Path, placed: dict[str, str], stale: list[str]) -> None:
+    """Move the previous files aside and the new ones in (the manifest last), signals held. The
+    journal records the content of each file it moves, so that recovery touches nothing else."""
     with deferred_signals():
-        backup = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=out))
-        moved = [n for n in dict.fromkeys([*placed, *stale]) if (out / n).exists()]
+        backup = _new_folder(out, BACKUP_PREFIX)
         try:
-            _write_json(out / JOURNAL, {"backup": backup.name, "placed": placed, "moved": moved})
+            moved = {n: _sha(out / n) for n in dict.fromkeys([*placed, *stale]) if (out / n).exists()}
+            _write_json(out / JOURNAL, {"tool": _TOOL, "backup": backup.name, "placed": placed, "moved": moved})
             for name in moved:
                 os.replace(out / name, backup / name)
             for name in placed:
@@ -361,10 +498,10 @@ def _commit(out: Path, staging: Path, placed: list[str], stale: list[str]) -> No
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 _recover(out)  # put the previous report back now
-            shutil.rmtree(backup, ignore_errors=True)
+            _remove_ours(backup)
             raise
         (out / JOURNAL).unlink()
-        shutil.rmtree(backup, ignore_errors=True)
+        _remove_ours(backup)
 
 
-__all__ = ["check_writable", "write_atomically", "deferred_signals", "MANIFEST"]
+__all__ = ["check_writable", "preflight", "write_atomically", "deferred_signals", "command_of", "writes", "MANIFEST"]

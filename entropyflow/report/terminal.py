@@ -266,6 +266,9 @@ def _reference_lines(reference: SeedReference, console: Console) -> None:
         _line(console, f"init scheme recognised: {reference.init_scheme} (predicted levels in layers.csv)", style="dim")
 
 
+TABLE_ROWS = 200  # a recommendation's rows printed; a config of thousands of layers is read in its file
+
+
 def render_recommendation(config, console: Console, path=None) -> None:
     """A λ placement config: strategy, rationale, the chosen layers, warnings."""
     s = config.strategy
@@ -282,7 +285,8 @@ def render_recommendation(config, console: Console, path=None) -> None:
     table = Table(show_edge=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
     for col, just in (("layer", "left"), ("kind", "left"), ("weight", "left"), ("λ", "right")):
         table.add_column(col, justify=cast(JustifyMethod, just))
-    for layer in config.layers:
+    shown = config.layers[:TABLE_ROWS]
+    for layer in shown:
         fl = layer.filter_lambdas
         lam = (
             f"{layer.lam:g}"
@@ -293,8 +297,14 @@ def render_recommendation(config, console: Console, path=None) -> None:
             _t(layer.name), _t(layer.kind), _t(f"{layer.weight_key} {'x'.join(map(str, layer.weight_shape))}"), _t(lam)
         )
     console.print(table)
-    for w in config.warnings:
+    if len(shown) < len(config.layers):
+        where = f" (every layer is in {path})" if path is not None else ""
+        _line(console, f"… and {len(config.layers) - len(shown):,} more layers{where}", style="dim")
+    for w in config.warnings[:TABLE_ROWS]:
         _line(console, f"warning: {w}", style="yellow")
+    if len(config.warnings) > TABLE_ROWS:
+        more = len(config.warnings) - TABLE_ROWS
+        _line(console, f"… and {more:,} more warnings (all in the config file)", style="dim")
     if path is not None:
         _line(console, f"wrote {path}", style="dim")
 

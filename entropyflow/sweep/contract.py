@@ -4,7 +4,7 @@
         generator = entropyflow.sweep.seed(config)          # the same seed, the same run
         model = build_my_model()                            # initialised after seed(): paired init
         reg = entropyflow.sweep.regularizer(model, config)  # None for the baseline
-        for epoch in range(config["epochs"]):
+        for epoch in range(1, config["epochs"] + 1):
             for x, y in loader(generator):                  # batch order drawn from the generator
                 loss = criterion(model(x), y) + (reg() if reg is not None else 0)
                 ...
@@ -16,15 +16,23 @@ passed). :func:`seed` seeds Python, numpy and torch and returns a generator for 
 so that every cell of a seed starts from the same weights and sees the same batches: the runs
 with and without the term differ only by the term (a λ = 0 placement gives the baseline's run
 bit for bit, which the tests check).
+
+``report`` checks each call (:func:`report_row`): epochs are whole numbers from 0 to ``epochs``,
+each reported once and in increasing order, and metrics are numbers. A call that breaks this
+ends the trial as failed, with a reason naming the epoch, rather than letting the summary count
+an epoch twice or one past the budget. A NaN, an infinity or a value beyond ±1e100 is kept as
+reported, but no verdict is drawn from a trial that reported one (the summary says why).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
+import operator
 import random
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,7 +43,7 @@ from torch import nn
 from ..config import load_config
 from ..errors import OptionError
 from ..regularize import EntropyRegularizer
-from ..text import printable
+from ..text import printable, shown
 
 
 class Report(Protocol):
@@ -43,6 +51,93 @@ class Report(Protocol):
 
 
 Train = Callable[[dict[str, Any], Report], None]
+
+
+#: names ``report`` sets itself (the epoch, and the wall time since the trial started)
+RESERVED = ("epoch", "wall_s")
+#: the largest magnitude a metric may have and still be summarised (beyond it means and
+#: variances overflow a double; such a value is shown, but no verdict is drawn from it)
+MAX_METRIC = 1e100
+#: how non-finite numbers are written in the sweep's JSON records (strict JSON has no NaN)
+NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+class ReportError(ValueError):
+    """A ``report`` call that breaks the contract; the trial fails with this one-line message."""
+
+
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def number(value: Any) -> float | None:
+    """A metric value as a float (NaN and infinities included), or None when it is not a number
+    (text, None, a container, a tensor of several values, an integer beyond a double)."""
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError, RuntimeError):  # RuntimeError: a tensor of several values
+        return None
+
+
+def unusable(value: float) -> bool:
+    """NaN, an infinity, or a magnitude beyond :data:`MAX_METRIC`: shown, never summarised."""
+    return not math.isfinite(value) or abs(value) > MAX_METRIC
+
+
+def report_row(epoch: Any, metrics: Mapping[str, Any], previous: int | None, epochs: int) -> dict[str, Any]:
+    """One ``report(epoch=…, **metrics)`` call as a row, checked against the trial so far
+    (``previous``: the last epoch it reported). Raises :class:`ReportError` naming the epoch."""
+    e = _whole(epoch)
+    if e is None:
+        raise ReportError(f"report(epoch={shown(epoch, 40)}): the epoch must be a whole number")
+    if e > epochs:
+        raise ReportError(f"report(epoch={e}) is past --epochs {epochs}")
+    if e < 0:
+        raise ReportError(f"report(epoch={e}): epochs count from 1 (0: before training)")
+    if previous is not None and e <= previous:
+        raise ReportError(f"report(epoch={e}) after epoch {previous}: each epoch is reported once, in increasing order")
+    row: dict[str, Any] = {"epoch": e}
+    for name, value in metrics.items():
+        if name in RESERVED:
+            raise ReportError(f"report(epoch={e}, {name}=…): {name} is set by entropyflow; name the metric otherwise")
+        v = number(value)
+        if v is None:
+            raise ReportError(f"report(epoch={e}, {printable(name, 40)}={shown(value, 40)}): a metric must be a number")
+        row[name] = v
+    return row
+
+
+def checked_rows(
+    rows: Sequence[Any], epochs: int, previous: int | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows as they travel (the worker's batches, a record read back): each checked with
+    :func:`report_row` after the ones before it. The good rows up to the first bad one, and the
+    reason it is bad (None when all are good)."""
+    good: list[dict[str, Any]] = []
+    for raw in rows:
+        if not isinstance(raw, dict) or "epoch" not in raw:
+            return good, "a reported row is not a mapping with an epoch"
+        wall = number(raw.get("wall_s", 0.0))
+        if wall is None or not math.isfinite(wall) or wall < 0:
+            return good, f"epoch {shown(raw['epoch'], 20)} has no valid wall time"
+        metrics = {k: NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in raw.items() if k not in RESERVED}
+        try:
+            row = report_row(raw["epoch"], metrics, previous, epochs)
+        except ReportError as exc:
+            return good, str(exc)
+        row["wall_s"] = wall
+        good.append(row)
+        previous = row["epoch"]
+    return good, None
 
 
 def seed(config: Mapping[str, Any]) -> torch.Generator:

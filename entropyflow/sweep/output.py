@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 from .._version import __version__
 from ..config import dumps
 from ..report.figures import STYLE, save_figure
+from .contract import unusable
 from .spec import BASELINE
 from .summary import SweepSummary, describe
 
@@ -47,6 +48,11 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
+def _value(v: Any) -> str:
+    """A reported value as written: NaN as ``nan`` (trials.csv shows what the trial reported)."""
+    return repr(v) if isinstance(v, float) else _cell(v)
+
+
 def trials_csv(outcomes: Sequence[Any], metrics: Sequence[str]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -60,7 +66,7 @@ def trials_csv(outcomes: Sequence[Any], metrics: Sequence[str]) -> bytes:
                     o.seed,
                     _cell(row.get("epoch")),
                     _cell(row.get("wall_s")),
-                    *[_cell(row.get(m)) for m in metrics],
+                    *[_value(row.get(m)) for m in metrics],
                     "",
                 ]
             )
@@ -137,6 +143,7 @@ def summary_json(summary: SweepSummary, outcomes: Sequence[Any], provenance: dic
                         "epochs": t.epochs,
                         "error": t.error,
                         **({"reached_target": t.reached} if summary.spec.target is not None else {}),
+                        **({"unusable": t.unusable} if t.unusable is not None else {}),
                         **{o: _json_number(t.values[o]) for o in summary.outcomes},
                     }
                     for t in c.trials
@@ -179,7 +186,7 @@ def _curves(outcomes: Sequence[Any], metric: str) -> dict[str, tuple[np.ndarray,
     by_cell: dict[str, list[list[float]]] = {}
     for o in outcomes:
         values = [float(r[metric]) for r in sorted(o.rows, key=lambda r: r["epoch"]) if r.get(metric) is not None]
-        if values and not o.error:
+        if values and not o.error and not any(unusable(v) for v in values):  # NaN, inf, ±1e308: no curve
             by_cell.setdefault(o.cell, []).append(values)
     out = {}
     for cell, runs in by_cell.items():
@@ -276,6 +283,9 @@ def outcome_figure(summary: SweepSummary) -> Figure:
                 half = 1.96 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
                 top.errorbar(i + 0.3, float(values.mean()), yerr=half, fmt="D", color="black", markersize=5, capsize=3)
             effect = c.versus.get(outcome)
+            if c.na is not None and c.cell.name != BASELINE:
+                bottom.annotate("n/a", (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -3),
+                                textcoords="offset points", ha="center", va="top", fontsize=7)  # fmt: skip
             if effect is None or effect.mean is None:
                 continue
             diffs = [(jitter[t.seed], float(t.values[outcome] or 0.0) - float(b)) for t in done

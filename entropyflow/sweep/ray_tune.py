@@ -1,10 +1,11 @@
 """Running a sweep's trials on Ray Tune (the ``[sweep]`` extra; this module imports Ray).
 
-A local Ray is started and stopped here unless ``address`` names an existing cluster. Tune's
-storage is ``OUT/tune/sweep``: per-trial results are written as they arrive, so an interrupted
-sweep keeps its finished trials, and :func:`run` with ``resume=True`` restores the experiment
-(``Tuner.restore``) and runs only what had not finished. Trials that raise are reported with
-their error; they do not stop the sweep (``FailureConfig(max_failures=0)``, no fail-fast).
+A local Ray is started and stopped here unless ``address`` names an existing cluster. Each run is
+a new Tune experiment in ``OUT/tune`` (``sweep``, then ``resume-1``, ``resume-2``… for the runs
+that resume it): Tune's own files, pickles included, are written there but never read back. What a
+resume needs is what the driver records as results arrive (:mod:`.records`). Trials that raise
+are reported with their error; they do not stop the sweep (``FailureConfig(max_failures=0)``, no
+fail-fast).
 """
 
 from __future__ import annotations
@@ -30,42 +31,62 @@ from ray import tune
 from ..errors import Interrupted, OptionError
 from ..text import printable
 from . import stats
+from .contract import ReportError, report_row
 from .events import RayOptions, TrialEvent, TrialOutcome
+from .records import Recorder
 from .tasks import train_function
 
 EXPERIMENT = "sweep"
+MAX_RUNS = 1000  # resume-1 … resume-999
 
 
 ROWS = "entropyflow_rows"  # the result field that carries the epochs since the previous report (JSON)
+DONE = "entropyflow_done"  # set on the last result of a trial whose training function returned
 REPORT_EVERY_S = 1.0
 
 
 def _trainable(config: dict[str, Any]) -> None:
     """What Ray runs for every trial: imports the training function and calls it with the trial's
-    config and a ``report`` that collects each epoch's metrics.
+    config and a ``report`` that checks each epoch's row (:func:`.contract.report_row`) and
+    collects it.
 
     Epochs reach Tune in batches, at most about once a second (and at the end): Tune's driver
     spends ~0.2 s on every result it receives (loggers, state, callbacks), so a report per epoch
     of a fast model would leave the trials waiting on the driver. Each batch rides in the result
-    as JSON (``ROWS``), through Tune's own storage, so every epoch arrives on a cluster too."""
+    as JSON (``ROWS``, the result's only field, so no metric name can collide with Tune's), through
+    Tune's own storage, so every epoch arrives on a cluster too. A call that breaks the contract
+    raises :class:`.contract.ReportError`, and so does every later call and the end of the
+    trial, even if the training function catches the first."""
     torch.set_num_threads(int(config.get("_threads", 1)))  # one thread per CPU of the trial: reproducible sums
     train = train_function(config["_train"], config.get("_cwd"))
+    trial = dict(config["trial"])
+    epochs = int(trial["epochs"])
     started = time.perf_counter()
     stop_metric, stop_mode, patience = config.get("_stop") or (None, "min", 0)
     rule = stats.EarlyStop(int(patience), stop_mode) if stop_metric else None
     pending: list[dict[str, Any]] = []
     last = [-math.inf]
+    previous: list[int] = []
+    broken: list[ReportError] = []
 
-    def flush() -> None:
-        if pending:
-            tune.report({**pending[-1], ROWS: json.dumps(pending)})
+    def flush(done: bool = False) -> None:
+        if pending or done:
+            tune.report({ROWS: json.dumps(pending), **({DONE: True} if done else {})})
             pending.clear()
             last[0] = time.perf_counter()
 
     def report(*, epoch: int, **metrics: float) -> None:
-        values = {k: float(v) for k, v in metrics.items()}
-        pending.append({"epoch": int(epoch), "wall_s": time.perf_counter() - started, **values})
-        stalled = rule is not None and stop_metric in values and rule.update(values[stop_metric])
+        if broken:
+            raise broken[0]
+        try:
+            row = report_row(epoch, metrics, previous[-1] if previous else None, epochs)
+        except ReportError as exc:
+            broken.append(exc)
+            raise
+        previous.append(row["epoch"])
+        pending.append({**row, "wall_s": time.perf_counter() - started})
+        value = row.get(stop_metric) if stop_metric else None
+        stalled = rule is not None and value is not None and rule.update(value)
         if stalled or time.perf_counter() - last[0] >= REPORT_EVERY_S:
             flush()
         if stalled:
@@ -73,16 +94,14 @@ def _trainable(config: dict[str, Any]) -> None:
 
     try:
         with contextlib.suppress(_EarlyStopped):  # the trial is complete: its metric stalled for the patience
-            train(dict(config["trial"]), report)
-    finally:
+            train(trial, report)
+    except BaseException:
         flush()  # the epochs before an error too
-
-
-def _rows(frame: Any) -> tuple[dict[str, Any], ...]:
-    """Every epoch of a trial, from the batches its results carried."""
-    if frame is None or not len(frame) or ROWS not in frame:
-        return ()
-    return tuple(row for batch in frame[ROWS] if isinstance(batch, str) for row in json.loads(batch))
+        raise
+    if broken:  # the training function caught the error and went on: the trial still fails
+        flush()
+        raise broken[0]
+    flush(done=True)  # only this makes the trial's record "finished" (a trial Tune stops is not)
 
 
 class _EarlyStopped(BaseException):  # noqa: N818 - not an error: BaseException so that `except Exception` in a train function cannot swallow it
@@ -90,67 +109,93 @@ class _EarlyStopped(BaseException):  # noqa: N818 - not an error: BaseException 
 
 
 _handler: Callable[[TrialEvent], None] | None = None  # where events go while run() runs
+_recorder: Recorder | None = None  # where trials are recorded while run() runs
 
 
 class _Progress(tune.Callback):
-    """Forwards Tune's trial events to the handler :func:`run` was given (the CLI's live table).
+    """Records every trial's rows and end (:class:`.records.Recorder`, what ``--resume`` reads)
+    and forwards Tune's trial events to the handler :func:`run` was given (the CLI's live table).
 
-    Tune pickles its callbacks with the experiment (to restore it), so the handler is looked up
-    at event time instead of being held: a restored sweep reports to the handler of its own run."""
+    Tune pickles its callbacks with the experiment, so the recorder and the handler are looked up
+    at event time instead of being held."""
 
     def __init__(self, metric: str):
         self.metric = metric
 
-    def _send(self, trial: Any, state: str, result: dict | None = None, error: str | None = None) -> None:
+    def _send(self, trial: Any, state: str, row: dict | None = None, error: str | None = None) -> None:
         if _handler is None:
             return
-        cfg = trial.config.get("trial", {})
-        value = (result or {}).get(self.metric)
-        _handler(
-            TrialEvent(
-                trial.trial_id,
-                str(cfg.get("cell")),
-                int(cfg.get("seed", -1)),
-                state,
-                (result or {}).get("epoch"),
-                None if value is None else float(value),
-                error,
-            )
-        )
+        cell, seed = _key(trial)
+        value = (row or {}).get(self.metric)
+        _handler(TrialEvent(trial.trial_id, cell, seed, state, (row or {}).get("epoch"), value, error))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if _recorder is not None:
+            _recorder.start(*_key(trial))
         self._send(trial, "running")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self._send(trial, "running", result)
+        try:
+            batch = json.loads(result.get(ROWS) or "[]")
+        except (TypeError, ValueError):
+            batch = [None]  # not what _trainable sends: refused as a bad row
+        batch = batch if isinstance(batch, list) else [None]
+        row = _recorder.add(*_key(trial), batch, done=bool(result.get(DONE))) if _recorder else None
+        self._send(trial, "running", row)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._send(trial, "done", trial.last_result)
+        if _recorder is not None:
+            _recorder.end(*_key(trial))
+        self._send(trial, "done")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._send(trial, "failed", trial.last_result, error=_error_text(getattr(trial, "error_file", None)))
+        error = _error_text(getattr(trial, "error_file", None))
+        if _recorder is not None:
+            _recorder.end(*_key(trial), error=error)
+        self._send(trial, "failed", error=error)
+
+
+def _key(trial: Any) -> tuple[str, int]:
+    cfg = trial.config.get("trial", {})
+    return str(cfg.get("cell")), int(cfg.get("seed", -1))
 
 
 def _error_text(error_file: str | None) -> str:
+    """The last line of the trial's traceback (Tune's text file from this run), without the class
+    path of a contract violation."""
     try:
-        text = Path(error_file).read_text() if error_file else ""
+        with open(error_file or "", "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+            text = f.read().decode("utf-8", "replace")
     except OSError:
         text = ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return printable(lines[-1] if lines else "the trial failed", 300)
+    last = lines[-1].strip() if lines else "the trial failed"
+    head, sep, rest = last.partition(f"{ReportError.__name__}: ")
+    if sep and (not head or head.endswith(".")):
+        last = "rejected: " + rest
+    return printable(last, 300)
 
 
 @contextlib.contextmanager
 def _tune_environment() -> Iterator[None]:
     """Tune's new console output prints where results are even at verbose=0; the library never
     prints, so the old reporter (silent at verbose=0) is selected while the sweep runs. Tune's own
-    SIGINT handler is switched off: :func:`_graceful_stop` handles SIGINT and SIGTERM alike."""
+    SIGINT handler is switched off: :func:`_graceful_stop` handles SIGINT and SIGTERM alike. Tune
+    logs every failed trial with its traceback; the sweep reports them itself (one line each), so
+    Tune's loggers are quiet below CRITICAL while it runs."""
     settings = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
     previous = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
+    loggers = [logging.getLogger(name) for name in ("ray.tune", "ray.air", "ray.train")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -206,20 +251,44 @@ def _name(trial: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{cfg.get('cell')}-seed{cfg.get('seed')}")[:80] + f"-{trial.trial_id}"
 
 
+def experiment_name(storage: Path) -> str:
+    """A Tune experiment folder that does not exist yet: nothing Tune finds in it can be stale."""
+    for k in range(MAX_RUNS):
+        name = EXPERIMENT if k == 0 else f"resume-{k}"
+        if not os.path.lexists(storage / name):
+            return name
+    raise OptionError(f"{printable(storage)} holds {MAX_RUNS} runs of this sweep already: choose another --out")
+
+
+def _check_fits(ray_options: RayOptions) -> None:
+    """On a local Ray, a trial that asks for more than there is would wait for ever."""
+    have = ray.cluster_resources()
+    for what, want, option in (
+        ("CPU", ray_options.cpus_per_trial, "--cpus-per-trial"),
+        ("GPU", ray_options.gpus_per_trial, "--gpus-per-trial"),
+    ):
+        if want > have.get(what, 0.0):
+            raise OptionError(
+                f"{option} {want:g} is more than the local Ray has ({have.get(what, 0.0):g} {what}s): "
+                f"lower it{', or raise --cpus' if what == 'CPU' else ''}"
+            )
+
+
 def run(
     trials: list[dict[str, Any]],
     train: str,
     storage: Path,
     metric: str,
     ray_options: RayOptions,
+    recorder: Recorder,
     on_event: Callable[[TrialEvent], None] | None = None,
-    resume: bool = False,
     stop: tuple[str, str, int] | None = None,
 ) -> list[TrialOutcome]:
-    """Run every trial config in ``trials`` (or resume the experiment in ``storage``). ``stop``:
-    (metric, mode, patience) ends each trial when its metric stalls (early stopping)."""
+    """Run every trial config in ``trials`` as a new Tune experiment in ``storage``, each recorded
+    by ``recorder`` as it reports. ``stop``: (metric, mode, patience) ends each trial when its
+    metric stalls (early stopping)."""
     storage = storage.resolve()
-    experiment = storage / EXPERIMENT
+    name = experiment_name(storage)
     started_here = not ray.is_initialized()
     if started_here:
         kwargs: dict[str, Any] = {
@@ -242,56 +311,42 @@ def run(
                 f"{printable(str(exc).strip().splitlines()[0] if str(exc).strip() else exc, 200)}"
             ) from exc
     try:
+        if started_here and not ray_options.address:
+            _check_fits(ray_options)
         resources = {"cpu": ray_options.cpus_per_trial, "gpu": ray_options.gpus_per_trial}
         trainable = tune.with_resources(_trainable, resources)
-        callbacks: list[tune.Callback] = [_Progress(metric)]
-        if resume:
-            if not tune.Tuner.can_restore(str(experiment)):
-                raise OptionError(f"nothing to resume in {experiment}: no Tune experiment there")
-            tuner = tune.Tuner.restore(
-                str(experiment), trainable=trainable, resume_unfinished=True, restart_errored=True
-            )
-        else:
-            space = {
-                "trial": tune.grid_search(trials),
-                "_train": train,
-                "_cwd": os.getcwd(),
-                "_threads": max(1, int(ray_options.cpus_per_trial)),
-                "_stop": list(stop) if stop else None,
-            }
-            tuner = tune.Tuner(
-                trainable,
-                param_space=space,
-                # reuse_actors: a worker process runs trial after trial, so torch and the train function are
-                # imported once per worker, not once per trial (5.0 s → 0.7 s of overhead per trial, docs/benchmarks.md)
-                tune_config=tune.TuneConfig(trial_name_creator=_name, trial_dirname_creator=_name, reuse_actors=True),
-                run_config=tune.RunConfig(
-                    name=EXPERIMENT,
-                    storage_path=str(storage),
-                    verbose=0,
-                    callbacks=callbacks,
-                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-                ),
-            )
-        global _handler
-        _handler = on_event
+        space = {
+            "trial": tune.grid_search(trials),
+            "_train": train,
+            "_cwd": os.getcwd(),
+            "_threads": max(1, int(ray_options.cpus_per_trial)),
+            "_stop": list(stop) if stop else None,
+        }
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space,
+            # reuse_actors: a worker process runs trial after trial, so torch and the train function are
+            # imported once per worker, not once per trial (5.0 s → 0.7 s of overhead per trial, docs/benchmarks.md)
+            tune_config=tune.TuneConfig(trial_name_creator=_name, trial_dirname_creator=_name, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(storage),
+                verbose=0,
+                callbacks=[_Progress(metric)],
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        global _handler, _recorder
+        _handler, _recorder = on_event, recorder
         try:
             with _tune_environment(), _graceful_stop(f"finished trials are kept in {storage}; continue with --resume"):
-                grid = tuner.fit()
+                tuner.fit()
         finally:
-            _handler = None
+            _handler, _recorder = None, None
     finally:
         if started_here:
             ray.shutdown()
-    outcomes = []
-    for result in (grid[i] for i in range(len(grid))):
-        cfg = (result.config or {}).get("trial", {})
-        rows = _rows(result.metrics_dataframe)
-        error = None
-        if result.error is not None:
-            error = printable(" ".join(str(result.error).split())[-300:] or type(result.error).__name__, 300)
-        outcomes.append(TrialOutcome(str(cfg.get("cell")), int(cfg.get("seed", -1)), rows, error))
-    return outcomes
+    return recorder.outcomes(trials)
 
 
 def available() -> str:

@@ -113,7 +113,8 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             effect = c.versus.get(outcome)
             verdict = c.verdict.get(outcome, "")
             if effect is None or effect.mean is None:
-                table.add_row(Text(printable(c.cell.name), style="bold"), value, "", "", "", "", "")
+                na = Text(c.na or "", style="yellow")
+                table.add_row(Text(printable(c.cell.name), style="bold"), value, "", "", "", "", na)
                 continue
             table.add_row(
                 Text(printable(c.cell.name)),

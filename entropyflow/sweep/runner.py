@@ -10,7 +10,6 @@ Ray Tune and scipy are the ``[sweep]`` extra: without them ``import entropyflow.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import time
@@ -21,23 +20,23 @@ from typing import Any
 
 import torch
 
-from .. import vocab
+from .. import strictjson, vocab
 from ..analysis import analyze
 from ..config import load_config
 from ..errors import OptionError
 from ..extras import require
 from ..recommend import RecommendOptions
 from ..report import check_writable, read_analysis
-from ..report.outdir import write_atomically
+from ..report.outdir import preflight, write_atomically
 from ..text import printable
-from . import ray_tune
+from . import ray_tune, records
 from .events import RayOptions, TrialEvent
 from .output import sweep_files
 from .spec import Placement, SweepSpec, placements_from
 from .summary import SweepSummary, summarize, trial_summary
 from .tasks import task, train_function
 
-SPEC_FILE = "entropyflow-sweep.json"
+SPEC_FILE = records.SPEC_FILE
 
 
 @dataclass(frozen=True)
@@ -89,41 +88,29 @@ def run_sweep(
 ) -> SweepResult:
     """Run ``train`` (``module:function``, ``file.py:function`` or ``task:NAME``) over the grid of
     ``spec`` on Ray Tune, then write ``trials.csv``, ``summary.csv``, ``summary.json``, the figures
-    and ``best.yaml`` into ``out`` (Tune's own storage is ``out/tune``)."""
+    and ``best.yaml`` into ``out`` (Tune's storage and the sweep's records are ``out/tune``).
+    ``resume``: run only the trials whose record does not say they finished (:mod:`.records`)."""
     require("sweep")
     folder = check_writable(out)
     train_function(train, str(Path.cwd()))  # fails here, before Ray starts, if the function cannot be found
     options = ray_options or RayOptions()
     storage = folder / "tune"
-    saved = storage / SPEC_FILE
-    if resume:
-        if not saved.is_file():
-            raise OptionError(f"nothing to resume in {printable(folder)}: no {SPEC_FILE} there")
-        previous = json.loads(saved.read_text())
-        if previous.get("fingerprint") != spec.fingerprint() or previous.get("train") != train:
-            raise OptionError(
-                "--resume needs the same training function and grid as the interrupted sweep "
-                f"(it was {printable(previous.get('train'), 60)} with grid {previous.get('fingerprint')})"
-            )
-    else:
-        if (storage / ray_tune.EXPERIMENT).exists():
-            raise OptionError(
-                f"{printable(folder)} already holds a sweep: pass --resume to continue it, or choose another --out"
-            )
-        storage.mkdir(parents=True, exist_ok=True)
-        saved.write_text(
-            json.dumps(
-                {"train": train, "fingerprint": spec.fingerprint(), "spec": spec.to_dict()}, indent=1, default=str
-            )
-            + "\n"
-        )
     trials = [cell.trial_config(seed, spec.epochs, spec.params) for cell in spec.cells for seed in spec.seeds]
+    if resume:
+        records.check_grid(storage, train, spec)
+        done = records.finished(storage, trials, spec.epochs)
+    else:
+        records.begin(storage, train, spec)
+        done = {}
+    todo = [t for i, t in enumerate(trials) if i not in done]
     if on_event is not None:
-        for trial in trials:
-            on_event(TrialEvent("", trial["cell"], trial["seed"], "pending"))
+        for i, trial in enumerate(trials):
+            on_event(TrialEvent("", trial["cell"], trial["seed"], "done" if i in done else "pending"))
     stop = None if spec.patience is None else (spec.metric, spec.mode, spec.patience)
     started = time.time()
-    outcomes = ray_tune.run(trials, train, storage, spec.metric, options, on_event=on_event, resume=resume, stop=stop)
+    recorder = records.Recorder(storage, trials, spec.epochs)
+    new = iter(ray_tune.run(todo, train, storage, spec.metric, options, recorder, on_event, stop) if todo else [])
+    outcomes = [done[i].outcome() if i in done else next(new) for i in range(len(trials))]
     summaries = [trial_summary(o.cell, o.seed, o.rows, spec, o.error) for o in outcomes]
     summary = summarize(spec, summaries)
     provenance = {
@@ -133,8 +120,9 @@ def run_sweep(
         "resources_per_trial": {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
         "torch": torch.__version__,
         "platform": platform.platform(),
-        "storage": "tune (Ray Tune's experiment, beside this file)",
+        "storage": "tune (Ray Tune's experiments and the trials' records, beside this file)",
         "resumed": resume,
+        "trials_run": len(todo),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_s": round(time.time() - started, 1),
     }
@@ -215,7 +203,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise OptionError(f"--param needs KEY=VALUE (got '{printable(item, 60)}')")
         try:
-            out[key.strip()] = json.loads(value)
+            out[key.strip()] = strictjson.loads(value)  # no NaN, no 5000-digit integers: the grid is saved as JSON
         except ValueError:
             out[key.strip()] = value
     return out
@@ -234,6 +222,8 @@ def sweep(
     if not 0 <= request.first_seed <= 2**32 - MAX_SEEDS:
         raise OptionError(f"--first-seed must be from 0 to {2**32 - MAX_SEEDS}")
     vocab.plot_format(request.plot_format)
+    figures = [f"learning_curves.{request.plot_format}", f"outcomes.{request.plot_format}"]
+    preflight(out, "sweep", ["trials.csv", "summary.csv", "summary.json", "best.yaml", *figures])  # before any trial
     if request.task is not None:
         spec = task_spec(
             request.task,

@@ -15,15 +15,22 @@ Outcomes of a trial (the metric's values over its epochs):
 
 Each cell is compared to the baseline over the seeds both have (see :mod:`.stats`); p-values are
 Holm-corrected over the cells, per outcome.
+
+A trial whose metric was NaN, infinite or beyond ±1e100 at any epoch (:func:`.contract.unusable`)
+has no outcomes: a cell with such a trial, or paired with such a baseline trial, gets no mean and
+no verdict, but ``n/a`` and the reason (``n/a: 2 trials reported NaN``). Dropping those seeds
+instead would hide exactly the runs that diverged.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import stats
+from .contract import MAX_METRIC, unusable
 from .spec import BASELINE, LOWER_IS_BETTER_ALWAYS, OUTCOMES, Cell, SweepSpec
 
 
@@ -35,6 +42,7 @@ class TrialSummary:
     values: dict[str, float | None]  # outcome → value (None: not applicable, or not reached: seconds_to_target)
     error: str | None = None
     reached: bool = False  # reached the target (epochs_to_target is censored otherwise)
+    unusable: str | None = None  # the first NaN, infinite or huge metric value it reported (then no outcomes)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class CellSummary:
     failed: int
     versus: dict[str, stats.Paired] = field(default_factory=dict)  # outcome → against the baseline
     verdict: dict[str, str] = field(default_factory=dict)
+    na: str | None = None  # why there are no statistics: "n/a: 2 trials reported NaN"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,9 @@ def trial_summary(
     rows = sorted((r for r in rows if r.get(metric) is not None), key=lambda r: r["epoch"])
     values = [float(r[metric]) for r in rows]
     out: dict[str, float | None] = dict.fromkeys(OUTCOMES)
+    bad = next((v for v in values if unusable(v)), None)
+    if bad is not None:
+        return TrialSummary(cell, seed, len(values), out, error, unusable=_value_text(bad))
     hit: int | None = None
     if values:
         out["final"], out["best"] = values[-1], stats.best(values, mode)
@@ -109,11 +121,17 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
     cells = []
     for cell in spec.cells:
         done = [t for t in by_cell[cell.name] if t.error is None]
-        mean, se = {}, {}
-        for outcome in OUTCOMES:
+        bad = [t for t in done if t.unusable is not None]
+        base_bad = [] if cell.name == BASELINE else [base[t.seed] for t in done if t.seed in base]
+        na = not_available(bad, [t for t in base_bad if t.unusable is not None])
+        mean: dict[str, float | None] = dict.fromkeys(OUTCOMES)
+        se: dict[str, float | None] = dict.fromkeys(OUTCOMES)
+        for outcome in OUTCOMES if not bad else ():
             mean[outcome], se[outcome] = stats.mean_se(stats.present(t.values[outcome] for t in done))
         versus: dict[str, stats.Paired] = {}
-        if cell.name != BASELINE:
+        if cell.name != BASELINE and na is not None:
+            versus = {outcome: stats.Paired(0, None, None, None, None, None, None) for outcome in OUTCOMES}
+        elif cell.name != BASELINE:
             for outcome in OUTCOMES:
                 pairs = [
                     (a, b)
@@ -132,6 +150,7 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
                 sum(1 for t in done if t.reached),
                 len(by_cell[cell.name]) - len(done),
                 versus,
+                na=na,
             )
         )
     # Holm over the grid, per outcome; then the verdicts
@@ -144,7 +163,7 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
     for c in cells:
         for outcome, effect in c.versus.items():
             lower = outcome in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
-            c.verdict[outcome] = stats.verdict(effect, smaller_is_better=lower)
+            c.verdict[outcome] = c.na or stats.verdict(effect, smaller_is_better=lower)
         corrected.append(c)
     best, reason = _best(corrected, spec)
     return SweepSummary(spec, tuple(corrected), best, reason)
@@ -152,6 +171,26 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
 
 def _with_holm(p: stats.Paired, holm: float | None) -> stats.Paired:
     return replace(p, p_holm=holm)
+
+
+def _value_text(v: float) -> str:
+    return "NaN" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else f"{v:.3g}"
+
+
+def not_available(bad: Sequence[TrialSummary], base_bad: Sequence[TrialSummary]) -> str | None:
+    """Why a cell has no statistics: its trials (or the baseline trials of its seeds) reported
+    metric values that cannot be summarised; None when there are none."""
+    if not bad and not base_bad:
+        return None
+    kinds = []
+    for t in (*bad, *base_bad):
+        v = t.unusable or ""
+        kind = v if v in ("NaN", "inf", "-inf") else f"{v} (beyond ±{MAX_METRIC:.0e})".replace("e+", "e")
+        if kind not in kinds:
+            kinds.append(kind)
+    n = len(bad) + len(base_bad)
+    text = f"n/a: {n} trial{'s' if n != 1 else ''} reported {' or '.join(kinds)}"
+    return text + (f" ({len(base_bad)} of them the baseline's)" if base_bad else "")
 
 
 WHAT = {
@@ -174,10 +213,15 @@ def _best(cells: Sequence[CellSummary], spec: SweepSpec) -> tuple[str | None, st
     lower = primary in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
     winners = [c for c in cells if c.verdict.get(primary) == "better"]
     what = describe(primary, spec)
+    na = [c for c in cells if c.cell.name != BASELINE and c.na is not None]
+    missing = ""
+    if na:
+        have = "cells have" if len(na) > 1 else "cell has"
+        missing = f"; {len(na)} {have} no verdict ({na[0].na}{', …' * (len(na) > 1)})"
     if not winners:
         return None, (
             f"no cell beats the baseline significantly on {what} (paired t-test over the seeds, "
-            f"Holm-corrected over the {sum(1 for c in cells if c.cell.name != BASELINE)} cells, α = 0.05)"
+            f"Holm-corrected over the {sum(1 for c in cells if c.cell.name != BASELINE)} cells, α = 0.05){missing}"
         )
     pick = min(winners, key=lambda c: (c.versus[primary].mean or 0.0) * (1.0 if lower else -1.0))
     effect = pick.versus[primary]

@@ -26,8 +26,10 @@ def walk_model(
     trace: bool = True,
     input_dtype: torch.dtype | None = None,
     extra_inputs: tuple[str, ...] = (),
+    max_mem: int | None = None,
 ) -> Walk:
-    """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict."""
+    """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict.
+    ``max_mem``: bytes the CPU fallback's activations may take (see :func:`trace_eager`)."""
     if loaded.script is None and loaded.skeleton is None:
         return walk_state_dict(loaded.tensors)
     size = input_size or loaded.input_size
@@ -40,7 +42,12 @@ def walk_model(
     else:
         assert loaded.skeleton is not None
         walk = trace_eager(
-            loaded.skeleton, size if trace else None, loaded.rebuild, input_dtype=input_dtype, extra_inputs=extra_inputs
+            loaded.skeleton,
+            size if trace else None,
+            loaded.rebuild,
+            input_dtype=input_dtype,
+            extra_inputs=extra_inputs,
+            **({"max_mem": max_mem} if max_mem is not None else {}),
         )
     if not trace:
         note += ("--no-trace: no geometry, totals unavailable",)

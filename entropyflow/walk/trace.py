@@ -17,13 +17,15 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..errors import OptionError, TraceError, one_line
+from ..errors import BudgetError, OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder
 from .fused import is_conv1d, split
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
+CPU_BUDGET = 256 << 20  # the CPU fallback's activations (bytes), unless --max-gpu-mem says otherwise
+ACTIVATIONS_ALIVE = 4  # the largest activation times this: its input, itself, a temporary, a residual
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
 
 
@@ -103,12 +105,15 @@ def trace_eager(
     rebuild: Callable[[], nn.Module] | None = None,
     input_dtype: torch.dtype | None = None,
     extra_inputs: tuple[str, ...] = (),
+    max_mem: int = CPU_BUDGET,
 ) -> Walk:
     """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
 
     The forward pass runs on a meta skeleton. A model the meta device cannot run (data-dependent
     code: ``nonzero``, ``.item()``, NMS in detection heads) runs once on the CPU at batch 1
-    instead, when ``rebuild`` can provide it as a real module with its weights; the walk says so."""
+    instead, when ``rebuild`` can provide it as a real module with its weights; the walk says so.
+    Only for that: an error the meta pass proves (a shape mismatch) is the answer, and the CPU pass
+    runs only when its activations, estimated from the meta pass and the input, fit ``max_mem``."""
     _check_lazy(model)
     skel = meta_skeleton(model)
     modules = dict(skel.named_modules())
@@ -125,8 +130,9 @@ def trace_eager(
         try:
             _run(skel, modules, analysed, hooks, ops, input_size, input_dtype, extra_inputs)
         except _ForwardFailed as meta:
-            if rebuild is None:
+            if rebuild is None or not _data_dependent(meta.exc):
                 raise TraceError(_advice(meta.exc, input_size, cpu=None)) from meta.exc
+            _check_cpu_budget(hooks, input_size, input_dtype or _input_dtype(skel), max_mem, meta.exc)
             real = rebuild()
             clock = Clock()
             hooks = _Hooks(clock)
@@ -157,6 +163,30 @@ def trace_eager(
     return Walk(tuple(ordered), tuple(skipped), mode, tuple(input_size) if input_size else None, notes)
 
 
+def _check_cpu_budget(
+    hooks: _Hooks, input_size: tuple[int, ...], dtype: torch.dtype, max_mem: int, meta: BaseException
+) -> None:
+    """BudgetError unless the CPU pass's activations fit ``max_mem``: a few times the largest tensor
+    the meta pass saw (module inputs and outputs up to where it stopped) or the input itself."""
+    shapes = [(1, *input_size)]
+    for call in hooks.calls.values():
+        shapes.extend(call.inputs)
+        if call.output is not None:
+            shapes.append(call.output)
+    item = dtype.itemsize if dtype.is_floating_point else 8
+    need = ACTIVATIONS_ALIVE * max(prod(s) for s in shapes) * max(item, 4)
+    if need > max_mem:
+        raise BudgetError(
+            f"the meta device cannot run this model ({_cause(meta)}) and one forward pass on the CPU at input size "
+            f"{'x'.join(map(str, input_size))} needs about {_mib(need)} of activations, more than --max-gpu-mem "
+            f"{_mib(max_mem)}: pass a smaller --input-size, raise --max-gpu-mem, or pass --no-trace"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{max(1, round(n / (1 << 20)))} MiB"
+
+
 class _ForwardFailed(Exception):
     def __init__(self, exc: BaseException):
         super().__init__(str(exc))
@@ -173,6 +203,7 @@ _DATA_DEPENDENT = (
     "register_meta",
     "Cannot copy out of meta",
     "NotImplementedError",
+    "'Meta' backend",
 )
 
 
