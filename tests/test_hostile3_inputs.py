@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 from hostile import baseline_peak_mib, finish, run, start
-from torch import nn
+from test_trust_and_order import DataDependent
 
 import entropyflow
 from entropyflow.config import from_dict as config_from_dict
@@ -87,18 +87,6 @@ def test_a_shape_error_is_not_retried_on_the_cpu(tmp_path):
     assert "forward pass on the meta device failed at input size 1x8192x8192" in r.err
     assert r.peak_mib - baseline < 400, (r.peak_mib, baseline)  # was > 3 GiB: a CPU forward at 8192²
     assert not (tmp_path / "out").exists()
-
-
-class DataDependent(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.backbone = nn.Conv2d(3, 8, 3, padding=1)
-        self.head = nn.Linear(8, 4)
-
-    def forward(self, x):
-        f = self.backbone(x).mean((2, 3))
-        keep = torch.nonzero(f.abs().sum(1) >= 0).flatten()
-        return self.head(f[keep])
 
 
 def test_the_cpu_fallback_is_bounded_by_max_gpu_mem():
