@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, cast
 
@@ -17,7 +18,7 @@ from .estimate.results import AnalysisResult, ModelInfo
 from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, estimate, resolve_device
 from .load.model import LoadedModel, LoadOptions, load_model
 from .samples import DEFAULT_SAMPLE, default_sample_path
-from .spec import parse_bytes, parse_input, parse_input_size
+from .spec import ExampleInput, parse_bytes, parse_input_size, parse_inputs
 from .text import path_text
 from .vocab import ESTIMATORS, ChannelRule, Estimator
 from .walk import effective_tensors, walk_model
@@ -33,7 +34,9 @@ class AnalyzeOptions(LoadOptions):
     ``max_mem='4GiB'`` → bytes)."""
 
     input_size: tuple[int, ...] | str | None = None
-    input: str | None = None  # '--input long:1x128': dtype and shape with the batch dimension (token ids)
+    # '--input long:1x128': dtype and shape with the batch dimension (token ids); a sequence: one per forward
+    # argument, in order ('float:1x3x224x224', 'int:16000')
+    input: str | Sequence[str] | None = None
     input_dtype: str | None = None  # set from `input` ('int64', 'float32', …)
     trace: bool = True
     device: str = "auto"
@@ -45,18 +48,25 @@ class AnalyzeOptions(LoadOptions):
         super().__post_init__()
         check_estimator_options(self.estimator, self.channel_rule)
         object.__setattr__(self, "input_size", parse_input_size(self.input_size))
+        if self.input is not None and not isinstance(self.input, str):
+            object.__setattr__(self, "input", tuple(self.input) or None)  # hashable; empty: not given
         if self.input is not None:
             if self.input_size is not None and self.input_dtype is None:
                 raise OptionError("give --input DTYPE:SHAPE or --input-size, not both")
-            dtype, size = parse_input(self.input)
-            object.__setattr__(self, "input_dtype", dtype)
-            object.__setattr__(self, "input_size", size)
+            first = parse_inputs(self.input)[0]
+            object.__setattr__(self, "input_dtype", first.dtype)
+            object.__setattr__(self, "input_size", first.shape)
         object.__setattr__(self, "max_mem", parse_bytes(self.max_mem) or DEFAULT_BUDGET)
 
     @property
     def shape(self) -> tuple[int, ...] | None:
         """``input_size`` as parsed (a tuple, or None for the model's own)."""
         return cast("tuple[int, ...] | None", self.input_size)
+
+    @property
+    def more_inputs(self) -> tuple[ExampleInput, ...]:
+        """The forward arguments after the main input, from ``--input`` given more than once."""
+        return parse_inputs(self.input)[1:]
 
     @property
     def budget(self) -> int:
@@ -104,7 +114,13 @@ def analyze(
         dtype = opts.input_dtype or loaded.input_dtype
         _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
         walk = walk_model(
-            loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs, opts.budget
+            loaded,
+            opts.shape,
+            opts.trace,
+            getattr(torch, dtype) if dtype else None,
+            loaded.extra_inputs,
+            opts.budget,
+            more_inputs=opts.more_inputs if opts.input is not None else None,
         )
         if progress:
             progress("trace", 1, 1)
@@ -159,16 +175,13 @@ def analyze(
 
 
 def _check_tokens(dtype: str | None, shape: tuple[int, ...] | None, limit: int | None, trace: bool) -> None:
-    """Token ids are one sequence, no longer than the model's position table."""
-    if not trace or dtype is None or not dtype.startswith("int") or shape is None:
+    """Integer inputs of any shape the model accepts; for a model with a position table (``limit``:
+    the config's ``max_position_embeddings``) the last axis of the token ids is at most that long."""
+    if not trace or dtype is None or not dtype.startswith("int") or shape is None or limit is None:
         return
-    if len(shape) != 1:
+    if shape[-1] > limit:
         raise OptionError(
-            f"token ids are one sequence: use --input long:1xN (got {'x'.join(map(str, shape))} after the batch)"
-        )
-    if limit is not None and shape[0] > limit:
-        raise OptionError(
-            f"--input asks for {shape[0]} tokens, but the model's config allows at most {limit} positions "
+            f"--input asks for {shape[-1]} tokens, but the model's config allows at most {limit} positions "
             "(max_position_embeddings)"
         )
 

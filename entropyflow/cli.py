@@ -307,12 +307,14 @@ _MODEL_OPTIONS = [  # (parameter, AnalyzeOptions field, type, typer option)
     (
         "input",
         "input",
-        str | None,
+        list[str] | None,
         typer.Option(
             None,
             "--input",
+            metavar="DTYPE:SHAPE",
             help="Example input as DTYPE:SHAPE with the batch dimension, e.g. long:1x128 (128 token ids) for "
-            "transformers; default: from the model's config.",
+            "transformers; default: from the model's config. Repeat it once per forward argument, in order "
+            "(e.g. two frames, or int:16000 for a number).",
         ),
     ),
     (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import OptionError, UnknownModelError
@@ -93,29 +94,94 @@ INPUT_DTYPES = {
 }  # fmt: skip
 
 
-def parse_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
-    """``--input DTYPE:SHAPE``: the example input's dtype and its shape *with* the batch dimension,
-    which must be 1: ``'long:1x128'`` → ``('int64', (128,))`` (one sequence of 128 token ids);
-    ``'float:1x3x224x224'`` → ``('float32', (3, 224, 224))``. Returns (dtype, size without batch)."""
-    if text is None:
-        return None, None
-    dtype, sep, shape = str(text).strip().lower().partition(":")
+@dataclass(frozen=True)
+class ExampleInput:
+    """One positional argument of the example forward call: a tensor (``shape`` without the batch
+    dimension, which is 1) or, with ``shape=None``, a Python number ``value`` (``int:16000``)."""
+
+    dtype: str | None  # 'int64', 'float32', …; None: the weights' floating dtype
+    shape: tuple[int, ...] | None = None
+    value: int | float | None = None
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape is None
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.dtype}:{self.value}"
+        return f"{self.dtype or 'float'}:{'x'.join(map(str, (1, *self.shape)))}"
+
+
+_INPUT_HELP = (
+    "expected DTYPE:SHAPE with the batch dimension, e.g. long:1x128 for 128 token ids, or DTYPE:NUMBER for a "
+    "scalar argument, e.g. int:16000"
+)
+
+
+def parse_example_input(text: str) -> ExampleInput:
+    """One ``--input``: ``'long:1x128'`` → int64 tensor of shape (1, 128) (sizes kept without the batch
+    dimension, which must be 1); ``'int:16000'`` / ``'float:0.5'`` → a Python number (no ``x`` in it)."""
+    dtype, sep, rest = str(text).strip().lower().partition(":")
     if not sep or dtype not in INPUT_DTYPES:
-        raise OptionError(
-            f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with the batch dimension, e.g. long:1x128 for 128 "
-            f"token ids; dtypes: {', '.join(sorted(set(INPUT_DTYPES)))})"
-        )
+        raise OptionError(f"bad --input '{_short(text)}' ({_INPUT_HELP}; dtypes: {', '.join(sorted(INPUT_DTYPES))})")
+    canonical, rest = INPUT_DTYPES[dtype], rest.strip()
+    if rest and "x" not in rest and "×" not in rest and "," not in rest:  # a scalar argument
+        return ExampleInput(canonical, None, _scalar(text, canonical, rest))
     try:
-        sizes = parse_input_size(shape)
+        sizes = parse_input_size(rest) if rest else None
     except OptionError as exc:
         raise OptionError(
             f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with positive sizes, e.g. long:1x128)"
         ) from exc
     if sizes is None:
         raise OptionError(f"bad --input '{_short(text)}': no shape after the dtype (e.g. long:1x128)")
-    if len(sizes) < 2 or sizes[0] != 1:
+    if sizes[0] != 1:
         raise OptionError(f"bad --input '{_short(text)}': the shape starts with the batch dimension, which must be 1")
-    return INPUT_DTYPES[dtype], sizes[1:]
+    return ExampleInput(canonical, sizes[1:])
+
+
+def _scalar(text: object, dtype: str, rest: str) -> int | float:
+    try:
+        if dtype.startswith("int"):
+            return int(rest)
+        number = float(rest)
+    except ValueError as exc:
+        kind = "an integer" if dtype.startswith("int") else "a number"
+        raise OptionError(f"bad --input '{_short(text)}': a scalar argument must be {kind} ({_INPUT_HELP})") from exc
+    if number != number or number in (float("inf"), float("-inf")):
+        raise OptionError(f"bad --input '{_short(text)}': a scalar argument must be finite")
+    return number
+
+
+def parse_inputs(texts: str | Sequence[str] | None) -> tuple[ExampleInput, ...]:
+    """``--input`` given once per forward argument, in order. The first is the model's main input
+    and must be a tensor; the others may be tensors or numbers."""
+    if texts is None:
+        return ()
+    items = [texts] if isinstance(texts, str) else list(texts)
+    if len(items) > MAX_INPUTS:
+        raise OptionError(f"--input given {len(items)} times: at most {MAX_INPUTS} forward arguments")
+    parsed = tuple(parse_example_input(t) for t in items)
+    if parsed and parsed[0].is_scalar:
+        raise OptionError(
+            f"bad --input '{_short(items[0])}': the first --input is the model's main input, a tensor "
+            "(DTYPE:SHAPE with the batch dimension, e.g. float:1x3x224x224)"
+        )
+    return parsed
+
+
+MAX_INPUTS = 16
+
+
+def parse_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
+    """``--input DTYPE:SHAPE``: the example input's dtype and its shape *with* the batch dimension,
+    which must be 1: ``'long:1x128'`` → ``('int64', (128,))`` (one sequence of 128 token ids);
+    ``'float:1x3x224x224'`` → ``('float32', (3, 224, 224))``. Returns (dtype, size without batch)."""
+    if text is None:
+        return None, None
+    (first,) = parse_inputs(text)
+    return first.dtype, first.shape
 
 
 def _short(text: object) -> str:

@@ -319,8 +319,10 @@ def test_w_pack_without_a_baichuan_config_is_split_by_name_with_a_note():
 def test_inputs_that_cannot_run_are_refused_and_notes_follow_the_input(folders):
     with pytest.raises(OptionError, match="at most 48 positions"):
         analyse(folders["gpt2"], input="long:1x1000")
-    with pytest.raises(OptionError, match="one sequence"):
-        analyse(folders["gpt2"], input="long:1x16x4")
+    with pytest.raises(OptionError, match="at most 48 positions"):  # the last axis holds the positions
+        analyse(folders["gpt2"], input="long:1x2x100")
+    grid = analyse(folders["gpt2"], input="long:1x16x4")  # ids of any shape the model takes (issue 20)
+    assert grid.model.input_size == (16, 4) and all(layer.traced for layer in grid.layers)
     with pytest.raises(OptionError, match=r"bad --input 'long:1x0'"):
         analyse(folders["gpt2"], input="long:1x0")
     default = analyse(folders["gpt2"])

@@ -193,7 +193,7 @@ def _conv(index: int, site: LayerSite, tensors: TensorSource, device: torch.devi
         exact = not reasons
     else:
         reasons.append(
-            NO_GEOMETRY_UNTRACED
+            (site.untraced_reason or NO_GEOMETRY_UNTRACED)
             if not site.inferred
             else "kind inferred from the state dict: no geometry, total unavailable"
         )
@@ -250,7 +250,7 @@ def _dense(index: int, site: LayerSite, logdet: float, m: int) -> LayerResult:
         ""
         if geo is not None
         else (
-            NO_GEOMETRY_UNTRACED
+            (site.untraced_reason or NO_GEOMETRY_UNTRACED)
             if not site.inferred
             else "kind inferred from the state dict: positions unknown, total unavailable"
         )

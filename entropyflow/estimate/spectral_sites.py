@@ -87,7 +87,31 @@ def conv_layer(
     )
 
 
+def coincides(geo: ConvGeometry, grid: tuple[int, ...]) -> bool:
+    """Whether the layer's own (non-wrapping) map IS the circular operator the estimator measures on
+    ``grid`` (the plan's output grid), so that its values are exact (SPEC §4).
+
+    Per axis, with input ``n``, output ``m``, kernel ``k``, stride ``s``, left padding ``p``,
+    dilation ``δ``: output ``i`` reads inputs ``s·i − p + δ·a``. The two maps are the same matrix
+    (up to the columns of pixels neither reads) exactly when no output reads padding and no circular
+    window wraps: ``p = 0``, the dilated reach ``δ(k − 1) < s`` (windows disjoint, so the plan's
+    kernel is one tap: 1x1 convs, kernel = stride), ``m = ⌈n/s⌉`` (the circular map's output count)
+    and the last window ``s(m − 1) + δ(k − 1) ≤ n − 1`` stays inside the input (a right padding
+    would otherwise be read as pixels). Groups do not matter (both maps are block diagonal over
+    them); a transposed conv is the adjoint of the conv this geometry describes, so the same test
+    applies to it (its output padding is in ``n``)."""
+    for n, m, k, s, p, d, g in zip(
+        geo.in_size, geo.out_size, geo.kernel, geo.stride, geo.pad_left, geo.dilation, grid, strict=True
+    ):
+        reach = d * (k - 1)
+        if p != 0 or reach >= s or m != g or s * (m - 1) + reach > n - 1:
+            return False
+    return True
+
+
 def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, str]:
+    if coincides(geo, plan.grid):
+        return True, ""
     grid = "x".join(map(str, geo.in_size))
     if not plan.divisible:
         return False, (
@@ -102,11 +126,22 @@ def _exactness(geo: ConvGeometry, plan: spectral.CircularPlan) -> tuple[bool, st
     )
     if circular_same:
         return True, ""
-    return False, (
-        f"{'zero' if geo.padding_mode == 'zeros' else geo.padding_mode} padding: the spectrum of the layer "
-        "with a circular boundary on the traced input grid, not of the padded map itself (how far apart: "
-        "docs/method.md, spectral estimator)"
+    if any(geo.pad_left):
+        boundary = f"{'zero' if geo.padding_mode == 'zeros' else geo.padding_mode} padding", "padded map itself"
+    elif any(d * (k - 1) >= s for k, s, d in zip(geo.kernel, geo.stride, geo.dilation, strict=True)):
+        boundary = "no padding, kernel wider than the stride", "layer's own map, whose windows do not wrap"
+    else:
+        boundary = "padding on the right only", "padded map itself"
+    reason = (
+        f"{boundary[0]}: the spectrum of the layer with a circular boundary on the traced input grid, not of "
+        f"the {boundary[1]} (how far apart: docs/method.md, spectral estimator)"
     )
+    if plan.n_freq != geo.n_out:
+        reason += (
+            f"; the circular map has {plan.n_freq} positions per filter, the layer {geo.n_out}: totals sum "
+            f"over the {plan.n_freq}, per-position values are their mean"
+        )
+    return False, reason
 
 
 def dense_log_singular_values(

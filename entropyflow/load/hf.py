@@ -17,9 +17,11 @@ maps are the same). The checkpoint's tensors are matched to the architecture's p
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,7 +41,17 @@ from .hf_cache import hub_cache, resolve_hub
 from .hf_config import check_config, read_config
 from .source import TensorSource
 
-__all__ = ["hub_cache", "resolve_hub", "is_hf_folder", "read_config", "build", "match", "default_input"]
+__all__ = [
+    "hub_cache",
+    "resolve_hub",
+    "is_hf_folder",
+    "read_config",
+    "build",
+    "match",
+    "default_input",
+    "extra_inputs",
+    "complete_inputs",
+]
 
 DEFAULT_TOKENS = 128
 MODULES_PER_TENSOR = 8  # real architectures build 1-2 modules per checkpoint tensor
@@ -105,7 +117,18 @@ def _model_class(config: Any, trust_code: bool, where: str) -> tuple[Callable[..
             f"{where}: model_type '{printable(getattr(config, 'model_type', ''), 40)}' contradicts architectures[0] "
             f"{name} (a '{printable(kind, 40)}' model): fix one of them"
         )
-    return (lambda c: cls._from_config(c, attn_implementation="eager")), name, notes
+    return (lambda c: cls._from_config(c, attn_implementation="eager", **_experts(cls))), name, notes
+
+
+def _experts(cls: Any) -> dict[str, str]:
+    """Fused mixture-of-experts layers run as batched matmuls (``batched_mm``: plain ops that the meta
+    device runs; the default may be a grouped kernel for half precision only, or a loop over
+    ``nonzero``). The weights and the maps are the same."""
+    can = getattr(cls, "_can_set_experts_implementation", None)
+    try:
+        return {"experts_implementation": "batched_mm"} if callable(can) and can() else {}
+    except Exception:  # noqa: BLE001 - a transformers without this API (or custom code): its default
+        return {}
 
 
 def _config(folder: Path, trust_code: bool, tensors: int | None) -> Any:
@@ -138,7 +161,9 @@ def build(
     if tensors is None and device != "meta":
         with torch.random.fork_rng(devices=[]):  # a dry run, sized before memory is allocated
             _make(make, config, name, folder, "meta", tensors)
-    return _make(make, config, name, folder, device, tensors).eval(), config, name, notes
+    model = _make(make, config, name, folder, device, tensors).eval()
+    completed = complete_inputs(model, config)
+    return model, config, name, notes + ((completed,) if completed else ())
 
 
 def _make(make: Callable[..., nn.Module], config: Any, name: str, folder: Path, device: str, tensors: int | None):
@@ -268,9 +293,20 @@ def match(model: nn.Module, source: TensorSource, arch: str) -> tuple[TensorSour
     if prefix:
         candidates.append((f"strip '{prefix}.'", {k[len(prefix) + 1 :]: k for k in keys if k.startswith(prefix + ".")}))
         candidates.append((f"add '{prefix}.'", {f"{prefix}.{k}": k for k in keys}))
-    best = min(candidates, key=lambda c: sum(1 for n in params if n not in c[1]))
+    parts = model_expert_parts(model)
+    per_expert = _per_expert_keys(model, keys, renamed)
+    if per_expert:  # per-expert checkpoint tensors that transformers merges into fused ones: read one by one
+        candidates = [(how, {**mapping, **per_expert}) for how, mapping in candidates]
+    split = {p.fused for p in parts.values()}
+
+    def absent(n: str, mapping: dict[str, str]) -> bool:
+        if n in mapping:
+            return False
+        return n not in split or not all(k in mapping for k, p in parts.items() if p.fused == n)
+
+    best = min(candidates, key=lambda c: sum(1 for n in params if absent(n, c[1])))
     how, mapping = best
-    missing = sorted(n for n in params if n not in mapping)
+    missing = sorted(n for n in params if absent(n, mapping))
     if missing:
         raise ArchitectureMismatchError(
             f"checkpoint does not match {arch}: {len(missing)} parameter(s) missing ("
@@ -278,14 +314,15 @@ def match(model: nn.Module, source: TensorSource, arch: str) -> tuple[TensorSour
             + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             + ")"
         )
-    shaped = [n for n in params if tuple(source.shape(mapping[n])) != expected[n]]
+    wanted = {**expected, **{k: p.shape for k, p in parts.items() if k in mapping and p.fused not in mapping}}
+    shaped = [n for n in wanted if n in mapping and tuple(source.shape(mapping[n])) != wanted[n]]
     if shaped:
         n = shaped[0]
         raise ArchitectureMismatchError(
             f"checkpoint does not match {arch}: {len(shaped)} mis-shaped ({printable(n, 60)}: checkpoint "
-            f"{tuple(source.shape(mapping[n]))} vs config {expected[n]})"
+            f"{tuple(source.shape(mapping[n]))} vs config {wanted[n]})"
         )
-    keep = {n: mapping[n] for n in expected if n in mapping}
+    keep = {n: mapping[n] for n in wanted if n in mapping}
     notes: list[str] = []
     canonical = {id(p): n for n, p in model.named_parameters()}
     for n, p in model.named_parameters(remove_duplicate=False):
@@ -301,32 +338,318 @@ def match(model: nn.Module, source: TensorSource, arch: str) -> tuple[TensorSour
             + ", ".join(printable(e, 60) for e in extra[:3])
             + (" …" if len(extra) > 3 else "")
         )
-    return source.renamed(keep), tuple(notes)
+    fused = sorted({p.fused for k, p in parts.items() if k in keep})
+    if fused:
+        notes.append(
+            f"per-expert checkpoint tensors read as the experts of {len(fused)} fused expert tensor(s) "
+            f"(transformers' conversion rules), e.g. {printable(fused[0], 60)}"
+        )
+    return with_experts(model, source.renamed(keep)), tuple(notes)
+
+
+@dataclass(frozen=True)
+class ExpertPart:
+    """One expert's dense map inside transformers' fused expert tensors: ``fused[expert]`` (its
+    transpose when stored ``(in, out)``), rows ``start:stop:step`` of it; analysed as the weight
+    ``key`` (``….experts.N.gate_proj.weight``)."""
+
+    key: str
+    fused: str
+    expert: int
+    part: str  # gate_proj, up_proj, down_proj
+    start: int
+    stop: int
+    step: int
+    transposed: bool
+    shape: tuple[int, int]  # the map's (outputs, inputs)
+
+
+def fused_experts(module: nn.Module) -> bool:
+    """transformers' fused experts: 3-D ``down_proj`` and ``gate_up_proj`` (or ``up_proj``) parameters,
+    one matrix per expert along the first axis (Mixtral, Qwen2-MoE, … since transformers 5)."""
+    if not type(module).__module__.startswith("transformers"):
+        return False
+    own = module._parameters
+    up = own.get("gate_up_proj") if own.get("gate_up_proj") is not None else own.get("up_proj")
+    down = own.get("down_proj")
+    return up is not None and down is not None and up.dim() == 3 and down.dim() == 3 and up.shape[0] == down.shape[0]
+
+
+def expert_parts(name: str, module: nn.Module) -> list[ExpertPart]:
+    """Every expert's gate, up and down maps of fused experts ``module`` (named ``name``), in the
+    order an expert applies them; the layout (concatenated or interleaved gate/up rows, weights
+    stored transposed) is read from the module's flags (``is_concatenated``, ``is_transposed``)."""
+    if not fused_experts(module):
+        return []
+    own = module._parameters
+    transposed = bool(getattr(module, "is_transposed", False))
+    fused_up = "gate_up_proj" if own.get("gate_up_proj") is not None else "up_proj"
+    up, down = cast(torch.Tensor, own[fused_up]), cast(torch.Tensor, own["down_proj"])
+
+    def dims(t: torch.Tensor) -> tuple[int, int]:
+        return (t.shape[2], t.shape[1]) if transposed else (t.shape[1], t.shape[2])
+
+    prefix = f"{name}." if name else ""
+    out: list[ExpertPart] = []
+    (rows, cols), (down_rows, down_cols) = dims(up), dims(down)
+    for e in range(up.shape[0]):
+        if fused_up == "gate_up_proj":
+            half = rows // 2
+            if getattr(module, "is_concatenated", True):
+                spans = [("gate_proj", 0, half, 1), ("up_proj", half, 2 * half, 1)]
+            else:  # interleaved: gate0, up0, gate1, up1, …
+                spans = [("gate_proj", 0, 2 * half, 2), ("up_proj", 1, 2 * half, 2)]
+        else:
+            spans = [("up_proj", 0, rows, 1)]
+        spans.append(("down_proj", 0, down_rows, 1))
+        for part, start, stop, step in spans:
+            fused = "down_proj" if part == "down_proj" else fused_up
+            height = len(range(start, stop, step))
+            width = down_cols if part == "down_proj" else cols
+            out.append(
+                ExpertPart(
+                    f"{prefix}{e}.{part}.weight",
+                    f"{prefix}{fused}",
+                    e,
+                    part,
+                    start,
+                    stop,
+                    step,
+                    transposed,
+                    (height, width),
+                )  # fmt: skip
+            )
+    return out
+
+
+def model_expert_parts(model: nn.Module) -> dict[str, ExpertPart]:
+    return {p.key: p for n, m in model.named_modules() for p in expert_parts(n, m)}
+
+
+class ExpertSource(TensorSource):
+    """``base`` plus one tensor per expert map of fused expert tensors (a view: nothing copied; a
+    checkpoint reads one expert's slice)."""
+
+    def __init__(self, base: TensorSource, parts: dict[str, ExpertPart]):
+        self._base, self._parts = base, parts
+
+    def keys(self) -> list[str]:
+        return self._base.keys() + [k for k in self._parts if k not in self._base]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._parts[key].shape if key in self._parts else self._base.shape(key)
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self._base.dtype(self._parts[key].fused) if key in self._parts else self._base.dtype(key)
+
+    def get(self, key: str) -> torch.Tensor:
+        part = self._parts.get(key)
+        if part is None:
+            return self._base.get(key)
+        t = self._base.get_slice(part.fused, (slice(part.expert, part.expert + 1),))[0]
+        return (t.T if part.transposed else t)[part.start : part.stop : part.step]
+
+    def get_slice(self, key: str, index: tuple) -> torch.Tensor:
+        return self.get(key)[index] if key in self._parts else self._base.get_slice(key, index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._parts or key in self._base
+
+    def origin(self, key: str) -> tuple[TensorSource, str]:
+        return (self, key) if key in self._parts else self._base.origin(key)
+
+
+def with_experts(model: nn.Module, source: TensorSource) -> TensorSource:
+    """``source`` with a tensor per expert map when ``model`` holds fused experts (else itself)."""
+    parts = {k: p for k, p in model_expert_parts(model).items() if p.fused in source}
+    return ExpertSource(source, parts) if parts else source
+
+
+def _converters(model: nn.Module) -> list[tuple[re.Pattern[str], str, str]]:
+    """transformers' rules that merge per-expert checkpoint tensors into fused ones, as (pattern of a
+    per-expert key, the fused tensor's name, which part): ``.experts.*.w1.weight`` → gate_up_proj, gate."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping  # deliberate: [hf] extra
+
+        rules = list(get_model_conversion_mapping(cast(Any, model)))
+    except Exception:  # noqa: BLE001 - an older or newer transformers without this API: no conversion
+        return []
+    out = []
+    for rule in rules:
+        if type(rule).__name__ != "WeightConverter" or len(rule.target_patterns) != 1:
+            continue
+        target, sources = rule.target_patterns[0], list(rule.source_patterns)
+        names = {"gate_up_proj": ["gate_proj", "up_proj"], "down_proj": ["down_proj"], "up_proj": ["up_proj"]}
+        fused = target.rsplit(".", 1)[-1]
+        parts = names.get(fused)
+        if parts is None or len(parts) != len(sources) or "*" not in "".join(sources):
+            continue
+        for source, part in zip(sources, parts, strict=True):
+            out.append((re.compile(re.escape(source).replace(r"\*", r"(\d+)") + "$"), target, part))
+    return out
+
+
+def _per_expert_keys(model: nn.Module, keys: list[str], renamed: dict[str, str] | None) -> dict[str, str]:
+    """Expert map keys (``….experts.N.gate_proj.weight``) → checkpoint keys of the per-expert tensors
+    that transformers' converters would merge into fused ones (with its renames applied first)."""
+    converters = _converters(model)
+    if not converters:
+        return {}
+    out: dict[str, str] = {}
+    for new, key in (renamed or {k: k for k in keys}).items():
+        for pattern, target, part in converters:
+            found = pattern.search(new)
+            if found:
+                base = new[: found.start()] + target  # the fused tensor's name: P.experts.gate_up_proj
+                out[f"{base.rsplit('.', 1)[0]}.{found.group(1)}.{part}.weight"] = key
+    return out
 
 
 def max_tokens(config: Any) -> int | None:
     """The longest sequence the config's position table allows (None: no limit known)."""
     text = getattr(config, "text_config", None) or config
-    limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
+    limit = _position_limit(text)
     return int(limit) if isinstance(limit, int) and not getattr(text, "image_size", None) else None
 
 
-def extra_inputs(config: Any) -> tuple[str, ...]:
-    """Encoder-decoder models (T5, BART) also need decoder token ids: the same example is used."""
-    return ("decoder_input_ids",) if getattr(config, "is_encoder_decoder", False) else ()
+def _position_limit(text: Any) -> Any:
+    """The config's position table size: ``max_position_embeddings``, ``n_positions`` or (MPT) ``max_seq_len``."""
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        value = getattr(text, name, None)
+        if value:
+            return value
+    return None
 
 
-def default_input(config: Any) -> tuple[tuple[int, ...] | None, str | None, str]:
-    """The example input for ``config``: token ids of a sensible length for text models, the
-    image size for vision ones. Returns (size without batch, dtype, why)."""
+def main_input(config: Any, model: nn.Module | None = None) -> str:
+    """The forward's first input: the model's ``main_input_name`` (``pixel_values``, ``input_values``,
+    ``input_features``, ``input_ids``); without a model, guessed from the config."""
+    name = getattr(model, "main_input_name", None)
+    if isinstance(name, str) and name:
+        return name
+    if getattr(config, "num_mel_bins", None):
+        return "input_features"
+    if getattr(config, "image_size", None) and not getattr(config, "vocab_size", None):
+        return "pixel_values"
+    return "input_ids"
+
+
+def extra_inputs(config: Any, model: nn.Module | None = None) -> tuple[str, ...]:
+    """Encoder-decoder text models (T5, BART) also need decoder token ids: the same example is used.
+    A model whose main input is not token ids (Whisper) gets its decoder ids from :func:`complete_inputs`."""
+    if not getattr(config, "is_encoder_decoder", False) or main_input(config, model) != "input_ids":
+        return ()
+    return ("decoder_input_ids",)
+
+
+def _tokens(config: Any) -> int:
+    limit = _position_limit(getattr(config, "text_config", None) or config)
+    return min(DEFAULT_TOKENS, int(limit)) if isinstance(limit, int) and limit > 0 else DEFAULT_TOKENS
+
+
+def _image(config: Any) -> tuple[tuple[int, ...], str] | None:
+    """(C, H, W) (video: (T, C, H, W)) of the config's (or its vision config's) images, and where from."""
+    vision = getattr(config, "vision_config", None) or config
+    image = getattr(vision, "image_size", None)
+    if isinstance(image, (list, tuple)) and image:
+        h, w = int(image[0]), int(image[-1])
+    elif isinstance(image, int) and image > 0:
+        h = w = image
+    else:
+        return None
+    channels = getattr(vision, "num_channels", None) or 3
+    where = "vision_config.image_size" if vision is not config else "config.image_size"
+    frames = getattr(vision, "num_frames", None)
+    if isinstance(frames, int) and frames > 0:
+        return (frames, channels, h, w), f"{where}, num_frames"
+    return (channels, h, w), where
+
+
+AUDIO_SAMPLES = 16_000  # one second of 16 kHz audio (wav2vec2, HuBERT: input_values)
+
+
+def default_input(config: Any, model: nn.Module | None = None) -> tuple[tuple[int, ...] | None, str | None, str]:
+    """The example input for ``config``'s model, from its ``main_input_name`` (see :func:`main_input`):
+    token ids of a sensible length for text models, the image size for vision ones, one second of
+    audio for ``input_values``, the mel frames Whisper expects for ``input_features``. Returns
+    (size without batch, dtype, why)."""
+    name = main_input(config, model)
+    if name == "input_values":
+        return (AUDIO_SAMPLES,), None, f"input: {AUDIO_SAMPLES} audio samples (1 s at 16 kHz; --input float:1xN)"
+    if name == "input_features":
+        mels = getattr(config, "num_mel_bins", None)
+        positions = getattr(config, "max_source_positions", None)
+        if isinstance(mels, int) and isinstance(positions, int):  # Whisper: two convs, the second of stride 2
+            frames = 2 * positions
+            return (mels, frames), None, f"input: {mels}x{frames} mel features (num_mel_bins x 2·max_source_positions)"
+        feats = getattr(config, "input_feat_per_channel", None)
+        if isinstance(feats, int):  # Speech2Text: (frames, features)
+            size = (DEFAULT_TOKENS, feats * (getattr(config, "input_channels", None) or 1))
+            return size, None, f"input: {size[0]}x{size[1]} filter-bank frames (input_feat_per_channel)"
+        return None, None, "input size unknown from config.json: pass --input"
+    image = _image(config)
+    if name == "pixel_values" and image:
+        return image[0], None, f"input: {'x'.join(map(str, image[0]))} from {image[1]}"
     text = getattr(config, "text_config", None) or config
-    image = getattr(config, "image_size", None)
     if getattr(text, "vocab_size", None):
-        limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
-        n = min(DEFAULT_TOKENS, int(limit)) if limit else DEFAULT_TOKENS
+        n = _tokens(config)
         return (n,), "int64", f"input: {n} token ids (min({DEFAULT_TOKENS}, max_position_embeddings); --input long:1xN)"
     if image:
-        size = image if isinstance(image, int) else int(image[0])
-        channels = getattr(config, "num_channels", 3)
-        return (channels, size, size), None, f"input: {channels}x{size}x{size} from config.image_size"
+        return image[0], None, f"input: {'x'.join(map(str, image[0]))} from {image[1]}"
     return None, None, "input size unknown from config.json: pass --input"
+
+
+def _forward_names(model: nn.Module) -> list[str]:
+    try:
+        return list(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _completions(model: nn.Module, config: Any) -> dict[str, tuple[tuple[int, ...], torch.dtype | None, str]]:
+    """The inputs besides the main one that ``model``'s forward needs, from the config: name →
+    (shape with batch, dtype (None: the weights' float dtype), how it was chosen)."""
+    names = _forward_names(model)
+    main = main_input(config, model)
+    out: dict[str, tuple[tuple[int, ...], torch.dtype | None, str]] = {}
+    image = _image(config)
+    if "pixel_values" in names and main != "pixel_values" and image and getattr(config, "vision_config", None):
+        out["pixel_values"] = ((1, *image[0]), None, image[1])
+    if "input_ids" in names and main != "input_ids" and getattr(config, "text_config", None):
+        out["input_ids"] = ((1, _tokens(config)), torch.int64, "zeros, min(128, max_position_embeddings)")
+    if "decoder_input_ids" in names and main != "input_ids" and getattr(config, "is_encoder_decoder", False):
+        limit = getattr(config, "max_target_positions", None) or getattr(config, "max_position_embeddings", None)
+        n = min(DEFAULT_TOKENS, int(limit)) if isinstance(limit, int) and limit > 0 else DEFAULT_TOKENS
+        out["decoder_input_ids"] = ((1, n), torch.int64, "zeros, min(128, max_target_positions)")
+    return out
+
+
+def complete_inputs(model: nn.Module, config: Any) -> str | None:
+    """Let ``model`` be called with its main input alone: a forward pre-hook fills the other inputs
+    its forward needs from the config where the call does not give them (a dual encoder's
+    ``pixel_values`` or ``input_ids``, the decoder token ids of a speech model): zeros, on the main
+    input's device. Returns the note that says so (None: nothing to add)."""
+    wanted = _completions(model, config)
+    if not wanted:
+        return None
+    signature = inspect.signature(model.forward)
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        try:
+            given = signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            return None  # not a call we complete: the forward says what is wrong
+        first = next((v for v in given.values() if isinstance(v, torch.Tensor)), None)
+        if first is None:
+            return None
+        floats = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
+        added = {
+            name: torch.zeros(shape, dtype=dtype or floats, device=first.device)
+            for name, (shape, dtype, _why) in wanted.items()
+            if given.get(name) is None
+        }
+        return (args, {**kwargs, **added}) if added else None
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    parts = [f"{n} {'x'.join(map(str, shape))} ({why})" for n, (shape, _d, why) in wanted.items()]
+    return f"the forward is also given {', '.join(parts)}"

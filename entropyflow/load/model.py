@@ -69,6 +69,7 @@ class LoadedModel:
     input_note: str | None = None  # how the default example input was chosen (said when it is used)
     max_tokens: int | None = None  # the longest token sequence the model's config allows
     extra_inputs: tuple[str, ...] = ()  # keyword inputs that take the same example (decoder_input_ids)
+    input_count: int = 1  # positional forward arguments that take the example input (optical flow: 2 frames)
 
 
 TensorsHook = Callable[[TensorSource], None]
@@ -102,7 +103,8 @@ def load_model(
         )
     if opts.random_init:
         real = zoo.build_random(spec, opts.seed)
-        loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=zoo.default_input_size(spec))
+        size, count, why = zoo.default_input(spec, real)  # the input the model is built for (not its weights')
+        loaded = _from_module(real, str(spec), f"{spec} (random init)", opts, input_size=size)
         return replace(
             loaded,
             arch=str(spec),
@@ -110,6 +112,8 @@ def load_model(
             format="zoo",
             random_init=True,
             seed=opts.seed,
+            input_count=count,
+            input_note=why,
         )
     f, origin = zoo.pretrained_file(spec)
     return _from_file(
@@ -140,19 +144,20 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
     if opts.random_init:
         torch.manual_seed(opts.seed)
         real, config, cls, built = hf.build(folder, opts.trust_code, device="cpu")
-        size, dtype, why = hf.default_input(config)
+        size, dtype, why = hf.default_input(config, real)
         loaded = _from_module(real, spec_text, f"{cls} from {folder.name}/config.json (random init)", opts, size)
         return replace(
             loaded, arch=spec_text, weights=f"random init (torch.manual_seed({opts.seed}))", format="hf", notes=built,
+            tensors=hf.with_experts(real, loaded.tensors),
             random_init=True, input_dtype=dtype, input_note=why, seed=opts.seed, max_tokens=hf.max_tokens(config),
-            extra_inputs=hf.extra_inputs(config),
+            extra_inputs=hf.extra_inputs(config, real),
         )  # fmt: skip
     raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None:
         on_tensors(raw.tensors)
     skeleton, config, cls, built = hf.build(folder, opts.trust_code, tensors=len(raw.tensors))
     tensors, notes = hf.match(skeleton, raw.tensors, f"{cls} ({folder.name}/config.json)")
-    size, dtype, why = hf.default_input(config)
+    size, dtype, why = hf.default_input(config, skeleton)
     files = raw.resolved.files
     check = integrity_async(files, sha256=True) if opts.hash_files else None
 
@@ -177,7 +182,7 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         rebuild=rebuild,
         input_note=why,
         max_tokens=hf.max_tokens(config),
-        extra_inputs=hf.extra_inputs(config),
+        extra_inputs=hf.extra_inputs(config, skeleton),
     )
 
 
@@ -253,13 +258,16 @@ def _from_file(
         raise OptionError(f"--arch must be a torchvision:, timm: or sample: spec, not a file ({arch})")
     zoo.check_spec(arch_spec)
     skeleton, tensors, notes, rebuild = _match(arch_spec, raw, zoo_pretrained)
+    size, count, why = zoo.default_input(arch_spec, skeleton)
     return replace(
         base,
         description=f"{raw.description} as {arch_spec}",
         tensors=tensors,
         skeleton=skeleton,
         arch=str(arch_spec),
-        input_size=input_size or zoo.default_input_size(arch_spec),
+        input_size=input_size or size,
+        input_count=count,
+        input_note=None if input_size else why,
         rebuild=rebuild,
         notes=base.notes + notes,
     )

@@ -25,4 +25,10 @@ def meta_skeleton(model: nn.Module) -> nn.Module:
         memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
     for b in model.buffers():
         memo[id(b)] = torch.empty_like(b, device="meta")
+    for (
+        m
+    ) in model.modules():  # computed tensors held as attributes (legacy weight_norm's .weight) cannot be deep-copied
+        for v in vars(m).values():
+            if isinstance(v, torch.Tensor) and not v.is_leaf:
+                memo[id(v)] = torch.empty_like(v, device="meta")
     return copy.deepcopy(model, memo)

@@ -228,13 +228,16 @@ class RenamedSource(TensorSource):
 
 
 class OverlaySource(TensorSource):
-    """A source with some tensors replaced (e.g. effective weights of custom convs)."""
+    """A source with some tensors replaced (e.g. effective weights of custom convs) or added (the
+    effective weight of a weight-normalised layer, which the checkpoint stores as ``g`` and ``v``)."""
 
     def __init__(self, base: TensorSource, overrides: Mapping[str, torch.Tensor]):
         self._base, self._over = base, dict(overrides)
 
     def keys(self) -> list[str]:
-        return self._base.keys()
+        base = self._base.keys()
+        known = set(base)
+        return base + [k for k in self._over if k not in known]
 
     def shape(self, key: str) -> tuple[int, ...]:
         return tuple(self._over[key].shape) if key in self._over else self._base.shape(key)
@@ -249,7 +252,7 @@ class OverlaySource(TensorSource):
         return self._over[key][index] if key in self._over else self._base.get_slice(key, index)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._base
+        return key in self._over or key in self._base
 
     def origin(self, key: str) -> tuple[TensorSource, str]:
         return (self, key) if key in self._over else self._base.origin(key)

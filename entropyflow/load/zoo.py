@@ -25,6 +25,7 @@ from .offline import no_downloads, torchvision_weights
 from .skeleton import meta_skeleton
 
 DEFAULT_INPUT = (3, 224, 224)
+CLIP_FRAMES = 16  # torchvision's video reference scripts' default --clip-len (the Kinetics clips of r3d_18 & co.)
 
 
 @contextmanager
@@ -142,10 +143,50 @@ def check_spec(spec: ModelSpec) -> None:
         sample_info(spec.name)
 
 
-def default_input_size(spec: ModelSpec) -> tuple[int, ...]:
+def default_input_size(spec: ModelSpec, model: nn.Module | None = None) -> tuple[int, ...]:
+    """The example input's size (without the batch dimension) for ``spec``; ``model``: the module as
+    built, whose own declared size wins over the pretrained weights' metadata (see :func:`default_input`)."""
+    return default_input(spec, model)[0]
+
+
+def default_input(spec: ModelSpec, model: nn.Module | None = None) -> tuple[tuple[int, ...], int, str | None]:
+    """(size without the batch dimension, how many positional forward arguments take it, a note
+    saying how it was chosen when that is not the plain image size). torchvision: the weights'
+    crop size, unless the built ``model`` declares the size it was built for (a ViT built without
+    its weights: ``vit_h_14`` is 224, its SWAG weights 518); video models get a clip of
+    :data:`CLIP_FRAMES` frames (at least the weights' ``min_temporal_size``), optical flow two frames."""
     if spec.source == "torchvision":
-        w = _tv_weights(spec)
-        return _tv_input_size(w) if w is not None else DEFAULT_INPUT
+        return _tv_default(spec, model)
+    return _default_size(spec), 1, None
+
+
+def _tv_default(spec: ModelSpec, model: nn.Module | None) -> tuple[tuple[int, ...], int, str | None]:
+    tv = _tv_check(spec)
+    w = _tv_weights(spec)
+    size = _tv_input_size(w) if w is not None else DEFAULT_INPUT
+    note = None
+    built = getattr(model, "image_size", None) if model is not None else None
+    if isinstance(built, int) and not isinstance(built, bool) and (built, built) != size[1:]:
+        note = f"input: 3x{built}x{built}, the image size {type(model).__name__} is built for" + (
+            f" (the weights' crop size is {size[1]}x{size[2]})" if w is not None else ""
+        )
+        size = (3, built, built)
+    family = tv.models.get_model_builder(spec.name).__module__
+    if family.startswith("torchvision.models.video."):
+        meta = getattr(w, "meta", {}) or {}
+        frames = max(CLIP_FRAMES, int(meta.get("min_temporal_size") or 1))
+        size = (size[0], frames, *size[1:])
+        note = (
+            f"input: a video clip {'x'.join(map(str, size))} (channels, frames, height, width): "
+            f"{frames} frames (torchvision's clip length) at the weights' crop size"
+        )
+    if family.startswith("torchvision.models.optical_flow."):
+        note = f"input: two frames (image1, image2), each {'x'.join(map(str, size))}"
+        return size, 2, note
+    return size, 1, note
+
+
+def _default_size(spec: ModelSpec) -> tuple[int, ...]:
     if spec.source == "timm":
         with torch.device("meta"):
             cfg = _pretrained_cfg(spec)

@@ -9,6 +9,7 @@ recovers order and geometry for those weights. One :class:`Clock` orders hooks a
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -16,7 +17,6 @@ from torch.utils._pytree import tree_map
 
 aten = torch.ops.aten
 _MATMULS = {aten.addmm.default: 1, aten.mm.default: 0, aten.matmul.default: 0, aten.bmm.default: 0}
-_VIEWS = (aten.t.default, aten.permute.default, aten.transpose.int)
 # torch.jit.trace records aten::_convolution (same leading arguments as aten::convolution)
 _CONVS = (aten.convolution.default, aten._convolution.default)
 
@@ -43,8 +43,37 @@ class OpRecorder(TorchDispatchMode):
     def __init__(self, params: dict[int, str], clock: Clock, to_meta: bool = False):
         super().__init__()
         self.params, self.clock, self.to_meta = params, clock, to_meta
-        self._views: dict[int, tuple[str, torch.Tensor]] = {}
+        self._views: dict[int, tuple[str, torch.Tensor]] = {}  # views and transforms of a parameter
         self.calls: dict[str, dict] = {}
+
+    def _source(self, t: object) -> str | None:
+        """The parameter ``t`` is, or is a view or elementwise transform of, else None."""
+        if not isinstance(t, torch.Tensor):
+            return None
+        name = self.params.get(id(t))
+        if name is not None:
+            return name
+        hit = self._views.get(id(t))
+        return hit[0] if hit is not None else None
+
+    def _follow(self, func, args, out) -> None:
+        """Remember ``out`` as the parameter it was computed from when every tensor operand is a
+        parameter (or one already followed) and one has as many elements as ``out``: views
+        (``squeeze``, ``view``, ``t``), copies, and transforms such as weight norm's ``v · g/‖v‖``,
+        so that a weight reaching a conv or matrix product that way is still recognised. An op
+        that also reads an activation (``x + pos_embed``) is never followed."""
+        first = out[0] if isinstance(out, (tuple, list)) and out else out
+        if not isinstance(first, torch.Tensor):
+            return
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        names = [self._source(a) for a in tensors]
+        if not tensors or None in names:
+            return
+        n = first.numel()
+        for a, name in zip(tensors, names, strict=True):
+            if a.numel() == n:
+                self._views[id(first)] = (cast(str, name), first)  # keep `first` alive so its id stays unique
+                return
 
     def _record(self, name: str, **info) -> None:
         if name in self.calls:
@@ -60,9 +89,9 @@ class OpRecorder(TorchDispatchMode):
             stats = (x.shape[1],) if training else (0,)
             return torch.empty_like(x), x.new_empty(stats), x.new_empty(stats)
         out = func(*tree_map(_to_meta, args), **tree_map(_to_meta, kwargs)) if self.to_meta else func(*args, **kwargs)
-        if func in _CONVS and id(args[1]) in self.params:
+        if func in _CONVS and (weight := self._source(args[1])) is not None:
             self._record(
-                self.params[id(args[1])],
+                weight,
                 input=tuple(args[0].shape),
                 output=tuple(out.shape),
                 stride=tuple(args[3]),
@@ -71,14 +100,38 @@ class OpRecorder(TorchDispatchMode):
                 transposed=bool(args[6]),
                 groups=int(args[8]),
             )
-        elif func in _VIEWS and id(args[0]) in self.params:
-            self._views[id(out)] = (self.params[id(args[0])], out)  # keep `out` alive so its id stays unique
-        elif func is aten.linear.default and id(args[1]) in self.params:
-            self._record(self.params[id(args[1])], input=tuple(args[0].shape))
+        elif func is aten.linear.default and (weight := self._source(args[1])) is not None:
+            self._record(weight, input=tuple(args[0].shape))
         elif func in _MATMULS:
             for a in args:
                 hit = self._views.get(id(a)) if isinstance(a, torch.Tensor) else None
                 if hit:
                     self._record(hit[0], input=tuple(args[_MATMULS[func]].shape))
                     break
+        else:
+            self._follow(func, args, out)
         return out
+
+
+def train_mode_uses(
+    model: torch.nn.Module, input_size: tuple[int, ...], dtype: torch.dtype, keys: set[str]
+) -> set[str]:
+    """Which of ``keys`` (parameter names) a forward pass in training mode uses: one pass on
+    ``model`` (a meta skeleton) at batch 2 (batch norm in training mode needs two values per
+    channel), every module's mode restored after. Empty when that pass fails."""
+    modes = {m: m.training for m in model.modules()}
+    rec = OpRecorder({id(p): n for n, p in model.named_parameters()}, Clock())
+    try:
+        model.train()
+        if dtype.is_floating_point:
+            x = torch.empty((2, *input_size), device="meta", dtype=dtype)
+        else:
+            x = torch.zeros((2, *input_size), device="meta", dtype=dtype)
+        with torch.no_grad(), rec:
+            model(x)
+    except Exception:  # noqa: BLE001 - the user's model code can raise anything; then nothing is claimed
+        return set()
+    finally:
+        for m, flag in modes.items():
+            m.train(flag)
+    return keys & set(rec.calls)

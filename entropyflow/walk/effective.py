@@ -4,14 +4,24 @@ timm's ``StdConv2d``/``ScaledStdConv2d`` (BiT, NFNet) standardise the weight ins
 the map the layer applies is the standardised tensor, not the stored one. For each such conv,
 the module alone is materialised on the CPU from the checkpoint's tensors and called once on a
 tiny zero input; the weight it passes to ``aten.convolution`` is recorded and analysed instead.
+
+Weight-normalised layers (legacy ``weight_g``/``weight_v`` and
+``torch.nn.utils.parametrizations.weight_norm``'s ``original0``/``original1``) store no weight:
+the layer applies ``g · v / ‖v‖``, computed here from the two tensors (any other parametrization
+from the live module), and analysed under the layer's ``weight`` key.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from math import prod
+from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..load.source import TensorSource
@@ -73,3 +83,125 @@ def effective_weights(
                 f"custom forward ({cls}): analysed the effective weight it passes to the convolution"
             )
     return weights, notes
+
+
+# ---- weight-normalised and parametrised weights ------------------------------------------------
+
+_WEIGHT_NORM_KEYS = (
+    ("weight_g", "weight_v", "weight_norm"),
+    ("parametrizations.weight.original0", "parametrizations.weight.original1", "parametrizations.weight_norm"),
+)
+PARAMETRIZATIONS = ".parametrizations."
+
+
+@dataclass(frozen=True)
+class WeightNorm:
+    """A weight stored as a magnitude ``g`` and a direction ``v``: the layer applies
+    ``g · v / ‖v‖``, the norm taken over every axis but ``dim`` (over all of ``v`` when ``dim`` is
+    None), which is ``torch._weight_norm(v, g, dim)``."""
+
+    weight_key: str
+    g_key: str
+    v_key: str
+    dim: int | None
+    form: str  # 'weight_norm' (legacy weight_g/weight_v) or 'parametrizations.weight_norm'
+    shape: tuple[int, ...]  # the effective weight's shape (v's)
+
+    @property
+    def note(self) -> str:
+        over = "over all of v" if self.dim is None else f"over every axis but {self.dim}"
+        g, v = self.g_key.rpartition(".")[2], self.v_key.rpartition(".")[2]
+        return f"weight-normalised ({self.form}: {g}, {v}): analysed the effective weight g·v/‖v‖ ({over})"
+
+
+def weight_norm_dim(g_shape: tuple[int, ...], v_shape: tuple[int, ...]) -> tuple[bool, int | None]:
+    """``(ok, dim)``: whether ``g`` of ``g_shape`` is the magnitude of a ``v`` of ``v_shape``, and
+    the axis the norm keeps (None: the norm over all of ``v``)."""
+    if prod(g_shape) == 1:
+        return True, None
+    if len(g_shape) != len(v_shape):
+        return False, None
+    kept = [i for i, n in enumerate(g_shape) if n != 1]
+    if len(kept) != 1 or g_shape[kept[0]] != v_shape[kept[0]]:
+        return False, None
+    return True, kept[0]
+
+
+def weight_norm_of(prefix: str, shapes: Mapping[str, tuple[int, ...]]) -> WeightNorm | None:
+    """The weight norm of the module at ``prefix`` from the shapes of its tensors (``shapes``:
+    key → shape, keys with the module prefix), or None when it stores none."""
+    dot = f"{prefix}." if prefix else ""
+    for g_name, v_name, form in _WEIGHT_NORM_KEYS:
+        g, v = shapes.get(dot + g_name), shapes.get(dot + v_name)
+        if g is None or v is None or len(v) < 2:
+            continue
+        ok, dim = weight_norm_dim(tuple(g), tuple(v))
+        if ok:
+            return WeightNorm(dot + "weight", dot + g_name, dot + v_name, dim, form, tuple(v))
+    return None
+
+
+def weight_norm_weight(tensors: TensorSource, wn: WeightNorm) -> torch.Tensor:
+    """The effective weight ``g · v / ‖v‖`` as the layer computes it (``torch._weight_norm``, in
+    the stored dtype, float32 at least)."""
+    v, g = tensors.get(wn.v_key), tensors.get(wn.g_key)
+    dtype = torch.promote_types(v.dtype, torch.float32)
+    v, g = v.to(dtype), g.to(dtype)
+    if wn.dim is None:
+        return v * (g.reshape(()) / torch.linalg.vector_norm(v))
+    return torch._weight_norm(v, g.reshape([n if i == wn.dim else 1 for i, n in enumerate(v.shape)]), wn.dim)
+
+
+def parametrization_owner(name: str) -> str | None:
+    """The module that owns ``name`` when ``name`` lies inside its ``parametrizations`` container
+    (``conv.parametrizations.weight`` → ``conv``), else None."""
+    full = f".{name}"
+    if PARAMETRIZATIONS not in full:
+        return None
+    return full.rpartition(PARAMETRIZATIONS)[0][1:]
+
+
+def weight_transform(module: nn.Module, prefix: str = "") -> str | None:
+    """The note of a conv/dense module whose weight is stored transformed (weight norm, legacy or
+    parametrised; any other parametrization of ``weight``), or None when it stores its weight."""
+    shapes = {f"{prefix}.{k}" if prefix else k: tuple(t.shape) for k, t in module.state_dict().items()}
+    wn = weight_norm_of(prefix, shapes)
+    if wn is not None:
+        return wn.note
+    if parametrize.is_parametrized(module, "weight"):
+        plist = cast(Any, module).parametrizations["weight"]
+        names = ", ".join(type(p).__name__ for p in plist)
+        return f"weight is parametrized ({names}): analysed the parametrization's output, the weight the layer applies"
+    return None
+
+
+def derived_weights(
+    tensors: TensorSource, sites: tuple[LayerSite, ...], real: Callable[[], nn.Module] | None = None
+) -> dict[str, torch.Tensor]:
+    """weight_key → effective weight for every site whose weight the checkpoint stores transformed:
+    weight norm from its ``g`` and ``v`` tensors; any other parametrization from the real module
+    (``real``: the live module holding these weights), whose ``weight`` property computes it."""
+    missing = [s for s in sites if s.weight_key not in tensors]
+    if not missing:
+        return {}
+    shapes = tensors.shapes()
+    out: dict[str, torch.Tensor] = {}
+    module: nn.Module | None = None
+    for site in missing:
+        key = site.weight_key
+        prefix = key[: -len(".weight")] if key.endswith(".weight") else ""
+        wn = weight_norm_of(prefix, shapes)
+        if wn is not None and wn.weight_key == key:
+            out[key] = weight_norm_weight(tensors, wn)
+            continue
+        if real is None:
+            continue
+        module = module if module is not None else real()
+        try:
+            owner = module.get_submodule(prefix)
+        except AttributeError:
+            continue
+        if parametrize.is_parametrized(owner, "weight"):
+            with torch.no_grad():
+                out[key] = cast(torch.Tensor, owner.weight).detach().clone()
+    return out

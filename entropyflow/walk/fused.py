@@ -19,13 +19,70 @@ rectangular: the note says which part is the square one.
 from __future__ import annotations
 
 from dataclasses import replace
+from math import prod
 from typing import Any
 
 from torch import nn
 
-from .sites import LayerSite
+from ..load.hf import expert_parts, fused_experts
+from .sites import DenseGeometry, LayerSite
 
 NAME_ONLY = "split by its name only (no {what} config or module type recognised): check the layout"
+
+
+def moe_kind(module: nn.Module) -> str | None:
+    """``experts`` for transformers' fused expert tensors, ``linear`` for a mixture-of-experts router
+    that holds a dense ``(experts, hidden)`` weight and applies it with ``F.linear``; else None."""
+    if fused_experts(module):
+        return "experts"
+    return "linear" if is_router(module) else None
+
+
+def is_router(module: nn.Module) -> bool:
+    """A transformers top-k router (``MixtralTopKRouter``): a 2-D ``weight`` of one row per expert."""
+    weight = module._parameters.get("weight")
+    experts = getattr(module, "num_experts", None)
+    return (
+        type(module).__module__.startswith("transformers")
+        and not isinstance(module, nn.Linear)
+        and weight is not None
+        and weight.dim() == 2
+        and isinstance(experts, int)
+        and weight.shape[0] == experts
+    )
+
+
+def expert_sites(name: str, module: nn.Module, inputs: list[tuple[int, ...]] | None, calls: int) -> list[LayerSite]:
+    """One dense site per expert map of fused experts (``experts.N.gate_proj``, ``up_proj``,
+    ``down_proj``), placed where the experts module runs (``inputs``: its traced input shapes).
+    Routing is data-dependent: each expert's total counts every token reaching the block."""
+    parts = expert_parts(name, module)
+    count = len({p.expert for p in parts})
+    tokens = prod(inputs[0][:-1]) if inputs else None
+    routed = (
+        f"routed expert of {type(module).__name__} ({count} experts): which tokens reach it depends on the data; "
+        f"the total counts all {tokens} tokens entering the block"
+        if tokens is not None
+        else f"routed expert of {type(module).__name__} ({count} experts)"
+    )
+    out = []
+    for p in parts:
+        rows = f"rows {p.start}:{p.stop}" + (f":{p.step}" if p.step != 1 else "")
+        stored = f"{p.fused}[{p.expert}]" + (".T" if p.transposed else "")
+        out.append(
+            LayerSite(
+                p.key.removesuffix(".weight"),
+                type(module).__name__,
+                "linear",
+                p.key,
+                p.shape,
+                DenseGeometry(tokens) if tokens is not None else None,
+                inputs is not None,
+                calls,
+                notes=(f"fused expert tensors: {rows} of {stored}", routed),
+            )
+        )
+    return out
 
 
 def is_conv1d(module: nn.Module) -> bool:
@@ -72,12 +129,24 @@ def _config_value(config: Any, *names: str) -> Any:
 
 
 def split(name: str, module: nn.Module, parent: nn.Module | None, config: Any, site: LayerSite) -> list[LayerSite]:
-    """The dense maps ``site`` stands for (itself when it is not a fused projection)."""
+    """The dense maps ``site`` stands for (itself when it is not a fused projection; a conv, or a
+    fused projection whose layout is not certain, with a note that it is analysed whole)."""
     leaf = name.rsplit(".", 1)[-1]
     ptype = type(parent).__name__ if parent is not None else ""
     pmod = type(parent).__module__ if parent is not None else ""
     model_type = str(getattr(config, "model_type", "") or "")
     rows = site.weight_shape[0]
+    if is_router(module):
+        note = f"router of a mixture of experts ({type(module).__name__}): one row per expert, applied with F.linear"
+        return [replace(site, notes=site.notes + (note,))]
+    whole = _fused_whole(name, leaf, ptype, pmod, site)
+    if whole:
+        return [replace(site, notes=site.notes + (whole,))]
+    if leaf == "kv" and pmod.startswith("timm") and rows % 2 == 0:  # twins, volo, attention pools: (2, heads, hd)
+        e = rows // 2
+        return _parts(site, "k,v", [(0, e), (e, 2 * e)], None, f"fused k/v of {ptype} ({pmod}): contiguous halves")
+    if leaf == "Wqkv" and ptype == "MptAttention" and rows % 3 == 0:
+        return _parts(site, "q,k,v", _thirds(rows), None, "fused q/k/v of MptAttention: contiguous thirds")
     if leaf == "qkv" and pmod.startswith("timm") and rows % 3 == 0:
         return _parts(site, "q,k,v", _thirds(rows), None, f"fused q/k/v of {ptype} ({pmod}): contiguous thirds")
     if leaf == "c_attn" and ptype == "GPT2Attention" and site.transposed:
@@ -114,6 +183,25 @@ def split(name: str, module: nn.Module, parent: nn.Module | None, config: Any, s
     if leaf in ("k_proj", "v_proj"):
         return [_gqa_note(site, config)]
     return [site]
+
+
+WHOLE = "fused {what} of {owner}: analysed whole, as one map (its layout is not split here)"
+
+
+def _fused_whole(name: str, leaf: str, ptype: str, pmod: str, site: LayerSite) -> str | None:
+    """The note of a fused projection that is analysed as one map: 1×1-conv q/k/v of timm's
+    attention blocks (BotNet, HaloNet, Lambda, CoAtNet, EfficientViT), LeViT's ``qkv.linear``
+    (per head q, k, v of unequal sizes), GPT-BigCode's ``c_attn``."""
+    owner = f"{ptype} ({pmod})" if ptype else "its parent"
+    if site.is_conv and leaf in ("qkv", "kv", "qkvs") and pmod.startswith("timm"):
+        return WHOLE.format(what="q/k/v" if "q" in leaf else "k/v", owner=owner)
+    if site.is_conv and pmod.startswith("timm") and name.rsplit(".", 2)[-2:-1] == ["qkv"]:  # EfficientViT qkv.conv
+        return WHOLE.format(what="q/k/v", owner=owner)
+    if leaf == "linear" and name.rsplit(".", 2)[-2:-1] == ["qkv"] and pmod.startswith("timm"):  # LeViT
+        return WHOLE.format(what="q/k/v (per head, key and value sizes differ)", owner=owner)
+    if leaf == "c_attn" and ptype == "GPTBigCodeAttention":
+        return WHOLE.format(what="q/k/v", owner=owner)
+    return None
 
 
 def _phi3_qkv(site: LayerSite, config: Any, ptype: str, model_type: str) -> list[LayerSite]:

@@ -106,6 +106,7 @@ class LayerSite:
     custom_forward: str | None = None  # the class of a conv/dense subclass that overrides forward
     row_period: int | None = None
     transposed: bool = False
+    untraced_reason: str | None = None  # why an untraced site has no geometry, when not the default
 
     @property
     def is_conv(self) -> bool:
@@ -114,6 +115,13 @@ class LayerSite:
     @property
     def filters(self) -> int:
         return self.weight_shape[0] if self.is_conv else 1
+
+
+NO_TRACE_REASON = "--no-trace: no forward pass ran, so no geometry; total unavailable"
+TRAIN_ONLY_REASON = (
+    "called only in training mode (e.g. an auxiliary classifier head): the eval-mode forward pass does not run it, "
+    "so no geometry; total unavailable"
+)
 
 
 @dataclass(frozen=True)

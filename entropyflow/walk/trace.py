@@ -8,6 +8,7 @@ weights that a parent module uses functionally (e.g. ``F.linear(x, self.qkv.weig
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
@@ -19,14 +20,17 @@ from torch.nn.utils import parametrize
 
 from ..errors import BudgetError, OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
+from ..spec import ExampleInput
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder
-from .fused import is_conv1d, split
+from .effective import parametrization_owner, weight_transform
+from .fused import expert_sites, is_conv1d, moe_kind, split
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
 CPU_BUDGET = 256 << 20  # the CPU fallback's activations (bytes), unless --max-gpu-mem says otherwise
 ACTIVATIONS_ALIVE = 4  # the largest activation times this: its input, itself, a temporary, a residual
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
+MoreInputs = tuple[ExampleInput | None, ...]  # positional arguments after the main input; None: the main input again
 
 
 @dataclass
@@ -90,7 +94,9 @@ def _key(name: str, param: str = "weight") -> str:
 
 def _blocked(module: nn.Module, kind: str) -> str | None:
     """None if the module's weight can be analysed, else why not."""
-    if kind == "attention":
+    if kind == "experts":
+        return None
+    if kind == "attention" or weight_transform(module):  # weight norm, parametrizations: the effective weight
         return None
     if parametrize.is_parametrized(module, "weight"):
         return "weight is parametrized (weight/spectral norm): the stored tensors are not the weight; not supported"
@@ -106,6 +112,7 @@ def trace_eager(
     input_dtype: torch.dtype | None = None,
     extra_inputs: tuple[str, ...] = (),
     max_mem: int = CPU_BUDGET,
+    more_inputs: MoreInputs = (),
 ) -> Walk:
     """Sites of ``model`` in forward execution order (``input_size=None``: nothing runs, all untraced).
 
@@ -113,11 +120,12 @@ def trace_eager(
     code: ``nonzero``, ``.item()``, NMS in detection heads) runs once on the CPU at batch 1
     instead, when ``rebuild`` can provide it as a real module with its weights; the walk says so.
     Only for that: an error the meta pass proves (a shape mismatch) is the answer, and the CPU pass
-    runs only when its activations, estimated from the meta pass and the input, fit ``max_mem``."""
+    runs only when its activations, estimated from the meta pass and the input, fit ``max_mem``.
+    ``more_inputs``: the forward's positional arguments after the main input, in order."""
     _check_lazy(model)
     skel = meta_skeleton(model)
     modules = dict(skel.named_modules())
-    kinds = {n: k for n, m in modules.items() if (k := eager_kind(m)) is not None}
+    kinds = {n: k for n, m in modules.items() if (k := eager_kind(m) or moe_kind(m)) is not None}
     children = {f"{n}.out_proj" if n else "out_proj" for n, k in kinds.items() if k == "attention"}
     blocked = {n: r for n, k in kinds.items() if (r := _blocked(modules[n], k))}
     analysed = [n for n in kinds if n not in blocked and n not in children]
@@ -127,8 +135,12 @@ def trace_eager(
     mode, notes = "trace", cast(tuple[str, ...], ())
     config = getattr(model, "config", None)  # a transformers model's config (layouts of fused projections)
     if input_size is not None:
+        check_arguments(model, 1 + len(more_inputs), extra_inputs)
+        if any(e is not None for e in more_inputs):  # explicit arguments (not the example again): say which
+            notes = (inputs_note(model, input_size, input_dtype, more_inputs),)
+        run = (input_size, input_dtype, extra_inputs, more_inputs)
         try:
-            _run(skel, modules, analysed, hooks, ops, input_size, input_dtype, extra_inputs)
+            _run(skel, modules, analysed, hooks, ops, *run)
         except _ForwardFailed as meta:
             if rebuild is None or not _data_dependent(meta.exc):
                 raise TraceError(_advice(meta.exc, input_size, cpu=None)) from meta.exc
@@ -138,11 +150,11 @@ def trace_eager(
             hooks = _Hooks(clock)
             ops = OpRecorder({id(p): n for n, p in real.named_parameters()}, clock)
             try:
-                _run(real, dict(real.named_modules()), analysed, hooks, ops, input_size, input_dtype, extra_inputs)
+                _run(real, dict(real.named_modules()), analysed, hooks, ops, *run)
             except _ForwardFailed as cpu:
                 raise TraceError(_advice(meta.exc, input_size, cpu=cpu.exc)) from cpu.exc
             mode = "trace-cpu"
-            notes = (
+            notes += (
                 f"the meta device cannot run this model ({_cause(meta.exc)}): order and geometry come from one "
                 "forward pass on the CPU at batch 1",
             )
@@ -152,10 +164,12 @@ def trace_eager(
         m, kind, call = modules[name], kinds[name], hooks.calls.get(name)
         if kind == "attention":
             sites = _attention_sites(name, m, call)
+        elif kind == "experts":  # transformers' fused experts: one dense site per expert map
+            sites = expert_sites(name, m, call.inputs if call else None, call.count if call else 0)
         else:
             site = _site(name, m, kind, call, ops.calls.get(_key(name)))
             parent = modules.get(name.rpartition(".")[0]) if "." in name else skel
-            sites = split(name, m, parent, config, site) if kind == "linear" else [site]
+            sites = split(name, m, parent, config, site)  # fused projections: split, or a note
         order = call.order if call else ops.calls.get(_key(name), {}).get("order")
         (placed.append((order, sites)) if order is not None else untraced.extend(sites))
     ordered = [s for _, group in sorted(placed, key=lambda t: t[0]) for s in group] + untraced
@@ -240,8 +254,109 @@ def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException
     )
 
 
+Parameter = tuple[str, bool, str]  # a positional forward parameter: name, required, its type as written
+
+
+def forward_parameters(model) -> tuple[list[Parameter], bool] | None:
+    """The positional parameters of ``model.forward`` (eager or TorchScript, ``self`` excluded) and
+    whether it takes ``*args``; None when the signature cannot be read."""
+    schema = getattr(getattr(model, "forward", None), "schema", None)
+    if schema is not None:  # TorchScript: the compiled signature, with its types
+        args = list(schema.arguments)[1:]
+        return [(a.name, not a.has_default_value(), str(a.type)) for a in args if not a.kwarg_only], False
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = [
+        (
+            p.name,
+            p.default is inspect.Parameter.empty,
+            "" if p.annotation is inspect.Parameter.empty else getattr(p.annotation, "__name__", str(p.annotation)),
+        )
+        for p in signature.parameters.values()
+        if p.kind in positional
+    ]
+    return params, any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values())
+
+
+ARGUMENTS_HELP = (
+    "give --input once per forward argument, in order: a tensor as DTYPE:1xSHAPE, a number as int:N or float:X"
+)
+
+
+def check_arguments(model, given: int, keywords: tuple[str, ...] = ()) -> None:
+    """OptionError naming the forward's missing arguments (or saying there are too many) before
+    anything runs; ``keywords`` are passed by name (``decoder_input_ids``)."""
+    read = forward_parameters(model)
+    if read is None:
+        return
+    params, variadic = read
+    owner = getattr(model, "original_name", None) or type(model).__name__
+    missing = [
+        f"{n}: {t}" if t else n
+        for i, (n, required, t) in enumerate(params)
+        if i >= given and required and n not in keywords
+    ]
+    names = ", ".join(n for n, _r, _t in params)
+    if missing:
+        needed = given + len(missing)
+        raise OptionError(
+            f"{owner}.forward({names}) needs {needed} inputs, {given} given: missing {', '.join(missing)} "
+            f"({ARGUMENTS_HELP})"
+        )
+    if not variadic and given > len(params):
+        raise OptionError(
+            f"{owner}.forward({names}) takes {len(params)} input{'s' if len(params) != 1 else ''}, {given} given "
+            f"({ARGUMENTS_HELP})"
+        )
+
+
+def inputs_note(model, input_size, input_dtype, more_inputs: MoreInputs) -> str:
+    """What the forward was called with, when it took more than the one example input."""
+    read = forward_parameters(model)
+    names = [n for n, _r, _t in read[0]] if read else []
+    main = ("" if input_dtype is None or input_dtype.is_floating_point else f"{str(input_dtype)[6:]}:") + "x".join(
+        map(str, (1, *input_size))
+    )
+    parts = [main] + [main if e is None else str(e) for e in more_inputs]
+    named = [f"{names[i]}={p}" if i < len(names) else p for i, p in enumerate(parts)]
+    return f"forward called with {len(parts)} inputs: {', '.join(named)}"
+
+
+def example_args(more_inputs: MoreInputs, x: torch.Tensor, real_dtype: torch.dtype | None = None) -> list:
+    """The positional arguments after the main input ``x``, on its device: ``None`` is ``x`` itself,
+    a number is passed as is, a tensor is zeros (integer dtypes), empty (meta) or reproducible noise."""
+    out: list = []
+    for i, e in enumerate(more_inputs):
+        if e is None:
+            out.append(x)
+        elif e.shape is None:
+            out.append(e.value)
+        else:
+            dtype = getattr(torch, e.dtype) if e.dtype else (real_dtype or x.dtype)
+            shape = (1, *e.shape)
+            if not dtype.is_floating_point:
+                out.append(torch.zeros(shape, device=x.device, dtype=dtype))
+            elif x.device.type == "meta":
+                out.append(torch.empty(shape, device="meta", dtype=dtype))
+            else:
+                noise = torch.randn(shape, generator=torch.Generator().manual_seed(1 + i))
+                out.append(noise.to(x.device, dtype))
+    return out
+
+
 def _run(
-    model, modules, analysed, hooks: _Hooks, ops: OpRecorder, input_size, input_dtype=None, extra_inputs=()
+    model,
+    modules,
+    analysed,
+    hooks: _Hooks,
+    ops: OpRecorder,
+    input_size,
+    input_dtype=None,
+    extra_inputs=(),
+    more_inputs: MoreInputs = (),
 ) -> None:
     handles = []
     for name in analysed:
@@ -259,8 +374,9 @@ def _run(
             x = torch.randn((1, *input_size), generator=torch.Generator().manual_seed(0)).to(
                 device, _input_dtype(model)
             )
+        more = example_args(more_inputs, x)
         with torch.no_grad(), ops:
-            model(x, **{name: x for name in extra_inputs})
+            model(x, *more, **{name: x for name in extra_inputs})
     except Exception as exc:  # noqa: BLE001 - the user's model code can raise anything
         raise _ForwardFailed(exc) from exc
     finally:
@@ -314,6 +430,8 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
     cls = custom_forward(m)
     if cls:
         notes.append(stored_weight_note(cls))
+    if transform := weight_transform(m, name):
+        notes.append(transform)
     traced = call is not None or op is not None
     count = call.count if call else (op["count"] if op else 0)
     shape = tuple(cast(torch.Tensor, m.weight).shape)
@@ -387,7 +505,7 @@ def _skipped(
     out = []
     for name, m in modules.items():
         own = [p for p in m._parameters.values() if p is not None]
-        if not own or name in children:
+        if not own or name in children or parametrization_owner(name) in kinds:  # analysed with its owner
             continue
         n = sum(p.numel() for p in own)
         if name in blocked:
