@@ -7,6 +7,10 @@ It holds no weight copies: parameters are looked up by name on the model at ever
 ``model.to(device)`` and optimiser steps are always seen), and it registers no parameters or
 buffers of its own. Names resolve through ``DataParallel``/``DistributedDataParallel``
 (``module.``) and ``torch.compile`` (``_orig_mod.``) wrappers, in the model and in the config.
+
+A configured weight that an analysis takes out of a larger parameter (one expert's matrix of
+transformers' fused expert tensors, ``….experts.N.gate_proj.weight``; a CondConv expert kernel,
+``….experts.N.weight``) is that slice of the live parameter, so its gradient reaches only the slice.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import nn
 from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
+from ..walk.effective import WeightView, weight_views
 from ..walk.sites import map_shape
 from ..walk.trace import trace_eager
 from ..warn import warn
@@ -37,7 +42,9 @@ class EntropyRegularizer(nn.Module):
         super().__init__()
         object.__setattr__(self, "_model", model)  # not a submodule: no duplicate parameters
         self.config = config
-        params = dict(model.named_parameters())
+        self._views = weight_views(model)  # slices of parameters (fused experts, CondConv kernels) by key
+        params = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        params.update({k: v.shape for k, v in self._views.items() if k not in params})
         clean = {clean_key(n)[0]: n for n in params}
         self.prefix = _key_prefix(config, params, clean) if prefix is None else prefix
         self._paths = tuple(_resolve(layer, params, clean, self.prefix) for layer in config.layers)
@@ -84,7 +91,7 @@ class EntropyRegularizer(nn.Module):
         cfg = self.config
         out = {}
         for layer, path in zip(cfg.layers, self._paths, strict=True):
-            w = self._model.get_parameter(path)
+            w = self._weight(path)
             dtype = torch.promote_types(w.dtype, torch.float32)
             if layer.is_conv:
                 lam = self._lam(layer, w)
@@ -102,6 +109,13 @@ class EntropyRegularizer(nn.Module):
                 )
             out[layer.name] = v.to(dtype)
         return out
+
+    def _weight(self, path: str) -> torch.Tensor:
+        """The configured weight at ``path``: a parameter, or a slice of one (a differentiable view)."""
+        view: WeightView | None = self._views.get(path)
+        if view is None:
+            return self._model.get_parameter(path)
+        return view.apply(self._model.get_parameter(view.param))
 
     def _lam(self, layer: LayerLambda, w: torch.Tensor) -> float | torch.Tensor:
         if layer.filter_lambdas is None:
@@ -131,7 +145,7 @@ class EntropyRegularizer(nn.Module):
         for layer, path in zip(self.config.layers, self._paths, strict=True):
             if not layer.is_conv:
                 with torch.no_grad():
-                    w = self._model.get_parameter(path)
+                    w = self._weight(path)
                     ld = float(terms.dense_logabsdet(w, layer.rows, (layer.row_period, layer.transposed)))
                 why = terms.dense_inverse_inertness(ld, self.config.epsilon)
                 if why:
@@ -180,11 +194,14 @@ def _apply_prefix(key: str, prefix: str) -> str | None:
     return prefix + key
 
 
-def _lookup(key: str, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str | None:
+Shapes = dict[str, tuple[int, ...]]  # the model's parameter names (and weight views' keys) → shapes
+
+
+def _lookup(key: str, params: Shapes, clean: dict[str, str]) -> str | None:
     return key if key in params else clean.get(clean_key(key)[0])
 
 
-def _key_prefix(config: LambdaConfig, params: dict[str, nn.Parameter], clean: dict[str, str]) -> str:
+def _key_prefix(config: LambdaConfig, params: Shapes, clean: dict[str, str]) -> str:
     """The one prefix (added, or stripped with a leading '-') that resolves every configured key:
     '' when they match as they are. Candidates come from the names themselves (a Lightning
     checkpoint's ``model.``, a wrapper's ``net.``); an ambiguous or failing search keeps '' (the
@@ -210,7 +227,7 @@ def _key_prefix(config: LambdaConfig, params: dict[str, nn.Parameter], clean: di
     return found[0] if len(found) == 1 else ""
 
 
-def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[str, str], prefix: str = "") -> str:
+def _resolve(layer: LayerLambda, params: Shapes, clean: dict[str, str], prefix: str = "") -> str:
     """The model's own parameter path for a configured layer; ConfigError if missing or mis-shaped."""
     key = _apply_prefix(clean_key(layer.weight_key)[0], prefix) if prefix else layer.weight_key
     path = _lookup(key, params, clean) if key else None
@@ -220,11 +237,11 @@ def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[st
             f"layer {layer.name}: the model has no parameter '{layer.weight_key}'{hint} "
             "(is this the architecture the config was made for? A LightningModule or wrapper: pass prefix=)"
         )
-    p = params[path]
-    shape = tuple(p.shape)
+    shape = params[path]
+    ndim = len(shape)
     if layer.rows is not None or layer.transposed:
-        out = shape[1] if layer.transposed and p.ndim == 2 else shape[0]
-        if p.ndim != 2 or (layer.rows is not None and (layer.rows[1] > out or layer.rows[0] >= layer.rows[1])):
+        out = shape[1] if layer.transposed and ndim == 2 else shape[0]
+        if ndim != 2 or (layer.rows is not None and (layer.rows[1] > out or layer.rows[0] >= layer.rows[1])):
             raise ConfigError(
                 f"layer {layer.name}: rows {list(layer.rows or ())} do not fit '{layer.weight_key}' of shape "
                 f"{list(shape)}"
@@ -238,11 +255,11 @@ def _resolve(layer: LayerLambda, params: dict[str, nn.Parameter], clean: dict[st
             f"layer {layer.name}: '{layer.weight_key}' has shape {list(shape)}, the config says "
             f"{list(layer.weight_shape)}"
         )
-    if layer.is_conv and p.ndim < 3:
+    if layer.is_conv and ndim < 3:
         raise ConfigError(
             f"layer {layer.name}: kind {layer.kind} needs a conv weight, '{layer.weight_key}' has shape {list(shape)}"
         )
-    if not layer.is_conv and p.ndim != 2:
+    if not layer.is_conv and ndim != 2:
         raise ConfigError(
             f"layer {layer.name}: kind {layer.kind} needs a 2-D dense weight, '{layer.weight_key}' has shape "
             f"{list(shape)}"

@@ -36,13 +36,18 @@ def _to_meta(x):
 class OpRecorder(TorchDispatchMode):
     """Records, per parameter name, the first op that uses it (conv args or matmul input rows).
 
+    ``buffers``: names in ``params`` that are buffers (fixed kernels), recorded only as a conv's
+    weight or a matrix product's weight operand, never as the data a product is applied to.
     ``to_meta=True`` runs every op on meta copies of its tensors (TorchScript modules hold real
     weights); eager skeletons are already on meta and run unchanged.
     """
 
-    def __init__(self, params: dict[int, str], clock: Clock, to_meta: bool = False):
+    def __init__(
+        self, params: dict[int, str], clock: Clock, to_meta: bool = False, buffers: frozenset[str] = frozenset()
+    ):
         super().__init__()
         self.params, self.clock, self.to_meta = params, clock, to_meta
+        self.buffers = buffers  # names in ``params`` that are buffers: recorded only where a weight goes
         self._views: dict[int, tuple[str, torch.Tensor]] = {}  # views and transforms of a parameter
         self.calls: dict[str, dict] = {}
 
@@ -103,14 +108,29 @@ class OpRecorder(TorchDispatchMode):
         elif func is aten.linear.default and (weight := self._source(args[1])) is not None:
             self._record(weight, input=tuple(args[0].shape))
         elif func in _MATMULS:
-            for a in args:
+            for i, a in enumerate(args):
                 hit = self._views.get(id(a)) if isinstance(a, torch.Tensor) else None
-                if hit:
+                if hit and not (i == _MATMULS[func] and hit[0] in self.buffers):  # a buffer as the data: not a kernel
                     self._record(hit[0], input=tuple(args[_MATMULS[func]].shape))
                     break
         else:
             self._follow(func, args, out)
         return out
+
+
+def buffer_reason(keys: list[str]) -> str:
+    """Why a kernel held in a buffer is listed but not analysed."""
+    return (
+        f"fixed kernel held in a buffer, not a parameter ({', '.join(k.rpartition('.')[2] for k in keys[:3])}; e.g. an "
+        "STFT basis) used by a convolution or matrix product: not a trained conv/dense weight, not analysed"
+    )
+
+
+def buffer_kernels(name: str, module: torch.nn.Module, used: dict[str, dict]) -> list[tuple[str, torch.Tensor]]:
+    """The module's own buffers (full names) that a convolution or matrix product used, by the op
+    recorder's calls ``used`` (a fixed kernel such as an STFT basis)."""
+    prefix = f"{name}." if name else ""
+    return [(prefix + n, b) for n, b in module.named_buffers(recurse=False) if prefix + n in used]
 
 
 def train_mode_uses(

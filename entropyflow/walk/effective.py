@@ -9,11 +9,17 @@ Weight-normalised layers (legacy ``weight_g``/``weight_v`` and
 ``torch.nn.utils.parametrizations.weight_norm``'s ``original0``/``original1``) store no weight:
 the layer applies ``g · v / ‖v‖``, computed here from the two tensors (any other parametrization
 from the live module), and analysed under the layer's ``weight`` key.
+
+Conditionally parameterised convolutions (timm's ``CondConv2d``) store one flattened kernel per
+expert as the rows of a 2-D ``weight`` ``(experts, out·in/groups·k…)``; the kernel applied is a
+data-dependent mixture of them. Each expert's kernel is analysed as a conv of its own, under the
+key ``NAME.experts.I.weight`` (row ``I`` reshaped to the module's ``weight_shape``).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import prod
@@ -24,6 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from ..load.hf import model_expert_parts
 from ..load.source import TensorSource
 from .sites import LayerSite
 
@@ -194,6 +201,9 @@ def derived_weights(
         if wn is not None and wn.weight_key == key:
             out[key] = weight_norm_weight(tensors, wn)
             continue
+        if (kernel := _condconv_kernel(tensors, shapes, key, site.weight_shape)) is not None:
+            out[key] = kernel
+            continue
         if real is None:
             continue
         module = module if module is not None else real()
@@ -204,4 +214,102 @@ def derived_weights(
         if parametrize.is_parametrized(owner, "weight"):
             with torch.no_grad():
                 out[key] = cast(torch.Tensor, owner.weight).detach().clone()
+    return out
+
+
+# ---- conditionally parameterised convolutions (CondConv) ----------------------------------------
+
+_EXPERT_KEY = re.compile(r"(?:(.*)\.)?experts\.(\d+)\.weight")
+
+
+def is_condconv(module: nn.Module) -> bool:
+    """A conditionally parameterised conv (timm's ``CondConv2d``): a 2-D ``weight`` of one flattened
+    kernel of ``weight_shape`` per expert (``num_experts`` rows) and conv attributes to apply it."""
+    weight = module._parameters.get("weight")
+    shape, experts = getattr(module, "weight_shape", None), getattr(module, "num_experts", None)
+    return (
+        not isinstance(module, nn.modules.conv._ConvNd)
+        and weight is not None
+        and weight.dim() == 2
+        and isinstance(experts, int)
+        and isinstance(shape, tuple)
+        and len(shape) >= 3
+        and all(isinstance(n, int) for n in shape)
+        and tuple(weight.shape) == (experts, prod(shape))
+        and all(hasattr(module, a) for a in ("stride", "padding", "dilation", "groups"))
+    )
+
+
+def condconv_key(name: str, expert: int) -> str:
+    """The key an expert kernel of the CondConv ``name`` is analysed under."""
+    return f"{name}.experts.{expert}.weight" if name else f"experts.{expert}.weight"
+
+
+def condconv_note(module: nn.Module, key: str, expert: int) -> str:
+    """What a CondConv expert site is."""
+    attrs = cast(Any, module)
+    n, shape = int(attrs.num_experts), tuple(attrs.weight_shape)
+    return (
+        f"expert {expert} of {type(module).__name__} ({n} experts): the kernel applied is a mixture of the experts "
+        f"with data-dependent routing weights; this expert analysed as if used alone (row {expert} of {key} "
+        f"reshaped to {shape})"
+    )
+
+
+def condconv_kernel(weight: torch.Tensor, expert: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Expert ``expert``'s kernel of a CondConv ``weight`` ``(experts, prod(shape))``: a view
+    (differentiable, its gradient reaches that row only)."""
+    return weight[expert].reshape(shape)
+
+
+def _condconv_kernel(
+    tensors: TensorSource, shapes: Mapping[str, tuple[int, ...]], key: str, shape: tuple[int, ...]
+) -> torch.Tensor | None:
+    """The kernel of a CondConv expert site ``key`` from the stored 2-D weight, else None."""
+    m = _EXPERT_KEY.fullmatch(key)
+    if m is None:
+        return None
+    stored, expert = (f"{m.group(1)}.weight" if m.group(1) else "weight"), int(m.group(2))
+    rows = shapes.get(stored)
+    if rows is None or len(rows) != 2 or expert >= rows[0] or rows[1] != prod(shape):
+        return None
+    return condconv_kernel(tensors.get_slice(stored, (slice(expert, expert + 1),)), 0, shape)
+
+
+@dataclass(frozen=True)
+class WeightView:
+    """An analysed weight that is a slice of a stored parameter (a CondConv expert kernel, one
+    expert's map of transformers' fused expert tensors): ``key`` is what an analysis calls it,
+    ``param`` the parameter it lives in."""
+
+    key: str
+    param: str
+    shape: tuple[int, ...]
+    expert: int
+    rows: tuple[int, int, int] | None = None  # start, stop, step of the expert's (transposed) matrix
+    transposed: bool = False
+
+    def apply(self, weight: torch.Tensor) -> torch.Tensor:
+        """The view of ``weight`` (the parameter ``param``): differentiable, its gradient reaches
+        only this expert's slice."""
+        if self.rows is None:
+            return condconv_kernel(weight, self.expert, self.shape)
+        m = weight[self.expert]
+        m = m.T if self.transposed else m
+        return m[self.rows[0] : self.rows[1] : self.rows[2]]
+
+
+def weight_views(model: nn.Module) -> dict[str, WeightView]:
+    """Every analysed weight of ``model`` that is a slice of a parameter, by the key an analysis
+    gives it (names as ``model.named_modules()`` gives them)."""
+    out: dict[str, WeightView] = {}
+    for name, module in model.named_modules():
+        if is_condconv(module):
+            attrs = cast(Any, module)
+            shape = tuple(int(n) for n in attrs.weight_shape)
+            param = f"{name}.weight" if name else "weight"
+            for e in range(int(attrs.num_experts)):
+                out[condconv_key(name, e)] = WeightView(condconv_key(name, e), param, shape, e)
+    for key, p in model_expert_parts(model).items():
+        out[key] = WeightView(key, p.fused, p.shape, p.expert, (p.start, p.stop, p.step), p.transposed)
     return out

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import TraceError, one_line
 from .classify import skip_reason, type_name_kind
-from .dispatch import Clock, OpRecorder
+from .dispatch import Clock, OpRecorder, buffer_reason
 from .effective import parametrization_owner, weight_norm_of
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 from .trace import MoreInputs, check_arguments, example_args, inputs_note
@@ -110,14 +110,6 @@ def _parametrized_reason(name: str, modules: dict) -> str:
     return (
         f"weight is parametrized ({', '.join(kinds) or 'unknown'}) inside TorchScript: only weight norm's "
         "effective weight can be computed from the stored tensors; not supported"
-    )
-
-
-def buffer_reason(keys: list[str]) -> str:
-    """Why a kernel held in a buffer is listed but not analysed."""
-    return (
-        f"fixed kernel held in a buffer, not a parameter ({', '.join(k.rpartition('.')[2] for k in keys[:3])}; e.g. an "
-        "STFT basis) used by a convolution or matrix product: not a trained conv/dense weight, not analysed"
     )
 
 

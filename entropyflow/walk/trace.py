@@ -22,8 +22,8 @@ from ..errors import BudgetError, OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
 from ..spec import ExampleInput
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
-from .dispatch import Clock, OpRecorder
-from .effective import parametrization_owner, weight_transform
+from .dispatch import Clock, OpRecorder, buffer_kernels, buffer_reason
+from .effective import condconv_key, condconv_note, is_condconv, parametrization_owner, weight_transform
 from .fused import expert_sites, is_conv1d, moe_kind, split
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
@@ -94,7 +94,7 @@ def _key(name: str, param: str = "weight") -> str:
 
 def _blocked(module: nn.Module, kind: str) -> str | None:
     """None if the module's weight can be analysed, else why not."""
-    if kind == "experts":
+    if kind in ("experts", "condconv"):
         return None
     if kind == "attention" or weight_transform(module):  # weight norm, parametrizations: the effective weight
         return None
@@ -125,13 +125,13 @@ def trace_eager(
     _check_lazy(model)
     skel = meta_skeleton(model)
     modules = dict(skel.named_modules())
-    kinds = {n: k for n, m in modules.items() if (k := eager_kind(m) or moe_kind(m)) is not None}
+    kinds = {n: k for n, m in modules.items() if (k := _kind(m)) is not None}
     children = {f"{n}.out_proj" if n else "out_proj" for n, k in kinds.items() if k == "attention"}
     blocked = {n: r for n, k in kinds.items() if (r := _blocked(modules[n], k))}
     analysed = [n for n in kinds if n not in blocked and n not in children]
     clock = Clock()
     hooks = _Hooks(clock)
-    ops = OpRecorder({id(p): n for n, p in skel.named_parameters()}, clock)
+    ops = _recorder(skel, clock)
     mode, notes = "trace", cast(tuple[str, ...], ())
     config = getattr(model, "config", None)  # a transformers model's config (layouts of fused projections)
     if input_size is not None:
@@ -148,7 +148,7 @@ def trace_eager(
             real = rebuild()
             clock = Clock()
             hooks = _Hooks(clock)
-            ops = OpRecorder({id(p): n for n, p in real.named_parameters()}, clock)
+            ops = _recorder(real, clock)
             try:
                 _run(real, dict(real.named_modules()), analysed, hooks, ops, *run)
             except _ForwardFailed as cpu:
@@ -166,6 +166,8 @@ def trace_eager(
             sites = _attention_sites(name, m, call)
         elif kind == "experts":  # transformers' fused experts: one dense site per expert map
             sites = expert_sites(name, m, call.inputs if call else None, call.count if call else 0)
+        elif kind == "condconv":  # one conv site per expert kernel
+            sites = _condconv_sites(name, m, call)
         else:
             site = _site(name, m, kind, call, ops.calls.get(_key(name)))
             parent = modules.get(name.rpartition(".")[0]) if "." in name else skel
@@ -173,7 +175,7 @@ def trace_eager(
         order = call.order if call else ops.calls.get(_key(name), {}).get("order")
         (placed.append((order, sites)) if order is not None else untraced.extend(sites))
     ordered = [s for _, group in sorted(placed, key=lambda t: t[0]) for s in group] + untraced
-    skipped = _skipped(modules, kinds, blocked, children)
+    skipped = _skipped(modules, kinds, blocked, children, ops.calls)
     return Walk(tuple(ordered), tuple(skipped), mode, tuple(input_size) if input_size else None, notes)
 
 
@@ -454,6 +456,69 @@ def _site(name: str, m: nn.Module, kind: str, call: _Call | None, op: dict | Non
     )
 
 
+def _kind(module: nn.Module) -> str | None:
+    """The walk's kind of a module: a conv/dense kind, ``attention``, ``experts`` (transformers'
+    fused experts), ``condconv`` (a conditionally parameterised conv), or None (not analysed)."""
+    return eager_kind(module) or moe_kind(module) or ("condconv" if is_condconv(module) else None)
+
+
+def _recorder(model: nn.Module, clock: Clock) -> OpRecorder:
+    """The op recorder of a forward pass of ``model``: it follows every parameter, and floating
+    buffers of 2 or more dimensions (a fixed kernel such as an STFT basis, listed as skipped when a
+    convolution or matrix product uses it as its weight)."""
+    buffers = {id(b): n for n, b in model.named_buffers() if b.is_floating_point() and b.dim() >= 2}
+    params = {id(p): n for n, p in model.named_parameters()}
+    return OpRecorder({**buffers, **params}, clock, buffers=frozenset(n for i, n in buffers.items() if i not in params))
+
+
+def _condconv_sites(name: str, m: nn.Module, call: _Call | None) -> list[LayerSite]:
+    """One conv site per expert kernel of a CondConv (``NAME.experts.I``), with the geometry of the
+    module's traced input and output (the padding inferred from them when it is dynamic)."""
+    attrs = cast(Any, m)
+    shape = tuple(int(n) for n in attrs.weight_shape)
+    nd = len(shape) - 2
+    notes: list[str] = []
+    geometry: ConvGeometry | None = None
+    if call is not None:
+        if call.varied:
+            notes.append(f"called {call.count} times with different input shapes: geometry of the first call")
+        elif call.count > 1:
+            notes.append(f"called {call.count} times: analysed once")
+        if call.inputs and call.output is not None:
+
+            def tup(v) -> tuple[int, ...]:
+                return tuple(int(x) for x in v) if isinstance(v, (tuple, list)) else (int(v),) * nd
+
+            padding = attrs.padding if isinstance(attrs.padding, str) else tup(attrs.padding)
+            geometry, extra = conv_geometry(
+                kernel=shape[2:],
+                stride=tup(attrs.stride),
+                dilation=tup(attrs.dilation),
+                padding=padding,
+                padding_mode="zeros",
+                transposed=False,
+                in_shape=call.inputs[0],
+                out_shape=call.output,
+                groups=int(attrs.groups),
+            )
+            notes.extend(extra)
+    stored = _key(name)
+    return [
+        LayerSite(
+            f"{name}.experts.{e}" if name else f"experts.{e}",
+            type(m).__name__,
+            f"conv{nd}d",
+            condconv_key(name, e),
+            shape,
+            geometry,
+            call is not None,
+            call.count if call else 0,
+            notes=(condconv_note(m, stored, e), *notes),
+        )
+        for e in range(int(attrs.num_experts))
+    ]
+
+
 def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) -> list[LayerSite]:
     """MultiheadAttention: q, k, v projections (packed or separate) and out_proj, in that order."""
     shapes = call.inputs if call else []
@@ -500,12 +565,26 @@ def _attention_sites(name: str, m: nn.MultiheadAttention, call: _Call | None) ->
 
 
 def _skipped(
-    modules: dict[str, nn.Module], kinds: dict[str, str], blocked: dict[str, str], children: set[str]
+    modules: dict[str, nn.Module],
+    kinds: dict[str, str],
+    blocked: dict[str, str],
+    children: set[str],
+    used: dict[str, dict] | None = None,
 ) -> list[SkippedModule]:
+    """Every parameterised module that is not analysed, with its reason; and every module holding
+    a fixed kernel in a buffer that a convolution or matrix product used (``used``: the op
+    recorder's calls by tensor name)."""
     out = []
     for name, m in modules.items():
         own = [p for p in m._parameters.values() if p is not None]
-        if not own or name in children or parametrization_owner(name) in kinds:  # analysed with its owner
+        if not own:
+            if used and (kernels := buffer_kernels(name, m, used)):
+                n = sum(b.numel() for _, b in kernels)
+                out.append(
+                    SkippedModule(name or "(model)", type(m).__name__, buffer_reason([k for k, _ in kernels]), n)
+                )
+            continue
+        if name in children or parametrization_owner(name) in kinds:  # analysed with its owner
             continue
         n = sum(p.numel() for p in own)
         if name in blocked:
