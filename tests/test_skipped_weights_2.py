@@ -270,3 +270,30 @@ def test_condconv_round_trip_through_recommend_and_the_regularizer(tmp_path):
     kernel = net.cc.weight.detach()[1].reshape(net.cc.weight_shape)
     assert torch.allclose(taps, -1e-3 / kernel[:, 0, 0, 0])  # d/dc of -λ log|c| is -λ/c, on c11 only
     assert int((grad[1] != 0).sum()) == args["out_channels"]
+
+
+class _RoutedCondConv(nn.Module):
+    """A CondConv2d with its routing, as timm's CondConv blocks use it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = CondConv2d(2, 4, 3, num_experts=3)
+        self.r = nn.Linear(2, 3)
+
+    def forward(self, x):
+        return self.c(x, torch.sigmoid(self.r(x.mean((2, 3)))))
+
+
+def test_condconv_in_a_torchscript_archive_gives_its_true_reason(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "cc.pt"
+    torch.jit.script(_RoutedCondConv()).save(str(path))
+    result = entropyflow.analyze(str(path), trust_code=True, input_size=(2, 8, 8), hash_files=False)
+    assert [layer.name for layer in result.layers] == ["r"]
+    assert [(s.name, s.reason) for s in result.skipped] == [
+        (
+            "c",
+            "CondConv2d: expert kernels mixed by data-dependent routing; each expert is analysed as a conv when the "
+            "model is traced as a module (a zoo spec, --arch, a live or pickled module), not here",
+        )
+    ]

@@ -76,4 +76,9 @@ def skip_reason(type_name: str) -> str:
         return "parametric activation: elementwise, not a conv/dense map"
     if type_name == "Bilinear":
         return "bilinear layer: a bilinear form of two inputs, not a linear map of one"
+    if "CondConv" in type_name:
+        return (
+            f"{type_name}: expert kernels mixed by data-dependent routing; each expert is analysed as a conv "
+            "when the model is traced as a module (a zoo spec, --arch, a live or pickled module), not here"
+        )
     return f"parameters held directly by {type_name} (tokens, embeddings, scales): not a conv/dense weight"
