@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 from explicit import conv_filter_completion
+from test_skipped_weights import _Stft
 from torch import nn
 
 import entropyflow
@@ -134,16 +135,6 @@ def test_efficientnet_cc_every_condconv_expert_is_a_site():
 
 
 # ---- fixed kernels held in buffers, eager mode ---------------------------------------------------
-
-
-class _Stft(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("forward_basis_buffer", torch.randn(6, 1, 4))
-        self.proj = nn.Conv1d(6, 3, 1)
-
-    def forward(self, x):
-        return self.proj(nn.functional.conv1d(x, self.forward_basis_buffer, stride=2))
 
 
 class _Table(nn.Module):
