@@ -686,6 +686,9 @@ def sweep(
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted sweep in OUT without re-running finished trials."
     ),
+    retries: int = typer.Option(
+        1, "--retries", help="Times a trial whose Ray worker died is run again from its start (a raise is final)."
+    ),
     plot_format: str = typer.Option("png", "--plot-format", help="png, svg or pdf."),
     debug: bool = DEBUG,
 ) -> None:
@@ -723,11 +726,17 @@ def sweep(
             cpus_per_trial=cpus_per_trial,
             gpus_per_trial=gpus_per_trial,
             working_dir=working_dir,
+            retries=retries,
         )
         with _LiveTrials(err) as live:
             result = run_sweep(request, out, ray_options, on_event=live.on_event)
         render_summary(result.summary, console, result.failed)
         _wrote(console, result.files, result.out)
+        if not result.complete:  # exit 3: the report is written, but scripts and CI must notice
+            from .errors import IncompleteError
+
+            total = len(result.summary.spec.cells) * len(result.summary.spec.seeds)
+            raise IncompleteError(f"{len(result.failed)} of {total} trials failed (the report above counts them)")
 
 
 class _LiveTrials:

@@ -192,10 +192,22 @@ def _known(d: Mapping, fields: tuple[str, ...], path: str) -> None:
             raise ConfigError(f"{path}{shown}: unknown field (expected {', '.join(fields)})")
 
 
+def is_no_best(d) -> bool:
+    """A sweep's ``best.yaml`` when no cell beat the baseline: ``best: null`` and its ``reason``."""
+    return isinstance(d, Mapping) and "best" in d and d["best"] is None and set(d) <= {"best", "reason"}
+
+
 def from_dict(d) -> LambdaConfig:
     """Validate a parsed config; every error names the offending field."""
     if not isinstance(d, Mapping):
         raise ConfigError("config: the top level must be a mapping")
+    if is_no_best(d):
+        reason = d.get("reason")
+        why = f": {printable(reason, 200)}" if isinstance(reason, str) and reason else ""
+        raise ConfigError(
+            f"this is a sweep's best.yaml with no winning cell (best: null{why}), so there is no λ config to use: "
+            "train without the term, or give the config of one of the sweep's cells"
+        )
     _known(d, TOP_FIELDS, "")
     version = _need(d, "schema_version", "")
     if type(version) is not int or version != SCHEMA_VERSION:
@@ -545,6 +557,18 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
     """Read and validate a config file (YAML or JSON by extension) or an already parsed mapping."""
     if isinstance(source, Mapping):
         return from_dict(source)
+    return from_dict(_read(source))
+
+
+def load_best(source: str | Path | Mapping) -> LambdaConfig | None:
+    """A sweep's ``best.yaml`` as what it is: the winning cell's λ config, or None where it says
+    ``best: null`` (no cell beat the baseline)."""
+    doc = source if isinstance(source, Mapping) else _read(source)
+    return None if is_no_best(doc) else from_dict(doc)
+
+
+def _read(source: str | Path):
+    """A config file parsed (YAML or JSON by extension), within the size bound."""
     path = Path(source).expanduser()
     where = printable(path)
     try:
@@ -558,7 +582,7 @@ def load_config(source: str | Path | Mapping) -> LambdaConfig:
         raise InputNotFoundError(f"cannot read the config file {where}: {exc.strerror or exc}") from exc
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
-    return from_dict(_parse(path, raw.decode("utf-8", errors="replace")))
+    return _parse(path, raw.decode("utf-8", errors="replace"))
 
 
 # --- what a loss form can do --------------------------------------------------------------------

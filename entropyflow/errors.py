@@ -13,6 +13,7 @@ import signal
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # an unexpected error inside entropyflow (a bug): traceback with --debug
 EXIT_USER = 2  # bad input, bad option, environment problem: one line, no traceback
+EXIT_INCOMPLETE = 3  # the work ran and its report is written, but part of it failed (a sweep's failed trials)
 EXIT_INTERRUPTED = 130
 
 
@@ -86,6 +87,13 @@ class MissingExtraError(EntropyflowError, ImportError):
 
 class ConfigError(EntropyflowError):
     """An invalid λ placement config (names the bad field)."""
+
+
+class IncompleteError(EntropyflowError):
+    """The command wrote its report, but some of its work failed (a sweep with failed trials):
+    exit code 3, so that scripts and CI notice."""
+
+    exit_code = EXIT_INCOMPLETE
 
 
 class Interrupted(KeyboardInterrupt):

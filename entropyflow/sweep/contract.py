@@ -55,6 +55,32 @@ Train = Callable[[dict[str, Any], Report], None]
 
 #: names ``report`` sets itself (the epoch, and the wall time since the trial started)
 RESERVED = ("epoch", "wall_s")
+#: the fields Ray Tune adds to every result (``ray.tune.result``): a metric of one of these names
+#: would be read as Tune's own value (a process id, an iteration count), never the trial's
+TUNE_FIELDS = (
+    "done",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "time_since_restore",
+    "iterations_since_restore",
+    "timesteps_total",
+    "timesteps_since_restore",
+    "timesteps_this_iter",
+    "episodes_total",
+    "episodes_this_iter",
+    "timestamp",
+    "date",
+    "pid",
+    "hostname",
+    "node_ip",
+    "config",
+    "trial_id",
+    "experiment_id",
+    "experiment_tag",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+)
 #: the largest magnitude a metric may have and still be summarised (beyond it means and
 #: variances overflow a double; such a value is shown, but no verdict is drawn from it)
 MAX_METRIC = 1e100
@@ -114,6 +140,30 @@ def report_row(epoch: Any, metrics: Mapping[str, Any], previous: int | None, epo
             raise ReportError(f"report(epoch={e}, {printable(name, 40)}={shown(value, 40)}): a metric must be a number")
         row[name] = v
     return row
+
+
+def check_metric(metric: str) -> None:
+    """``--metric`` before anything runs: one of Ray Tune's own result fields (:data:`TUNE_FIELDS`)
+    is refused with the reason."""
+    if not metric or not metric.strip():
+        raise OptionError("--metric needs the name of a metric the training function reports (e.g. val_loss)")
+    if metric in TUNE_FIELDS:
+        raise OptionError(
+            f"--metric {printable(metric, 40)}: that is the name of a field Ray Tune adds to every result "
+            f"({metric}), not something the training function reports; report the metric under another name"
+        )
+
+
+def missing_metric(metric: str, row: Mapping[str, Any]) -> str | None:
+    """Why a reported row cannot be compared on ``metric`` (None when it has it): what was
+    reported instead, so that a typo in ``--metric`` names its fix."""
+    if metric in row:
+        return None
+    names = [printable(k, 40) for k in row if k not in RESERVED]
+    given = ", ".join(names[:20]) + (", …" if len(names) > 20 else "") if names else "no metric"
+    epoch = row.get("epoch")
+    what = f"--metric {printable(metric, 40)} is not what the training function reports"
+    return f"{what}: report(epoch={epoch}) gave {given}"
 
 
 def checked_rows(

@@ -11,6 +11,7 @@ from ..errors import OptionError
 
 MAX_CPUS = 65536  # of a local Ray, and per trial: far beyond one machine
 MAX_GPUS = 1024
+MAX_RETRIES = 100  # per trial: a worker that keeps dying is not going to recover
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,15 @@ class RayOptions:
     working_dir: str | None = (
         None  # shipped to the cluster's workers (runtime_env) so they can import the train function
     )
+    retries: int = 1  # times a trial whose Ray worker died is run again from its start (a raise is final)
 
     def __post_init__(self) -> None:
         """Resources are checked when the options are built (the command line's parsing), before
         Ray starts: Ray takes quantities in steps of 0.0001, and more than one GPU only whole."""
         if self.cpus is not None and (isinstance(self.cpus, bool) or not 1 <= self.cpus <= MAX_CPUS):
             raise OptionError(f"--cpus must be a whole number from 1 to {MAX_CPUS} (got {self.cpus})")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= MAX_RETRIES:
+            raise OptionError(f"--retries must be a whole number from 0 to {MAX_RETRIES} (got {self.retries})")
         cpu, gpu = self.cpus_per_trial, self.gpus_per_trial
         if not (math.isfinite(cpu) and 1e-4 <= cpu <= MAX_CPUS):
             raise OptionError(f"--cpus-per-trial must be from 0.0001 to {MAX_CPUS} (got {cpu:g})")

@@ -3,8 +3,10 @@
 * ``trials.csv``: one row per trial per epoch (every reported metric, wall time), a failed trial's
   error on its own row;
 * ``summary.csv``: one row per cell: per outcome the mean ± s.e. over seeds, the paired
-  difference to the baseline with its 95 % bootstrap CI, t-test, Wilcoxon and Holm p-values,
-  the verdict;
+  difference to the baseline with the 95 % interval of its test (t interval; for the censored
+  epochs to the target, the interval inverting the sign-flip test), the test and its p, the
+  t-test (not for censored outcomes), Wilcoxon and Holm p-values, the verdict (primary outcome)
+  or ``exploratory``;
 * ``summary.json``: all of it, with the grid and provenance;
 * ``learning_curves.<fmt>``: per cell, its mean curve and band (± 1 s.e. over seeds) over the
   baseline's; ``outcomes.<fmt>``: per cell, every seed's epochs to the target (or final value),
@@ -28,16 +30,18 @@ import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .._version import __version__
 from ..config import dumps
 from ..report.figures import STYLE, save_figure
+from . import stats
 from .contract import unusable
 from .spec import BASELINE
-from .summary import SweepSummary, describe
+from .summary import CENSORED, SweepSummary, describe, smaller_is_better, test_of
 
 SCHEMA = "entropyflow.sweep/1"
-NUMBER_FIELDS = ("mean", "se", "ci_low", "ci_high", "p_t", "p_wilcoxon", "p_holm")
+NUMBER_FIELDS = ("mean", "se", "ci_low", "ci_high", "p", "p_t", "p_wilcoxon", "p_holm")
 
 
 def _cell(v: Any) -> str:
@@ -89,10 +93,11 @@ def summary_rows(summary: SweepSummary) -> list[dict[str, Any]]:
         for outcome in summary.outcomes:
             row[f"{outcome}_mean"], row[f"{outcome}_se"] = c.mean[outcome], c.se[outcome]
             effect = c.versus.get(outcome)
-            for name in ("mean", "ci_low", "ci_high", "p_t", "p_wilcoxon", "p_holm"):
+            for name in ("mean", "ci_low", "ci_high", "p", "p_t", "p_wilcoxon", "p_holm"):
                 row[f"{outcome}_diff_{name}" if name == "mean" else f"{outcome}_{name}"] = (
                     getattr(effect, name) if effect is not None else None
                 )
+            row[f"{outcome}_test"] = effect.test if effect is not None else None
             row[f"{outcome}_pairs"] = effect.n if effect is not None else None
             row[f"{outcome}_verdict"] = c.verdict.get(outcome, "")
         rows.append(row)
@@ -133,7 +138,9 @@ def summary_json(summary: SweepSummary, outcomes: Sequence[Any], provenance: dic
                         "versus_baseline": (
                             {k: _json_number(v) for k, v in asdict(c.versus[o]).items()} if o in c.versus else None
                         ),
+                        "role": "primary" if o == summary.primary else "exploratory",
                         "verdict": c.verdict.get(o),
+                        "ruled_out": _ruled_out(c.versus.get(o), summary, o),
                     }
                     for o in summary.outcomes
                 },
@@ -157,14 +164,48 @@ def summary_json(summary: SweepSummary, outcomes: Sequence[Any], provenance: dic
         "primary_outcome": summary.primary,
         "best": summary.best,
         "reason": summary.reason,
-        "tests": "paired by seed against the baseline: mean difference with a 95 % percentile bootstrap CI "
-        "(10,000 resamples), two-sided paired t-test and Wilcoxon signed-rank (scipy), t-test p-values "
-        "Holm-corrected over the cells per outcome; verdict at α = 0.05",
+        "tests": "paired by seed against the baseline: the mean difference (cell − baseline) with the 95 % "
+        "interval that inverts its test: the t interval and the two-sided paired t-test, or, for the censored "
+        "epochs to the target, the paired sign-flip permutation test of the restricted mean; Wilcoxon "
+        "signed-rank for reference; p-values Holm-corrected over the cells per outcome; a verdict at α = 0.05 "
+        f"on the primary outcome only, from {stats.MIN_PAIRS} pairs on",
+        "statistics": statistics(summary),
         "cells": cells,
         "failed": [f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error],
         "provenance": provenance,
     }
     return (json.dumps(doc, indent=1, ensure_ascii=False, default=str) + "\n").encode("utf-8", "backslashreplace")
+
+
+def _ruled_out(effect: stats.Paired | None, summary: SweepSummary, outcome: str) -> dict[str, float | None] | None:
+    """The effects the 95 % interval excludes, in the metric's units (beyond them: ruled out)."""
+    bounds = None if effect is None else stats.ruled_out(effect, smaller_is_better(outcome, summary.spec))
+    if bounds is None:
+        return None
+    return {"improvement_above": _json_number(bounds[0]), "harm_above": _json_number(bounds[1])}
+
+
+def statistics(summary: SweepSummary) -> dict[str, Any]:
+    """How the cells are compared, in words and numbers (summary.json's ``statistics``)."""
+    spec = summary.spec
+    return {
+        "alpha": stats.ALPHA,
+        "interval": f"{stats.LEVEL:.0%} interval of the mean paired difference that inverts the outcome's test",
+        "test": {o: test_of(o) for o in summary.outcomes},
+        "censored": {
+            o: f"restricted time to target min(T, E + 1) with horizon E = --epochs = {spec.epochs}: a run that "
+            f"does not reach the target counts as {spec.epochs + 1}; exact sign-flip distribution for n ≤ "
+            f"{stats.EXACT_FLIPS} pairs, else {stats.FLIPS:,} random sign vectors (seed {stats.FLIP_SEED})"
+            for o in summary.outcomes
+            if o in CENSORED
+        },
+        "min_pairs": stats.MIN_PAIRS,
+        "primary": summary.primary,
+        "exploratory": [o for o in summary.outcomes if o != summary.primary],
+        "multiplicity": "Holm over the cells (with at least min_pairs pairs) for each outcome; a verdict on the "
+        "primary outcome only; the exploratory outcomes get estimates and intervals, no verdict, and are not "
+        "corrected across outcomes",
+    }
 
 
 def best_yaml(summary: SweepSummary) -> bytes:
@@ -235,12 +276,13 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
                 ax.axhline(spec.target, color="#cb181d", linewidth=0.8, linestyle="--", label="target")
             if log:
                 ax.set_yscale("log")
-            verdict = summary.cell(cells[k]).verdict.get(summary.primary, "")
+            verdict = stats.kind(summary.cell(cells[k]).verdict.get(summary.primary, ""))
             ax.set_title(f"{cells[k]}: {verdict}", loc="left")
             ax.grid(color="#e5e5e5", linewidth=0.7)
             ax.legend(frameon=False, loc="best")
         for ax in axes[-1]:
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         for ax in axes[:, 0]:
             ax.set_ylabel(spec.metric)
         title = f"{spec.metric} over training: mean ± 1 s.e. over {len(spec.seeds)} seeds, each cell over the baseline"
@@ -257,7 +299,7 @@ VERDICT_COLOR = {"better": "#238b45", "worse": "#cb181d", "no detectable effect"
 
 def outcome_figure(summary: SweepSummary) -> Figure:
     """The primary outcome: every seed's value per cell (top) and, below, each cell's paired
-    differences to the baseline with the bootstrap interval the verdict rests on."""
+    differences to the baseline with the 95 % interval of the test the verdict rests on."""
     outcome = summary.primary
     spec = summary.spec
     label = describe(outcome, spec).removeprefix("the ")
@@ -290,15 +332,21 @@ def outcome_figure(summary: SweepSummary) -> Figure:
                 continue
             diffs = [(jitter[t.seed], float(t.values[outcome] or 0.0) - float(b)) for t in done
                      if (b := base.get(t.seed)) is not None]  # fmt: skip
-            verdict = c.verdict.get(outcome, "")
+            verdict = stats.kind(c.verdict.get(outcome, ""))
             vcolor = VERDICT_COLOR.get(verdict, "#636363")
             bottom.plot([d[0] for d in diffs], [d[1] for d in diffs], "o", color=color, alpha=0.55, markersize=4)
-            if effect.ci_low is not None and effect.ci_high is not None:
+            if (
+                effect.ci_low is not None
+                and effect.ci_high is not None
+                and math.isfinite(effect.ci_low)
+                and math.isfinite(effect.ci_high)
+            ):
                 span = [[effect.mean - effect.ci_low], [effect.ci_high - effect.mean]]
                 bottom.errorbar(i + 0.3, effect.mean, yerr=span, fmt="D", color=vcolor, markersize=5, capsize=3)
             p = effect.p_holm
             bottom.annotate(
-                verdict.replace("no detectable effect", "no effect") + (f"\np={p:.2g}" if p is not None else ""),
+                verdict.replace("no detectable effect", "no effect").replace(stats.TOO_FEW, "too few pairs")
+                + (f"\np={p:.2g}" if p is not None else ""),
                 (i, 1.0), xycoords=("data", "axes fraction"), xytext=(0, -3), textcoords="offset points",
                 ha="center", va="top", fontsize=7, color=vcolor,
             )  # fmt: skip
@@ -311,8 +359,8 @@ def outcome_figure(summary: SweepSummary) -> Figure:
         for ax in (top, bottom):
             ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
         title = (
-            f"{label}: every seed (dots), mean ± 1.96 s.e. (diamond); below, the paired differences with their 95 % "
-            "bootstrap interval and the Holm-corrected verdict"
+            f"{label}: every seed (dots), mean ± 1.96 s.e. (diamond); below, the paired differences with the 95 % "
+            f"interval of the {test_of(outcome)} and the Holm-corrected verdict (from {stats.MIN_PAIRS} pairs)"
         )
         if censored:
             title += f" (open: never reached, counted as {spec.epochs + 1})"

@@ -3,9 +3,15 @@
 A local Ray is started and stopped here unless ``address`` names an existing cluster. Each run is
 a new Tune experiment in ``OUT/tune`` (``sweep``, then ``resume-1``, ``resume-2``… for the runs
 that resume it): Tune's own files, pickles included, are written there but never read back. What a
-resume needs is what the driver records as results arrive (:mod:`.records`). Trials that raise
-are reported with their error; they do not stop the sweep (``FailureConfig(max_failures=0)``, no
-fail-fast).
+resume needs is what the driver records as results arrive (:mod:`.records`). A trial whose Ray
+worker dies is run again from its start up to ``RayOptions.retries`` times (Tune's
+``max_failures``); a trial whose training function raises fails at once (the same seed would
+raise again). A failed trial is reported with its whole error message and does not stop the sweep
+(no fail-fast). A report without ``--metric`` does: the sweep stops at once and says
+what was reported (:class:`_MetricCheck`).
+
+The local Ray started here listens on the loopback interface only (:func:`_loopback_only`): its
+GCS, raylet, object manager and workers accept no connection from another machine.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from ray import tune
 from ..errors import Interrupted, OptionError
 from ..text import printable
 from . import stats
-from .contract import ReportError, report_row
+from .contract import ReportError, missing_metric, report_row
 from .events import RayOptions, TrialEvent, TrialOutcome
 from .records import Recorder
 from .tasks import train_function
@@ -42,6 +48,7 @@ MAX_RUNS = 1000  # resume-1 … resume-999
 
 ROWS = "entropyflow_rows"  # the result field that carries the epochs since the previous report (JSON)
 DONE = "entropyflow_done"  # set on the last result of a trial whose training function returned
+FAILED = "entropyflow_failed"  # the whole error of a trial whose training function raised (not retried)
 REPORT_EVERY_S = 1.0
 
 
@@ -56,12 +63,14 @@ def _trainable(config: dict[str, Any]) -> None:
     as JSON (``ROWS``, the result's only field, so no metric name can collide with Tune's), through
     Tune's own storage, so every epoch arrives on a cluster too. A call that breaks the contract
     raises :class:`.contract.ReportError`, and so does every later call and the end of the
-    trial, even if the training function catches the first."""
+    trial, even if the training function catches the first. An exception ends the trial with a
+    last result that carries it whole (``FAILED``): Tune retries only a worker that died."""
     torch.set_num_threads(int(config.get("_threads", 1)))  # one thread per CPU of the trial: reproducible sums
     train = train_function(config["_train"], config.get("_cwd"))
     trial = dict(config["trial"])
     epochs = int(trial["epochs"])
     started = time.perf_counter()
+    metric = config.get("_metric")
     stop_metric, stop_mode, patience = config.get("_stop") or (None, "min", 0)
     rule = stats.EarlyStop(int(patience), stop_mode) if stop_metric else None
     pending: list[dict[str, Any]] = []
@@ -85,6 +94,11 @@ def _trainable(config: dict[str, Any]) -> None:
             raise
         previous.append(row["epoch"])
         pending.append({**row, "wall_s": time.perf_counter() - started})
+        problem = missing_metric(metric, row) if metric else None
+        if problem is not None:  # the driver stops the sweep when it sees this row (_MetricCheck)
+            flush()
+            broken.append(ReportError(problem))
+            raise broken[0]
         value = row.get(stop_metric) if stop_metric else None
         stalled = rule is not None and value is not None and rule.update(value)
         if stalled or time.perf_counter() - last[0] >= REPORT_EVERY_S:
@@ -95,17 +109,55 @@ def _trainable(config: dict[str, Any]) -> None:
     try:
         with contextlib.suppress(_EarlyStopped):  # the trial is complete: its metric stalled for the patience
             train(trial, report)
+        if broken:  # the training function caught the error and went on: the trial still fails
+            raise broken[0]
+    except Exception as exc:  # noqa: BLE001 - the user's function can raise anything: the trial fails with it
+        # a raise is the seed's own outcome (the same seed raises again): reported, whole, and not retried;
+        # only a worker that dies (nothing of this runs) is run again (--retries)
+        tune.report({ROWS: json.dumps(pending), FAILED: failure_text(exc)})
+        return
     except BaseException:
-        flush()  # the epochs before an error too
+        flush()  # the epochs before an interruption too
         raise
-    if broken:  # the training function caught the error and went on: the trial still fails
-        flush()
-        raise broken[0]
     flush(done=True)  # only this makes the trial's record "finished" (a trial Tune stops is not)
+
+
+def failure_text(exc: BaseException) -> str:
+    """An exception raised by a trial as one whole line: its type and every line of its message
+    (a contract violation as ``rejected: …``)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, ReportError):
+        return printable("rejected: " + text, ERROR_LIMIT)
+    return printable(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, ERROR_LIMIT)
 
 
 class _EarlyStopped(BaseException):  # noqa: N818 - not an error: BaseException so that `except Exception` in a train function cannot swallow it
     """Raised from ``report`` to end a trial whose metric has stalled for the patience."""
+
+
+class _MetricCheck(tune.Stopper):
+    """Stops the whole experiment at the first reported row without ``--metric`` (a typo would
+    otherwise train every trial and compare nothing); ``missing`` says what was reported."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+        self.missing: str | None = None
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        try:
+            batch = json.loads(result.get(ROWS) or "[]")
+        except (TypeError, ValueError):
+            return False  # not what _trainable sends: the recorder refuses it
+        for row in batch if isinstance(batch, list) else []:
+            if isinstance(row, dict) and "epoch" in row:
+                problem = missing_metric(self.metric, row)
+                if problem is not None:
+                    self.missing = self.missing or problem
+                    return True
+        return False
+
+    def stop_all(self) -> bool:
+        return self.missing is not None
 
 
 _handler: Callable[[TrialEvent], None] | None = None  # where events go while run() runs
@@ -141,9 +193,19 @@ class _Progress(tune.Callback):
             batch = [None]  # not what _trainable sends: refused as a bad row
         batch = batch if isinstance(batch, list) else [None]
         row = _recorder.add(*_key(trial), batch, done=bool(result.get(DONE))) if _recorder else None
+        failed = result.get(FAILED)
+        if failed is not None:  # the training function raised: the trial's end, with its error
+            error = printable(failed, ERROR_LIMIT)
+            if _recorder is not None:
+                _recorder.end(*_key(trial), error=error)
+            self._send(trial, "failed", row, error=error)
+            return
         self._send(trial, "running", row)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        record = _recorder.records.get(_key(trial)) if _recorder is not None else None
+        if record is not None and record.state == "failed":
+            return  # it raised: said when its last result came (FAILED)
         if _recorder is not None:
             _recorder.end(*_key(trial))
         self._send(trial, "done")
@@ -160,21 +222,42 @@ def _key(trial: Any) -> tuple[str, int]:
     return str(cfg.get("cell")), int(cfg.get("seed", -1))
 
 
+ERROR_TAIL = 1 << 20  # bytes of Tune's error file read: its last failure, whole
+ERROR_LIMIT = 2000  # characters of an error message kept (one line)
+_FAILURE = re.compile(r"^Failure # \d+ \(occurred at [^)]*\)$", re.M)
+_FRAME = re.compile(r'^\s+File "')  # a frame of a traceback: its code lines follow, indented
+
+
+def error_message(text: str) -> str:
+    """The whole message of a trial's last failure in Tune's error file: what follows the last
+    frame of its traceback (the exception and every line of its message), or the whole failure
+    where there is no traceback (Ray's account of a dead worker), joined into one line, without
+    the class path of a contract violation."""
+    blocks = _FAILURE.split(text)
+    lines = [line.rstrip() for line in blocks[-1].splitlines() if line.strip()]
+    frames = [i for i, line in enumerate(lines) if _FRAME.match(line)]
+    start = frames[-1] + 1 if frames else 0
+    while frames and start < len(lines) and lines[start][:1].isspace():
+        start += 1  # the frame's code line (and its ^^^^ marks)
+    message = " ".join(line.strip() for line in lines[start:])
+    head, sep, rest = message.partition(f"{ReportError.__name__}: ")
+    if sep and (not head or head.endswith(".")):
+        message = "rejected: " + rest
+    return printable(message or "the trial failed", ERROR_LIMIT)
+
+
 def _error_text(error_file: str | None) -> str:
-    """The last line of the trial's traceback (Tune's text file from this run), without the class
-    path of a contract violation."""
+    """:func:`error_message` of the trial's error file (Tune's text file from this run)."""
     try:
         with open(error_file or "", "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - ERROR_TAIL))
             text = f.read().decode("utf-8", "replace")
+            if size > ERROR_TAIL:
+                text = text.partition("\n")[2]  # from the first whole line
     except OSError:
         text = ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    last = lines[-1].strip() if lines else "the trial failed"
-    head, sep, rest = last.partition(f"{ReportError.__name__}: ")
-    if sep and (not head or head.endswith(".")):
-        last = "rejected: " + rest
-    return printable(last, 300)
+    return error_message(text)
 
 
 @contextlib.contextmanager
@@ -231,6 +314,38 @@ def _graceful_stop(hint: str) -> Iterator[None]:
             signal.signal(sig, handler)
     if received:
         raise Interrupted(received[0], hint)
+
+
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local Ray starts: its node address is the loopback one, so that the GCS, the raylet,
+    the object manager and every worker bind to 127.0.0.1 (Ray binds its servers to the node's
+    address). ``ray.init`` turns a ``_node_ip_address`` of 127.0.0.1 into the machine's external
+    address unless Ray's single-machine mode (what it uses on macOS and Windows) is on: it is, for
+    the start-up only."""
+    from ray._private import ray_constants
+
+    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def _check_loopback() -> None:
+    """The local Ray must have come up on the loopback address: anything else would listen on a
+    network interface (an unauthenticated Ray runs the jobs anyone sends it)."""
+    address = ray.util.get_node_ip_address()
+    if address != LOOPBACK:
+        ray.shutdown()
+        raise OptionError(
+            f"the local Ray came up on {printable(address, 60)}, not {LOOPBACK}: it would accept jobs from the "
+            f"network (Ray {getattr(ray, '__version__', '?')}); start a Ray yourself and pass --address"
+        )
 
 
 def _init_ray(kwargs: dict[str, Any]) -> None:
@@ -301,10 +416,12 @@ def run(
             kwargs["address"] = ray_options.address
         else:
             kwargs["num_cpus"] = ray_options.cpus
+            kwargs["_node_ip_address"] = LOOPBACK
         if ray_options.working_dir:
             kwargs["runtime_env"] = {"working_dir": ray_options.working_dir}
         try:
-            _init_ray(kwargs)
+            with _loopback_only() if not ray_options.address else contextlib.nullcontext():
+                _init_ray(kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise OptionError(
                 f"cannot start or reach Ray{' at ' + ray_options.address if ray_options.address else ''}: "
@@ -312,6 +429,7 @@ def run(
             ) from exc
     try:
         if started_here and not ray_options.address:
+            _check_loopback()
             _check_fits(ray_options)
         resources = {"cpu": ray_options.cpus_per_trial, "gpu": ray_options.gpus_per_trial}
         trainable = tune.with_resources(_trainable, resources)
@@ -321,7 +439,9 @@ def run(
             "_cwd": os.getcwd(),
             "_threads": max(1, int(ray_options.cpus_per_trial)),
             "_stop": list(stop) if stop else None,
+            "_metric": metric,
         }
+        check = _MetricCheck(metric)
         tuner = tune.Tuner(
             trainable,
             param_space=space,
@@ -333,7 +453,8 @@ def run(
                 storage_path=str(storage),
                 verbose=0,
                 callbacks=[_Progress(metric)],
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                stop=check,
+                failure_config=tune.FailureConfig(max_failures=ray_options.retries, fail_fast=False),
             ),
         )
         global _handler, _recorder
@@ -343,6 +464,11 @@ def run(
                 tuner.fit()
         finally:
             _handler, _recorder = None, None
+        if check.missing is not None:
+            raise OptionError(
+                f"{check.missing}: the sweep stopped at that report; name one of those with --metric "
+                f"(and a new --out, or remove {printable(storage.parent)})"
+            )
     finally:
         if started_here:
             ray.shutdown()

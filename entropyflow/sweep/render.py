@@ -11,11 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ..text import printable
+from . import stats
 from .events import TrialEvent
-from .summary import SweepSummary, describe
+from .summary import SweepSummary, describe, test_of
 
 STATE_STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
-VERDICT_STYLE = {"better": "green", "worse": "red", "no detectable effect": "dim"}
+VERDICT_STYLE = {"better": "green", "worse": "red", "no detectable effect": "dim", stats.TOO_FEW: "yellow"}
 
 
 def _sign(v: float) -> str:
@@ -86,7 +87,9 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
         title = describe(outcome, spec)
         title = title[0].upper() + title[1:]
         if outcome == summary.primary:
-            title += "  (primary: the best cell is chosen on it)"
+            title += "  (primary: the verdict and the best cell are on it)"
+        else:
+            title += "  (exploratory: estimates and intervals, no verdict)"
         table = Table(
             title=Text(title, style="bold"),
             title_justify="left",
@@ -100,7 +103,7 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             ("cell", "left"),
             ("mean ± s.e.", "right"),
             ("Δ vs baseline", "right"),
-            ("95 % CI", "right"),
+            ("95 % interval", "right"),
             ("pairs", "right"),
             ("p (Holm)", "right"),
             ("", "left"),
@@ -123,13 +126,15 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
                 f"[{_num(effect.ci_low)}, {_num(effect.ci_high)}]",
                 str(effect.n),
                 _num(effect.p_holm, 2),
-                Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+                Text(verdict, style=VERDICT_STYLE.get(stats.kind(verdict), "dim")),
             )
         console.print(table)
     console.print(
         Text(
-            "paired by seed against the baseline; Δ = cell − baseline; two-sided paired t-test, Holm-corrected "
-            "over the cells per outcome (Wilcoxon in summary.csv); verdict at α = 0.05",
+            "paired by seed against the baseline; Δ = cell − baseline; "
+            + "; ".join(sorted({f"{describe(o, spec)}: {test_of(o)}" for o in summary.outcomes}))
+            + f" (two-sided, with the interval inverting it); Holm-corrected over the cells; verdict at α = 0.05 "
+            f"on the primary outcome only, from {stats.MIN_PAIRS} pairs on; Wilcoxon in summary.csv",
             style="dim",
         )
     )

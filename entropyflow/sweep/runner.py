@@ -30,6 +30,7 @@ from ..report import check_writable, read_analysis
 from ..report.outdir import preflight, write_atomically
 from ..text import printable
 from . import ray_tune, records
+from .contract import check_metric
 from .events import RayOptions, TrialEvent
 from .output import sweep_files
 from .spec import Placement, SweepSpec, placements_from
@@ -45,6 +46,11 @@ class SweepResult:
     out: Path
     files: tuple[Path, ...]
     failed: tuple[str, ...]  # "cell seed N: error" for trials that raised
+
+    @property
+    def complete(self) -> bool:
+        """Every trial finished: the only sweep whose exit status is 0 (the CLI exits 3 otherwise)."""
+        return not self.failed
 
 
 def placements(
@@ -92,6 +98,7 @@ def run_sweep(
     ``resume``: run only the trials whose record does not say they finished (:mod:`.records`)."""
     require("sweep")
     folder = check_writable(out)
+    check_metric(spec.metric)  # a name Tune gives its own fields: refused before anything runs
     train_function(train, str(Path.cwd()))  # fails here, before Ray starts, if the function cannot be found
     options = ray_options or RayOptions()
     storage = folder / "tune"

@@ -3,10 +3,13 @@
 Outcomes of a trial (the metric's values over its epochs):
 
 * ``final``: the value at the last epoch; ``best``: the best value over all epochs;
-* ``epochs_to_target``: the first epoch (1-based) whose value reaches ``--target``. A trial
-  that never reaches it is *censored* at ``epochs + 1`` (one past the sweep's epoch budget): it
-  counts as slower than any trial that did, so a cell that reaches the target in fewer seeds
-  cannot look faster by dropping them; the tables say how many reached it.
+* ``epochs_to_target``: the restricted time to target, ``min(T, E + 1)``: ``T`` is the first
+  epoch (1-based) whose value reaches ``--target``, ∞ for a trial that never reaches it within
+  the horizon ``E = --epochs`` (or before early stopping ends it), so such a trial is *censored*
+  and counts as ``E + 1``, slower than any trial that did; a cell that reaches the target in
+  fewer seeds cannot look faster by dropping them. Being censored, it is compared by a paired
+  sign-flip permutation test of its mean, not a t-test (see :mod:`.stats`); the tables say how
+  many reached the target.
 * ``seconds_to_target``: the wall time of that epoch. Wall time cannot be censored the same way,
   so it is compared over the seeds where both runs reached the target (the pair count shows it).
 * ``stop_epoch``: the epoch at which early stopping with ``--patience P`` ends training (no
@@ -14,7 +17,9 @@ Outcomes of a trial (the metric's values over its epochs):
   sweep also ends each trial there.
 
 Each cell is compared to the baseline over the seeds both have (see :mod:`.stats`); p-values are
-Holm-corrected over the cells, per outcome.
+Holm-corrected over the cells (with at least ``MIN_PAIRS`` pairs), per outcome. Only the primary
+outcome (``--primary``) gets a verdict; the others are exploratory: estimates with 95 %
+intervals, no verdict, not corrected across outcomes.
 
 A trial whose metric was NaN, infinite or beyond ±1e100 at any epoch (:func:`.contract.unusable`)
 has no outcomes: a cell with such a trial, or paired with such a baseline trial, gets no mean and
@@ -130,7 +135,10 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
             mean[outcome], se[outcome] = stats.mean_se(stats.present(t.values[outcome] for t in done))
         versus: dict[str, stats.Paired] = {}
         if cell.name != BASELINE and na is not None:
-            versus = {outcome: stats.Paired(0, None, None, None, None, None, None) for outcome in OUTCOMES}
+            versus = {
+                outcome: stats.Paired(0, None, None, None, None, None, None, test=test_of(outcome))
+                for outcome in OUTCOMES
+            }
         elif cell.name != BASELINE:
             for outcome in OUTCOMES:
                 pairs = [
@@ -140,7 +148,9 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
                     and (a := t.values[outcome]) is not None
                     and (b := base[t.seed].values[outcome]) is not None
                 ]
-                versus[outcome] = stats.paired([a for a, _ in pairs], [b for _, b in pairs])
+                versus[outcome] = stats.paired(
+                    [a for a, _ in pairs], [b for _, b in pairs], censored=outcome in CENSORED
+                )
         cells.append(
             CellSummary(
                 cell,
@@ -153,20 +163,35 @@ def summarize(spec: SweepSpec, trials: Sequence[TrialSummary]) -> SweepSummary:
                 na=na,
             )
         )
-    # Holm over the grid, per outcome; then the verdicts
+    # Holm over the grid (the cells with enough pairs for a verdict), per outcome; then the verdicts:
+    # on the primary outcome only, the others are exploratory
     corrected = []
     for outcome in OUTCOMES:
         others = [c for c in cells if c.cell.name != BASELINE]
-        adjusted = stats.holm([c.versus[outcome].p_t for c in others])
-        for c, p in zip(others, adjusted, strict=True):
+        family = [c.versus[outcome].p if c.versus[outcome].n >= stats.MIN_PAIRS else None for c in others]
+        for c, p in zip(others, stats.holm(family), strict=True):
             c.versus[outcome] = _with_holm(c.versus[outcome], p)
     for c in cells:
         for outcome, effect in c.versus.items():
-            lower = outcome in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
-            c.verdict[outcome] = c.na or stats.verdict(effect, smaller_is_better=lower)
+            if outcome != spec.primary_outcome:
+                c.verdict[outcome] = c.na or stats.EXPLORATORY
+                continue
+            c.verdict[outcome] = c.na or stats.verdict(effect, smaller_is_better=smaller_is_better(outcome, spec))
         corrected.append(c)
     best, reason = _best(corrected, spec)
     return SweepSummary(spec, tuple(corrected), best, reason)
+
+
+CENSORED = frozenset({"epochs_to_target"})  # compared by the sign-flip test of the restricted mean
+
+
+def test_of(outcome: str) -> str:
+    """The test (and the interval inverting it) an outcome is compared by."""
+    return stats.SIGN_FLIP if outcome in CENSORED else stats.T_TEST
+
+
+def smaller_is_better(outcome: str, spec: SweepSpec) -> bool:
+    return outcome in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
 
 
 def _with_holm(p: stats.Paired, holm: float | None) -> stats.Paired:
@@ -210,27 +235,43 @@ def describe(outcome: str, spec: SweepSpec) -> str:
 
 def _best(cells: Sequence[CellSummary], spec: SweepSpec) -> tuple[str | None, str]:
     primary = spec.primary_outcome
-    lower = primary in LOWER_IS_BETTER_ALWAYS or spec.mode == "min"
+    lower = smaller_is_better(primary, spec)
     winners = [c for c in cells if c.verdict.get(primary) == "better"]
     what = describe(primary, spec)
-    na = [c for c in cells if c.cell.name != BASELINE and c.na is not None]
+    others = [c for c in cells if c.cell.name != BASELINE]
+    na = [c for c in others if c.na is not None]
     missing = ""
+    few = [c for c in others if c.na is None and c.verdict.get(primary) == stats.TOO_FEW]
+    if few:
+        have = "cells have" if len(few) > 1 else "cell has"
+        missing += f"; {len(few)} {have} fewer than {stats.MIN_PAIRS} paired seeds ({stats.TOO_FEW})"
     if na:
         have = "cells have" if len(na) > 1 else "cell has"
-        missing = f"; {len(na)} {have} no verdict ({na[0].na}{', …' * (len(na) > 1)})"
+        missing += f"; {len(na)} {have} no verdict ({na[0].na}{', …' * (len(na) > 1)})"
     if not winners:
+        family = sum(1 for c in others if c.versus[primary].p_holm is not None)
+        if family == 0:
+            return None, f"no cell has the {stats.MIN_PAIRS} paired seeds a verdict on {what} needs{missing}"
+        counted = f"the {family} cells" if family > 1 else "the 1 cell"
         return None, (
-            f"no cell beats the baseline significantly on {what} (paired t-test over the seeds, "
-            f"Holm-corrected over the {sum(1 for c in cells if c.cell.name != BASELINE)} cells, α = 0.05){missing}"
+            f"no cell beats the baseline significantly on {what} ({test_of(primary)} over the seeds, "
+            f"Holm-corrected over {counted} with at least {stats.MIN_PAIRS} pairs, α = 0.05){missing}"
         )
     pick = min(winners, key=lambda c: (c.versus[primary].mean or 0.0) * (1.0 if lower else -1.0))
     effect = pick.versus[primary]
     reason = (
         f"{pick.cell.name} improves {what} by {abs(effect.mean or 0.0):.4g} on average over "
-        f"{effect.n} paired seeds (95 % CI {effect.ci_low:.4g} … {effect.ci_high:.4g}, "
+        f"{effect.n} paired seeds (95 % CI {effect.ci_low:.4g} … {effect.ci_high:.4g}, {effect.test}, "
         f"Holm-corrected p = {effect.p_holm:.3g})"
     )
-    costs = [describe(o, spec) for o in spec.outcomes if o != primary and pick.verdict.get(o) == "worse"]
+    costs = [describe(o, spec) for o in spec.outcomes if o != primary and worse_side(pick.versus.get(o), o, spec)]
     if costs:
-        reason += f"; but it is significantly worse on {' and '.join(costs)}"
+        reason += f"; but (exploratory, uncorrected) its 95 % interval lies on the worse side for {' and '.join(costs)}"
     return pick.cell.name, reason
+
+
+def worse_side(effect: stats.Paired | None, outcome: str, spec: SweepSpec) -> bool:
+    """The 95 % interval of a (secondary) outcome excludes 0 on the side of harm."""
+    if effect is None or effect.ci_low is None or effect.ci_high is None:
+        return False
+    return effect.ci_low > 0 if smaller_is_better(outcome, spec) else effect.ci_high < 0
