@@ -99,8 +99,13 @@ def main(argv=None) -> None:
         print(f"| {k} | {med[k]:.1f} | {med[k] / n:.2f} | {med[k] / med['plain']:.2f} |")
     print()
     overhead = (med["sweep, 1 CPU"] - med["ray start"] - med["ray stop"] - med["plain"]) / n
-    print(f"Ray start-up {med['ray start']:.1f} s, shutdown {med['ray stop']:.1f} s; per-trial overhead of Tune "
-          f"(1 CPU, start-up excluded): {overhead:.2f} s")  # fmt: skip
+    trial = med["plain"] / n
+    print("| cost | s | ratio to the plain loop |")
+    print("| --- | --- | --- |")
+    print(f"| Ray start-up | {med['ray start']:.1f} | {med['ray start'] / med['plain']:.2f} of all {n} trials |")
+    print(f"| Ray shutdown | {med['ray stop']:.1f} | {med['ray stop'] / med['plain']:.2f} of all {n} trials |")
+    per = f"{overhead / trial:.2f} of one trial ({trial:.2f} s)"
+    print(f"| Tune per trial (1 CPU, start-up excluded) | {overhead:.2f} | {per} |")
 
 
 if __name__ == "__main__":

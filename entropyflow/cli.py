@@ -740,7 +740,8 @@ def sweep(
 
 
 class _LiveTrials:
-    """The live table of trials while a sweep runs (terminals only; otherwise nothing until the end)."""
+    """The live table of trials while a sweep runs on a terminal; elsewhere (a log, CI) one line per
+    trial as it ends: its cell, seed, outcome and time."""
 
     def __init__(self, console: Console):
         self.console = console
@@ -752,6 +753,10 @@ class _LiveTrials:
 
     def on_event(self, event: Any) -> None:
         if not self.console.is_terminal:
+            if event.state in ("done", "failed") and event.trial:  # not the finished trials a resume skips
+                from .sweep.render import trial_line
+
+                self.console.print(trial_line(event), highlight=False, soft_wrap=True)
             return
         if self.board is None:
             from rich.live import Live

@@ -78,7 +78,7 @@ def test_trial_outcomes():
     spec = SweepSpec(lambdas=(0.0,), placements=(), seeds=(0,), epochs=7, metric="val_loss", target=0.3, patience=2)
     t = trial_summary("c", 0, rows, spec)
     assert t.values["final"] == 0.3 and t.values["best"] == 0.29
-    assert t.values["epochs_to_target"] == 3.0 and t.values["seconds_to_target"] == 1.5 and t.reached
+    assert t.values["epochs_to_target"] == 3.0 and t.values["seconds_to_target"] == 1.0 and t.reached
     assert t.values["stop_epoch"] == 5.0  # no improvement at epochs 4 and 5
     assert stop_epoch([1, 2, 3, 4], 2, "max") == 4  # never stalls: its last epoch
     never = trial_summary("c", 0, rows, replace(spec, target=0.1))

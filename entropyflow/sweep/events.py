@@ -52,10 +52,12 @@ class TrialEvent:
     trial: str
     cell: str
     seed: int
-    state: str  # pending | running | done | failed
+    state: str  # pending | running | done | stopped (by Tune: not finished) | failed
     epoch: int | None = None
     value: float | None = None
     error: str | None = None
+    seconds: float | None = None  # the trial's wall time at its latest reported epoch
+    metric: str = ""  # what ``value`` is (--metric)
 
 
 @dataclass(frozen=True)

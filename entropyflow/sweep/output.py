@@ -7,7 +7,9 @@
   epochs to the target, the interval inverting the sign-flip test), the test and its p, the
   t-test (not for censored outcomes), Wilcoxon and Holm p-values, the verdict (primary outcome)
   or ``exploratory``;
-* ``summary.json``: all of it, with the grid and provenance;
+* ``summary.json``: all of it, with the grid and provenance, and ``timing``: what the wall clock
+  measures (the first epoch excluded), the order the trials were launched in, and where they ran;
+  ``summary.csv`` says beside every wall-clock outcome that the trials shared a machine;
 * ``learning_curves.<fmt>``: per cell, its mean curve and band (± 1 s.e. over seeds) over the
   baseline's; ``outcomes.<fmt>``: per cell, every seed's epochs to the target (or final value),
   mean and 95 % CI;
@@ -38,7 +40,7 @@ from ..report.figures import STYLE, save_figure
 from . import stats
 from .contract import unusable
 from .spec import BASELINE
-from .summary import CENSORED, SweepSummary, describe, smaller_is_better, test_of
+from .summary import CENSORED, SECONDS_TO_TARGET, SHARED, WALL_CLOCK, SweepSummary, describe, smaller_is_better, test_of
 
 SCHEMA = "entropyflow.sweep/1"
 NUMBER_FIELDS = ("mean", "se", "ci_low", "ci_high", "p", "p_t", "p_wilcoxon", "p_holm")
@@ -100,6 +102,8 @@ def summary_rows(summary: SweepSummary) -> list[dict[str, Any]]:
             row[f"{outcome}_test"] = effect.test if effect is not None else None
             row[f"{outcome}_pairs"] = effect.n if effect is not None else None
             row[f"{outcome}_verdict"] = c.verdict.get(outcome, "")
+            if outcome in WALL_CLOCK:  # the clock measured neighbours too: said on every row that shows it
+                row[f"{outcome}_timing"] = summary.timing.caveat()
         rows.append(row)
     return rows
 
@@ -170,6 +174,7 @@ def summary_json(summary: SweepSummary, outcomes: Sequence[Any], provenance: dic
         "signed-rank for reference; p-values Holm-corrected over the cells per outcome; a verdict at α = 0.05 "
         f"on the primary outcome only, from {stats.MIN_PAIRS} pairs on",
         "statistics": statistics(summary),
+        "timing": summary.timing.to_dict(),
         "cells": cells,
         "failed": [f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error],
         "provenance": provenance,
@@ -198,6 +203,9 @@ def statistics(summary: SweepSummary) -> dict[str, Any]:
             f"{stats.EXACT_FLIPS} pairs, else {stats.FLIPS:,} random sign vectors (seed {stats.FLIP_SEED})"
             for o in summary.outcomes
             if o in CENSORED
+        },
+        "wall_clock": {
+            o: f"{SECONDS_TO_TARGET}; {summary.timing.caveat()}" for o in summary.outcomes if o in WALL_CLOCK
         },
         "min_pairs": stats.MIN_PAIRS,
         "primary": summary.primary,
@@ -362,8 +370,10 @@ def outcome_figure(summary: SweepSummary) -> Figure:
             f"{label}: every seed (dots), mean ± 1.96 s.e. (diamond); below, the paired differences with the 95 % "
             f"interval of the {test_of(outcome)} and the Holm-corrected verdict (from {stats.MIN_PAIRS} pairs)"
         )
-        if censored:
+        if censored and any(not t.reached for c in cells for t in c.trials if t.error is None):
             title += f" (open: never reached, counted as {spec.epochs + 1})"
+        if outcome in WALL_CLOCK:
+            title += f" ({SHARED}: {summary.timing.where})"
         fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=10)
     return fig
 

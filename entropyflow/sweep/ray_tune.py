@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -137,10 +138,12 @@ class _EarlyStopped(BaseException):  # noqa: N818 - not an error: BaseException 
 
 class _MetricCheck(tune.Stopper):
     """Stops the whole experiment at the first reported row without ``--metric`` (a typo would
-    otherwise train every trial and compare nothing); ``missing`` says what was reported."""
+    otherwise train every trial and compare nothing), and tells the driver what was reported. It
+    runs where Tune's driver runs: on the cluster in client mode (``ray://``)."""
 
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, sink: Any = None):
         self.metric = metric
+        self.sink = sink
         self.missing: str | None = None
 
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -152,7 +155,9 @@ class _MetricCheck(tune.Stopper):
             if isinstance(row, dict) and "epoch" in row:
                 problem = missing_metric(self.metric, row)
                 if problem is not None:
-                    self.missing = self.missing or problem
+                    if self.missing is None:
+                        self.missing = problem
+                        _deliver(self.sink, ("missing", problem))
                     return True
         return False
 
@@ -160,61 +165,99 @@ class _MetricCheck(tune.Stopper):
         return self.missing is not None
 
 
-_handler: Callable[[TrialEvent], None] | None = None  # where events go while run() runs
-_recorder: Recorder | None = None  # where trials are recorded while run() runs
+class _Driver:
+    """The sweep's side of Tune's events: records every trial's rows and end
+    (:class:`.records.Recorder`, what ``--resume`` reads) and tells the handler (the CLI's live
+    table). Events come straight from Tune's callback on a local Ray, and through a queue from the
+    cluster in client mode, where Tune's driver runs remotely (:func:`_drain`)."""
+
+    def __init__(self, recorder: Recorder, handler: Callable[[TrialEvent], None] | None, metric: str):
+        self.recorder, self.handler, self.metric = recorder, handler, metric
+        self.missing: str | None = None
+
+    def _send(
+        self, trial: str, key: tuple[str, int], state: str, row: dict | None = None, error: str | None = None
+    ) -> None:
+        if self.handler is None:
+            return
+        row = row or {}
+        seconds = row.get("wall_s")
+        event = TrialEvent(trial, key[0], key[1], state, row.get("epoch"), row.get(self.metric), error)
+        self.handler(replace(event, seconds=seconds if isinstance(seconds, float) else None, metric=self.metric))
+
+    def apply(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "missing":
+            self.missing = self.missing or str(event[1])
+            return
+        trial, key = str(event[1]), (str(event[2][0]), int(event[2][1]))
+        if kind == "start":
+            self.recorder.start(*key)
+            self._send(trial, key, "running")
+        elif kind == "result":
+            batch, done, failed = event[3], bool(event[4]), event[5]
+            batch = batch if isinstance(batch, list) else [None]
+            row = self.recorder.add(*key, batch, done=done)
+            if failed is not None:  # the training function raised: the trial's end, with its error
+                error = printable(failed, ERROR_LIMIT)
+                self.recorder.end(*key, error=error)
+                self._send(trial, key, "failed", row, error=error)
+            else:
+                self._send(trial, key, "running", row)
+        elif kind == "complete":
+            record = self.recorder.records.get(key)
+            if record is not None and record.state == "failed":
+                return  # it raised: said when its last result came (FAILED)
+            self.recorder.end(*key)
+            finished = record is not None and self.recorder.records[key].state == "finished"
+            last = record.rows[-1] if record is not None and record.rows else None
+            self._send(trial, key, "done" if finished else "stopped", last)  # stopped: by Tune, run again on --resume
+        elif kind == "error":
+            error = printable(str(event[3]), ERROR_LIMIT)
+            self.recorder.end(*key, error=error)
+            self._send(trial, key, "failed", error=error)
+
+
+_driver: _Driver | None = None  # where events go while run() runs on a local Ray
+
+
+def _deliver(sink: Any, event: tuple) -> None:
+    """An event to the driver: directly on a local Ray (``sink`` None), through the queue actor
+    in client mode."""
+    if sink is None:
+        if _driver is not None:
+            _driver.apply(event)
+    else:
+        sink.put(event)
 
 
 class _Progress(tune.Callback):
-    """Records every trial's rows and end (:class:`.records.Recorder`, what ``--resume`` reads)
-    and forwards Tune's trial events to the handler :func:`run` was given (the CLI's live table).
+    """Forwards Tune's trial events to the sweep's driver (:class:`_Driver`). Tune pickles its
+    callbacks with the experiment (and, in client mode, runs them on the cluster), so the driver
+    is reached through :func:`_deliver`, never held."""
 
-    Tune pickles its callbacks with the experiment, so the recorder and the handler are looked up
-    at event time instead of being held."""
-
-    def __init__(self, metric: str):
+    def __init__(self, metric: str, sink: Any = None):
         self.metric = metric
+        self.sink = sink
 
-    def _send(self, trial: Any, state: str, row: dict | None = None, error: str | None = None) -> None:
-        if _handler is None:
-            return
-        cell, seed = _key(trial)
-        value = (row or {}).get(self.metric)
-        _handler(TrialEvent(trial.trial_id, cell, seed, state, (row or {}).get("epoch"), value, error))
+    def _emit(self, kind: str, trial: Any, *rest: Any) -> None:
+        _deliver(self.sink, (kind, trial.trial_id, _key(trial), *rest))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if _recorder is not None:
-            _recorder.start(*_key(trial))
-        self._send(trial, "running")
+        self._emit("start", trial)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         try:
             batch = json.loads(result.get(ROWS) or "[]")
         except (TypeError, ValueError):
             batch = [None]  # not what _trainable sends: refused as a bad row
-        batch = batch if isinstance(batch, list) else [None]
-        row = _recorder.add(*_key(trial), batch, done=bool(result.get(DONE))) if _recorder else None
-        failed = result.get(FAILED)
-        if failed is not None:  # the training function raised: the trial's end, with its error
-            error = printable(failed, ERROR_LIMIT)
-            if _recorder is not None:
-                _recorder.end(*_key(trial), error=error)
-            self._send(trial, "failed", row, error=error)
-            return
-        self._send(trial, "running", row)
+        self._emit("result", trial, batch, bool(result.get(DONE)), result.get(FAILED))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = _recorder.records.get(_key(trial)) if _recorder is not None else None
-        if record is not None and record.state == "failed":
-            return  # it raised: said when its last result came (FAILED)
-        if _recorder is not None:
-            _recorder.end(*_key(trial))
-        self._send(trial, "done")
+        self._emit("complete", trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        error = _error_text(getattr(trial, "error_file", None))
-        if _recorder is not None:
-            _recorder.end(*_key(trial), error=error)
-        self._send(trial, "failed", error=error)
+        self._emit("error", trial, _error_text(getattr(trial, "error_file", None)))
 
 
 def _key(trial: Any) -> tuple[str, int]:
@@ -289,31 +332,103 @@ def _tune_environment() -> Iterator[None]:
 STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 
 
+def _tune_stop() -> None:
+    """Tune's own graceful stop on a local Ray: SIGUSR1 to this process, where Tune's driver runs
+    (it ends the running trials and returns from ``fit``)."""
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
 @contextlib.contextmanager
-def _graceful_stop(hint: str) -> Iterator[None]:
-    """SIGINT, SIGTERM or SIGHUP while trials run: ask Tune to stop (SIGUSR1, its graceful stop,
-    which saves the experiment state so that ``--resume`` runs only what had not finished), then
-    raise :class:`Interrupted` once it has; a second signal raises at once. Outside the main
-    thread (where handlers cannot be set) the handlers in place are kept."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _graceful_stop(hint: str, first: Callable[[], None] | None = None) -> Iterator[list[int]]:
+    """SIGINT, SIGTERM or SIGHUP while trials run: ``first()`` asks Tune to stop, then
+    :class:`Interrupted` is raised once it has; a second signal raises at once. The list of
+    signals received is yielded (client mode polls it). Outside the main thread (where handlers
+    cannot be set) the handlers in place are kept."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
     def stop(signum: int, _frame: Any) -> None:
         if received:
             raise Interrupted(signum, hint)
         received.append(signum)
-        os.kill(os.getpid(), signal.SIGUSR1)
+        if first is not None:
+            first()
 
     previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     try:
-        yield
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if received:
         raise Interrupted(received[0], hint)
+
+
+def _client_mode() -> bool:
+    """Connected through Ray Client (``ray://``): Tune's driver then runs on the cluster."""
+    return bool(ray.util.client.ray.is_connected())
+
+
+def _queue() -> Any:
+    from ray.util.queue import Queue
+
+    return Queue(actor_options={"num_cpus": 0})
+
+
+POLL_S = 0.2  # how often the client drains the queue of events (and notices a signal)
+STOP_WAIT_S = 30.0  # how long the client waits for the killed experiment to end before leaving it
+
+
+def _drain(sink: Any, driver: _Driver) -> None:
+    """Every event in the queue, in order, to the driver."""
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            events = sink.get_nowait_batch(max(1, sink.qsize()))
+        except Empty:
+            return
+        for event in events:
+            driver.apply(event)
+
+
+def _fit_remotely(tuner: Any, sink: Any, driver: _Driver, hint: str) -> None:
+    """Client mode: Tune's driver is an actor on the cluster (``Tuner.fit`` waits for it), so the
+    fit waits in a thread while this one drains the events (the records and the live table keep
+    up) and watches for a signal. A first SIGINT/SIGTERM/SIGHUP kills the remote experiment (its
+    trials are owned by it and end with it), records what had arrived, and raises
+    :class:`Interrupted` with the resume hint; the trials that had not finished run again on
+    ``--resume``."""
+    failure: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            tuner.fit()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=fit, name="entropyflow-tune-client", daemon=True)
+    stopped_at: float | None = None
+    with _graceful_stop(hint) as received:
+        thread.start()
+        while thread.is_alive():
+            _drain(sink, driver)
+            if received and stopped_at is None:
+                stopped_at = time.monotonic()
+                remote = getattr(tuner, "_remote_tuner", None)  # Tune's actor that runs the experiment
+                if remote is not None:
+                    with contextlib.suppress(Exception):  # noqa: BLE001 - already gone: nothing to stop
+                        ray.kill(remote)
+            if stopped_at is not None and time.monotonic() - stopped_at > STOP_WAIT_S:
+                break  # ray.shutdown() below ends the session and what it owns
+            time.sleep(POLL_S)
+        _drain(sink, driver)
+        with contextlib.suppress(Exception):  # noqa: BLE001 - the queue's actor ends with the session anyway
+            ray.kill(sink.actor)
+    if failure and not received and driver.missing is None:
+        raise failure[0]
 
 
 LOOPBACK = "127.0.0.1"
@@ -346,6 +461,58 @@ def _check_loopback() -> None:
             f"the local Ray came up on {printable(address, 60)}, not {LOOPBACK}: it would accept jobs from the "
             f"network (Ray {getattr(ray, '__version__', '?')}); start a Ray yourself and pass --address"
         )
+
+
+PROBE_S = 5.0  # seconds the probe of an --address waits for an answer
+AUTH_HELP = (
+    "set RAY_AUTH_MODE=token here and give the cluster's token in RAY_AUTH_TOKEN, in a file named by "
+    "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (on the head node: ray get-auth-token)"
+)
+
+
+def _auth_problem(address: str) -> str | None:
+    """Whether the cluster at ``address`` turns this machine away for want of a token, asked once
+    before connecting: Ray's client would otherwise retry for 30 s and say only that it timed out
+    (the cause is in the server's log). One call answers it: a ping of the Ray Client server
+    (``ray://host:port``) or of the GCS (``host:port``), with this machine's token if token
+    authentication is on here. Anything but "unauthenticated" is left to ``ray.init`` to report
+    (``auto`` is not probed)."""
+    import grpc
+
+    client = address.startswith("ray://")
+    target = address[len("ray://") :] if client else address
+    if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", target):
+        return None
+    try:
+        from ray._private.grpc_utils import init_grpc_channel  # Ray's channel: its token interceptors
+
+        channel = init_grpc_channel(target, options=[], asynchronous=False)
+    except Exception:  # noqa: BLE001 - a Ray without it: a plain channel asks the same question
+        channel = grpc.insecure_channel(target)
+    try:
+        if client:
+            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
+            ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)  # type: ignore[attr-defined]
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(ping, timeout=PROBE_S)
+        else:
+            channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=PROBE_S)
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+            mode = os.environ.get("RAY_AUTH_MODE", "")
+            if mode.lower() == "token":
+                return (
+                    f"the Ray cluster at {printable(address, 100)} refused this machine's token "
+                    "(token authentication): give the cluster's token in RAY_AUTH_TOKEN, in a file named by "
+                    "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
+                )
+            return (
+                f"the Ray cluster at {printable(address, 100)} uses token authentication and this machine sent "
+                f"no token: {AUTH_HELP}"
+            )
+    finally:
+        channel.close()
+    return None
 
 
 def _init_ray(kwargs: dict[str, Any]) -> None:
@@ -415,14 +582,18 @@ def run(
         if ray_options.address:
             kwargs["address"] = ray_options.address
         else:
+            kwargs["address"] = "local"  # a Ray of its own: never one that `ray start` left running
             kwargs["num_cpus"] = ray_options.cpus
             kwargs["_node_ip_address"] = LOOPBACK
         if ray_options.working_dir:
             kwargs["runtime_env"] = {"working_dir": ray_options.working_dir}
+        refused = _auth_problem(ray_options.address) if ray_options.address else None
+        if refused is not None:
+            raise OptionError(refused)
         try:
             with _loopback_only() if not ray_options.address else contextlib.nullcontext():
                 _init_ray(kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             raise OptionError(
                 f"cannot start or reach Ray{' at ' + ray_options.address if ray_options.address else ''}: "
                 f"{printable(str(exc).strip().splitlines()[0] if str(exc).strip() else exc, 200)}"
@@ -441,7 +612,9 @@ def run(
             "_stop": list(stop) if stop else None,
             "_metric": metric,
         }
-        check = _MetricCheck(metric)
+        client = _client_mode()
+        sink = _queue() if client else None  # Tune's driver runs on the cluster: its events come through a queue
+        check = _MetricCheck(metric, sink)
         tuner = tune.Tuner(
             trainable,
             param_space=space,
@@ -452,21 +625,27 @@ def run(
                 name=name,
                 storage_path=str(storage),
                 verbose=0,
-                callbacks=[_Progress(metric)],
+                callbacks=[_Progress(metric, sink)],
                 stop=check,
                 failure_config=tune.FailureConfig(max_failures=ray_options.retries, fail_fast=False),
             ),
         )
-        global _handler, _recorder
-        _handler, _recorder = on_event, recorder
+        driver = _Driver(recorder, on_event, metric)
+        hint = f"finished trials are kept in {storage}; continue with --resume"
+        global _driver
+        _driver = driver
         try:
-            with _tune_environment(), _graceful_stop(f"finished trials are kept in {storage}; continue with --resume"):
-                tuner.fit()
+            with _tune_environment():
+                if client:
+                    _fit_remotely(tuner, sink, driver, hint)
+                else:
+                    with _graceful_stop(hint, _tune_stop):
+                        tuner.fit()
         finally:
-            _handler, _recorder = None, None
-        if check.missing is not None:
+            _driver = None
+        if driver.missing is not None:
             raise OptionError(
-                f"{check.missing}: the sweep stopped at that report; name one of those with --metric "
+                f"{driver.missing}: the sweep stopped at that report; name one of those with --metric "
                 f"(and a new --out, or remove {printable(storage.parent)})"
             )
     finally:

@@ -123,6 +123,17 @@ def begin(storage: Path, train: str, spec: SweepSpec) -> None:
         raise OutputError(f"cannot write {printable(storage)}: {exc.strerror or exc}") from exc
 
 
+def abandon(storage: Path) -> None:
+    """A new sweep that could not start (Ray unreachable, a cluster that wants a token): the grid
+    :func:`begin` wrote goes again, and ``storage`` too if that leaves it empty, so that the same
+    command can simply be run again. Nothing else is touched: not once a trial has a record."""
+    if (storage / TRIALS).exists() or (storage / TRIALS).is_symlink():
+        return
+    with contextlib.suppress(OSError):
+        (storage / SPEC_FILE).unlink()
+        storage.rmdir()  # only if empty
+
+
 def check_grid(storage: Path, train: str, spec: SweepSpec) -> None:
     """``--resume``: the saved grid, read strictly, must be this sweep's (function and grid)."""
     saved = storage / SPEC_FILE
@@ -266,4 +277,4 @@ class Recorder:
         return out
 
 
-__all__ = ["NONFINITE", "Record", "Recorder", "begin", "check_grid", "finished", "SPEC_FILE"]
+__all__ = ["NONFINITE", "Record", "Recorder", "abandon", "begin", "check_grid", "finished", "SPEC_FILE"]

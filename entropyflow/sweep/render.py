@@ -13,9 +13,9 @@ from rich.text import Text
 from ..text import printable
 from . import stats
 from .events import TrialEvent
-from .summary import SweepSummary, describe, test_of
+from .summary import SHARED, WALL_CLOCK, SweepSummary, describe, test_of
 
-STATE_STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
+STATE_STYLE = {"pending": "dim", "running": "cyan", "done": "green", "stopped": "yellow", "failed": "bold red"}
 VERDICT_STYLE = {"better": "green", "worse": "red", "no detectable effect": "dim", stats.TOO_FEW: "yellow"}
 
 
@@ -53,6 +53,7 @@ class TrialBoard:
         head = Text.assemble(
             (f"{counts['done']}/{self.total} trials done", "bold"),
             f"  ·  {counts['running']} running  ·  {pending} waiting",
+            (f"  ·  {counts['stopped']} stopped" if counts["stopped"] else "", "yellow"),
             (f"  ·  {counts['failed']} failed" if counts["failed"] else "", "bold red"),
         )
         table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="bold")
@@ -90,6 +91,8 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             title += "  (primary: the verdict and the best cell are on it)"
         else:
             title += "  (exploratory: estimates and intervals, no verdict)"
+        if outcome in WALL_CLOCK:
+            title += f"  ({SHARED}; first epoch excluded: see below)"
         table = Table(
             title=Text(title, style="bold"),
             title_justify="left",
@@ -138,8 +141,32 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             style="dim",
         )
     )
+    if any(o in WALL_CLOCK for o in summary.outcomes):
+        console.print(Text(wall_clock_note(summary), style="dim"))
     console.print(
         Text.assemble(("best: ", "bold"), printable(summary.best or "none"), f"  ·  {printable(summary.reason)}")
     )
     for f in failed:
         console.print(Text(f"failed trial: {printable(f, 300)}", style="yellow"))
+
+
+def wall_clock_note(summary: SweepSummary) -> str:
+    """The footnote of the wall-clock outcome: what its clock measures and that it was shared."""
+    return (
+        "time to reach the target: from the end of epoch 1 to the end of the epoch that reached it (the first "
+        f"epoch, with a fresh worker's imports and first calls, is excluded; 0 when epoch 1 reached it); "
+        f"{printable(summary.timing.caveat(), 200)}; launch order: {summary.timing.order.partition(':')[0]}"
+    )
+
+
+def trial_line(event: TrialEvent) -> str:
+    """One line for a trial that ended, where no live table can be drawn (a log, CI):
+    ``done: first λ=0.001 seed 3: val_loss 0.1234 at epoch 5 (12.3 s)`` or
+    ``failed: baseline seed 2: RuntimeError: …``."""
+    head = f"{event.state}: {printable(event.cell, 80)} seed {event.seed}"
+    if event.state == "failed":
+        return f"{head}: {printable(event.error or 'the trial failed', 300)}"
+    value = "" if event.value is None else f": {printable(event.metric or 'metric', 60)} {event.value:.4g}"
+    epoch = "" if event.epoch is None else f" at epoch {event.epoch}"
+    seconds = "" if event.seconds is None else f" ({event.seconds:.1f} s)"
+    return head + value + epoch + seconds

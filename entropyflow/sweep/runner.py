@@ -10,9 +10,12 @@ Ray Tune and scipy are the ``[sweep]`` extra: without them ``import entropyflow.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
+import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,10 +34,10 @@ from ..report.outdir import preflight, write_atomically
 from ..text import printable
 from . import ray_tune, records
 from .contract import check_metric
-from .events import RayOptions, TrialEvent
+from .events import RayOptions, TrialEvent, TrialOutcome
 from .output import sweep_files
 from .spec import Placement, SweepSpec, placements_from
-from .summary import SweepSummary, summarize, trial_summary
+from .summary import SweepSummary, Timing, summarize, trial_summary
 from .tasks import task, train_function
 
 SPEC_FILE = records.SPEC_FILE
@@ -63,7 +66,7 @@ def placements(
 ) -> tuple[Placement, ...]:
     """Placements from a reference (a saved analysis.json, a model spec analysed here, or a live
     ``model`` of the architecture for positional strategies) with recommend's strategies, plus
-    explicit λ configs (named by their file's stem)."""
+    explicit λ configs (named by their strategy; with their file's stem too where two share one)."""
     out: list[Placement] = []
     if names:
         if reference is None and model is None:
@@ -77,8 +80,17 @@ def placements(
         else:
             analysis = analyze(model, hash_files=False, input_size=input_size)
         out += placements_from(analysis, names, options, model=model)
-    for path in configs:
-        out.append(Placement(Path(path).stem, load_config(path)))
+    loaded = [(Path(path).stem, load_config(path)) for path in configs]
+    strategies = Counter([p.name for p in out] + [cfg.strategy.name for _, cfg in loaded])
+    for stem, cfg in loaded:
+        # named by its placement, as recommend wrote it (a best.yaml of `first` runs as `first λ=…`), and by the
+        # file too where two placements share a strategy
+        name = (
+            cfg.strategy.name
+            if strategies[cfg.strategy.name] == 1 and cfg.strategy.name
+            else f"{cfg.strategy.name} ({stem})"
+        )
+        out.append(Placement(printable(name, 80), cfg))
     return tuple(out)
 
 
@@ -109,21 +121,28 @@ def run_sweep(
     else:
         records.begin(storage, train, spec)
         done = {}
-    todo = [t for i, t in enumerate(trials) if i not in done]
+    # trials keeps the grid order (records are named by grid index); only the launch is interleaved
+    todo = [trials[i] for i in launch_order(spec) if i not in done]
     if on_event is not None:
         for i, trial in enumerate(trials):
             on_event(TrialEvent("", trial["cell"], trial["seed"], "done" if i in done else "pending"))
     stop = None if spec.patience is None else (spec.metric, spec.mode, spec.patience)
     started = time.time()
     recorder = records.Recorder(storage, trials, spec.epochs)
-    new = iter(ray_tune.run(todo, train, storage, spec.metric, options, recorder, on_event, stop) if todo else [])
-    outcomes = [done[i].outcome() if i in done else next(new) for i in range(len(trials))]
+    try:
+        ran = ray_tune.run(todo, train, storage, spec.metric, options, recorder, on_event, stop) if todo else []
+    except OptionError:
+        if not resume:
+            records.abandon(storage)  # Ray could not be reached: no trial ran, so nothing of this sweep stays
+        raise
+    outcomes = in_grid_order(trials, done, todo, ran)
     summaries = [trial_summary(o.cell, o.seed, o.rows, spec, o.error) for o in outcomes]
-    summary = summarize(spec, summaries)
+    summary = summarize(spec, summaries, timing=timing(options, len(trials)))
     provenance = {
         "train": train,
         "ray": ray_tune.available(),
         "cluster": options.address or f"local ({options.cpus or os.cpu_count()} CPUs)",
+        "launch_order": LAUNCH_ORDER,
         "resources_per_trial": {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial},
         "torch": torch.__version__,
         "platform": platform.platform(),
@@ -136,6 +155,61 @@ def run_sweep(
     files = write_atomically(folder, sweep_files(summary, outcomes, provenance, plot_format))
     failed = tuple(f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error)
     return SweepResult(summary, folder, tuple(files), failed)
+
+
+LAUNCH_ORDER = (
+    "interleaved: seed by seed (in the grid's seed order), and within each seed every cell once, in a random "
+    "order drawn from random.Random seeded with sha256(grid fingerprint/seed), so a re-run or --resume "
+    "launches in the same order"
+)
+
+
+def launch_order(spec: SweepSpec) -> list[int]:
+    """The grid indices (cells × seeds, cell-major) in the order the trials are launched: seed by
+    seed, the cells of each seed shuffled by a generator fixed by the grid and the seed.
+
+    Launching all baseline trials first would give them the fresh workers (imports, first calls)
+    and the λ cells the warm ones; interleaving spreads those costs over the cells at random."""
+    n_seeds = len(spec.seeds)
+    fingerprint = spec.fingerprint()
+    order = []
+    for k, seed in enumerate(spec.seeds):
+        cells = list(range(len(spec.cells)))
+        random.Random(_order_seed(fingerprint, seed)).shuffle(cells)
+        order += [c * n_seeds + k for c in cells]
+    return order
+
+
+def _order_seed(fingerprint: str, seed: int) -> int:
+    # sha256, not hash(): the same on every run and Python (PYTHONHASHSEED salts str hashes)
+    return int(hashlib.sha256(f"{fingerprint}/{seed}".encode()).hexdigest()[:16], 16)
+
+
+def in_grid_order(
+    trials: Sequence[dict[str, Any]],
+    done: dict[int, records.Record],
+    todo: Sequence[dict[str, Any]],
+    ran: Sequence[TrialOutcome],
+) -> list[TrialOutcome]:
+    """The outcomes in grid order: the recorded ones by index, the ones just run (in launch
+    order, as ``ray_tune.run`` returns them) by (cell, seed)."""
+    by_key = {(t["cell"], t["seed"]): o for t, o in zip(todo, ran, strict=True)}
+    return [done[i].outcome() if i in done else by_key[(t["cell"], t["seed"])] for i, t in enumerate(trials)]
+
+
+def timing(options: RayOptions, n_trials: int) -> Timing:
+    """Where the trials ran, for every wall-clock outcome's caveat."""
+    if options.address:
+        where = f"the Ray cluster at {options.address}, {_cpus(options.cpus_per_trial)} per trial"
+        return Timing(where, None, LAUNCH_ORDER)  # how many ran at once depends on the cluster
+    cpus = options.cpus or os.cpu_count() or 1
+    at_once = max(1, min(n_trials, int(cpus // options.cpus_per_trial)))
+    where = f"local Ray with {_cpus(cpus)}, {_cpus(options.cpus_per_trial)} per trial"
+    return Timing(where, at_once, LAUNCH_ORDER)
+
+
+def _cpus(n: float) -> str:
+    return f"{n:g} CPU{'s' * (n > 1)}"
 
 
 def task_spec(

@@ -1,0 +1,214 @@
+"""Issue 21: ``sweep --address`` on an existing cluster, in Ray Client mode (``ray://``), where Tune's
+driver runs on the cluster: the trials' records and progress still reach this machine, Ctrl-C stops
+the remote experiment (exit 130, the resume hint) and ``--resume`` finishes it without running a
+finished trial again; a cluster that wants a token says so at once.
+
+One real Ray head (token authentication on, its own temp folder and session, killed at the end)
+serves the module; the CLI runs in child processes."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from hostile import finish, run, start
+
+pytest.importorskip("ray")
+pytest.importorskip("grpc")
+
+TRAIN = textwrap.dedent("""
+    import os, time
+
+    def train(config, report):
+        log, seed = config["params"]["log"], config["seed"]
+        open(os.path.join(log, f"start-{seed}-{time.time_ns()}"), "w").close()
+        for epoch in (1, 2):
+            while seed == 1 and epoch == 2 and not os.path.exists(os.path.join(log, "release")):
+                with open(os.path.join(log, "beat"), "w") as f:  # the trial is alive while this changes
+                    f.write(str(time.time_ns()))
+                time.sleep(0.1)
+            report(epoch=epoch, val_loss=1.0 / epoch + 0.01 * seed)
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                children.setdefault(int(stat.rpartition(")")[2].split()[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Ray head on 127.0.0.1 with its Ray Client server, token authentication on."""
+    ray_exe = Path(sys.executable).with_name("ray")
+    if not ray_exe.exists():
+        pytest.skip("the ray command is not installed beside this Python")
+    temp = Path(tempfile.mkdtemp(prefix="efray"))  # short: Ray's socket paths must fit in 107 bytes
+    token = secrets.token_hex(32)
+    client_port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "HOME": str(temp)}
+    head = subprocess.Popen(
+        [
+            str(ray_exe),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={_free_port()}",
+            f"--ray-client-server-port={client_port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp / 'r'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", client_port)) == 0:
+                    break
+            if head.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the Ray head did not start (exit {head.poll()})")
+            time.sleep(0.5)
+        yield f"ray://127.0.0.1:{client_port}", token
+    finally:
+        pids = _descendants(head.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _args(tmp: Path, address: str, *extra: str) -> tuple:
+    return (
+        "sweep",
+        f"{tmp / 'mytrain.py'}:train",
+        "--lambdas",
+        "0",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--metric",
+        "val_loss",
+        "--address",
+        address,
+        "--param",
+        f"log={tmp / 'log'}",
+        "-o",
+        tmp / "report",
+        *extra,
+    )
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    """This machine's environment as a client of the cluster: no token of its own unless given."""
+    (tmp_path / "mytrain.py").write_text(TRAIN)
+    (tmp_path / "log").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of the machine running the tests
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_a_cluster_that_wants_a_token_says_so_at_once(cluster, client, monkeypatch):
+    address, token = cluster
+    r = run(*_args(client, address), timeout=60)
+    assert r.rc == 2 and r.one_line_error, r.err[-2000:]
+    assert "uses token authentication and this machine sent no token" in r.err
+    assert "RAY_AUTH_MODE=token" in r.err and "RAY_AUTH_TOKEN" in r.err
+    assert r.seconds < 20  # Ray's own client would retry for 30 s and say only that it timed out
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "0" * 64)
+    assert not (client / "report" / "tune").exists()  # nothing ran: nothing is left that would block a second try
+    r = run(*_args(client, address), timeout=60)  # the same command again
+    assert r.rc == 2 and r.one_line_error, r.err[-2000:]
+    assert "refused this machine's token" in r.err
+
+
+def _record(tmp: Path, index: int) -> dict | None:
+    path = tmp / "report" / "tune" / "trials" / f"trial-{index:06d}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(path.read_text())
+    return None
+
+
+def _starts(tmp: Path, seed: int) -> int:
+    return sum(1 for p in (tmp / "log").iterdir() if p.name.startswith(f"start-{seed}-"))
+
+
+def test_client_mode_records_stops_on_ctrl_c_and_resumes(cluster, client, monkeypatch):
+    address, token = cluster
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    started = time.monotonic()
+    p, out, err = start(*_args(client, address))
+    # wait until seed 0 has finished and seed 1 has reported its first epoch: both recorded HERE,
+    # although Tune's driver and its callbacks run on the cluster
+    deadline = started + 150
+    while True:
+        first, second = _record(client, 0), _record(client, 1)
+        if first and second and first["state"] == "finished" and len(second["rows"]) == 1:
+            break
+        if p.poll() is not None or time.monotonic() > deadline:
+            r = finish(p, out, err, started, timeout=5)
+            pytest.fail(f"the trials were not recorded on this machine (exit {r.rc}): {r.err[-2000:]}")
+        time.sleep(0.2)
+    assert (client / "log" / "beat").exists()
+    p.send_signal(signal.SIGINT)
+    r = finish(p, out, err, started, timeout=90)
+    assert r.rc == 130, r.err[-2000:]
+    assert "continue with --resume" in r.err and "Traceback" not in r.err
+    assert "done: baseline seed 0: val_loss 0.5 at epoch 2" in r.err  # one line per ended trial off a terminal
+    # the remote experiment was stopped: seed 1's trial no longer runs on the cluster
+    time.sleep(3)
+    beat = (client / "log" / "beat").read_text()
+    time.sleep(2)
+    assert (client / "log" / "beat").read_text() == beat, "the trial still runs on the cluster after Ctrl-C"
+    assert _record(client, 0)["state"] == "finished" and _record(client, 1)["state"] == "running"
+
+    (client / "log" / "release").touch()
+    r = run(*_args(client, address, "--resume"), timeout=180)
+    assert r.rc == 0, r.err[-2000:]
+    assert _starts(client, 0) == 1  # finished before Ctrl-C: never run again
+    assert _starts(client, 1) == 2  # run again from its start
+    with open(client / "report" / "trials.csv", newline="") as f:
+        rows = [(row["seed"], row["epoch"], row["val_loss"]) for row in csv.DictReader(f)]
+    assert sorted(rows) == [("0", "1", "1.0"), ("0", "2", "0.5"), ("1", "1", "1.01"), ("1", "2", "0.51")]
