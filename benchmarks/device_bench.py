@@ -26,6 +26,7 @@ def phase(model, estimator: str, device: str, budget: str | None):
     import torch
 
     import entropyflow
+    from entropyflow.spec import parse_bytes
 
     stamps: dict[str, float] = {}
 
@@ -41,7 +42,7 @@ def phase(model, estimator: str, device: str, budget: str | None):
         estimator=estimator,
         device=device,
         hash_files=False,
-        max_mem=budget,
+        max_mem=parse_bytes(budget),
         progress=progress,
     )
     if device.startswith("cuda"):

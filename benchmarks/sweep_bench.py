@@ -45,7 +45,7 @@ def swept(spec, cpus: int) -> float:
 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
-        run_sweep("task:digits-cnn", spec, Path(folder) / "out", RayOptions(cpus=cpus))
+        run_sweep("task:digits-cnn", spec, out=Path(folder) / "out", ray_options=RayOptions(cpus=cpus))
         return time.perf_counter() - started
 
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
-from typing import Any, cast
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
 
 from ._version import __version__
 from .errors import NoLayersError, OptionError
+from .estimate import registry
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.results import AnalysisResult, ModelInfo
 from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, estimate, resolve_device
 from .load.model import LoadedModel, LoadOptions, load_model
+from .report import notebook  # noqa: F401 - the notebook view of the results analyze() returns
 from .samples import DEFAULT_SAMPLE, default_sample_path
-from .spec import ExampleInput, parse_bytes, parse_input_size, parse_inputs
-from .text import path_text
+from .spec import MAX_INPUTS, ExampleInput, parse_bytes, parse_input_size
+from .text import path_text, printable
 from .vocab import ESTIMATORS, ChannelRule, Estimator
 from .walk import effective_tensors, walk_model
 
@@ -29,64 +31,131 @@ __all__ = ["AnalyzeOptions", "analyze", "ESTIMATORS"]
 @dataclass(frozen=True)
 class AnalyzeOptions(LoadOptions):
     """Every knob of :func:`analyze` (the CLI maps its flags one to one): where the weights come
-    from (the :class:`LoadOptions` fields) and how they are walked and estimated. Values are
-    checked and normalised when the options are built (``input_size='3x224x224'`` → a tuple,
-    ``max_mem='4GiB'`` → bytes)."""
+    from (the :class:`LoadOptions` fields) and how they are walked and estimated.
 
-    input_size: tuple[int, ...] | str | None = None
-    # '--input long:1x128': dtype and shape with the batch dimension (token ids); a sequence: one per forward
-    # argument, in order ('float:1x3x224x224', 'int:16000')
-    input: str | Sequence[str] | None = None
-    input_dtype: str | None = None  # set from `input` ('int64', 'float32', …)
+    Values are parsed already (the CLI parses its strings with :mod:`entropyflow.spec`):
+    ``input_size`` a tuple of sizes without the batch dimension, ``input`` the example inputs
+    (``spec.parse_inputs('long:1x128')``), ``max_mem`` bytes (``spec.parse_bytes('4GiB')``; None:
+    256 MiB). They are checked whenever the options are built, :func:`dataclasses.replace` included.
+    ``input_size`` and ``input`` name the same shape: given together, they must agree."""
+
+    input_size: tuple[int, ...] | None = None
+    # one per forward argument, in order (the first is the main input, a tensor; token ids: 'long:1x128')
+    input: tuple[ExampleInput, ...] | None = None
     trace: bool = True
     device: str = "auto"
     channel_rule: ChannelRule = "first"
     estimator: Estimator = "paper"
-    max_mem: int | str | None = None  # memory budget of batched work ('4GiB'); default 256 MiB
+    max_mem: int | None = None  # memory budget of batched work, bytes; None: DEFAULT_BUDGET (256 MiB)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_estimator_options(self.estimator, self.channel_rule)
-        object.__setattr__(self, "input_size", parse_input_size(self.input_size))
-        if self.input is not None and not isinstance(self.input, str):
-            object.__setattr__(self, "input", tuple(self.input) or None)  # hashable; empty: not given
-        if self.input is not None:
-            if self.input_size is not None and self.input_dtype is None:
-                raise OptionError("give --input DTYPE:SHAPE or --input-size, not both")
-            first = parse_inputs(self.input)[0]
-            object.__setattr__(self, "input_dtype", first.dtype)
-            object.__setattr__(self, "input_size", first.shape)
-        object.__setattr__(self, "max_mem", parse_bytes(self.max_mem) or DEFAULT_BUDGET)
+        object.__setattr__(self, "input_size", _parsed_size(self.input_size))
+        object.__setattr__(self, "input", _parsed_inputs(self.input))
+        first = self.input[0].shape if self.input else None
+        if first is not None and self.input_size is not None and self.input_size != first:
+            raise OptionError(
+                f"input_size {'x'.join(map(str, self.input_size))} and the first input "
+                f"{'x'.join(map(str, first))} disagree: give --input DTYPE:SHAPE or --input-size, not both"
+            )
+        object.__setattr__(self, "max_mem", _parsed_budget(self.max_mem))
 
     @property
     def shape(self) -> tuple[int, ...] | None:
-        """``input_size`` as parsed (a tuple, or None for the model's own)."""
-        return cast("tuple[int, ...] | None", self.input_size)
+        """The main input's size without the batch dimension (None: the model's own)."""
+        return self.input[0].shape if self.input else self.input_size
+
+    @property
+    def input_dtype(self) -> str | None:
+        """The main input's dtype from ``input`` (``'int64'``: token ids); None: the weights' own."""
+        return self.input[0].dtype if self.input else None
 
     @property
     def more_inputs(self) -> tuple[ExampleInput, ...]:
         """The forward arguments after the main input, from ``--input`` given more than once."""
-        return parse_inputs(self.input)[1:]
+        return self.input[1:] if self.input else ()
 
     @property
     def budget(self) -> int:
-        """``max_mem`` as parsed: bytes."""
-        return cast(int, self.max_mem)
+        """``max_mem`` in bytes."""
+        return self.max_mem or DEFAULT_BUDGET
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(**{f.name: getattr(self, f.name) for f in fields(LoadOptions)})
+
+
+def _parsed_size(size: object) -> tuple[int, ...] | None:
+    if size is not None and not isinstance(size, (tuple, list)):
+        raise OptionError(
+            f"input_size must be a tuple of sizes such as (3, 224, 224), not {printable(repr(size), 60)} "
+            "(entropyflow.spec.parse_input_size reads '3x224x224')"
+        )
+    return parse_input_size(size)
+
+
+def _parsed_inputs(inputs: object) -> tuple[ExampleInput, ...] | None:
+    if inputs is None:
+        return None
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+        raise OptionError(
+            f"input must be a tuple of ExampleInput, not {printable(repr(inputs), 60)} "
+            "(entropyflow.spec.parse_inputs reads 'long:1x128')"
+        )
+    items = tuple(inputs)
+    if not items:
+        return None  # an empty sequence: not given
+    if not all(isinstance(i, ExampleInput) for i in items):
+        raise OptionError("input must hold ExampleInput values (entropyflow.spec.parse_inputs reads 'long:1x128')")
+    if len(items) > MAX_INPUTS:
+        raise OptionError(f"--input given {len(items)} times: at most {MAX_INPUTS} forward arguments")
+    if items[0].is_scalar:
+        raise OptionError(f"the first input ({items[0]}) is the model's main input: a tensor (DTYPE:SHAPE)")
+    return items
+
+
+def _parsed_budget(max_mem: object) -> int:
+    if max_mem is not None and (isinstance(max_mem, bool) or not isinstance(max_mem, int)):
+        raise OptionError(
+            f"max_mem must be a number of bytes, not {printable(repr(max_mem), 60)} "
+            "(entropyflow.spec.parse_bytes reads '4GiB')"
+        )
+    return parse_bytes(max_mem) or DEFAULT_BUDGET
 
 
 def analyze(
     model: str | nn.Module | None = None,
     options: AnalyzeOptions | None = None,
     *,
+    arch: str | None = None,
+    weights: str | None = None,
+    key: str | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+    trust_code: bool = False,
+    hash_files: bool = True,
+    input_size: tuple[int, ...] | None = None,
+    input: Sequence[ExampleInput] | None = None,
+    trace: bool = True,
+    device: str = "auto",
+    channel_rule: ChannelRule = "first",
+    estimator: Estimator = "paper",
+    max_mem: int | None = None,
     progress: ProgressFn | None = None,
-    **overrides: Any,
 ) -> AnalysisResult:
-    """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``sample:NAME``, a live
-    ``nn.Module``, or None for the bundled sample. ``overrides`` are :class:`AnalyzeOptions` fields."""
-    opts = replace(options or AnalyzeOptions(), **overrides)
+    """Analyse a model: a file path, ``torchvision:NAME``, ``timm:NAME``, ``hf:ORG/NAME``,
+    ``sample:NAME``, a live ``nn.Module``, or None for the bundled sample.
+
+    The keywords are the :class:`AnalyzeOptions` fields (parsed values: ``input_size=(3, 224, 224)``,
+    ``max_mem=4 << 30``). Or pass ``options`` and leave them at their defaults: a keyword that
+    differs from its default given together with ``options`` is an :class:`OptionError`.
+    ``progress(stage, done, total)`` is called as the work advances."""
+    given = dict(
+        arch=arch, weights=weights, key=key, random_init=random_init, seed=seed, trust_code=trust_code,
+        hash_files=hash_files, input_size=input_size, input=None if input is None else tuple(input), trace=trace,
+        device=device, channel_rule=channel_rule, estimator=estimator, max_mem=max_mem,
+    )  # fmt: skip
+    opts = _options(options, given)
     if model is None:
         if opts.random_init or opts.weights:
             flag = "--random-init" if opts.random_init else "--weights"
@@ -101,12 +170,12 @@ def analyze(
     started: list[DensePrefetch] = []
     loaded: LoadedModel | None = None
     try:
-        device = resolve_device(opts.device)
-        prefetch = opts.estimator == "paper"  # the paper's dense log-determinants can start while the model is built
+        dev = resolve_device(opts.device)
+        prefetch = registry.get(opts.estimator).dense_prefetch  # dense work that can start while the model is built
         loaded = load_model(
             model,
             opts.load_options(),
-            on_tensors=(lambda t: started.append(DensePrefetch(t, device, opts.budget))) if prefetch else None,
+            on_tensors=(lambda t: started.append(DensePrefetch(t, dev, opts.budget))) if prefetch else None,
         )
         if progress:
             progress("load", 1, 1)
@@ -120,7 +189,7 @@ def analyze(
             getattr(torch, dtype) if dtype else None,
             loaded.extra_inputs,
             opts.budget,
-            more_inputs=opts.more_inputs if opts.input is not None else None,
+            more_inputs=opts.more_inputs if opts.input else None,
         )
         if progress:
             progress("trace", 1, 1)
@@ -163,7 +232,7 @@ def analyze(
         model=info,
         estimator=opts.estimator,
         channel_rule=opts.channel_rule,
-        device=str(device),
+        device=str(dev),
         layers=layers,
         skipped=walk.skipped,
         warnings=warnings,
@@ -172,6 +241,21 @@ def analyze(
         + ((loaded.input_note,) if loaded.input_note and opts.trace and not opts.shape else ()),
         versions=_versions(),
     )
+
+
+def _options(options: AnalyzeOptions | None, given: dict[str, Any]) -> AnalyzeOptions:
+    """``options``, or the keywords as options; both at once only with the keywords at their defaults."""
+    if options is None:
+        return AnalyzeOptions(**given)
+    changed = [name for name, value in given.items() if value != _DEFAULTS[name]]
+    if changed:
+        raise OptionError(
+            f"analyze() takes its options as keywords or as options=, not both (also given: {', '.join(changed)})"
+        )
+    return options
+
+
+_DEFAULTS = {f.name: f.default for f in fields(AnalyzeOptions)}
 
 
 def _check_tokens(dtype: str | None, shape: tuple[int, ...] | None, limit: int | None, trace: bool) -> None:

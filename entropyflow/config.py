@@ -12,18 +12,21 @@ import json
 import math
 import os
 import re
-import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import Any, cast
 
 import yaml
 
 from . import strictjson
+from .atomic import write_atomic
 from .errors import ConfigError, InputNotFoundError, OutputError
 from .text import brief, printable, shown
-from .vocab import CHANNEL_RULES, ESTIMATORS, LAYER_KINDS_TEXT, LOSS_FORMS, is_layer_kind
+from .vocab import CHANNEL_RULES, ESTIMATORS, LAYER_KINDS_TEXT, LOSS_FORMS, is_conv_kind, is_layer_kind
+
+Doc = Mapping[Any, Any]  # a parsed YAML/JSON mapping (its keys may be any scalar)
 
 
 def _show(v: object) -> str:
@@ -69,11 +72,13 @@ class LayerLambda:
 
     @property
     def is_conv(self) -> bool:
-        return self.kind.startswith("conv")
+        return is_conv_kind(self.kind)
 
 
 @dataclass(frozen=True)
 class Strategy:
+    """How a config's layers were chosen: the strategy's name, its parameters and why (the paper's finding)."""
+
     name: str
     params: tuple[tuple[str, object], ...]
     rationale: str
@@ -81,6 +86,8 @@ class Strategy:
 
 @dataclass(frozen=True)
 class LambdaConfig:
+    """A λ placement config (docs/config.md): which layers get the entropy loss, with which λ and form."""
+
     model: str
     fingerprint: str
     estimator: str
@@ -105,10 +112,10 @@ def fingerprint(entries: Iterable[tuple[str, Iterable[int]]]) -> tuple[str, int]
 # --- dict form -----------------------------------------------------------------------------------
 
 
-def to_dict(cfg: LambdaConfig) -> dict:
+def to_dict(cfg: LambdaConfig) -> dict[str, Any]:
     layers = []
     for layer in cfg.layers:
-        d = {
+        d: dict[str, Any] = {
             "name": layer.name,
             "kind": layer.kind,
             "weight_key": layer.weight_key,
@@ -142,40 +149,40 @@ def to_dict(cfg: LambdaConfig) -> dict:
     }
 
 
-def _need(d: Mapping, key: str, path: str):
+def _need(d: Doc, key: str, path: str) -> Any:
     if key not in d:
         raise ConfigError(f"{path}{key}: missing")
     return d[key]
 
 
-def _number(v, path: str, *, positive: bool = False, bound: tuple[float, float] | None = None) -> float:
+def _number(v: object, path: str, *, positive: bool = False, bound: tuple[float, float] | None = None) -> float:
     """A finite float; ``bound``: (lo, hi) for ``positive``, else ``|v| ≤ hi``."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ConfigError(f"{path}: not a number ({_show(v)})")
     try:
-        v = float(v)
+        x = float(v)
     except OverflowError:  # an int beyond a double
-        v = math.inf
-    if not math.isfinite(v):
-        raise ConfigError(f"{path}: must be finite ({brief(v, 30)})")
-    if positive and v <= 0:
-        raise ConfigError(f"{path}: must be > 0 ({v})")
-    if bound is not None and not (bound[0] <= v <= bound[1] if positive else abs(v) <= bound[1]):
+        x = math.inf
+    if not math.isfinite(x):
+        raise ConfigError(f"{path}: must be finite ({brief(x, 30)})")
+    if positive and x <= 0:
+        raise ConfigError(f"{path}: must be > 0 ({x})")
+    if bound is not None and not (bound[0] <= x <= bound[1] if positive else abs(x) <= bound[1]):
         want = f"between {bound[0]:g} and {bound[1]:g}" if positive else f"at most {bound[1]:g} in magnitude"
-        raise ConfigError(f"{path}: must be {want} ({v:g})")
-    return v
+        raise ConfigError(f"{path}: must be {want} ({x:g})")
+    return x
 
 
 _LAMBDA_BOUND = (0.0, MAX_LAMBDA)
 
 
-def _text(v, path: str) -> str:
+def _text(v: object, path: str) -> str:
     if not isinstance(v, str) or not v:
         raise ConfigError(f"{path}: must be a non-empty string ({_show(v)})")
     return v
 
 
-def _ints(v, path: str, n: int | None = None) -> tuple[int, ...]:
+def _ints(v: object, path: str, n: int | None = None) -> tuple[int, ...]:
     if not isinstance(v, (list, tuple)) or any(
         isinstance(x, bool) or not isinstance(x, int) or not 0 <= x <= MAX_INT for x in v
     ):
@@ -185,19 +192,19 @@ def _ints(v, path: str, n: int | None = None) -> tuple[int, ...]:
     return tuple(v)
 
 
-def _known(d: Mapping, fields: tuple[str, ...], path: str) -> None:
+def _known(d: Doc, fields: tuple[str, ...], path: str) -> None:
     for key in d:
         if key not in fields:
             shown = printable(key, 60) if isinstance(key, str) else brief(key, 40)
             raise ConfigError(f"{path}{shown}: unknown field (expected {', '.join(fields)})")
 
 
-def is_no_best(d) -> bool:
+def is_no_best(d: object) -> bool:
     """A sweep's ``best.yaml`` when no cell beat the baseline: ``best: null`` and its ``reason``."""
     return isinstance(d, Mapping) and "best" in d and d["best"] is None and set(d) <= {"best", "reason"}
 
 
-def from_dict(d) -> LambdaConfig:
+def from_dict(d: object) -> LambdaConfig:
     """Validate a parsed config; every error names the offending field."""
     if not isinstance(d, Mapping):
         raise ConfigError("config: the top level must be a mapping")
@@ -212,26 +219,62 @@ def from_dict(d) -> LambdaConfig:
     version = _need(d, "schema_version", "")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise ConfigError(f"schema_version: {_show(version)} is not supported (expected {SCHEMA_VERSION})")
+    return LambdaConfig(**{name: read(d) for name, read in _CONFIG_FIELDS.items()})
+
+
+# One reader per field of LambdaConfig (schema_version aside), in the order they are checked: each
+# takes the whole mapping and returns the field's value, or raises a ConfigError naming the key.
+
+
+def _loss(d: Doc) -> Doc:
     loss = _need(d, "loss", "")
     if not isinstance(loss, Mapping):
         raise ConfigError("loss: must be a mapping with form and epsilon")
     _known(loss, ("form", "epsilon"), "loss.")
-    form = _need(loss, "form", "loss.")
+    return loss
+
+
+def _form(d: Doc) -> str:
+    form = _need(_loss(d), "form", "loss.")
     if not isinstance(form, str) or form not in LOSS_FORMS:
         raise ConfigError(f"loss.form: {_show(form)} is not one of {', '.join(LOSS_FORMS)}")
-    eps = _number(_need(loss, "epsilon", "loss."), "loss.epsilon", positive=True, bound=EPSILON_RANGE)
-    rule = _need(d, "channel_rule", "")
-    if not isinstance(rule, str) or rule not in CHANNEL_RULES:
-        raise ConfigError(f"channel_rule: {_show(rule)} is not one of {', '.join(CHANNEL_RULES)}")
+    return form
+
+
+def _epsilon(d: Doc) -> float:
+    return _number(_need(_loss(d), "epsilon", "loss."), "loss.epsilon", positive=True, bound=EPSILON_RANGE)
+
+
+def _one_of(d: Doc, key: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    v = _need(d, key, "") if default is None else d.get(key, default)
+    if not isinstance(v, str) or v not in allowed:
+        raise ConfigError(f"{key}: {_show(v)} is not one of {', '.join(allowed)}")
+    return v
+
+
+def _fingerprint_block(d: Doc) -> Doc:
     fp = d.get("fingerprint") or {}
     if not isinstance(fp, Mapping):
         raise ConfigError("fingerprint: must be a mapping with sha256_16 and layers")
     _known(fp, ("sha256_16", "layers"), "fingerprint.")
-    if not isinstance(fp.get("sha256_16", ""), str) or not re.fullmatch(r"[0-9a-f]{16}|", fp.get("sha256_16", "")):
-        raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({_show(fp.get('sha256_16'))})")
-    fp_layers = fp.get("layers", 0)
-    if isinstance(fp_layers, bool) or not isinstance(fp_layers, int) or not 0 <= fp_layers <= MAX_INT:
-        raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({_show(fp_layers)})")
+    return fp
+
+
+def _fingerprint(d: Doc) -> str:
+    sha = _fingerprint_block(d).get("sha256_16", "")
+    if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{16}|", sha):
+        raise ConfigError(f"fingerprint.sha256_16: must be 16 hex digits ({_show(sha)})")
+    return sha
+
+
+def _fingerprint_layers(d: Doc) -> int:
+    n = _fingerprint_block(d).get("layers", 0)
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_INT:
+        raise ConfigError(f"fingerprint.layers: must be a non-negative integer ({_show(n)})")
+    return n
+
+
+def _strategy(d: Doc) -> Strategy:
     st = _need(d, "strategy", "")
     if not isinstance(st, Mapping):
         raise ConfigError("strategy: must be a mapping with name, params and rationale")
@@ -242,95 +285,147 @@ def from_dict(d) -> LambdaConfig:
     rationale = st.get("rationale", "")
     if not isinstance(rationale, str):
         raise ConfigError(f"strategy.rationale: must be a string ({_show(rationale)})")
-    strategy = Strategy(_text(_need(st, "name", "strategy."), "strategy.name"), tuple(params.items()), rationale)
-    estimator = d.get("estimator", "paper")
-    if not isinstance(estimator, str) or estimator not in ESTIMATORS:
-        raise ConfigError(f"estimator: {_show(estimator)} is not one of {', '.join(ESTIMATORS)}")
-    raw_layers = _need(d, "layers", "")
-    if not isinstance(raw_layers, list) or not raw_layers:
+    return Strategy(
+        name=_text(_need(st, "name", "strategy."), "strategy.name"), params=tuple(params.items()), rationale=rationale
+    )
+
+
+def _layers(d: Doc) -> tuple[LayerLambda, ...]:
+    raw = _need(d, "layers", "")
+    if not isinstance(raw, list) or not raw:
         raise ConfigError("layers: must be a non-empty list")
-    if len(raw_layers) > MAX_CONFIG_LAYERS:
-        raise ConfigError(f"layers: more than {MAX_CONFIG_LAYERS:,} layers ({len(raw_layers):,}): not a λ config")
-    layers = []
+    if len(raw) > MAX_CONFIG_LAYERS:
+        raise ConfigError(f"layers: more than {MAX_CONFIG_LAYERS:,} layers ({len(raw):,}): not a λ config")
+    layers = tuple(_layer(layer, f"layers[{i}]") for i, layer in enumerate(raw))
     seen: set[str] = set()
+    for i, layer in enumerate(layers):
+        if layer.name in seen:
+            raise ConfigError(f"layers[{i}].name: {_show(layer.name)} is listed twice")
+        seen.add(layer.name)
     weights: dict[str, list[tuple[int, tuple[int, int] | None, int | None]]] = {}
-    for i, layer in enumerate(raw_layers):
-        p = f"layers[{i}]"
-        if not isinstance(layer, Mapping):
-            raise ConfigError(f"{p}: must be a mapping")
-        _known(layer, LAYER_FIELDS, p + ".")
-        shape = _ints(_need(layer, "weight_shape", p + "."), f"{p}.weight_shape")
-        fl = layer.get("filter_lambdas")
-        if fl is not None:
-            if not isinstance(fl, list):
-                raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
-            fl = tuple(_number(x, f"{p}.filter_lambdas[{j}]", bound=_LAMBDA_BOUND) for j, x in enumerate(fl))
-        kind = _text(_need(layer, "kind", p + "."), f"{p}.kind")
-        if not is_layer_kind(kind):
-            raise ConfigError(f"{p}.kind: {_show(kind)} is not {LAYER_KINDS_TEXT}")
-        dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
-        if len(shape) != dims:
-            raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
-        if fl is not None and (not kind.startswith("conv") or len(fl) != shape[0]):
-            raise ConfigError(
-                f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})"
-            )
-        rows: tuple[int, int] | None = None
-        if layer.get("rows") is not None:
-            first, end = _ints(layer["rows"], f"{p}.rows", 2)
-            if first >= end:
-                raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({[first, end]})")
-            rows = (first, end)
-        period = layer.get("row_period")
-        if period is not None and (
-            isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_INT or rows is None
-        ):
-            raise ConfigError(f"{p}.row_period: a positive integer, with rows")
-        transposed = layer.get("transposed", False)
-        if not isinstance(transposed, bool):
-            raise ConfigError(f"{p}.transposed: must be true or false")
-        name = _text(_need(layer, "name", p + "."), f"{p}.name")
-        if name in seen:
-            raise ConfigError(f"{p}.name: {_show(name)} is listed twice")
-        seen.add(name)
-        key = _text(_need(layer, "weight_key", p + "."), f"{p}.weight_key")
-        weights.setdefault(key, []).append((i, rows, period))
-        layers.append(
-            LayerLambda(
-                name=name,
-                kind=kind,
-                weight_key=key,
-                weight_shape=shape,
-                lam=_number(_need(layer, "lambda", p + "."), f"{p}.lambda", bound=_LAMBDA_BOUND),
-                filter_lambdas=fl,
-                rows=rows,
-                row_period=period,
-                transposed=transposed,
-            )
-        )
+    for i, layer in enumerate(layers):
+        weights.setdefault(layer.weight_key, []).append((i, layer.rows, layer.row_period))
     _each_weight_once(weights)
+    return layers
+
+
+def _provenance(d: Doc) -> tuple[tuple[str, object], ...]:
     prov = d.get("provenance") or {}
     if not isinstance(prov, Mapping) or not all(isinstance(k, str) and _scalar(v) for k, v in prov.items()):
         raise ConfigError("provenance: must be a mapping of names to strings or numbers")
+    return tuple(prov.items())
+
+
+def _warnings(d: Doc) -> tuple[str, ...]:
     warnings = d.get("warnings") or []
     if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
         raise ConfigError(f"warnings: must be a list of strings ({_show(warnings)})")
+    return tuple(warnings)
+
+
+def _model(d: Doc) -> str:
     model = d.get("model", "")
     if not isinstance(model, str):
         raise ConfigError(f"model: must be a string ({_show(model)})")
-    return LambdaConfig(
-        model=model,
-        fingerprint=fp.get("sha256_16", ""),
-        estimator=estimator,
-        channel_rule=rule,
-        form=form,
-        epsilon=eps,
-        strategy=strategy,
-        layers=tuple(layers),
-        provenance=tuple(prov.items()),
-        warnings=tuple(warnings),
-        fingerprint_layers=fp_layers,
-    )
+    return model
+
+
+_CONFIG_FIELDS: dict[str, Callable[[Doc], Any]] = {
+    "form": _form,
+    "epsilon": _epsilon,
+    "channel_rule": lambda d: _one_of(d, "channel_rule", CHANNEL_RULES),
+    "fingerprint": _fingerprint,
+    "fingerprint_layers": _fingerprint_layers,
+    "strategy": _strategy,
+    "estimator": lambda d: _one_of(d, "estimator", ESTIMATORS, default="paper"),
+    "layers": _layers,
+    "provenance": _provenance,
+    "warnings": _warnings,
+    "model": _model,
+}
+
+
+# One reader per field of LayerLambda, in the order they are checked: each takes the layer's
+# mapping, its path (``layers[i]``) and the fields read so far (a field may depend on them).
+
+_Read = Callable[[Doc, str, dict[str, Any]], Any]
+
+
+def _layer(layer: object, p: str) -> LayerLambda:
+    if not isinstance(layer, Mapping):
+        raise ConfigError(f"{p}: must be a mapping")
+    _known(layer, LAYER_FIELDS, p + ".")
+    got: dict[str, Any] = {}
+    for name, read in _LAYER_FIELDS.items():
+        got[name] = read(layer, p, got)
+    return LayerLambda(**got)
+
+
+def _filter_lambdas(layer: Doc, p: str, _got: dict[str, Any]) -> tuple[float, ...] | None:
+    fl = layer.get("filter_lambdas")
+    if fl is None:
+        return None
+    if not isinstance(fl, list):
+        raise ConfigError(f"{p}.filter_lambdas: must be a list of numbers")
+    return tuple(_number(x, f"{p}.filter_lambdas[{j}]", bound=_LAMBDA_BOUND) for j, x in enumerate(fl))
+
+
+def _kind(layer: Doc, p: str, got: dict[str, Any]) -> str:
+    """The kind, and what it says of the weight's shape and of filter_lambdas (read before it)."""
+    kind = _text(_need(layer, "kind", p + "."), f"{p}.kind")
+    if not is_layer_kind(kind):
+        raise ConfigError(f"{p}.kind: {_show(kind)} is not {LAYER_KINDS_TEXT}")
+    shape, fl = got["weight_shape"], got["filter_lambdas"]
+    dims = int(kind[-2]) + 2 if kind.startswith("conv") else 2
+    if len(shape) != dims:
+        raise ConfigError(f"{p}.weight_shape: a {kind} weight has {dims} dimensions ({list(shape)})")
+    if fl is not None and (not kind.startswith("conv") or len(fl) != shape[0]):
+        raise ConfigError(
+            f"{p}.filter_lambdas: needs a conv layer and one value per filter ({shape[0] if shape else 0})"
+        )
+    return kind
+
+
+def _rows(layer: Doc, p: str, _got: dict[str, Any]) -> tuple[int, int] | None:
+    if layer.get("rows") is None:
+        return None
+    first, end = _ints(layer["rows"], f"{p}.rows", 2)
+    if first >= end:
+        raise ConfigError(f"{p}.rows: must be [first, end) with first < end ({[first, end]})")
+    return first, end
+
+
+def _row_period(layer: Doc, p: str, got: dict[str, Any]) -> int | None:
+    period = layer.get("row_period")
+    if period is not None and (
+        isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= MAX_INT or got["rows"] is None
+    ):
+        raise ConfigError(f"{p}.row_period: a positive integer, with rows")
+    return period
+
+
+def _transposed(layer: Doc, p: str, _got: dict[str, Any]) -> bool:
+    transposed = layer.get("transposed", False)
+    if not isinstance(transposed, bool):
+        raise ConfigError(f"{p}.transposed: must be true or false")
+    return transposed
+
+
+def _layer_text(key: str) -> _Read:
+    return lambda layer, p, _got: _text(_need(layer, key, p + "."), f"{p}.{key}")
+
+
+_LAYER_FIELDS: dict[str, _Read] = {
+    "weight_shape": lambda layer, p, _got: _ints(_need(layer, "weight_shape", p + "."), f"{p}.weight_shape"),
+    "filter_lambdas": _filter_lambdas,
+    "kind": _kind,
+    "rows": _rows,
+    "row_period": _row_period,
+    "transposed": _transposed,
+    "name": _layer_text("name"),
+    "weight_key": _layer_text("weight_key"),
+    "lam": lambda layer, p, _got: _number(_need(layer, "lambda", p + "."), f"{p}.lambda", bound=_LAMBDA_BOUND),
+}
 
 
 def _each_weight_once(weights: dict[str, list[tuple[int, tuple[int, int] | None, int | None]]]) -> None:
@@ -369,7 +464,8 @@ def dumps(cfg: LambdaConfig, json_format: bool = False) -> str:
         def ignore_aliases(self, data: object) -> bool:  # configs are read back without aliases
             return True
 
-    def short_lists(dumper, data):  # shapes and rows on one line: [16, 1, 3, 3]
+    def short_lists(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.SequenceNode:
+        # shapes and rows on one line: [16, 1, 3, 3]
         flow = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data) and len(data) <= 8
         return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
@@ -390,20 +486,6 @@ def _is_config_file(path: Path) -> bool:
     except (ConfigError, InputNotFoundError):
         return False
     return True
-
-
-def _umask() -> int:
-    """The process umask, without changing it where /proc tells (os.umask can only be read by setting it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_config_path(path: str | Path) -> Path:
@@ -437,20 +519,10 @@ def save_config(cfg: LambdaConfig, path: str | Path) -> Path:
     """Write YAML (``.yaml``/``.yml``) or JSON (``.json``) atomically (never a half-written file,
     no temporary file left behind even when interrupted)."""
     path = check_config_path(path)
-    text = dumps(cfg, _is_json(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".entropyflow-", suffix=path.suffix, dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a config is an ordinary file
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, dumps(cfg, _is_json(path)).encode("utf-8"))
     except OSError as exc:
         raise OutputError(f"cannot write {printable(path)}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
     return path
 
 
@@ -501,13 +573,13 @@ def _line(event: yaml.Event) -> int:
     return event.start_mark.line + 1 if event.start_mark is not None else 0
 
 
-class _StrictYAML(_YAML_BASE):
+class _StrictYAML(_YAML_BASE):  # type: ignore[misc, unused-ignore]  # CSafeLoader or SafeLoader
     """Safe YAML without what JSON is refused for: duplicate mapping keys, integers of more than
     strictjson.MAX_INT_DIGITS digits."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
-            seen = set()
+            seen: set[object] = set()
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
@@ -518,23 +590,23 @@ class _StrictYAML(_YAML_BASE):
                             f"line {key_node.start_mark.line + 1}: the key {_show(key)} appears twice in one mapping"
                         )
                     seen.add(key)
-        return super().construct_mapping(node, deep)
+        return cast(dict[Any, Any], super().construct_mapping(node, deep))
 
-    def construct_yaml_int(self, node):
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         digits = len(str(node.value).lstrip("+-").replace("_", ""))
         if digits > strictjson.MAX_INT_DIGITS:
             raise ConfigError(
                 f"line {node.start_mark.line + 1}: an integer with {digits} digits "
                 f"(at most {strictjson.MAX_INT_DIGITS})"
             )
-        return super().construct_yaml_int(node)
+        return cast(int, super().construct_yaml_int(node))
 
 
 _StrictYAML.add_constructor("tag:yaml.org,2002:int", _StrictYAML.construct_yaml_int)
 _StrictYAML.add_constructor("tag:yaml.org,2002:map", _StrictYAML.construct_yaml_map)
 
 
-def _parse(path: Path, text: str):
+def _parse(path: Path, text: str) -> object:
     where = printable(path.name)
     if _is_json(path):
         try:
@@ -553,21 +625,21 @@ def _parse(path: Path, text: str):
         raise ConfigError(f"{where} is not valid YAML: {printable(' '.join(str(exc).split()), 200)}") from exc
 
 
-def load_config(source: str | Path | Mapping) -> LambdaConfig:
+def load_config(source: str | Path | Doc) -> LambdaConfig:
     """Read and validate a config file (YAML or JSON by extension) or an already parsed mapping."""
     if isinstance(source, Mapping):
         return from_dict(source)
     return from_dict(_read(source))
 
 
-def load_best(source: str | Path | Mapping) -> LambdaConfig | None:
+def load_best(source: str | Path | Doc) -> LambdaConfig | None:
     """A sweep's ``best.yaml`` as what it is: the winning cell's λ config, or None where it says
     ``best: null`` (no cell beat the baseline)."""
     doc = source if isinstance(source, Mapping) else _read(source)
     return None if is_no_best(doc) else from_dict(doc)
 
 
-def _read(source: str | Path):
+def _read(source: str | Path) -> object:
     """A config file parsed (YAML or JSON by extension), within the size bound."""
     path = Path(source).expanduser()
     where = printable(path)
@@ -583,32 +655,3 @@ def _read(source: str | Path):
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{where} is larger than {MAX_CONFIG_BYTES >> 20} MiB: not a λ config")
     return _parse(path, raw.decode("utf-8", errors="replace"))
-
-
-# --- what a loss form can do --------------------------------------------------------------------
-
-
-def dense_inverse_is_inert(logabsdet: float, eps: float, factor: float = 1e-6) -> bool:
-    """Whether eq. 24 is numerically inert (see :func:`dense_inverse_inertness`)."""
-    return dense_inverse_inertness(logabsdet, eps, factor) is not None
-
-
-def dense_inverse_inertness(logabsdet: float, eps: float, factor: float = 1e-6) -> str | None:
-    """Why eq. 24, ``λ/(|det W|+ε)``, cannot act on a layer with this ``log|det|``, or None.
-
-    Its gradient is ``−λ·|det|/(|det|+ε)²·W⁻ᵀ``, the log form's ``−λ·W⁻ᵀ`` times ``|det|/(|det|+ε)²``:
-    * ``|det| < factor·ε`` (every realistic layer: a 4096² layer has ``log|det| ≈ −3900``): the
-      factor is below ``factor/ε``, the value sits at ``λ/ε``;
-    * ``|det| > 1/factor`` (``log|det| > 13.8``): the factor is about ``1/|det|`` < ``factor``, the
-      value is ``≈ 0``, and the term does nothing either."""
-    if logabsdet < math.log(eps) + math.log(factor):
-        return (
-            f"|det W| underflows against ε (log|det| = {logabsdet:.1f}): the value is λ/ε and the gradient "
-            f"below {factor:g}/ε of the log form's"
-        )
-    if logabsdet > -math.log(factor):
-        return (
-            f"|det W| is huge (log|det| = {logabsdet:.1f}): the value is ≈ 0 and the gradient about 1/|det| "
-            f"(< {factor:g}) of the log form's"
-        )
-    return None

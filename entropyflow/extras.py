@@ -1,6 +1,6 @@
 """The optional extras: which packages each needs, and one clear error when they are missing.
 
-The base install analyses and recommends; ``[sweep]`` (Ray Tune, scipy), ``[lightning]`` and
+The base install (scipy included) analyses and recommends; ``[sweep]`` (Ray Tune), ``[lightning]`` and
 ``[hf]`` (transformers) add features whose modules call :func:`require` before importing them.
 """
 
@@ -11,7 +11,7 @@ import importlib.util
 from .errors import MissingExtraError
 
 EXTRAS = {
-    "sweep": (("ray", "Ray Tune"), ("scipy", "scipy")),
+    "sweep": (("ray", "Ray Tune"),),
     "lightning": (("lightning", "PyTorch Lightning"),),
     "hf": (("transformers", "transformers"),),
 }

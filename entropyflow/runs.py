@@ -1,5 +1,7 @@
-"""One call per command: what ``entropyflow analyze`` and ``entropyflow compare`` do, as library
-functions (``recommend`` has its own in :mod:`entropyflow.recommend.source`). Each checks what it
+"""One call per command: what ``entropyflow analyze``, ``compare`` and ``track`` do, as library
+functions (``recommend`` has its own in :mod:`entropyflow.recommend.source`, ``sweep`` in
+:mod:`entropyflow.sweep.runner`). One argument order for all of them: what is analysed first, then,
+keyword-only, ``out=`` and the options (typed option objects). Each checks what it
 can before any work (the output folder, the options), runs the pipeline and writes its files; the
 CLI parses, makes this one call and renders what it returns.
 """
@@ -43,11 +45,11 @@ class Written:
 
 
 def analyze_to(
-    out: str | Path,
     model: str | nn.Module | None = None,
+    *,
+    out: str | Path,
     options: AnalyzeOptions | None = None,
     report: ReportOptions | None = None,
-    *,
     compare: str | None = None,
     seeds: int | None = None,
     progress: ProgressFn | None = None,
@@ -57,10 +59,9 @@ def analyze_to(
     report = report or ReportOptions()
     n = check_seeds(compare, seeds)
     folder = preflight(out, "analyze", analyze_names(report, compare, n))
-    result = analyze(model, options or AnalyzeOptions(), progress=progress)
-    references = (
-        reference_analyses(result, compare, options or AnalyzeOptions(), seeds, progress=progress) if compare else ()
-    )
+    options = options or AnalyzeOptions()
+    result = analyze(model, options, progress=progress)
+    references = reference_analyses(result, compare, options, seeds, progress=progress) if compare else ()
     reference = seed_reference(result, references) if compare == RANDOM else None
     files = write_atomically(folder, report_files(result, report, references, reference), "analyze")
     return Written((result, *references), folder, tuple(files), reference)
@@ -82,7 +83,7 @@ def analyze_names(report: ReportOptions, compare: str | None, seeds: int) -> lis
     return names
 
 
-def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOptions | None = None) -> Written:
+def compare_to(analyses: Sequence[str | Path], *, out: str | Path, report: ReportOptions | None = None) -> Written:
     """Draw saved analyses (``analysis.json`` files or their report folders) side by side into
     ``out``: ``compare.<fmt>`` and ``compare-profile.<fmt>``."""
     if len(analyses) < 2:
@@ -95,8 +96,9 @@ def compare_to(out: str | Path, analyses: Sequence[str | Path], report: ReportOp
 
 
 def track_to(
-    out: str | Path,
     checkpoints: Sequence[str | Path],
+    *,
+    out: str | Path,
     options: AnalyzeOptions | None = None,
     track_options: TrackOptions | None = None,
     report: ReportOptions | None = None,

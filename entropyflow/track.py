@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import numpy as np
 from . import strictjson
 from ._version import __version__
 from .analysis import AnalyzeOptions, analyze
+from .atomic import write_atomic
 from .compare import MAX_SEEDS, reference_seeds
 from .errors import EntropyflowError, InputNotFoundError, OptionError, OutputError
 from .estimate.results import AnalysisResult
@@ -224,9 +224,7 @@ def _write_cache(cache: Path, fresh: dict[Path, AnalysisResult]) -> None:
             record = {"schema": CACHE_SCHEMA, "sources": digest, "options": key}
             record["analysis_sha256"] = hashlib.sha256(data).hexdigest()
             for f, content in ((entry, data), (_record(entry), json.dumps(record, sort_keys=True).encode())):
-                tmp = f.with_name(f.name + f".tmp{os.getpid()}")
-                tmp.write_bytes(content)
-                os.replace(tmp, f)
+                write_atomic(f, content)
     except OSError as exc:
         raise OutputError(f"cannot write the track cache {printable(cache)}: {exc.strerror or exc}") from exc
 

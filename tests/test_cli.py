@@ -146,6 +146,7 @@ def test_all_zero_weights(cli, tmp_path, ckpt):
     )
 
 
+@pytest.mark.slow
 def test_some_zero_taps_are_kept_and_counted(cli, tmp_path, ckpt):
     sd = vgg_sd()
     sd["features.0.weight"][[1, 4], 0, 0, 0] = 0.0
@@ -167,6 +168,7 @@ def test_unwritable_out(cli, tmp_path, sub, frag):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_write_failure_leaves_no_partial_report(cli, tmp_path, monkeypatch):
     import os
 
@@ -243,6 +245,7 @@ def test_cuda_asked_for_but_absent(cli, tmp_path):
     assert_user_error(cli("analyze", "--device", "cuda", "-o", out), out, "CUDA is not available")
 
 
+@pytest.mark.slow
 def test_unsafe_pickle_refused_then_allowed(cli, tmp_path):
     torch.manual_seed(0)
     f = tmp_path / "full.pt"
@@ -266,6 +269,7 @@ def test_internal_errors_exit_1_with_traceback_only_under_debug(cli, tmp_path, m
     assert files_in(tmp_path / "out") == []
 
 
+@pytest.mark.slow
 def test_reports_are_byte_identical_across_runs(cli, tmp_path):
     for run in ("a", "b"):
         assert cli("analyze", SAMPLES / "digits_unet.pt", "-q", "-o", tmp_path / run).exit_code == 0

@@ -44,14 +44,65 @@ def rows(path: Path) -> list[dict]:
 # --- pure statistics ------------------------------------------------------------------------------
 
 
+def _betainc_by_hand(a: float, b: float, x: float) -> float:
+    """The hand-written regularised incomplete beta ``I_x(a, b)`` that ``seeds`` used before scipy
+    (continued fraction, modified Lentz; relative accuracy about 1e-14), kept as a cross-check."""
+    if x in (0.0, 1.0):
+        return x
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below its mean
+        return 1.0 - _betainc_by_hand(b, a, 1.0 - x)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * h / a
+
+
+def _t_two_sided_by_hand(t: float, df: float) -> float:
+    return 0.0 if math.isinf(t) else min(1.0, _betainc_by_hand(df / 2.0, 0.5, df / (df + t * t)))
+
+
+def _percentile_by_hand(x: float, values: list[float]) -> float:
+    below = sum(1 for s in values if s < x)
+    equal = sum(1 for s in values if s == x)
+    return 100.0 * (below + 0.5 * equal) / len(values)
+
+
 def test_student_t_and_betainc_match_scipy():
     st = pytest.importorskip("scipy.stats")
     special = pytest.importorskip("scipy.special")
     for a, b, x in [(0.5, 0.5, 0.3), (2, 3, 0.9), (10, 0.5, 0.99), (0.5, 10, 0.01), (50, 0.5, 0.97), (4.5, 0.5, 0.2)]:
-        assert seeds.betainc(a, b, x) == pytest.approx(float(special.betainc(a, b, x)), rel=1e-12, abs=1e-15)
+        assert _betainc_by_hand(a, b, x) == pytest.approx(float(special.betainc(a, b, x)), rel=1e-12, abs=1e-15)
     for t in [0.0, 0.1, 1.0, 2.5, 5.0, 10.0, 40.0]:
         for df in [1, 2, 3, 4, 9, 19, 100]:
             assert seeds.t_two_sided(t, df) == pytest.approx(2 * float(st.t.sf(t, df)), rel=1e-11, abs=1e-300)
+
+
+def test_scipy_statistics_agree_with_the_hand_written_ones():
+    """seeds' t test and percentile now come from scipy; the hand-written versions they replaced
+    give the same numbers on a grid (signs, ties and infinities included), up to rounding (scipy's
+    percentile is ``(below + below_or_equal)·(50/n)``, which can differ in the last digit)."""
+    for t in [-40.0, -2.5, -0.1, 0.0, 0.1, 1.0, 2.5, 5.0, 10.0, 40.0, math.inf, -math.inf]:
+        for df in [1, 2, 3, 4, 9, 19, 100]:
+            expected = _t_two_sided_by_hand(t, df)
+            assert seeds.t_two_sided(t, df) == pytest.approx(expected, rel=1e-11, abs=1e-300)
+    values = [1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 4.0, 7.5, -1.0, 0.0]
+    for n in range(1, len(values) + 1):
+        for x in [-2.0, -1.0, 0.0, 0.5, 2.0, 3.0, 4.0, 7.5, 8.0]:
+            assert seeds.percentile(x, values[:n]) == pytest.approx(_percentile_by_hand(x, values[:n]), rel=1e-15)
 
 
 def test_holm_and_percentile_by_hand():
@@ -115,10 +166,10 @@ def test_reference_seeds_never_include_the_models_own_seed(tmp_path):
     assert reference_seeds(5, 2) == (0, 1, 3, 4, 5)
     assert reference_seeds(3, None) == (0, 1, 2)
     written = analyze_to(
-        tmp_path / "r",
         "sample:digits_vgg",
-        entropyflow.AnalyzeOptions(random_init=True, seed=1, hash_files=False),
-        ReportOptions(plot=False, html=False),
+        out=tmp_path / "r",
+        options=entropyflow.AnalyzeOptions(random_init=True, seed=1, hash_files=False),
+        report=ReportOptions(plot=False, html=False),
         compare="random",
         seeds=3,
     )
@@ -174,12 +225,12 @@ def test_one_seed_says_it_cannot_separate_signal_from_noise(tmp_path):
 
 def test_default_seeds_is_ten_and_seeds_needs_compare_random(tmp_path):
     written = analyze_to(
-        tmp_path / "r", None, None, ReportOptions(plot=False, html=False), compare="random"
+        None, out=tmp_path / "r", report=ReportOptions(plot=False, html=False), compare="random"
     )  # the bundled trained sample, initialised with seed 0 (its manifest): seeds 1…10
     assert written.result.model.seed == 0 and not written.result.model.random_init
     assert written.reference is not None and written.reference.seeds == tuple(range(1, 11))
     with pytest.raises(OptionError, match="--seeds needs --compare random"):
-        analyze_to(tmp_path / "s", None, seeds=3)
+        analyze_to(None, out=tmp_path / "s", seeds=3)
 
 
 # --- compare --------------------------------------------------------------------------------------
@@ -224,6 +275,7 @@ def _no_overlap(fig, ax) -> None:
             assert b.p0[axis] >= a.p1[axis], (a, b)
 
 
+@pytest.mark.slow
 def test_300_layer_heatmap_and_50_column_labels_do_not_overlap():
     rng = np.random.default_rng(0)
     fig = heatmap_figure(
@@ -233,6 +285,7 @@ def test_300_layer_heatmap_and_50_column_labels_do_not_overlap():
     _no_overlap(fig, fig.axes[0])
 
 
+@pytest.mark.slow
 def test_compare_at_50_inputs_draws_a_heatmap(tmp_path):
     base = entropyflow.analyze(hash_files=False)
     many = [replace(base, model=replace(base.model, files=(f"/ckpt/epoch_{k}.pt",))) for k in range(50)]
@@ -260,16 +313,19 @@ def test_natural_order_and_globs(tmp_path):
     assert natural_key("a2") < natural_key("a10")
 
 
+@pytest.mark.slow
 def test_track_caches_by_file_hash_and_reanalyses_only_changes(tmp_path):
     build = _build_module()
     torch.set_num_threads(1)
     ckpts = build.checkpoints(tmp_path / "ck", epochs=3)
     assert [p.name for p in ckpts] == ["epoch_00.pt", "epoch_01.pt", "epoch_02.pt", "epoch_03.pt"]
     opts = TrackOptions(seeds=2, labels=r"epoch_(\d+(?:_copy)?)")
-    first = track_to(tmp_path / "out", [tmp_path / "ck"], None, opts, ReportOptions(plot=False))
+    first = track_to([tmp_path / "ck"], out=tmp_path / "out", track_options=opts, report=ReportOptions(plot=False))
     traj = first.trajectory
     assert traj.analysed == 4 and traj.labels == ("00", "01", "02", "03")
-    again = track_to(tmp_path / "out", [tmp_path / "ck"], None, opts, ReportOptions(plot=False)).trajectory
+    again = track_to(
+        [tmp_path / "ck"], out=tmp_path / "out", track_options=opts, report=ReportOptions(plot=False)
+    ).trajectory
     assert again.analysed == 0 and np.array_equal(again.values, traj.values, equal_nan=True)
     # change one file, add one: exactly those two are analysed
     sd = torch.load(ckpts[1], weights_only=True)
@@ -278,7 +334,9 @@ def test_track_caches_by_file_hash_and_reanalyses_only_changes(tmp_path):
     shutil.copy(ckpts[3], tmp_path / "ck" / "epoch_03_copy.pt")  # same bytes as a cached file: not re-analysed
     sd["state_dict"]["features.0.weight"] = sd["state_dict"]["features.0.weight"] * 3
     torch.save(sd, tmp_path / "ck" / "epoch_04.pt")
-    third = track_to(tmp_path / "out", [tmp_path / "ck"], None, opts, ReportOptions(plot=True)).trajectory
+    third = track_to(
+        [tmp_path / "ck"], out=tmp_path / "out", track_options=opts, report=ReportOptions(plot=True)
+    ).trajectory
     assert third.labels == ("00", "01", "02", "03", "03_copy", "04")
     assert third.analysed == 2 and third.cached == (True, False, True, True, True, False)
     changed = third.layers.index("features.0")
@@ -305,7 +363,10 @@ def test_to_pandas_equals_the_csv_and_repr_is_compact(tmp_path):
     result = entropyflow.analyze(hash_files=False)
     frames = result.to_pandas()
     analyze_to(
-        tmp_path / "r", None, entropyflow.AnalyzeOptions(hash_files=False), ReportOptions(plot=False, html=False)
+        None,
+        out=tmp_path / "r",
+        options=entropyflow.AnalyzeOptions(hash_files=False),
+        report=ReportOptions(plot=False, html=False),
     )
     csv_layers = rows(tmp_path / "r" / "layers.csv")
     assert list(frames.layers["name"]) == [r["name"] for r in csv_layers]
@@ -334,11 +395,14 @@ def test_80_column_table_keeps_layer_names_whole():
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="needs headless Chromium (.ci/run installs it)")
 def test_html_report_fits_1280x800_in_headless_chromium(tmp_path):
     out = tmp_path / "r"
     opts = entropyflow.AnalyzeOptions(random_init=True, hash_files=False)
-    analyze_to(out, "timm:resnet50", opts, compare="random", seeds=2)  # two panels: a figure wider than the page
+    analyze_to(
+        "timm:resnet50", out=out, options=opts, compare="random", seeds=2
+    )  # two panels: a figure wider than the page
     page = (out / "report.html").read_text()
     probe = """<script>window.addEventListener('load', () => {
       const box = e => e.getBoundingClientRect();
@@ -420,7 +484,9 @@ def test_a_trained_checkpoint_excludes_its_recorded_init_seed_in_track(tmp_path)
     build = _build_module()
     torch.set_num_threads(1)
     build.checkpoints(tmp_path / "ck", epochs=1)
-    traj = track_to(tmp_path / "o", [tmp_path / "ck"], None, TrackOptions(seeds=2), ReportOptions(plot=False))
+    traj = track_to(
+        [tmp_path / "ck"], out=tmp_path / "o", track_options=TrackOptions(seeds=2), report=ReportOptions(plot=False)
+    )
     assert [s.model.seed for s in traj.trajectory.seeds] == [1, 2]  # the run started from seed 0
     epoch0 = traj.trajectory.values[:, 0]
     assert not np.any(np.isclose(traj.trajectory.band[:, 0], epoch0, rtol=0, atol=0))

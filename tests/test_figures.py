@@ -93,6 +93,7 @@ def test_box_stats_all_neg_inf_is_none():
     assert box_stats([-math.inf, -math.inf]) is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels", ["index", "names"])
 def test_200_layer_model_has_no_overlapping_tick_labels(deep, labels):
     assert len(deep.layers) == 210
@@ -123,6 +124,7 @@ def test_dense_and_not_exact_layers_are_marked(vgg):
     assert any("not exact" in t for t in labels) and any("dense layer" in t for t in labels)
 
 
+@pytest.mark.slow
 def test_comparison_shares_the_y_axis_and_pools_seeds(vgg):
     seeds = [entropyflow.analyze("sample:digits_vgg", random_init=True, seed=s) for s in range(2)]
     fig = entropy_figure([Panel.of("trained", vgg), Panel.of("random", seeds)])
@@ -136,6 +138,7 @@ def test_comparison_shares_the_y_axis_and_pools_seeds(vgg):
     assert list(means[0].get_ydata()) == pytest.approx([layer.summary.mean for layer in vgg.layers])
 
 
+@pytest.mark.slow
 def test_same_analysis_gives_identical_files(vgg):
     opts = ReportOptions(plot=True, html=True)
     a, b = report_files(vgg, opts), report_files(vgg, opts)
@@ -197,6 +200,7 @@ def _face_pixels(png: Path) -> int:
     return int((np.abs(img - face).max(axis=-1) <= 6).sum())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
 def test_report_opens_in_headless_chromium_and_shows_the_figure(vgg, tmp_path):
     files = report_files(vgg, ReportOptions())
@@ -213,6 +217,7 @@ def test_report_opens_in_headless_chromium_and_shows_the_figure(vgg, tmp_path):
     assert _face_pixels(bare.parent / "shot.png") < 50
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
 def test_console_error_detection_works(tmp_path):
     page = tmp_path / "bad.html"
@@ -253,6 +258,7 @@ def test_bad_plot_and_compare_options(cli, tmp_path, args, frag):
     assert_user_error(cli("analyze", "-o", out, *args), out, frag)
 
 
+@pytest.mark.slow
 def test_compare_random_seeds_and_saved_analyses(cli, tmp_path):
     out = tmp_path / "cmp"
     r = cli("analyze", "-o", out, "--compare", "random", "--seeds", "2", "-q")

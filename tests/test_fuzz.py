@@ -24,6 +24,8 @@ from entropyflow.recommend import save_config
 from entropyflow.report import write_report
 from entropyflow.samples import build_sample
 
+pytestmark = pytest.mark.slow  # fuzzing: minutes of mutated files
+
 SEED = 20261124
 ANALYZE = ("-q", "--no-plot", "--no-html", "--no-hash")
 
@@ -42,7 +44,7 @@ def corpus(tmp_path_factory):
     small = torch.nn.Sequential(
         torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1)
     )
-    cfg = entropyflow.recommend(
+    cfg = entropyflow.recommend_config(
         entropyflow.analyze(small, input_size=(1, 8, 8), hash_files=False),
         entropyflow.recommend.RecommendOptions(strategy="first-k", k=2, per_filter="uniform"),
     )

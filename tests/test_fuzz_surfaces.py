@@ -22,6 +22,8 @@ from mutate import flip, mutate_json
 import entropyflow
 from entropyflow.report import write_report
 
+pytestmark = pytest.mark.slow  # fuzzing: mutated surfaces, each through the CLI
+
 transformers = pytest.importorskip("transformers")
 
 SEED = 20261204

@@ -13,6 +13,7 @@ from torch import nn
 
 import entropyflow
 from entropyflow.load import hf
+from entropyflow.spec import parse_inputs
 
 transformers = pytest.importorskip("transformers")
 
@@ -129,7 +130,7 @@ def test_non_text_models_get_the_inputs_their_forward_takes(folders, kind, size,
 
 
 def test_whisper_float_input_is_not_passed_as_decoder_ids(folders):
-    result = analyse(folders["whisper"], input="float:1x16x80")
+    result = analyse(folders["whisper"], input=parse_inputs("float:1x16x80"))
     decoder = [layer for layer in result.layers if layer.name.startswith("model.decoder.")]
     assert result.model.input_size == (16, 80) and decoder
     for layer in decoder:  # token ids (24 of them), not the float features, reach the decoder
@@ -199,7 +200,7 @@ def test_fused_projections_are_split_or_say_they_are_whole(tmp_path):
             return self.pool(self.attn(x).flatten(2).transpose(1, 2))
 
     model = Pooled()
-    result = entropyflow.analyze(model, input_size="16x4x4")
+    result = entropyflow.analyze(model, input_size=(16, 4, 4))
     kv = model.pool.kv.weight.detach()
     for i, part in enumerate("kv"):  # (B, N, 2, heads, head_dim): contiguous halves
         layer = result.layer(f"pool.kv.{part}")

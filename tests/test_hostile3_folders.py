@@ -50,30 +50,36 @@ def vgg_state_dict(seed=0):
 # --- 1. a folder without a manifest -----------------------------------------------------------------
 
 
-def test_without_a_manifest_only_exact_recognised_report_names_are_replaced(cli, tmp_path):
+@pytest.mark.slow
+def test_without_a_manifest_no_file_is_replaced(cli, tmp_path):
     """analysis.old.json, compare-budget.pdf and entropy.mine.png were deleted and the user's
-    profile.png overwritten, exit 0."""
+    profile.png overwritten, exit 0. Without a manifest nothing in the folder is entropyflow's (no
+    release ever wrote a report without one): the run is refused and nothing is touched; only the
+    names a report would write block it, each named."""
     out = tmp_path / "out"
     assert cli("analyze", "-o", out, "-q").exit_code == 0
-    (out / MANIFEST).unlink()  # a report of an older entropyflow, or no report at all
+    (out / MANIFEST).unlink()  # a folder whose report files entropyflow has no record of
     shutil.copy(out / "analysis.json", out / "analysis.old.json")  # starts like a report file, has its content
     (out / "compare-budget.pdf").write_bytes(b"%PDF-1.4 the budget")
     shutil.copy(out / "entropy.png", out / "entropy.mine.png")
-    (out / "profile.png").write_bytes(b"\x89PNG\r\n\x1a\n my own plot")  # a PNG, not one report.html embeds
+    (out / "profile.png").write_bytes(b"\x89PNG\r\n\x1a\n my own plot")
     before = hashes(out)
     r = cli("analyze", "-o", out, "-q")
     refused(
         r,
-        f"cannot write the report to {out}: profile.png exists there and was not written by entropyflow (no record "
+        f"cannot write the report to {out}: layers.csv exists there and was not written by entropyflow (no record "
         f"of it in {MANIFEST}): move it away or choose another --out",
     )
     assert hashes(out) == before
-    (out / "profile.png").rename(tmp_path / "my-profile.png")
+    keep = ("analysis.old.json", "compare-budget.pdf", "entropy.mine.png")
+    for name in sorted(before):
+        if name not in keep:
+            (out / name).rename(tmp_path / name)  # the user moves the blocking names away, as told
     assert cli("analyze", "-o", out, "-q", "--plot-format", "svg").exit_code == 0
     after = hashes(out)
-    for name in ("analysis.old.json", "compare-budget.pdf", "entropy.mine.png"):
+    for name in keep:
         assert after[name] == before[name], name
-    assert "entropy.png" not in after  # recognised through report.html, which embeds its exact bytes
+    assert "entropy.png" not in after and "entropy.svg" in after
 
 
 # --- 2. another command's report --------------------------------------------------------------------
@@ -83,6 +89,7 @@ def never(*args, **kwargs):
     raise AssertionError("work started before the folder was checked")
 
 
+@pytest.mark.slow
 def test_compare_and_sweep_never_write_into_an_analyze_report(cli, tmp_path, monkeypatch):
     """`compare A B -o A` deleted A's analysis.json, CSVs, figures and report; so did `sweep -o A`."""
     a, b = tmp_path / "a", tmp_path / "b"
@@ -157,6 +164,7 @@ def test_planted_metadata_and_lookalike_folders_touch_nothing_of_the_users(cli, 
 # --- 4. ownership checked before the work ------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ownership_is_checked_before_any_work(cli, tmp_path, monkeypatch):
     """`sweep -o` a folder with the user's trials.csv ran every trial, then exited 2 leaving OUT/tune;
     `track` left cache entries on a refused run."""
@@ -197,7 +205,12 @@ def test_ownership_is_checked_before_any_work(cli, tmp_path, monkeypatch):
         ]
     ):
         written = analyze_to(
-            tmp_path / f"n{k}", None, AnalyzeOptions(hash_files=False), opts, compare=compare, seeds=seeds
+            None,
+            out=tmp_path / f"n{k}",
+            options=AnalyzeOptions(hash_files=False),
+            report=opts,
+            compare=compare,
+            seeds=seeds,
         )
         expected = analyze_names(opts, compare, check_seeds(compare, seeds))
         assert sorted(p.name for p in written.files) == sorted(expected), (opts, compare, seeds)
@@ -214,7 +227,7 @@ def test_a_planted_track_cache_entry_never_supplies_an_architecture(tmp_path, mo
     ck.mkdir()
     torch.save(vgg_state_dict(), ck / "epoch_1.pt")  # a bare state dict: no architecture, no seeds
     out = tmp_path / "out"
-    first = track_to(out, [ck], None, TrackOptions(seeds=2), ReportOptions(plot=False)).trajectory
+    first = track_to([ck], out=out, track_options=TrackOptions(seeds=2), report=ReportOptions(plot=False)).trajectory
     assert first.seeds == () and first.cached == (False,)
     entry = next((out / ".entropyflow-cache").glob("*.analysis.json"))
     doc = json.loads(entry.read_text())
@@ -231,9 +244,8 @@ def test_a_planted_track_cache_entry_never_supplies_an_architecture(tmp_path, mo
         raise AssertionError("built an architecture named by a cache entry")
 
     monkeypatch.setattr(zoo, "build_random", never)
-    started = time.monotonic()
-    again = track_to(out, [ck], None, TrackOptions(seeds=2), ReportOptions(plot=False)).trajectory
-    assert again.cached == (True,) and again.seeds == () and time.monotonic() - started < 10
+    again = track_to([ck], out=out, track_options=TrackOptions(seeds=2), report=ReportOptions(plot=False)).trajectory
+    assert again.cached == (True,) and again.seeds == ()
 
 
 # --- 6. the cache key covers every file; entries are verified ---------------------------------------
@@ -253,28 +265,29 @@ def test_track_cache_keys_on_every_shard_and_verifies_its_entries(tmp_path):
     index.write_text(json.dumps({"weight_map": {k: f"model-{s}.safetensors" for s, ks in half.items() for k in ks}}))
     out = tmp_path / "out"
     opts, report = TrackOptions(seeds=0), ReportOptions(plot=False)
-    first = track_to(out, [index], None, opts, report).trajectory
-    assert track_to(out, [index], None, opts, report).trajectory.cached == (True,)
+    first = track_to([index], out=out, track_options=opts, report=report).trajectory
+    assert track_to([index], out=out, track_options=opts, report=report).trajectory.cached == (True,)
     shard = "a" if key in half["a"] else "b"
     save_file({k: (sd[k] * 3 if k == key else sd[k]) for k in half[shard]}, ck / f"model-{shard}.safetensors")
-    second = track_to(out, [index], None, opts, report).trajectory
+    second = track_to([index], out=out, track_options=opts, report=report).trajectory
     assert second.cached == (False,) and second.results[0].model.sha256 != first.results[0].model.sha256
     row = second.layers.index("features.0")
     assert second.values[row, 0] == pytest.approx(first.values[row, 0] + math.log(3))
     # an entry edited after it was written is recomputed, not reported as fact
     for entry in (out / ".entropyflow-cache").glob("*.analysis.json"):
         entry.write_bytes(entry.read_bytes().replace(b'"dh_per_position": [', b'"dh_per_position": [9, ', 1))
-    third = track_to(out, [index], None, opts, report).trajectory
+    third = track_to([index], out=out, track_options=opts, report=report).trajectory
     assert third.cached == (False,) and third.values[row, 0] == pytest.approx(second.values[row, 0])
     # an oversized or malformed record is ignored, never trusted
     for record in (out / ".entropyflow-cache").glob("*.record.json"):
         record.write_text('{"schema": 1, "schema": 2}')
-    assert track_to(out, [index], None, opts, report).trajectory.cached == (False,)
+    assert track_to([index], out=out, track_options=opts, report=report).trajectory.cached == (False,)
 
 
 # --- 7. a catastrophic --labels pattern ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_backtracking_labels_pattern_ends_in_seconds(cli, tmp_path):
     """--labels '^(a+)+$' against a long file name hung for more than 60 s."""
     ck = tmp_path / "ck"
@@ -289,5 +302,5 @@ def test_a_backtracking_labels_pattern_ends_in_seconds(cli, tmp_path):
         "--labels '^(a+)+$' takes more than 5 s on these file names (nested repetition such as (a+)+ backtracks "
         "without end): simplify the pattern",
     )
-    assert took < 8, took
+    assert took < 30, took  # a hang guard, not a speed claim: the pattern's own limit is 5 s; it hung > 60 s
     assert not (tmp_path / "out").exists()

@@ -206,7 +206,7 @@ def test_declared_sizes_are_bounded_by_the_checkpoint_before_building(cli, folde
     for i, (kind, edit, fragment) in enumerate(cases):
         folder = variant(folders[kind], tmp_path / f"m{i}", edit)
         message, seconds = refused(cli, tmp_path, folder, fragment)
-        assert seconds < 5, (message, seconds)
+        assert seconds < 60, (message, seconds)  # a hang guard: building the declared model takes far longer
     for i, (kind, edit, fragment) in enumerate(  # no weights at all: absolute bounds, sized on meta first
         [
             ("gpt2", lambda c: c.update(n_layer=1_000_000), "--random-init builds at most 1,024"),
@@ -217,13 +217,13 @@ def test_declared_sizes_are_bounded_by_the_checkpoint_before_building(cli, folde
     ):  # fmt: skip
         folder = variant(folders[kind], tmp_path / f"r{i}", edit, weights=False)
         message, seconds = refused(cli, tmp_path, folder, fragment, extra=("--random-init",))
-        assert seconds < 5, (message, seconds)
+        assert seconds < 60, (message, seconds)
     # the backstop: a size the config check does not know stops the build after 8 modules per tensor
     monkeypatch.setattr(hf_config, "LAYER_KEYS", frozenset())
     folder = variant(folders["gpt2"], tmp_path / "backstop", lambda c: c.update(n_layer=1_000_000))
     message, seconds = refused(cli, tmp_path, folder, "declares a model of more than 480 modules: too many for a "
                                "checkpoint of 28 tensors (the config does not describe these weights)")  # fmt: skip
-    assert seconds < 5, (message, seconds)
+    assert seconds < 60, (message, seconds)
 
 
 # --- 4. values that ended in exit 1 ------------------------------------------------------------------

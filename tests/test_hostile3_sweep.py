@@ -173,6 +173,7 @@ def starts(tmp):
 # --- item 1: --resume never unpickles, runs only what did not finish, counts each epoch once ---------
 
 
+@pytest.mark.slow
 def test_resume_reads_its_own_json_never_a_planted_pickle(resumed):
     tmp, r, marker, finished_before, seconds = resumed
     assert r.rc == 3, r.err[-3000:]  # two trials break the report contract: failed trials exit 3 (issue 21)
@@ -202,6 +203,7 @@ def test_resume_reads_its_own_json_never_a_planted_pickle(resumed):
             assert sha(tune / "trials" / name) == digest
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_foreign_or_corrupted_tune_folder(tmp_path, cli, monkeypatch):
     setup_folder(tmp_path)
     killed_first_run(tmp_path, cli, monkeypatch)
@@ -235,6 +237,7 @@ def test_resume_refuses_a_foreign_or_corrupted_tune_folder(tmp_path, cli, monkey
 # --- item 2: the saved grid is read strictly and within a size bound ---------------------------------
 
 
+@pytest.mark.slow
 def test_a_corrupted_or_huge_grid_file_is_refused(tmp_path, cli, monkeypatch):
     setup_folder(tmp_path)
     killed_first_run(tmp_path, cli, monkeypatch)
@@ -299,6 +302,7 @@ def test_bad_resources_are_refused_at_option_parsing(tmp_path, cli, monkeypatch,
 # --- item 4: a −1e308 metric crashes nothing and yields no verdict ------------------------------------
 
 
+@pytest.mark.slow
 def test_a_huge_metric_is_kept_but_never_summarised(resumed):
     tmp, r, *_ = resumed
     assert r.rc == 3, r.err[-3000:]  # the resumed sweep has failed trials (issue 21: exit 3)
@@ -314,6 +318,7 @@ def test_a_huge_metric_is_kept_but_never_summarised(resumed):
     assert {"learning_curves.png", "outcomes.png"} <= {p.name for p in (tmp / "report").iterdir()}
 
 
+@pytest.mark.slow
 def test_huge_and_non_finite_metrics_do_not_break_the_figures():
     # the pure path the crash took (every figure after every trial): values at and past the bound
     spec = SweepSpec(lambdas=(0.0, 1.0), placements=(PLACEMENT,), seeds=(0, 1, 2), epochs=2, metric="m", target=0.5)
@@ -341,6 +346,7 @@ def test_huge_and_non_finite_metrics_do_not_break_the_figures():
 # --- item 5: epochs out of order or past --epochs fail the trial; NaN yields no verdict ---------------
 
 
+@pytest.mark.slow
 def test_bad_epochs_fail_the_trial_and_nan_has_no_verdict(resumed):
     tmp, r, *_ = resumed
     assert r.rc == 3, r.err[-3000:]

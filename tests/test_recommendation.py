@@ -93,6 +93,7 @@ def test_round_trip_on_torchvision_resnet50_random_init(tmp_path):
     assert model.get_parameter(cfg.layers[0].weight_key).grad is not None
 
 
+@pytest.mark.slow
 def test_pre_skip_on_resnet50_is_conv3_and_downsample():
     model = torchvision.models.resnet50()
     g = skip_graph(model)
@@ -124,6 +125,7 @@ def test_pre_skip_pass_through_rules():
     assert (g.n_adds, g.n_cats) == (4, 1) and set(g.add_feeders) == {"a", "b", "c"} and g.cat_feeders == ()
 
 
+@pytest.mark.slow
 def test_pre_skip_agrees_between_torchvision_and_timm_efficientnet():
     from entropyflow.load import zoo
     from entropyflow.spec import parse_spec

@@ -190,6 +190,7 @@ def test_no_weight_copies_and_optimiser_steps_are_seen(net):
     assert float(reg().detach()) == pytest.approx(before - 0.3 * 5 * math.log(2.0), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_data_parallel_and_compile_prefixes(net):
     cfg = config([conv_layer("0", net[0].weight)])
     plain = float(EntropyRegularizer(net, cfg)().detach())

@@ -18,6 +18,8 @@ from hostile import env, finish, run, start
 from entropyflow.report import outdir
 from entropyflow.samples import samples_dir
 
+pytestmark = pytest.mark.slow  # the report-folder protocol: crashes, signals and kills at every rename (minutes)
+
 SAMPLES = samples_dir()
 MANIFEST = ".entropyflow-manifest.json"
 
@@ -99,12 +101,16 @@ def test_a_users_own_file_is_never_overwritten(cli, tmp_path):
     assert "notes.md" not in consistent_files
 
 
-def test_a_report_written_before_manifests_is_recognised_and_replaced(cli, tmp_path):
+def test_a_report_without_its_manifest_is_not_replaced(cli, tmp_path):
+    """No release wrote reports without a manifest: report files entropyflow has no record of are
+    the user's, and the run is refused with nothing touched."""
     out = tmp_path / "out"
     assert cli("analyze", "-o", out, "-q").exit_code == 0
-    (out / MANIFEST).unlink()  # as an older entropyflow left it
-    assert cli("analyze", SAMPLES / "digits_unet.pt", "-o", out, "--plot-format", "svg", "-q").exit_code == 0
-    assert consistent(out).endswith("digits_unet.pt") and not (out / "entropy.png").exists()
+    (out / MANIFEST).unlink()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = cli("analyze", SAMPLES / "digits_unet.pt", "-o", out, "--plot-format", "svg", "-q")
+    assert r.exit_code == 2 and "was not written by entropyflow" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_an_empty_name_and_a_report_name_that_is_a_link(cli, tmp_path):

@@ -53,6 +53,7 @@ def test_registry_covers_the_bundled_files():
     assert {s.file for s in SAMPLES.values()} | {"digits_vgg_random.pt"} == set(FILES)
 
 
+@pytest.mark.slow
 def test_build_script_runs(tmp_path):
     pytest.importorskip("sklearn")
     script = Path(__file__).resolve().parents[1] / "sample_models" / "build.py"

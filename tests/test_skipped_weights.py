@@ -50,8 +50,8 @@ WRAPS = {"legacy": lambda m: legacy_weight_norm(m), "parametrizations": lambda m
 def test_weight_norm_live_equals_plain_layer(form):
     net = _net(WRAPS[form])
     net(torch.zeros(1, 3, 8))  # legacy weight_norm computes .weight in a pre-hook
-    got = entropyflow.analyze(net, input_size="3x8")
-    want = entropyflow.analyze(_plain(net), input_size="3x8")
+    got = entropyflow.analyze(net, input_size=(3, 8))
+    want = entropyflow.analyze(_plain(net), input_size=(3, 8))
     assert _values(got) == _values(want)
     assert [layer.name for layer in got.layers] == ["0", "3"]
     assert all("weight-normalised" in " ".join(layer.notes) for layer in got.layers)
@@ -94,8 +94,8 @@ def test_weight_norm_torchscript(form, tmp_path):
     net(x)
     path = tmp_path / "wn.pt"
     torch.jit.trace(net, x).save(str(path))
-    got = entropyflow.analyze(str(path), trust_code=True, input_size="3x8")
-    want = entropyflow.analyze(_plain(net), input_size="3x8")
+    got = entropyflow.analyze(str(path), trust_code=True, input_size=(3, 8))
+    want = entropyflow.analyze(_plain(net), input_size=(3, 8))
     assert _values(got) == _values(want)
     assert all("weight-normalised" in " ".join(layer.notes) for layer in got.layers)
     assert got.skipped == ()
@@ -124,7 +124,7 @@ def test_layernorm_1xn_is_not_a_dense_layer_in_bare_mode():
 
 
 def test_train_only_aux_heads_say_so():
-    result = entropyflow.analyze("torchvision:googlenet", random_init=True, input_size="3x64x64")
+    result = entropyflow.analyze("torchvision:googlenet", random_init=True, input_size=(3, 64, 64))
     untraced = [layer for layer in result.layers if not layer.traced]
     assert [layer.name for layer in untraced] == [
         "aux1.conv.conv", "aux1.fc1", "aux1.fc2", "aux2.conv.conv", "aux2.fc1", "aux2.fc2",
@@ -147,7 +147,7 @@ class _Squeezed(nn.Module):
 
 
 def test_weight_reached_through_views_is_traced():
-    result = entropyflow.analyze(_Squeezed(), input_size="4x10")
+    result = entropyflow.analyze(_Squeezed(), input_size=(4, 10))
     assert [(layer.name, layer.traced) for layer in result.layers] == [("conv1d", True), ("out", True)]
     geo = result.layers[0]
     assert geo.totals is not None and "used functionally" in " ".join(geo.notes)
@@ -175,7 +175,7 @@ class _Wrap(nn.Module):
 def test_buffer_kernel_listed_in_torchscript_and_bare(tmp_path):
     path = tmp_path / "stft.pt"
     torch.jit.script(_Wrap()).save(str(path))
-    result = entropyflow.analyze(str(path), trust_code=True, input_size="1x16")
+    result = entropyflow.analyze(str(path), trust_code=True, input_size=(1, 16))
     assert [layer.name for layer in result.layers] == ["stft.proj"]
     (skip,) = result.skipped
     assert skip.name == "stft" and skip.parameters == 24
@@ -188,6 +188,6 @@ def test_buffer_kernel_listed_in_torchscript_and_bare(tmp_path):
 
 
 def test_no_trace_says_no_pass_ran():
-    result = entropyflow.analyze(_plain(_net(lambda m: m)), input_size="3x8", trace=False)
+    result = entropyflow.analyze(_plain(_net(lambda m: m)), input_size=(3, 8), trace=False)
     assert all(layer.reason.startswith(NO_TRACE_REASON) or layer.reason == NO_TRACE_REASON for layer in result.layers)
     assert all("traced forward pass" not in layer.reason for layer in result.layers)

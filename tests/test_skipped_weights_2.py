@@ -81,7 +81,7 @@ def _numbers(layer):
 def test_condconv_experts_equal_plain_convs_holding_their_kernels(case, estimator):
     args, size = CONDCONVS[case]
     net = _CondNet(args)
-    result = entropyflow.analyze(net, input_size=f"2x{size}x{size}", estimator=estimator)
+    result = entropyflow.analyze(net, input_size=(2, size, size), estimator=estimator)
     experts = [f"cc.experts.{e}" for e in range(args["num_experts"])]
     assert [layer.name for layer in result.layers] == ["stem", "routing", *experts, "head"]
     assert result.skipped == ()
@@ -93,9 +93,7 @@ def test_condconv_experts_equal_plain_convs_holding_their_kernels(case, estimato
             "experts with data-dependent routing weights; this expert analysed as if used alone "
             f"(row {e} of cc.weight reshaped to {net.cc.weight_shape})"
         )
-        plain = entropyflow.analyze(
-            nn.Sequential(_plain(net.cc, e)), input_size=f"4x{size}x{size}", estimator=estimator
-        )
+        plain = entropyflow.analyze(nn.Sequential(_plain(net.cc, e)), input_size=(4, size, size), estimator=estimator)
         assert _numbers(layer) == _numbers(plain.layers[0])
     if args["padding"] == "same":
         assert any(n.startswith("padding inferred from traced shapes (left (1, 1)") for n in result.layers[2].notes)
@@ -104,7 +102,7 @@ def test_condconv_experts_equal_plain_convs_holding_their_kernels(case, estimato
 def test_condconv_exact_totals_against_explicit_matrices(nonzero_weights):
     args, size = CONDCONVS["valid"]
     net = nonzero_weights(_CondNet(args))  # taps of magnitude 0.3..1.7: the explicit log-dets are accurate
-    result = entropyflow.analyze(net, input_size=f"2x{size}x{size}")
+    result = entropyflow.analyze(net, input_size=(2, size, size))
     for e in range(args["num_experts"]):
         layer = result.layer(f"cc.experts.{e}")
         assert layer.exact and layer.totals is not None
@@ -160,7 +158,7 @@ class _Wrap(nn.Module):
 
 
 def test_buffer_kernel_listed_in_eager_mode():
-    result = entropyflow.analyze(_Wrap(), input_size="1x16")
+    result = entropyflow.analyze(_Wrap(), input_size=(1, 16))
     assert [(layer.name, layer.traced) for layer in result.layers] == [("stft.proj", True), ("table.mlp", True)]
     assert [(s.name, s.module_type, s.reason, s.parameters) for s in result.skipped] == [
         ("stft", "_Stft", buffer_reason(["stft.forward_basis_buffer"]), 24)
@@ -246,7 +244,7 @@ def test_moe_expert_missing_from_the_model_is_a_one_line_config_error(moe_folder
 def test_condconv_round_trip_through_recommend_and_the_regularizer(tmp_path):
     args, size = CONDCONVS["valid"]
     net = _CondNet(args)
-    result = entropyflow.analyze(net, input_size=f"2x{size}x{size}")
+    result = entropyflow.analyze(net, input_size=(2, size, size))
     cfg, reg = _round_trip(result, net, tmp_path)
     assert [layer.name for layer in cfg.layers] == ["stem", "cc.experts.0", "cc.experts.1", "cc.experts.2"]
     got = reg.terms()

@@ -122,7 +122,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,shape,grid,stride,dilation,pad,groups", CASES, ids=[c[0] for c in CASES])
+SLOW_CASES = ("2d kernel 33x33 (direct filter route)",)  # explicit matrices: by far the slowest case
+
+
+@pytest.mark.parametrize(
+    "name,shape,grid,stride,dilation,pad,groups",
+    [pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW_CASES else []) for c in CASES],
+)
 def test_conv_kinds_against_explicit_circular_matrices(name, shape, grid, stride, dilation, pad, groups):
     g = torch.Generator().manual_seed(hash(name) % 2**31)
     w = torch.randn(shape, generator=g, dtype=torch.float64)

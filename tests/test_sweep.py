@@ -210,6 +210,7 @@ def sweep_args(tmp_path, train, *extra):
     )
 
 
+@pytest.mark.slow
 def test_a_sweep_end_to_end_with_a_failing_trial(tmp_path, user_train):
     out = tmp_path / "report"
     r = run(*sweep_args(tmp_path, user_train, "--param", "fail=true", "--target", "0.6", "-o", out), timeout=300)
@@ -231,6 +232,7 @@ def test_a_sweep_end_to_end_with_a_failing_trial(tmp_path, user_train):
     assert (out / "tune" / "sweep").is_dir()
 
 
+@pytest.mark.slow
 def test_patience_ends_trials_whose_metric_stalls(tmp_path, user_train):
     out = tmp_path / "report"
     args = [a for a in sweep_args(tmp_path, user_train, "--param", "plateau=true", "--patience", "2", "-o", out)]
@@ -252,6 +254,7 @@ def test_patience_ends_trials_whose_metric_stalls(tmp_path, user_train):
     }
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_rerunning_finished_trials(tmp_path, user_train):
     out = tmp_path / "report"
     args = sweep_args(tmp_path, user_train, "--param", "sleep=1.0", "-o", out)

@@ -155,6 +155,7 @@ def swept(tmp_path_factory):
     return tmp, finish(p, o, e, started, timeout=240), seen
 
 
+@pytest.mark.slow
 def test_the_local_ray_listens_on_loopback_only(swept):
     _, r, seen = swept
     names = {name for name, _, _ in seen}
@@ -162,6 +163,7 @@ def test_the_local_ray_listens_on_loopback_only(swept):
     assert [s for s in seen if not loopback(s[1])] == []
 
 
+@pytest.mark.slow
 def test_failed_trials_write_the_report_and_exit_3(swept):
     tmp, r, _ = swept
     assert r.rc == EXIT_INCOMPLETE == 3, r.err[-3000:]
@@ -174,6 +176,7 @@ def test_failed_trials_write_the_report_and_exit_3(swept):
     ]
 
 
+@pytest.mark.slow
 def test_a_dead_worker_is_retried_and_the_error_is_whole(swept):
     tmp, r, _ = swept
     log = tmp / "log"
@@ -186,6 +189,7 @@ def test_a_dead_worker_is_retried_and_the_error_is_whole(swept):
     assert "failed trial: baseline seed 2: RuntimeError: planted failure: the first line of the message, and" in said
 
 
+@pytest.mark.slow
 def test_a_metric_typo_stops_the_sweep_at_its_first_report(tmp_path):
     setup(tmp_path)
     r = run(*args(tmp_path, "--metric", "val_los", seeds=1), timeout=240)
@@ -241,6 +245,7 @@ def fake_run(fail: bool):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fail", [False, True])
 def test_exit_status_is_0_only_when_every_trial_completed(tmp_path, cli, monkeypatch, fail):
     setup(tmp_path)

@@ -40,6 +40,8 @@ from entropyflow.sweep import records
 from entropyflow.sweep.spec import SweepSpec
 from entropyflow.sweep.summary import trial_summary
 
+pytestmark = pytest.mark.slow  # real Ray Tune sweeps killed and resumed
+
 EPOCHS = 3
 ROLES = ("finish", "during", "mid")  # claimed in the order the trials start
 HOLD_S = 150  # a held trial gives up (raises) after this long: nothing waits for ever if the test dies

@@ -122,7 +122,7 @@ def test_outcomes_launched_interleaved_come_back_in_grid_order(tmp_path, monkeyp
     launched: list[list[tuple[str, int]]] = []
     monkeypatch.setattr(ray_tune, "run", fake_run(launched))
     spec = grid(seeds=5, params={"log": str(tmp_path / "log")})
-    result = run_sweep(setup_train(tmp_path), spec, tmp_path / "report", RayOptions(cpus=1))
+    result = run_sweep(setup_train(tmp_path), spec, out=tmp_path / "report", ray_options=RayOptions(cpus=1))
     grid_keys = [(c.name, s) for c in spec.cells for s in spec.seeds]
     assert launched == [[grid_keys[i] for i in launch_order(spec)]]
     assert launched[0][:4] != grid_keys[:4]  # not the grid order (all baseline first)
@@ -145,10 +145,10 @@ def test_resume_launches_the_unfinished_trials_in_the_same_order(tmp_path, monke
     launched: list[list[tuple[str, int]]] = []
     train = setup_train(tmp_path)
     monkeypatch.setattr(ray_tune, "run", fake_run(launched, unfinished))
-    first = run_sweep(train, spec, tmp_path / "report", RayOptions(cpus=1))
+    first = run_sweep(train, spec, out=tmp_path / "report", ray_options=RayOptions(cpus=1))
     assert len(first.failed) == 4
     monkeypatch.setattr(ray_tune, "run", fake_run(launched))
-    second = run_sweep(train, spec, tmp_path / "report", RayOptions(cpus=1), resume=True)
+    second = run_sweep(train, spec, out=tmp_path / "report", ray_options=RayOptions(cpus=1), resume=True)
     assert launched[1] == [k for k in launched[0] if k in unfinished]  # the launch order, minus what finished
     assert second.complete
     for c in second.summary.cells:
@@ -309,6 +309,7 @@ def test_where_the_trials_ran():
 # --- (f) Tune starts the trials in the order it is given -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tune_starts_the_trials_in_the_launch_order(tmp_path, monkeypatch):
     """One CPU: one trial at a time, so the order of the markers the trials write is the order
     Tune started them in. Its own Ray temp dir, so that a Ray someone started on this machine is
@@ -317,7 +318,7 @@ def test_tune_starts_the_trials_in_the_launch_order(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
     try:
         spec = replace(grid(seeds=3, params={"log": str(tmp_path / "log")}), lambdas=(0.0, 1e-2), epochs=1)
-        result = run_sweep(setup_train(tmp_path), spec, tmp_path / "report", RayOptions(cpus=1))
+        result = run_sweep(setup_train(tmp_path), spec, out=tmp_path / "report", ray_options=RayOptions(cpus=1))
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.complete

@@ -17,6 +17,7 @@ from torch import nn
 import entropyflow
 from entropyflow.errors import InputNotFoundError, OptionError
 from entropyflow.estimate.paper import dense_logabsdet
+from entropyflow.spec import parse_inputs
 
 transformers = pytest.importorskip("transformers")
 
@@ -207,12 +208,12 @@ def test_timm_vit_qkv_is_split_into_thirds():
 
 
 def test_input_option_sets_dtype_and_tokens(folders):
-    result = analyse(folders["llama"], input="long:1x24")
+    result = analyse(folders["llama"], input=parse_inputs("long:1x24"))
     assert result.model.input_size == (24,) and result.layers[0].n_positions == 24
     with pytest.raises(OptionError, match="batch dimension"):
-        analyse(folders["llama"], input="long:2x24")
+        analyse(folders["llama"], input=parse_inputs("long:2x24"))
     with pytest.raises(OptionError, match="DTYPE:SHAPE"):
-        analyse(folders["llama"], input="tokens:1x24")
+        analyse(folders["llama"], input=parse_inputs("tokens:1x24"))
 
 
 def test_hf_id_resolves_from_a_cache_folder(folders, tmp_path, monkeypatch):
@@ -243,8 +244,8 @@ def test_random_init_of_a_folder_and_compare_random(folders, tmp_path):
     from entropyflow.runs import analyze_to
 
     written = analyze_to(
-        tmp_path / "r", str(folders["gpt2"]), entropyflow.AnalyzeOptions(random_init=True, seed=4, hash_files=False),
-        compare="random", seeds=2,
+        str(folders["gpt2"]), out=tmp_path / "r",
+        options=entropyflow.AnalyzeOptions(random_init=True, seed=4, hash_files=False), compare="random", seeds=2,
     )  # fmt: skip
     assert written.reference is not None and written.reference.seeds == (0, 1)
     assert written.result.model.random_init and len(written.result.layers) == 13
@@ -318,16 +319,16 @@ def test_w_pack_without_a_baichuan_config_is_split_by_name_with_a_note():
 
 def test_inputs_that_cannot_run_are_refused_and_notes_follow_the_input(folders):
     with pytest.raises(OptionError, match="at most 48 positions"):
-        analyse(folders["gpt2"], input="long:1x1000")
+        analyse(folders["gpt2"], input=parse_inputs("long:1x1000"))
     with pytest.raises(OptionError, match="at most 48 positions"):  # the last axis holds the positions
-        analyse(folders["gpt2"], input="long:1x2x100")
-    grid = analyse(folders["gpt2"], input="long:1x16x4")  # ids of any shape the model takes (issue 20)
+        analyse(folders["gpt2"], input=parse_inputs("long:1x2x100"))
+    grid = analyse(folders["gpt2"], input=parse_inputs("long:1x16x4"))  # ids of any shape the model takes (issue 20)
     assert grid.model.input_size == (16, 4) and all(layer.traced for layer in grid.layers)
     with pytest.raises(OptionError, match=r"bad --input 'long:1x0'"):
-        analyse(folders["gpt2"], input="long:1x0")
+        analyse(folders["gpt2"], input=parse_inputs("long:1x0"))
     default = analyse(folders["gpt2"])
     assert any(n.startswith("input: 48 token ids") for n in default.notes)
-    chosen = analyse(folders["gpt2"], input="long:1x16")
+    chosen = analyse(folders["gpt2"], input=parse_inputs("long:1x16"))
     assert not any(n.startswith("input:") for n in chosen.notes) and chosen.model.input_size == (16,)
 
 
@@ -344,7 +345,7 @@ def test_encoder_decoder_models_are_traced_with_decoder_ids(tmp_path):
     cfg = transformers.T5Config(vocab_size=97, d_model=32, d_kv=8, d_ff=48, num_layers=1, num_heads=4)
     torch.manual_seed(0)
     folder = save(transformers.T5ForConditionalGeneration(cfg), tmp_path / "t5")
-    result = analyse(folder, input="long:1x12")
+    result = analyse(folder, input=parse_inputs("long:1x12"))
     assert result.model.walk == "trace" and all(layer.traced for layer in result.layers)
     assert {layer.name.split(".")[0] for layer in result.layers} >= {"encoder", "decoder"}
 

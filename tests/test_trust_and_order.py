@@ -111,7 +111,7 @@ def test_a_traced_archive_is_walked_in_execution_order(tmp_path):
     model = torchvision.models.resnet18().eval()
     f = tmp_path / "traced.pt"
     torch.jit.trace(model, torch.randn(1, 3, 64, 64)).save(str(f))
-    traced = entropyflow.analyze(str(f), input_size="3x64x64", trust_code=True, hash_files=False)
+    traced = entropyflow.analyze(str(f), input_size=(3, 64, 64), trust_code=True, hash_files=False)
     eager = entropyflow.analyze(model, input_size=(3, 64, 64), hash_files=False)
     assert [layer.name for layer in traced.layers] == [layer.name for layer in eager.layers]
     assert (
@@ -225,7 +225,7 @@ def test_a_config_from_a_lightning_checkpoint_applies_to_the_module_and_the_bare
     )
     for arch in ("sample:digits_vgg", None):  # matched to the architecture (keys bare) or not (keys keep model.)
         result = entropyflow.analyze(str(tmp_path / "lit.ckpt"), arch=arch, hash_files=False)
-        cfg = entropyflow.recommend(result)
+        cfg = entropyflow.recommend_config(result)
         values = []
         for model in (net, LitModule(net)):
             with warnings.catch_warnings():
@@ -236,7 +236,7 @@ def test_a_config_from_a_lightning_checkpoint_applies_to_the_module_and_the_bare
         assert values == pytest.approx([expected, expected], rel=1e-7), arch  # float32 model: a float32 loss
     explicit = entropyflow.EntropyRegularizer.from_config(
         LitModule(net),
-        entropyflow.recommend(
+        entropyflow.recommend_config(
             entropyflow.analyze(str(tmp_path / "lit.ckpt"), arch="sample:digits_vgg", hash_files=False)
         ),
         prefix="model.",

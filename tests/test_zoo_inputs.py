@@ -82,7 +82,7 @@ def test_a_vit_built_with_its_weights_keeps_their_size():
 
 
 def test_raft_small_traces_with_two_inputs():
-    two = ["float:1x3x128x160", "float:1x3x128x160"]
+    two = parse_inputs(["float:1x3x128x160", "float:1x3x128x160"])
     result = entropyflow.analyze("torchvision:raft_small", random_init=True, input=two, hash_files=False)
     assert result.model.input_size == (3, 128, 160) and result.model.walk == "trace"
     assert len(result.layers) == 53 and all(layer.traced for layer in result.layers)
@@ -128,7 +128,9 @@ def scripted(tmp_path):
 
 @pytest.mark.parametrize(("sr", "ran", "length"), [(16000, "wide", 14), (8000, "narrow", 12)])
 def test_a_scripted_module_gets_its_int_argument(scripted, sr, ran, length):
-    result = entropyflow.analyze(str(scripted), trust_code=True, hash_files=False, input=["float:1x4x16", f"int:{sr}"])
+    result = entropyflow.analyze(
+        str(scripted), trust_code=True, hash_files=False, input=parse_inputs(["float:1x4x16", f"int:{sr}"])
+    )
     traced = {layer.name: layer.traced for layer in result.layers}
     assert traced == {"wide": ran == "wide", "narrow": ran == "narrow", "head": True}
     assert result.layer(ran).geometry.out_size == (length,)
@@ -138,11 +140,11 @@ def test_a_scripted_module_gets_its_int_argument(scripted, sr, ran, length):
 
 def test_a_scripted_module_names_its_missing_and_extra_arguments(scripted):
     with pytest.raises(OptionError) as caught:
-        entropyflow.analyze(str(scripted), trust_code=True, hash_files=False, input="float:1x4x16")
+        entropyflow.analyze(str(scripted), trust_code=True, hash_files=False, input=parse_inputs("float:1x4x16"))
     assert str(caught.value) == f"Vad.forward(x, sr) needs 2 inputs, 1 given: missing sr: int ({ARGUMENTS_HELP})"
     with pytest.raises(OptionError) as caught:
         entropyflow.analyze(
-            str(scripted), trust_code=True, hash_files=False, input=["float:1x4x16", "int:1", "float:0.5"]
+            str(scripted), trust_code=True, hash_files=False, input=parse_inputs(["float:1x4x16", "int:1", "float:0.5"])
         )
     assert str(caught.value) == f"Vad.forward(x, sr) takes 2 inputs, 3 given ({ARGUMENTS_HELP})"
 
@@ -166,10 +168,13 @@ def test_inputs_parse_tensors_and_numbers():
         ExampleInput("float64", None, -2.0),
     )
     assert parse_inputs(None) == () and parse_input("long:1x128") == ("int64", (128,))
-    options = AnalyzeOptions(input=["long:1x2x9", "int:3"])
+    options = AnalyzeOptions(input=parse_inputs(["long:1x2x9", "int:3"]))
     assert options.shape == (2, 9) and options.input_dtype == "int64"
-    assert options.more_inputs == (ExampleInput("int32", None, 3),) and options.input == ("long:1x2x9", "int:3")
-    assert AnalyzeOptions(input=[]).input is None and AnalyzeOptions(input="float:1x4").more_inputs == ()
+    assert options.more_inputs == (ExampleInput("int32", None, 3),) and options.input == (
+        ExampleInput("int64", (2, 9)),
+        ExampleInput("int32", None, 3),
+    )
+    assert AnalyzeOptions(input=[]).input is None and AnalyzeOptions(input=parse_inputs("float:1x4")).more_inputs == ()
     for text, message in [
         ("int:abc", "bad --input 'int:abc': a scalar argument must be an integer"),
         ("float:nan", "bad --input 'float:nan': a scalar argument must be finite"),
@@ -205,7 +210,7 @@ class PairIds(nn.Module):
 def test_integer_ids_of_any_shape_the_model_takes():
     torch.manual_seed(0)
     model = PairIds()
-    result = entropyflow.analyze(model, input="long:1x2x7", hash_files=False)
+    result = entropyflow.analyze(model, input=parse_inputs("long:1x2x7"), hash_files=False)
     assert result.model.input_size == (2, 7) and result.model.input_dtype == "int64"
     layer = result.layer("proj")
     assert layer.traced and layer.geometry.n_positions == 14  # applied at every (pair, position)

@@ -18,7 +18,7 @@ import torch
 from .. import background
 from ..background import Cancelled
 from ..load.source import TensorSource
-from ..walk.sites import dense_map
+from ..walk.sites import LayerSite, dense_map
 from . import paper
 
 
@@ -35,6 +35,12 @@ class Job(NamedTuple):
 
 
 DEFAULT_BUDGET = 256 << 20  # bytes of float64 work held at once; --max-gpu-mem
+
+
+def site_weight(site: LayerSite, tensors: TensorSource) -> torch.Tensor:
+    """The weight of ``site`` as the map it applies: its rows of a fused projection, transposed back
+    for a ``Conv1D`` weight (:func:`~entropyflow.walk.sites.dense_map`)."""
+    return dense_map(tensors.get(site.weight_key), site.rows, site.row_period, site.transposed)
 
 
 def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tensor:
@@ -95,7 +101,8 @@ class DensePrefetch:
 
     def take(self) -> dict[Job, float]:
         try:
-            return self._task.future.result()
+            done: dict[Job, float] = self._task.future.result()
+            return done
         except Exception:  # noqa: BLE001 - the estimator recomputes what is missing and reports its own errors
             return {}
 

@@ -81,7 +81,8 @@ def cdf_log_abs(t: np.ndarray, dist: str, scale: float) -> np.ndarray:
     """``P(log|w| ≤ t)``."""
     r = np.exp(np.asarray(t, dtype=np.float64)) / scale
     if dist == "normal":
-        return torch.special.erf(torch.from_numpy(r / math.sqrt(2.0))).numpy()
+        cdf: np.ndarray = torch.special.erf(torch.from_numpy(r / math.sqrt(2.0))).numpy()
+        return cdf
     return np.minimum(r, 1.0)
 
 
@@ -107,7 +108,7 @@ def recognise(layers: Sequence[tuple[np.ndarray, Sequence[int]]]) -> tuple[str |
     total = sum(v.size for v, _ in usable)
     if total < 8:
         return None, [None] * len(layers)
-    fits: dict[tuple, tuple[float, Scheme]] = {}
+    fits: dict[tuple[str, tuple[float, ...]], tuple[float, Scheme]] = {}
     for scheme in SCHEMES:
         scales = tuple(round(scheme.scale(*fans(shape)), 12) for _, shape in usable)
         u = np.concatenate([cdf_log_abs(v, scheme.dist, sc) for (v, _), sc in zip(usable, scales, strict=True)])

@@ -24,11 +24,6 @@ def log_abs(x: torch.Tensor) -> torch.Tensor:
     return torch.log(torch.abs(x.to(FLOAT)))
 
 
-def conv_per_position(taps0: torch.Tensor) -> torch.Tensor:
-    """``log|c11|`` per filter from ``taps0 = weight[:, 0]`` of shape ``(F, *kernel)``."""
-    return log_abs(taps0.reshape(taps0.shape[0], -1)[:, 0])
-
-
 def conv_per_position_mean(first_taps: torch.Tensor) -> torch.Tensor:
     """``channel_rule='mean'``: mean over input channels of ``log|weight[f, c, 0, ..., 0]|``.
 

@@ -1,12 +1,10 @@
 """Analysis results as plain records (one dict per layer, one per filter): the rows of
-``layers.csv`` / ``filters.csv``, of :meth:`AnalysisResult.to_pandas`, and a compact HTML summary
-for notebooks. Columns are documented in docs/output.md."""
+``layers.csv`` / ``filters.csv``, of :meth:`AnalysisResult.to_pandas`. Columns are documented in docs/output.md."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from html import escape
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..walk.sites import ConvGeometry
 
@@ -49,11 +47,11 @@ LAYER_COLUMNS = [
 FILTER_COLUMNS = ["layer_index", "layer_name", "kind", "filter", "c11", "dh_per_position", "dh_total", "exact"]
 
 
-def dims(t) -> str:
+def dims(t: Sequence[int] | None) -> str:
     return "x".join(str(int(v)) for v in t) if t is not None else ""
 
 
-def layer_row(layer: LayerResult) -> dict:
+def layer_row(layer: LayerResult) -> dict[str, Any]:
     g = layer.geometry if isinstance(layer.geometry, ConvGeometry) else None
     s = layer.summary
     return {
@@ -91,7 +89,7 @@ def layer_row(layer: LayerResult) -> dict:
     }
 
 
-def filter_rows(result: AnalysisResult) -> Iterator[dict]:
+def filter_rows(result: AnalysisResult) -> Iterator[dict[str, Any]]:
     for layer in result.layers:
         totals = layer.totals.tolist() if layer.totals is not None else [None] * layer.filters
         c11 = layer.c11.tolist() if layer.c11.size else [None] * layer.filters
@@ -106,31 +104,3 @@ def filter_rows(result: AnalysisResult) -> Iterator[dict]:
                 "dh_total": t,
                 "exact": layer.exact,
             }
-
-
-def _num(v: float | None, digits: int = 3) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
-def summary_html(result: AnalysisResult, rows: int = 12) -> str:
-    """A compact notebook view: the model, the counts and the first layers."""
-    m, c = result.model, result.counts
-    head = (
-        f"<b>entropyflow</b> <code>{escape(m.spec)}</code> · {escape(result.estimator)} estimator · "
-        f"{c['layers']} layers ({c['conv']} conv, {c['dense']} dense) · {c['not_exact']} approximate totals · "
-        f"{c['skipped']} skipped"
-    )
-    body = "".join(
-        f"<tr><td>{layer.index}</td><td style='text-align:left'><code>{escape(layer.name)}</code></td>"
-        f"<td>{escape(layer.kind)}</td><td>{layer.filters}</td><td>{_num(layer.summary.mean)}</td>"
-        f"<td>{_num(layer.summary.median)}</td><td>{_num(layer.total, 1)}</td>"
-        f"<td>{'yes' if layer.exact else '—' if layer.exact is None else 'no'}</td></tr>"
-        for layer in result.layers[:rows]
-    )
-    more = ""
-    if len(result.layers) > rows:
-        more = f"<div>… {len(result.layers) - rows} more layers: <code>.to_pandas()</code></div>"
-    return (
-        f"<div>{head}<table><thead><tr><th>#</th><th>layer</th><th>kind</th><th>filters</th><th>mean</th>"
-        f"<th>median</th><th>total</th><th>exact</th></tr></thead><tbody>{body}</tbody></table>{more}</div>"
-    )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import registry
 from .init_levels import InitLevel, recognise
 from .results import AnalysisResult, LayerResult
 from .seeds import ALPHA, STATISTICS, SeedStat, seed_stat, with_holm
@@ -20,7 +21,8 @@ def statistic(layer: LayerResult, name: str) -> float | None:
     """A layer statistic by name: ``mean`` / ``median`` of the per-filter values, or ``total``."""
     if name == "total":
         return layer.total
-    return getattr(layer.summary, name)
+    value: float | None = getattr(layer.summary, name)
+    return value
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def seed_reference(result: AnalysisResult, seeds: Sequence[AnalysisResult]) -> S
         columns[name] = with_holm(raw)
     levels: list[InitLevel | None] = [None] * len(result.layers)
     scheme = None
-    if result.estimator == "paper" and result.channel_rule == "first" and seeds:
+    if registry.get(result.estimator).init_levels and result.channel_rule == "first" and seeds:
         convs = [
             i
             for i, layer in enumerate(result.layers)

@@ -3,15 +3,15 @@ after them. Arrays are float64, read-only, one entry per filter."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..vocab import ChannelRule, Estimator
+from ..vocab import ChannelRule, Estimator, is_conv_kind
 from ..walk.sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, order_of
-from .records import FILTER_COLUMNS, LAYER_COLUMNS, filter_rows, layer_row, summary_html
+from .records import FILTER_COLUMNS, LAYER_COLUMNS, filter_rows, layer_row
 from .stats import Summary, inf_safe_sum, summarize
 
 __all__ = [
@@ -75,7 +75,7 @@ class LayerResult:
 
     @property
     def is_conv(self) -> bool:
-        return self.kind.startswith("conv")
+        return is_conv_kind(self.kind)
 
     @property
     def filters(self) -> int:
@@ -138,6 +138,9 @@ def layer_result(
 
 @dataclass(frozen=True)
 class ModelInfo:
+    """What was analysed, for provenance: the spec as given, its description and format, the weights and
+    their files (with sha256), the architecture, the example input and how the layers were walked."""
+
     spec: str
     description: str
     format: str
@@ -164,8 +167,33 @@ class Frames(NamedTuple):
     filters: Any
 
 
+@dataclass(frozen=True)
+class Counts:
+    """What an analysis holds, counted: its layers (conv and dense), those the trace did not reach,
+    the modules it skipped, the totals that are approximate or unavailable, and the filters whose
+    entropy is −∞ (c11 = 0). Written as analysis.json's ``summary``, in this order."""
+
+    layers: int
+    conv: int
+    dense: int
+    untraced: int
+    skipped: int
+    not_exact: int
+    no_total: int
+    neginf_filters: int
+
+
+#: the notebook view of a result: entropyflow.report.notebook installs it (estimate renders no HTML)
+NOTEBOOK_VIEW: list[Callable[[AnalysisResult], str]] = []
+
+
 @dataclass(frozen=True, eq=False)
 class AnalysisResult:
+    """One analysis: the model (:class:`ModelInfo`), the estimator and channel rule, one
+    :class:`LayerResult` per conv/dense layer in order, the modules skipped (with why), the warnings
+    and notes of the run, and the library versions. ``layer(name)`` finds a layer; ``to_pandas()``
+    gives the CSV rows as DataFrames."""
+
     model: ModelInfo
     estimator: Estimator
     channel_rule: ChannelRule
@@ -192,27 +220,31 @@ class AnalysisResult:
             pd.DataFrame(list(filter_rows(self)), columns=FILTER_COLUMNS),
         )
 
-    def _repr_html_(self) -> str:
-        return summary_html(self)
+    def _repr_html_(self) -> str | None:
+        """The notebook view; None (IPython then shows the text repr) until entropyflow.report,
+        which renders it, is imported (``entropyflow.analyze`` does)."""
+        return NOTEBOOK_VIEW[0](self) if NOTEBOOK_VIEW else None
 
     def __repr__(self) -> str:
         c = self.counts
         init = f", random init (seed {self.model.seed})" if self.model.random_init else ""
         return (
-            f"<AnalysisResult {self.model.spec!r}{init}: {c['layers']} layers ({c['conv']} conv, {c['dense']} dense), "
+            f"<AnalysisResult {self.model.spec!r}{init}: {c.layers} layers ({c.conv} conv, {c.dense} dense), "
             f"estimator {self.estimator}>"
         )
 
     @property
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> Counts:
+        """How many layers of each kind, and how many of their totals are exact (analysis.json's
+        ``summary``)."""
         conv = sum(1 for layer in self.layers if layer.is_conv)
-        return {
-            "layers": len(self.layers),
-            "conv": conv,
-            "dense": len(self.layers) - conv,
-            "untraced": sum(1 for layer in self.layers if not layer.traced),
-            "skipped": len(self.skipped),
-            "not_exact": sum(1 for layer in self.layers if layer.exact is False),
-            "no_total": sum(1 for layer in self.layers if layer.totals is None),
-            "neginf_filters": sum(layer.summary.n_neginf for layer in self.layers),
-        }
+        return Counts(
+            layers=len(self.layers),
+            conv=conv,
+            dense=len(self.layers) - conv,
+            untraced=sum(1 for layer in self.layers if not layer.traced),
+            skipped=len(self.skipped),
+            not_exact=sum(1 for layer in self.layers if layer.exact is False),
+            no_total=sum(1 for layer in self.layers if layer.totals is None),
+            neginf_filters=sum(layer.summary.n_neginf for layer in self.layers),
+        )

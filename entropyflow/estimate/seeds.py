@@ -1,5 +1,5 @@
 """Where a model's layer statistics lie among random-initialisation seeds (pure: numbers in,
-numbers out; no scipy).
+numbers out; the distributions come from scipy, imported on first use to keep start-up cheap).
 
 For each layer and each statistic (the layer's ``mean`` and ``median`` of the per-filter values,
 and its ``total``), the N seeds give a sample of what random initialisation produces. The model's
@@ -26,42 +26,13 @@ STATISTICS = ("mean", "median", "total")
 ALPHA = 0.05
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function ``I_x(a, b)`` (continued fraction, modified Lentz;
-    relative accuracy about 1e-14)."""
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must lie in [0, 1], not {x}")
-    if x in (0.0, 1.0):
-        return x
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below its mean
-        return 1.0 - betainc(b, a, 1.0 - x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        for num in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return front * h / a
-
-
 def t_two_sided(t: float, df: float) -> float:
     """``P(|T| ≥ |t|)`` for Student's t with ``df`` degrees of freedom."""
     if df <= 0:
         raise ValueError("degrees of freedom must be positive")
-    if math.isinf(t):
-        return 0.0
-    return min(1.0, betainc(df / 2.0, 0.5, df / (df + t * t)))
+    from scipy.special import stdtr  # lazy: scipy costs half a second at import
+
+    return min(1.0, 2.0 * float(stdtr(df, -abs(t))))
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -77,9 +48,9 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
 
 def percentile(x: float, seeds: Sequence[float]) -> float:
     """The empirical percentile of ``x`` among ``seeds`` (ties count half)."""
-    below = sum(1 for s in seeds if s < x)
-    equal = sum(1 for s in seeds if s == x)
-    return 100.0 * (below + 0.5 * equal) / len(seeds)
+    from scipy.stats import percentileofscore  # lazy: scipy.stats costs a second at import
+
+    return float(percentileofscore(seeds, x, kind="mean"))
 
 
 @dataclass(frozen=True)
@@ -101,11 +72,6 @@ class SeedStat:
     def outside(self) -> bool | None:
         """Outside the random-init level after the Holm correction (None with one seed)."""
         return None if self.p_holm is None else self.p_holm < ALPHA
-
-    @property
-    def beyond_range(self) -> bool:
-        """Below the lowest or above the highest seed (no correction; compare ``outside``)."""
-        return self.value < self.lo or self.value > self.hi
 
 
 def seed_stat(value: float | None, seeds: Sequence[float | None]) -> SeedStat | None:

@@ -151,7 +151,7 @@ def circular_plan(
 
 
 def frequency_rows(
-    grid: tuple[int, ...], taps: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype
+    grid: tuple[int, ...], taps: tuple[int, ...], lo: int, hi: int, device: torch.device, dtype: torch.dtype
 ) -> torch.Tensor:
     """Rows ``lo:hi`` of ``E[ω, a] = exp(−2πi·Σ_ax u_ax·a_ax/n_ax)`` over the half-spectrum frequencies
     (rfftn order, flattened) and the kernel's taps (flattened): ``K̂(ω) = Σ_a E[ω, a]·k[:, :, a]``.
@@ -172,7 +172,9 @@ def frequency_rows(
     return torch.polar(torch.ones_like(phase), phase).to(cdtype)
 
 
-def half_multiplicity(grid: tuple[int, ...], lo: int, hi: int, device, dtype: torch.dtype) -> torch.Tensor:
+def half_multiplicity(
+    grid: tuple[int, ...], lo: int, hi: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """Hermitian multiplicity (1 or 2) of the half-spectrum frequencies ``lo:hi`` (rfftn order)."""
     n = grid[-1]
     u_last = torch.arange(lo, hi, device=device) % (n // 2 + 1)
@@ -214,7 +216,7 @@ def conv_spectrum(plan: CircularPlan, budget: int = 1 << 30, layer: bool = True)
     )
 
 
-def _multiplicity(grid: tuple[int, ...], device, dtype) -> torch.Tensor:
+def _multiplicity(grid: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Hermitian multiplicity of each rfftn frequency (1 or 2), shape ``(*grid[:-1], grid[-1]//2 + 1)``."""
     n = grid[-1]
     mult = torch.full((n // 2 + 1,), 2.0, device=device, dtype=dtype)
@@ -435,7 +437,8 @@ def filter_singular_values(plan: CircularPlan) -> torch.Tensor:
     """All ``σ_f(ω)`` over the full grid, shape ``(F, n_freq)`` (small problems, tests and plots)."""
     k = plan.kernel.to(plan.kernel.dtype)
     hat = torch.fft.fftn(k, s=plan.grid, dim=tuple(range(2, k.ndim)))
-    return hat.abs().square().sum(1).sqrt().reshape(k.shape[0], -1)
+    sigma: torch.Tensor = hat.abs().square().sum(1).sqrt().reshape(k.shape[0], -1)
+    return sigma
 
 
 def layer_singular_values(plan: CircularPlan) -> torch.Tensor:
@@ -444,4 +447,5 @@ def layer_singular_values(plan: CircularPlan) -> torch.Tensor:
     f, c = k.shape[:2]
     hat = torch.fft.fftn(k, s=plan.grid, dim=tuple(range(2, k.ndim)))  # (F, C, *grid)
     hat = hat.reshape(plan.groups, f // plan.groups, c, -1).permute(3, 0, 1, 2)
-    return torch.linalg.svdvals(hat).flatten().sort(descending=True).values
+    sigma: torch.Tensor = torch.linalg.svdvals(hat).flatten().sort(descending=True).values
+    return sigma

@@ -8,6 +8,7 @@ circular boundary on the traced input grid. Dense layers: ``log σ_i`` per singu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from math import prod
 
@@ -15,9 +16,11 @@ import numpy as np
 import torch
 
 from ..errors import BudgetError
+from ..load.source import TensorSource
 from ..text import printable
 from ..walk.sites import ConvGeometry, LayerSite
-from . import spectral
+from . import paper, spectral
+from .dense import DensePrefetch, site_weight
 from .results import LayerResult, layer_result
 
 UNTRACED_GRID = 32  # per axis: a fine circular grid stands in for the large-grid limit without geometry
@@ -52,6 +55,29 @@ def check_budget(sites: Sequence[LayerSite], budget: int) -> None:
                 "memory "
                 f"budget of {_mib(budget)}: raise --max-gpu-mem, pass a smaller --input-size, or use --estimator paper"
             )
+
+
+def conv_site(
+    index: int, site: LayerSite, tensors: TensorSource, device: torch.device, rule: str, budget: int
+) -> LayerResult:
+    """The spectrum of a conv site's whole weight (``rule`` is always ``first``: every channel is used)."""
+    weight = tensors.get(site.weight_key)
+    c11 = weight.reshape(weight.shape[0], -1)[:, 0].to(paper.FLOAT).numpy()
+    return conv_layer(index, site, weight, c11, device, budget)
+
+
+def dense_layers(
+    dense: Sequence[tuple[int, LayerSite]],
+    tensors: TensorSource,
+    device: torch.device,
+    budget: int,
+    prefetch: DensePrefetch | None,
+) -> dict[int, LayerResult]:
+    """``log σ_i`` of every dense site (keyed by its position ``i`` in the walk), batched by shape;
+    ``prefetch`` (log-determinants of square parts) does not apply."""
+    loads = [(i, site.weight_shape, functools.partial(site_weight, site, tensors)) for i, site in dense]  # rows applied
+    logs = dense_log_singular_values(loads, device, budget)
+    return {i: dense_layer(i + 1, site, logs[i]) for i, site in dense}
 
 
 def conv_layer(

@@ -61,4 +61,5 @@ class Trajectory:
     def relative(self) -> np.ndarray:
         """``values`` minus the random-init level (or minus the first checkpoint without seeds)."""
         base = self.level if np.isfinite(self.level).any() else self.values[:, 0]
-        return self.values - base[:, None]
+        relative: np.ndarray = self.values - base[:, None]
+        return relative

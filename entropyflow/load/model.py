@@ -28,6 +28,10 @@ __all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]
 
 @dataclass(frozen=True)
 class LoadOptions:
+    """Where the weights come from and what loading them may do: the architecture of a bare state dict
+    (``arch``), a weights file for a zoo spec, the checkpoint entry (``key``), a seeded random init, whether
+    code in a file may run (``trust_code``) and whether files are hashed for provenance."""
+
     arch: str | None = None  # architecture spec for a bare state dict
     weights: str | None = None  # weights file for a zoo spec (instead of the cache)
     key: str | None = None  # which entry of a checkpoint dict holds the weights

@@ -1,9 +1,9 @@
-"""recommend: where to place the entropy loss (SPEC §6), as a λ placement config."""
+"""recommend: where to place the entropy loss (SPEC §6), as a λ placement config.
+
+The package is ``entropyflow.recommend``; its function is :func:`recommend` here, and
+``entropyflow.recommend_config`` at the top level (one name, one thing)."""
 
 from __future__ import annotations
-
-import sys
-import types
 
 from ..config import SCHEMA_VERSION, LambdaConfig, LayerLambda, Strategy, fingerprint, load_config, save_config
 from .placement import STRATEGIES, RecommendOptions, architecture, recommend
@@ -21,14 +21,3 @@ __all__ = [
     "architecture",
     "SCHEMA_VERSION",
 ]
-
-
-class _CallableModule(types.ModuleType):
-    """``entropyflow.recommend`` is both this package and the function: importing the package
-    replaces the function the top-level package exports lazily, so the package calls it."""
-
-    def __call__(self, *args, **kwargs) -> LambdaConfig:
-        return recommend(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

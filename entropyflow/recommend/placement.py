@@ -15,10 +15,12 @@ from torch import nn
 
 from .. import vocab
 from .._version import __version__
-from ..config import LambdaConfig, LayerLambda, Strategy, dense_inverse_inertness, fingerprint
+from ..config import LambdaConfig, LayerLambda, Strategy, fingerprint
 from ..errors import EntropyflowError, OptionError, one_line
+from ..estimate import registry
 from ..estimate.results import AnalysisResult, LayerResult
 from ..load import zoo
+from ..lossform import dense_inverse_inertness
 from ..spec import parse_spec
 from .skips import skip_graph
 
@@ -296,9 +298,8 @@ def _warnings(analysis: AnalysisResult, chosen: tuple[LayerLambda, ...], opts: R
                 f"layer {c.name}: {layer.summary.n_neginf} filters of the reference have c11 = 0, where the log "
                 "form is +inf if training starts from these weights: use form: inverse there"
             )
-        paper_logdet = (
-            layer.logdet if analysis.estimator == "paper" else None
-        )  # the inverse form uses det of the square part
+        # the inverse form uses det of the square part
+        paper_logdet = layer.logdet if registry.get(analysis.estimator).square_logdet else None
         why = (
             dense_inverse_inertness(paper_logdet, opts.epsilon)
             if not c.is_conv and opts.form == "inverse" and paper_logdet is not None

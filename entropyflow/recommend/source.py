@@ -17,6 +17,9 @@ from .placement import RecommendOptions, recommend, validate_options
 
 @dataclass(frozen=True)
 class Recommendation:
+    """What :func:`recommend_for` gives: the config, the analysis it came from, and that analysis's
+    file when it was read from one (None: analysed in this run)."""
+
     config: LambdaConfig
     analysis: AnalysisResult
     analysis_file: Path | None
@@ -41,7 +44,8 @@ def saved_analysis(source: str | None) -> Path | None:
 
 
 def recommend_for(
-    source: str | None,
+    source: str | None = None,
+    *,
     analyze_options: AnalyzeOptions | None = None,
     options: RecommendOptions | None = None,
     progress: ProgressFn | None = None,
@@ -60,8 +64,9 @@ def recommend_for(
 
 
 def recommend_to(
-    out: str | Path,
     source: str | None = None,
+    *,
+    out: str | Path,
     analyze_options: AnalyzeOptions | None = None,
     options: RecommendOptions | None = None,
     progress: ProgressFn | None = None,
@@ -69,5 +74,5 @@ def recommend_to(
     """What ``entropyflow recommend`` does: check that ``out`` can be written (a .yaml/.yml/.json
     name, not a file entropyflow did not write), recommend, and write the config atomically."""
     path = check_config_path(out)
-    rec = recommend_for(source, analyze_options, options, progress)
+    rec = recommend_for(source, analyze_options=analyze_options, options=options, progress=progress)
     return rec, save_config(rec.config, path)

@@ -15,7 +15,9 @@ transformers' fused expert tensors, ``….experts.N.gate_proj.weight``; a CondCo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +25,7 @@ from torch import nn
 from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..errors import ConfigError
 from ..load.state_dict import clean_key
+from ..lossform import dense_inverse_inertness
 from ..walk.effective import WeightView, weight_views
 from ..walk.sites import map_shape
 from ..walk.trace import trace_eager
@@ -54,7 +57,7 @@ class EntropyRegularizer(nn.Module):
 
     @classmethod
     def from_config(
-        cls, model: nn.Module, config: LambdaConfig | str | Path | dict, prefix: str | None = None
+        cls, model: nn.Module, config: LambdaConfig | str | Path | Mapping[str, Any], prefix: str | None = None
     ) -> EntropyRegularizer:
         """``config``: a :class:`LambdaConfig`, a YAML/JSON file written by ``entropyflow recommend``, or its dict.
 
@@ -147,7 +150,7 @@ class EntropyRegularizer(nn.Module):
                 with torch.no_grad():
                     w = self._weight(path)
                     ld = float(terms.dense_logabsdet(w, layer.rows, (layer.row_period, layer.transposed)))
-                why = terms.dense_inverse_inertness(ld, self.config.epsilon)
+                why = dense_inverse_inertness(ld, self.config.epsilon)
                 if why:
                     warn(f"layer {layer.name}: 1/(|det W|+ε) is inert ({why}); use form: log", stacklevel=4)
 

@@ -9,7 +9,7 @@ gradients w.r.t. ``w`` and ``G`` are equal.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +45,8 @@ class SigmoidEntropyLoss(nn.Module):
             raise ConfigError(f"modules not found in the model: {', '.join(missing)}")
         self._hooks = [found[m].register_forward_hook(self._recorder(m)) for m in modules]
 
-    def _recorder(self, name: str):
-        def hook(_module, _inputs, output):
+    def _recorder(self, name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
+        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             self._outputs[name] = output
 
         return hook

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from ..config import dense_inverse_inertness, dense_inverse_is_inert  # noqa: F401 - re-exported with the terms
 from ..walk.sites import dense_map
 
 Selection = tuple[int | None, bool] | None  # (row period, transposed) of a fused / Conv1D weight
@@ -68,7 +67,8 @@ def square_part(weight: torch.Tensor, rows: tuple[int, int] | None = None, sel: 
 def dense_logabsdet(weight: torch.Tensor, rows: tuple[int, int] | None = None, sel: Selection = None) -> torch.Tensor:
     """``log|det W[:m, :m]|`` in float64 (differentiable)."""
     with torch.autocast(weight.device.type, enabled=False):
-        return torch.linalg.slogdet(square_part(weight, rows, sel).double()).logabsdet
+        logabsdet: torch.Tensor = torch.linalg.slogdet(square_part(weight, rows, sel).double()).logabsdet
+        return logabsdet
 
 
 def dense_log_term(
@@ -81,5 +81,6 @@ def dense_log_term(
 def dense_inverse_term(
     weight: torch.Tensor, lam: float, eps: float, rows: tuple[int, int] | None = None, sel: Selection = None
 ) -> torch.Tensor:
-    """Eq. 24: ``λ / (|det W[:m, :m]| + ε)``. Inert (value λ/ε, gradient ~0) once ``|det|`` ≪ ε."""
+    """Eq. 24: ``λ / (|det W[:m, :m]| + ε)``. Inert (value λ/ε, gradient ~0) once ``|det|`` ≪ ε
+    (:func:`entropyflow.lossform.dense_inverse_inertness` says when)."""
     return lam / (torch.exp(dense_logabsdet(weight, rows, sel)) + eps)

@@ -1,4 +1,4 @@
-"""report: render an :class:`~entropyflow.results.AnalysisResult` to files and to a terminal.
+"""report: render an :class:`~entropyflow.estimate.results.AnalysisResult` to files and to a terminal.
 
 Computation never happens here and nothing here prints on its own: renderers take their
 output target (a rich Console, a folder) as an argument.
@@ -12,15 +12,18 @@ from pathlib import Path
 
 from .. import vocab
 from ..errors import OptionError
+from ..estimate import registry
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..estimate.trajectory import layer_matrix
 from ..vocab import LabelMode, PlotFormat
-from .figures import Panel, PlotOptions, entropy_figure, profile_figure, save_figure
+from . import notebook  # noqa: F401 - installs AnalysisResult's notebook view
+from .figures import Panel, PlotOptions, entropy_figure, profile_figure
 from .heatmap import heatmap_figure, lines_figure, pick_rows
 from .html import render_html
 from .jsonio import analysis_json, read_analysis
 from .outdir import check_writable, write_atomically
+from .plotting import save_figure
 from .tables import filters_csv, layers_csv, seeds_csv
 from .titles import panel_title, unique_titles
 
@@ -105,7 +108,7 @@ def comparison_files(
         figures = _draw(panels, opts, "compare")
         return {name.replace("compare-entropy", "compare"): data for name, (_, _, data) in figures.items()}
     matrix, layers = layer_matrix(results)
-    est = "" if results[0].estimator == "paper" else f" [{results[0].estimator}]"
+    est = registry.get(results[0].estimator).labels.suffix
     fmt = opts.plot_format
     heat = heatmap_figure(
         matrix, layers, titles, title=f"layer median over {len(results)} analyses (per output position)",

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..estimate.results import AnalysisResult, LayerResult
+from ..vocab import is_conv_kind
 
 WHISKER_IQR = 1.5
 
 
 @dataclass(frozen=True)
 class BoxStats:
-    """One layer's box. ``values`` are the finite plotted values (for overlays and tests)."""
+    """One layer's box, from its finite values: ``n`` counts every value (``-inf`` included,
+    ``n_neginf`` of them, not drawn), the rest are the statistics ``Axes.bxp`` draws (:meth:`bxp`),
+    with ``fliers`` the values beyond the whiskers."""
 
     index: int
     name: str
@@ -39,7 +42,7 @@ class BoxStats:
 
     @property
     def is_dense(self) -> bool:
-        return not self.kind.startswith("conv")
+        return not is_conv_kind(self.kind)
 
     def bxp(self) -> dict:
         """The dict ``matplotlib.axes.Axes.bxp`` draws."""

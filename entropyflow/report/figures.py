@@ -2,56 +2,33 @@
 profile (mean per layer with a quartile band), as matplotlib Figures.
 
 Nothing here touches pyplot or global state: figures are built with ``matplotlib.figure.Figure``
-under a local style, and :func:`save_figure` renders them to bytes deterministically (no
-timestamps, fixed SVG ids), so the same analysis gives the same file.
+under a local style, and :func:`~.plotting.save_figure` renders them to bytes deterministically
+(no timestamps, fixed SVG ids), so the same analysis gives the same file.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
 import math
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 import matplotlib
 from matplotlib.artist import Artist
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from ..estimate import registry
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
-from ..text import printable
-from ..vocab import LABEL_MODES, PLOT_FORMATS
+from ..vocab import LABEL_MODES
 from .boxes import BoxStats, layer_values, neginf_counts, result_boxes
-
-
-def label(text: object, limit: int | None = 200) -> str:
-    """Input-derived text for a figure: control characters written out, cut to ``limit``
-    characters, and ``$`` escaped so that matplotlib never parses a layer or file name as mathtext."""
-    return printable(text, limit).replace("$", r"\$")
-
+from .plotting import STYLE, label, new_figure, suptitle, texts_overlap
+from .plotting import save_figure as save_figure  # public here too: docs and users draw figures through this module
 
 NAME_LIMIT = 48  # characters of a layer name on the x axis
-DPI = 110
-STYLE: dict[Any, Any] = {
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "svg.hashsalt": "entropyflow",
-    "axes.axisbelow": True,
-    "hatch.linewidth": 0.6,
-}
 CONV_FACE, DENSE_COLOR, APPROX_EDGE, NEGINF_COLOR = "#9ecae1", "#e6550d", "#3182bd", "#cb181d"
 PANEL_COLORS = ("#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#d62728", "#8c564b", "#e377c2")
 
@@ -84,7 +61,7 @@ class PlotOptions:
 
 def y_label(options: PlotOptions, estimator: str = "paper") -> str:
     what = "total entropy change per filter" if options.total else "entropy change per output position"
-    return f"{what} (nats)" + ("" if estimator == "paper" else f" [{estimator}]")
+    return f"{what} (nats)" + registry.get(estimator).labels.suffix
 
 
 def _panel_width(n_layers: int, labels: str) -> float:
@@ -105,7 +82,7 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
     with matplotlib.rc_context(STYLE):
         n_layers = max(len(p.layers) for p in panels)
         width = sum(_panel_width(len(p.layers), options.labels) for p in panels) + 0.6
-        fig = _new_figure(width, 4.6 + _name_height(panels, options))
+        fig = new_figure(width, 4.6 + _name_height(panels, options))
         axes = fig.subplots(
             1,
             len(panels),
@@ -119,7 +96,7 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
             _style_axis(ax, panel, options, n_layers)
         axes[0].set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend(fig, legend)
-        _title(fig, options.title or _default_title(panels, "entropy change per layer"))
+        suptitle(fig, options.title or _default_title(panels, "entropy change per layer"))
         for ax, panel in zip(axes, panels, strict=True):
             thin_ticks(fig, ax, panel, options.labels)
     return fig
@@ -130,7 +107,7 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
     _check(panels, options)
     with matplotlib.rc_context(STYLE):
         n_layers = max(len(p.layers) for p in panels)
-        fig = _new_figure(_panel_width(n_layers, options.labels) + 1.2, 4.2 + _name_height(panels, options))
+        fig = new_figure(_panel_width(n_layers, options.labels) + 1.2, 4.2 + _name_height(panels, options))
         ax = fig.add_subplot()
         handles: list[Artist] = []
         for k, panel in enumerate(panels):
@@ -170,29 +147,8 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         _style_axis(ax, panels[0], options, n_layers, title=False)
         ax.set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend_below(fig, handles)
-        _title(fig, options.title or _default_title(panels, "mean entropy change per layer"))
+        suptitle(fig, options.title or _default_title(panels, "mean entropy change per layer"))
         thin_ticks(fig, ax, max(panels, key=lambda p: len(p.layers)), options.labels)
-    return fig
-
-
-def save_figure(fig: Figure, fmt: str = "png") -> bytes:
-    """Render to bytes without timestamps or random ids: same figure, same bytes."""
-    if fmt not in PLOT_FORMATS:
-        raise ValueError(f"unknown plot format {fmt!r} (use {', '.join(PLOT_FORMATS)})")
-    metadata = {
-        "png": {"Software": None},
-        "svg": {"Date": None, "Creator": None},
-        "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
-    }[fmt]
-    buf = io.BytesIO()
-    with matplotlib.rc_context(STYLE):
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
-    return buf.getvalue()
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)  # attaches itself: layout passes and label extents need a real renderer
     return fig
 
 
@@ -201,11 +157,6 @@ def _check(panels: Sequence[Panel], options: PlotOptions) -> None:
         raise ValueError("nothing to plot")
     if options.labels not in LABEL_MODES:
         raise ValueError(f"unknown label mode {options.labels!r} (use index or names)")
-
-
-def _title(fig: Figure, text: str) -> None:
-    """A suptitle wrapped to the figure's width (11 pt characters are about 0.09 in wide)."""
-    fig.suptitle(textwrap.fill(label(text), max(30, int(fig.get_figwidth() / 0.09))), fontsize=11)
 
 
 def _default_title(panels: Sequence[Panel], what: str) -> str:
@@ -292,16 +243,6 @@ def _draw_boxes(ax, panel: Panel, options: PlotOptions, legend: dict) -> None:
     _mark_neginf(ax, panel, options, legend)
 
 
-APPROX_LABEL = {
-    "paper": "total not exact (paper's n_out·log|c11|)",
-    "spectral": "not exact: zero-padded conv, circular-boundary spectrum",
-}
-DENSE_BOX_LABEL = {
-    "paper": "dense layer, values pooled over seeds",
-    "spectral": "dense layer: log σᵢ per singular direction",
-}
-
-
 def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> None:
     face = DENSE_COLOR if b.is_dense else CONV_FACE
     patch.set_facecolor(face)
@@ -314,14 +255,14 @@ def _style_box(patch, b: BoxStats, legend: dict, estimator: str = "paper") -> No
             facecolor=CONV_FACE,
             edgecolor=APPROX_EDGE,
             hatch="////",
-            label=APPROX_LABEL.get(estimator, APPROX_LABEL["paper"]),
+            label=registry.get(estimator).labels.approx_box,
         )
     elif b.exact is None:
         patch.set_facecolor("#d9d9d9")
         legend["nototal"] = Patch(facecolor="#d9d9d9", edgecolor="#2b4c6f", label="no geometry (total unavailable)")
     elif b.is_dense:
         legend["densebox"] = Patch(
-            facecolor=DENSE_COLOR, edgecolor="#2b4c6f", label=DENSE_BOX_LABEL.get(estimator, DENSE_BOX_LABEL["paper"])
+            facecolor=DENSE_COLOR, edgecolor="#2b4c6f", label=registry.get(estimator).labels.dense_box
         )
     else:
         legend["exact"] = Patch(facecolor=face, edgecolor="#2b4c6f", label="Q1–Q3, median line (exact total)")
@@ -489,7 +430,7 @@ def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bo
         pad = 6  # room for the z-scores above the axes
         if panel.reference is not None and panel.reference.n > 1:
             pad = 28 if len(panel.layers) > 12 else 14
-        text = label(f"{panel.title}  ({c['conv']} conv, {c['dense']} dense)")
+        text = label(f"{panel.title}  ({c.conv} conv, {c.dense} dense)")
         chars = max(24, int(ax.get_position().width * ax.figure.get_figwidth() / 0.075))  # 10 pt characters
         ax.set_title(textwrap.fill(text, chars), loc="left", pad=pad)
 
@@ -551,9 +492,4 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
 def labels_overlap(fig: Figure, ax) -> bool:
     """Whether any two visible x tick labels overlap once drawn."""
     fig.draw_without_rendering()
-    renderer = cast(FigureCanvasAgg, fig.canvas).get_renderer()
-    boxes = sorted(
-        (t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()),
-        key=lambda b: b.x0,
-    )
-    return any(b.x0 < a.x1 + 1.0 for a, b in itertools.pairwise(boxes))
+    return texts_overlap(fig, ax.get_xticklabels(), "x")

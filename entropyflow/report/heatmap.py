@@ -7,15 +7,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import cast
 
 import matplotlib
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .figures import STYLE, _new_figure, _title, label
+from .plotting import STYLE, label, new_figure, suptitle, texts_overlap
 
 NAME_CHARS = 40
 
@@ -29,16 +27,6 @@ def shorten(text: str, limit: int) -> str:
     return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
 
 
-def _overlap(fig: Figure, texts, axis: str) -> bool:
-    renderer = cast(FigureCanvasAgg, fig.canvas).get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
-    if axis == "x":
-        boxes.sort(key=lambda b: b.x0)
-        return any(b.x0 < a.x1 + 1.0 for a, b in itertools.pairwise(boxes))
-    boxes.sort(key=lambda b: b.y0)
-    return any(b.y0 < a.y1 + 0.5 for a, b in itertools.pairwise(boxes))
-
-
 def _thin(fig: Figure, ax, axis: str, labels: Sequence[str]) -> int:
     """Label every ``step``-th row/column, the smallest step at which no two labels overlap."""
     n = len(labels)
@@ -49,7 +37,7 @@ def _thin(fig: Figure, ax, axis: str, labels: Sequence[str]) -> int:
         else:
             ax.set_yticks(ticks, [labels[t] for t in ticks], fontsize=7, family="monospace")
         fig.draw_without_rendering()
-        if not _overlap(fig, ax.get_xticklabels() if axis == "x" else ax.get_yticklabels(), axis):
+        if not texts_overlap(fig, ax.get_xticklabels() if axis == "x" else ax.get_yticklabels(), axis):
             return step
     return n
 
@@ -72,7 +60,7 @@ def heatmap_figure(
     with matplotlib.rc_context(STYLE):
         width = min(max(5.5, 2.8 + 0.22 * n_cols + 0.055 * max((len(r) for r in rows), default=0)), 18.0)
         height = min(max(3.6, 1.9 + 0.115 * n_rows), 40.0)
-        fig = _new_figure(width, height)
+        fig = new_figure(width, height)
         ax = fig.add_subplot()
         finite = data[np.isfinite(data)]
         if center is not None:
@@ -88,7 +76,7 @@ def heatmap_figure(
         bar.set_label(colorbar)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("layer (execution order)")
-        _title(fig, title)
+        suptitle(fig, title)
         _thin(fig, ax, "x", [shorten(c, 32) for c in columns])
         _thin(fig, ax, "y", [shorten(r, NAME_CHARS) for r in rows])
     return fig
@@ -108,7 +96,7 @@ def lines_figure(
     optional horizontal band per row (its random-init range)."""
     data = np.asarray(values, dtype=np.float64)
     with matplotlib.rc_context(STYLE):
-        fig = _new_figure(min(max(5.5, 2.5 + 0.16 * len(columns)), 16.0), 4.2)
+        fig = new_figure(min(max(5.5, 2.5 + 0.16 * len(columns)), 16.0), 4.2)
         ax = fig.add_subplot()
         colors = matplotlib.colormaps["tab10"]
         x = np.arange(len(columns))
@@ -123,7 +111,7 @@ def lines_figure(
         ax.set_xlabel(xlabel)
         ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
         fig.legend(loc="outside right center", frameon=False, fontsize=7)  # never over the lines
-        _title(fig, title)
+        suptitle(fig, title)
         _thin(fig, ax, "x", [shorten(c, 32) for c in columns])
     return fig
 

@@ -12,7 +12,7 @@ from html import escape as _html_escape
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..text import printable
-from .terminal import fmt
+from .numbers import fmt
 
 
 def escape(text: object) -> str:
@@ -36,8 +36,6 @@ dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:0}dt{
 .warn{background:#fff5eb;border-left:3px solid #e6550d;padding:6px 10px;margin:6px 0}
 code{font-size:12.5px}
 """
-
-MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 
 
 def render_html(

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
 from .. import strictjson
 from ..errors import CheckpointFormatError, InputNotFoundError, one_line
+from ..estimate import registry
 from ..estimate.reference import SeedReference
 from ..estimate.results import (
     AnalysisResult,
@@ -32,41 +35,12 @@ from ..text import brief, printable, shown
 from ..vocab import CHANNEL_RULES, ChannelRule, Estimator, is_layer_kind
 
 SCHEMA = "entropyflow.analysis/1"
-CONVENTIONS = {
-    "paper": {
-        "log": "natural (nats)",
-        "conv": "PyTorch cross-correlation; weight (C_out, C_in/groups, *kernel); transposed convs as the adjoint of "
-        "the conv storing the same weight (filters = weight.shape[0])",
-        "c11": "weight[f, 0, 0, ..., 0]: first tap of the first input channel of the filter's group",
-        "per_position": "conv: log|c11| per output position; dense: log|det W[:m,:m]| / m",
-        "total": "conv: completed determinant (sum over pivot taps) when exact, else n_out*log|c11|; dense: "
-        "n_positions*log|det W[:m,:m]|",
-        "layer_total": "sum of per-filter totals (each filter as its own map, as in the paper)",
-        "dense": "log|det W[:m,:m]|, m = min(N, d), float64 slogdet (Theorem 3)",
-    },
-    "spectral": {
-        "log": "natural (nats)",
-        "conv": "circular boundary on the traced input grid; stride by space-to-depth, dilation by zero insertion, "
-        "groups block-diagonal, transposed convs as adjoints; zero-padded layers are approximated by their "
-        "circular limit (exact = false)",
-        "per_position": "conv: sum over frequencies of log sigma_f(w) / number of frequencies, sigma_f(w) = "
-        "sqrt(sum_c |FFT(k_fc)(w)|^2); dense: log sigma_i, one entry per singular direction",
-        "total": "conv: sum over frequencies of log sigma_f(w) per filter; dense: n_positions*log sigma_i",
-        "joint": "the whole layer as one map: conv sum over frequencies and groups of sum_i log sigma_i(K(w)), dense "
-        "n_positions * sum_i log sigma_i(W)",
-        "dense": "sum_i log sigma_i(W), float64 svdvals (log-volume on the row space; the entropy change for square W)",
-    },
-}
 
 
 def _num(v):
     if isinstance(v, float) and math.isinf(v):
         return "-inf" if v < 0 else "inf"
     return v
-
-
-def _unnum(v):
-    return float(v) if isinstance(v, str) and v in ("-inf", "inf") else v
 
 
 def _arr(a) -> list:
@@ -143,10 +117,14 @@ def to_dict(r: AnalysisResult) -> dict:
             **({"random_init": True} if m.random_init else {}),
             **({"seed": m.seed} if m.seed is not None else {}),
         },
-        "estimator": {"name": r.estimator, "channel_rule": r.channel_rule, "conventions": CONVENTIONS[r.estimator]},
+        "estimator": {
+            "name": r.estimator,
+            "channel_rule": r.channel_rule,
+            "conventions": registry.conventions(r.estimator),
+        },
         "device": r.device,
         "versions": dict(r.versions),
-        "summary": r.counts,
+        "summary": asdict(r.counts),
         "warnings": list(r.warnings),
         "notes": list(r.notes),
         "layers": [layer_dict(layer) for layer in r.layers],
@@ -325,8 +303,8 @@ def from_dict(d: dict) -> AnalysisResult:
     m = _get(d, "model", "", dict)
     est = _get(d, "estimator", "", dict)
     estimator, rule = _get(est, "name", "estimator.", str), _get(est, "channel_rule", "estimator.", str)
-    if estimator not in CONVENTIONS:
-        raise _Bad(f"estimator.name: {printable(estimator, 40)!r} is not one of {', '.join(CONVENTIONS)}")
+    if estimator not in registry.names():
+        raise _Bad(f"estimator.name: {printable(estimator, 40)!r} is not one of {', '.join(registry.names())}")
     if rule not in CHANNEL_RULES:
         raise _Bad(f"estimator.channel_rule: {printable(rule, 40)!r} is not first or mean")
     layers = []
@@ -337,32 +315,11 @@ def from_dict(d: dict) -> AnalysisResult:
         layers.append(_layer(item, f"layers[{i}]."))
     if [layer.index for layer in layers] != list(range(1, len(layers) + 1)):
         raise _Bad("layers: indices must run 1, 2, 3, …")
-    size = _get(m, "input_size", "model.", list, optional=True)
-    info = ModelInfo(
-        _get(m, "spec", "model.", str),
-        _get(m, "description", "model.", str),
-        _get(m, "format", "model.", str),
-        _get(m, "weights", "model.", str),
-        _strs(_get(m, "files", "model.", list), "model.files"),
-        _get(m, "sha256", "model.", str, optional=True),
-        _get(m, "arch", "model.", str, optional=True),
-        _ints(size, "model.input_size", 1) if size is not None else None,
-        _get(m, "walk", "model.", str),
-        _random_init(m),
-        _get(m, "seed", "model.", int, optional=True),
-        _get(m, "input_dtype", "model.", str, optional=True),
-    )
-    skipped = []
-    for i, s_ in enumerate(_get(d, "skipped", "", list)):
-        w = f"skipped[{i}]."
-        skipped.append(
-            SkippedModule(
-                _get(s_, "name", w, str),
-                _get(s_, "type", w, str),
-                _get(s_, "reason", w, str),
-                _get(s_, "parameters", w, int),
-            )
-        )
+    info = ModelInfo(**_fields(ModelInfo, m, "model.", _MODEL_FIELDS))
+    skipped = [
+        SkippedModule(**_fields(SkippedModule, s_, f"skipped[{i}].", _SKIPPED_FIELDS))
+        for i, s_ in enumerate(_get(d, "skipped", "", list))
+    ]
     versions = _get(d, "versions", "", dict)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
         raise _Bad("versions: must map names to version strings")
@@ -379,102 +336,133 @@ def from_dict(d: dict) -> AnalysisResult:
     )
 
 
-def _random_init(m: dict) -> bool:
+# --- the fields of each result type, read by their annotations --------------------------------------
+
+_Reader = Callable[[dict, str, str], Any]  # (the object, its key, where it is) → the field's value
+
+#: how a field of each annotation is read; a field with any other annotation has its own reader
+_BY_TYPE: dict[str, _Reader] = {
+    "int": lambda d, k, w: _get(d, k, w, int),
+    "int | None": lambda d, k, w: _get(d, k, w, int, optional=True),
+    "str": lambda d, k, w: _get(d, k, w, str),
+    "str | None": lambda d, k, w: _get(d, k, w, str, optional=True),
+    "bool": lambda d, k, w: _get(d, k, w, bool),
+    "float | None": lambda d, k, w: _value(d.get(k), f"{w}{k}"),
+    "tuple[str, ...]": lambda d, k, w: _strs(_get(d, k, w, list), f"{w}{k}"),
+    "tuple[int, ...]": lambda d, k, w: _ints(_get(d, k, w, list), f"{w}{k}"),
+}
+
+
+def _fields(
+    cls: type, d: object, w: str, readers: Mapping[str, _Reader] | None = None, names: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments of dataclass ``cls`` read from the JSON object ``d`` (at ``w``): one per
+    field (or per name of ``names``, in that order): ``readers[name]`` where given, else the
+    reader of the field's annotation (the JSON key is the field's name, or the reader's own)."""
+    if not isinstance(d, dict):
+        raise _Bad(f"{w or 'top level'}: must be an object")
+    readers = readers or {}
+    annotation = {f.name: str(f.type) for f in fields(cls)}
+    return {n: (readers.get(n) or _BY_TYPE[annotation[n]])(d, n, w) for n in (annotation if names is None else names)}
+
+
+def _positive_ints(d: dict, k: str, w: str) -> tuple[int, ...]:
+    return _ints(_get(d, k, w, list), f"{w}{k}", 1)
+
+
+def _input_size(d: dict, k: str, w: str) -> tuple[int, ...] | None:
+    size = _get(d, k, w, list, optional=True)
+    return _ints(size, f"{w}{k}", 1) if size is not None else None
+
+
+def _random_init(m: dict, k: str = "random_init", w: str = "model.") -> bool:
     """``model.random_init`` (written only when true); files of entropyflow 0.1.0 lack it and say
     so only in ``model.weights``, which reads "random init (torch.manual_seed(N))" there."""
-    flag = _get(m, "random_init", "model.", bool, optional=True)
+    flag = _get(m, k, w, bool, optional=True)
     if flag is not None:
         return flag
     return bool(re.fullmatch(r"random init \(torch\.manual_seed\(\d+\)\)", m["weights"]))
 
 
-def _rows(item: dict, w: str) -> tuple[int, int] | None:
-    raw = _get(item, "rows", w, list, optional=True)
+_MODEL_FIELDS: dict[str, _Reader] = {"input_size": _input_size, "random_init": _random_init}
+_SKIPPED_FIELDS: dict[str, _Reader] = {"module_type": lambda d, _k, w: _get(d, "type", w, str)}
+_CONV_FIELDS: dict[str, _Reader] = {
+    **{k: _positive_ints for k in ("in_size", "out_size", "kernel", "stride", "dilation")},
+    "groups": lambda d, k, w: _get(d, k, w, int, optional=True) or 1,
+}
+
+
+def _geometry(item: dict, k: str, w: str) -> ConvGeometry | DenseGeometry | None:
+    g = _get(item, k, w, dict, optional=True)
+    if g is None:
+        return None
+    gw = f"{w}{k}."
+    t = _get(g, "type", gw, str)
+    if t == "conv":
+        return ConvGeometry(**_fields(ConvGeometry, g, gw, _CONV_FIELDS))
+    if t == "dense":
+        return DenseGeometry(**_fields(DenseGeometry, g, gw))
+    raise _Bad(f"{gw}type: {printable(t, 20)!r} is not conv or dense")
+
+
+def _rows(item: dict, k: str, w: str) -> tuple[int, int] | None:
+    raw = _get(item, k, w, list, optional=True)
     if raw is None:
         return None
-    first, end = _ints(raw, f"{w}rows")
+    first, end = _ints(raw, f"{w}{k}")
     if first >= end:
-        raise _Bad(f"{w}rows: must be [first, end) with first < end")
+        raise _Bad(f"{w}{k}: must be [first, end) with first < end")
     return first, end
 
 
-def _layer(item, w: str) -> LayerResult:
-    kind = _get(item, "kind", w, str)
+def _kind(item: dict, k: str, w: str) -> str:
+    kind = _get(item, k, w, str)
     if not is_layer_kind(kind):
-        raise _Bad(f"{w}kind: {printable(kind, 40)!r} is not a layer kind entropyflow writes")
-    shape = _ints(_get(item, "weight_shape", w, list), f"{w}weight_shape")
-    g = _get(item, "geometry", w, dict, optional=True)
-    geo: ConvGeometry | DenseGeometry | None = None
-    if g is not None:
-        t = _get(g, "type", f"{w}geometry.", str)
-        gw = f"{w}geometry."
-        if t == "conv":
-            geo = ConvGeometry(
-                _ints(_get(g, "in_size", gw, list), gw + "in_size", 1),
-                _ints(_get(g, "out_size", gw, list), gw + "out_size", 1),
-                _ints(_get(g, "kernel", gw, list), gw + "kernel", 1),
-                _ints(_get(g, "stride", gw, list), gw + "stride", 1),
-                _ints(_get(g, "pad_left", gw, list), gw + "pad_left"),
-                _ints(_get(g, "dilation", gw, list), gw + "dilation", 1),
-                _get(g, "padding_mode", gw, str),
-                _get(g, "transposed", gw, bool),
-                _get(g, "source", gw, str),
-                _get(g, "groups", gw, int, optional=True) or 1,
-            )
-        elif t == "dense":
-            geo = DenseGeometry(_get(g, "n_positions", gw, int))
-        else:
-            raise _Bad(f"{gw}type: {printable(t, 20)!r} is not conv or dense")
-    pf = _get(item, "per_filter", w, dict)
-    per = _values(
-        _get(pf, "dh_per_position", f"{w}per_filter.", list), f"{w}per_filter.dh_per_position", finite_or_neginf=True
-    )
-    totals_raw = _get(pf, "dh_total", f"{w}per_filter.", list, optional=True)
-    totals = None if totals_raw is None else _values(totals_raw, f"{w}per_filter.dh_total")
-    c11 = _values(_get(pf, "c11", f"{w}per_filter.", list), f"{w}per_filter.c11")
-    if totals is not None and totals.size != per.size:
-        raise _Bad(f"{w}per_filter: dh_total and dh_per_position differ in length")
-    sm = _get(item, "summary", w, dict)
-    counts = {f: _get(sm, f, f"{w}summary.", int) for f in ("n", "n_finite", "n_neginf")}
-    stats = {f: _value(sm.get(f), f"{w}summary.{f}") for f in ("mean", "std", "min", "q1", "median", "q3", "max")}
-    summary = Summary(
-        counts["n"],
-        counts["n_finite"],
-        counts["n_neginf"],
-        stats["mean"],
-        stats["std"],
-        stats["min"],
-        stats["q1"],
-        stats["median"],
-        stats["q3"],
-        stats["max"],
-    )
-    exact = item.get("exact")
+        raise _Bad(f"{w}{k}: {printable(kind, 40)!r} is not a layer kind entropyflow writes")
+    return kind
+
+
+def _exact(item: dict, k: str, w: str) -> bool | None:
+    exact = item.get(k)
     if exact is not None and not isinstance(exact, bool):
-        raise _Bad(f"{w}exact: must be true, false or null ({shown(exact, 20)})")
-    square = _get(item, "square", w, int, optional=True)
-    return LayerResult(
-        index=_get(item, "index", w, int),
-        name=_get(item, "name", w, str),
-        kind=kind,
-        module_type=_get(item, "module_type", w, str),
-        weight_key=_get(item, "weight_key", w, str),
-        weight_shape=shape,
-        traced=_get(item, "traced", w, bool),
-        calls=_get(item, "calls", w, int),
-        geometry=geo,
-        c11=c11,
-        per_position=per,
-        totals=totals,
-        exact=exact,
-        reason=_get(item, "reason", w, str),
-        summary=summary,
-        logdet=_value(item.get("logdet"), f"{w}logdet"),
-        square=square,
-        inferred=_get(item, "inferred", w, bool),
-        notes=_strs(_get(item, "notes", w, list), f"{w}notes"),
-        joint=_value(item.get("joint"), f"{w}joint"),
-        rows=_rows(item, w),
-        row_period=_get(item, "row_period", w, int, optional=True),
-        transposed=bool(_get(item, "transposed", w, bool, optional=True)),
-    )
+        raise _Bad(f"{w}{k}: must be true, false or null ({shown(exact, 20)})")
+    return exact
+
+
+def _per_filter(key: str, *, optional: bool = False, finite_or_neginf: bool = False) -> _Reader:
+    """A reader of ``per_filter.<key>`` (a field of LayerResult kept under ``per_filter``)."""
+
+    def read(item: dict, _k: str, w: str) -> np.ndarray | None:
+        pf = _get(item, "per_filter", w, dict)
+        raw = _get(pf, key, f"{w}per_filter.", list, optional=optional)
+        return None if raw is None else _values(raw, f"{w}per_filter.{key}", finite_or_neginf=finite_or_neginf)
+
+    return read
+
+
+_LAYER_FIELDS: dict[str, _Reader] = {
+    "kind": _kind,
+    "geometry": _geometry,
+    "c11": _per_filter("c11"),
+    "per_position": _per_filter("dh_per_position", finite_or_neginf=True),
+    "totals": _per_filter("dh_total", optional=True),
+    "exact": _exact,
+    "summary": lambda d, k, w: Summary(**_fields(Summary, _get(d, k, w, dict), f"{w}{k}.")),
+    "rows": _rows,
+    "transposed": lambda d, k, w: bool(_get(d, k, w, bool, optional=True)),
+}
+
+
+#: the fields of a layer checked first, in this order (a document with several problems is
+#: refused for the same one as by earlier versions), then the rest in field order
+_LAYER_FIRST = ("kind", "weight_shape", "geometry", "per_position", "totals", "c11")
+_LAYER_NEXT = ("summary", "exact", "square")
+
+
+def _layer(item: object, w: str) -> LayerResult:
+    kw = _fields(LayerResult, item, w, _LAYER_FIELDS, _LAYER_FIRST)
+    if kw["totals"] is not None and kw["totals"].size != kw["per_position"].size:
+        raise _Bad(f"{w}per_filter: dh_total and dh_per_position differ in length")
+    rest = [f.name for f in fields(LayerResult) if f.name not in kw and f.name not in _LAYER_NEXT]
+    kw |= _fields(LayerResult, item, w, _LAYER_FIELDS, [*_LAYER_NEXT, *rest])
+    return LayerResult(**kw)

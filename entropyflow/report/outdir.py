@@ -18,8 +18,7 @@ The protocol (docs/output.md, "How a report is written"):
 
 Ownership (whatever a folder's metadata says): the manifest records which command wrote the
 folder and the sha256 of each file; a run replaces or removes only files of its own command's
-exact names whose content still has that hash (for folders written before manifests existed:
-``analyze``'s exact names, recognised by their content). Another command's report, a user's
+exact names whose content still has that hash. Another command's report, a user's
 file, an edited report file, a link or a folder in the way is refused with a sentence, checked by
 :func:`preflight` before any work and again at the commit. Staging and backup folders are
 recognised by a marker file naming them, and emptied by name, never recursively.
@@ -27,7 +26,6 @@ recognised by a marker file naming them, and emptied by name, never recursively.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -45,6 +43,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .. import strictjson
+from ..atomic import write_atomic
 from ..errors import OutputError, one_line
 from ..text import printable
 from ..vocab import PLOT_FORMATS
@@ -163,7 +162,7 @@ def _read_manifest(out: Path) -> tuple[str, dict[str, str]] | None:
         files = doc["files"]
         if doc.get("tool") != _TOOL or not isinstance(files, dict):
             raise ValueError
-        command = doc.get("command") or command_of(files)  # manifests before issue 19 did not say
+        command = doc.get("command")
         if command not in COMMANDS:
             raise ValueError
         return command, {
@@ -171,18 +170,6 @@ def _read_manifest(out: Path) -> tuple[str, dict[str, str]] | None:
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
-# A report written before manifests existed: analyze's exact names, each recognised by its content.
-_LEGACY_SIGNATURES = {
-    "layers.csv": b"index,name,kind,module_type,",
-    "filters.csv": b"layer_index,layer_name,kind,filter,",
-    "seeds.csv": b"layer_index,layer_name,seed,",
-    "report.html": b"<!doctype html>",
-}
-_LEGACY_JSON = re.compile(r"(?:analysis|compare(?:-\d{1,4})?\.analysis)\.json")
-_SCHEMA_MARK = b'"schema": "entropyflow.analysis/'
-MAX_LEGACY_HTML = 64 << 20
 
 
 def _head(f: Path, n: int = 4096) -> bytes:
@@ -195,41 +182,9 @@ def _head(f: Path, n: int = 4096) -> bytes:
         return b""
 
 
-def _legacy_owned(out: Path) -> dict[str, str]:
-    """name → sha256 of the files of a pre-manifest report: exact names whose content is
-    recognisably entropyflow's; a PNG figure only when its bytes are embedded in such a
-    report.html (an image alone proves nothing; SVG and PDF figures are never recognised)."""
-    owned: list[str] = []
-    for name, start in _LEGACY_SIGNATURES.items():
-        head = _head(out / name)
-        if head.startswith(start) and (name != "report.html" or b"<title>entropyflow:" in head):
-            owned.append(name)
-    with contextlib.suppress(OSError):
-        owned += [p.name for p in out.iterdir() if _LEGACY_JSON.fullmatch(p.name) and _SCHEMA_MARK in _head(p)]
-    if "report.html" in owned:
-        with contextlib.suppress(OSError):
-            html = b""
-            if (out / "report.html").stat().st_size <= MAX_LEGACY_HTML:
-                html = (out / "report.html").read_bytes()
-            for name in ("entropy.png", "profile.png"):
-                f = out / name
-                small = _head(f, 8).startswith(b"\x89PNG") and f.stat().st_size <= MAX_LEGACY_HTML // 2
-                if html and small and base64.b64encode(f.read_bytes()) in html:
-                    owned.append(name)
-    result = {}
-    for name in owned:
-        with contextlib.suppress(OSError):
-            result[name] = _sha(out / name)
-    return result
-
-
 def _previous(out: Path) -> tuple[str | None, dict[str, str]]:
-    """Who wrote the folder's report, and name → sha256 of what it wrote."""
-    manifest = _read_manifest(out)
-    if manifest is not None:
-        return manifest
-    legacy = _legacy_owned(out) if out.is_dir() else {}
-    return ("analyze" if legacy else None), legacy
+    """Who wrote the folder's report, and name → sha256 of what it wrote (nobody, nothing: no manifest)."""
+    return _read_manifest(out) or (None, {})
 
 
 def _plain_name(name: str) -> bool:
@@ -431,14 +386,9 @@ def preflight(out: str | Path, command: str, names: Iterable[str]) -> Path:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """The journal, whole (a leftover ``JOURNAL.tmp`` of a killed run is removed by :func:`_recover`)."""
+    data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
+    write_atomic(path, data, temp=path.with_name(path.name + ".tmp"))
 
 
 def manifest_bytes(files: Mapping[str, bytes], command: str | None = None) -> bytes:

@@ -28,7 +28,7 @@ def cell(v) -> str:
     return str(v)
 
 
-def _csv(columns: list[str], rows) -> bytes:
+def csv_bytes(columns: list[str], rows) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
@@ -68,8 +68,8 @@ def reference_row(reference: SeedReference, name: str) -> dict:
 def layers_csv(result: AnalysisResult, reference: SeedReference | None = None) -> bytes:
     """One row per layer; with ``reference`` (``--compare random``) the seed columns follow."""
     if reference is None:
-        return _csv(LAYER_COLUMNS, (layer_row(layer) for layer in result.layers))
-    return _csv(
+        return csv_bytes(LAYER_COLUMNS, (layer_row(layer) for layer in result.layers))
+    return csv_bytes(
         LAYER_COLUMNS + REFERENCE_COLUMNS,
         ({**layer_row(layer), **reference_row(reference, layer.name)} for layer in result.layers),
     )
@@ -77,7 +77,7 @@ def layers_csv(result: AnalysisResult, reference: SeedReference | None = None) -
 
 def seeds_csv(seeds: tuple[AnalysisResult, ...]) -> bytes:
     """The random-init seeds' layer statistics, one row per layer and seed (long format)."""
-    return _csv(
+    return csv_bytes(
         SEED_COLUMNS,
         (
             {"layer_index": layer.index, "layer_name": layer.name, "seed": r.model.seed}
@@ -89,4 +89,4 @@ def seeds_csv(seeds: tuple[AnalysisResult, ...]) -> bytes:
 
 
 def filters_csv(result: AnalysisResult) -> bytes:
-    return _csv(FILTER_COLUMNS, filter_rows(result))
+    return csv_bytes(FILTER_COLUMNS, filter_rows(result))

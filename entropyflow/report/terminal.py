@@ -15,10 +15,12 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
 
+from ..estimate import registry
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..estimate.trajectory import Trajectory
 from ..text import printable
+from .numbers import fmt
 
 
 def _t(text: object, style: str = "") -> Text:
@@ -33,16 +35,6 @@ def _line(console: Console, *parts, style: str = "") -> None:
 
 
 SUPERSCRIPTS = "¹²³⁴⁵⁶⁷⁸⁹"
-
-
-def fmt(v: float | None, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if math.isinf(v):
-        return "−∞" if v < 0 else "∞"
-    if abs(v) >= 1e4:
-        return f"{v:,.0f}".replace("-", "−")
-    return f"{v:.{digits}f}".replace("-", "−")
 
 
 EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -163,26 +155,14 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
     console.print(table)
     shown = {c.header for c in table.columns}
     bar = f"; bar: mean from {fmt(lo)} (short) to {fmt(hi)} (long)" if "mean profile" in shown else ""
-    if result.estimator == "spectral":
-        console.print(
-            "values in nats (spectral, basis-invariant): conv rows are Σ_ω log σ_f(ω) per filter, per output position; "
-            "dense rows are log σ_i per singular direction ('filters' = directions); total = Σ over filters; "
-            f"joint = the whole layer as one map{bar}",
-            style="dim",
-        )
-    else:
-        console.print(
-            "values in nats; mean/median/quartiles are per output position over the layer's filters (finite values)"
-            + bar,
-            style="dim",
-        )
+    labels = registry.get(result.estimator).labels
+    console.print(labels.values_note + bar, style="dim")
     tokens = sorted({n for layer in result.layers if not layer.is_conv and (n := layer.n_positions or 0) > 1})
     if tokens:
         _line(
             console,
             "dense rows are per position (per token in a sequence model); their total = positions traced "
-            f"({', '.join(map(str, tokens[:3]))}) × "
-            + ("Σ log σ_i of the whole map" if result.estimator == "spectral" else "log|det W_sq|"),
+            f"({', '.join(map(str, tokens[:3]))}) × " + labels.dense_total,
             style="dim",
         )
     _layer_notes(result, console)
@@ -200,12 +180,12 @@ def render_analysis(result: AnalysisResult, console: Console, reference: SeedRef
     c = result.counts
     console.print(
         Text.assemble(
-            (f"{c['layers']} layers", "bold"),
-            f": {c['conv']} conv, {c['dense']} dense",
-            f"  ·  {c['layers'] - c['not_exact'] - c['no_total']} exact totals, {c['not_exact']} approximate, "
-            f"{c['no_total']} unavailable",
-            f"  ·  {c['untraced']} untraced" if c["untraced"] else "",
-            (f"  ·  {c['neginf_filters']} filters with c11 = 0 (−∞)", "red") if c["neginf_filters"] else "",
+            (f"{c.layers} layers", "bold"),
+            f": {c.conv} conv, {c.dense} dense",
+            f"  ·  {c.layers - c.not_exact - c.no_total} exact totals, {c.not_exact} approximate, "
+            f"{c.no_total} unavailable",
+            f"  ·  {c.untraced} untraced" if c.untraced else "",
+            (f"  ·  {c.neginf_filters} filters with c11 = 0 (−∞)", "red") if c.neginf_filters else "",
         )
     )
     if result.skipped:

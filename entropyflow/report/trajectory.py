@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..estimate import registry
 from ..estimate.trajectory import Trajectory
-from .figures import save_figure
 from .heatmap import heatmap_figure, lines_figure, pick_rows
-from .tables import _csv
+from .plotting import save_figure
+from .tables import csv_bytes
 
 __all__ = ["trajectory_files", "chosen_layers"]
 
@@ -39,7 +40,7 @@ def trajectory_csv(traj: Trajectory) -> bytes:
         }
         row.update({label: _f(traj.values[i, j]) for j, label in enumerate(labels)})
         rows.append(row)
-    return _csv(columns, rows)
+    return csv_bytes(columns, rows)
 
 
 def checkpoints_csv(traj: Trajectory) -> bytes:
@@ -48,7 +49,7 @@ def checkpoints_csv(traj: Trajectory) -> bytes:
         {"label": label, "path": str(path), "sha256": r.model.sha256, "from_cache": hit}
         for label, path, r, hit in zip(traj.labels, traj.paths, traj.results, traj.cached, strict=True)
     ]
-    return _csv(columns, rows)
+    return csv_bytes(columns, rows)
 
 
 def _f(v: float) -> float | None:
@@ -62,7 +63,7 @@ def trajectory_files(
     files = {"trajectory.csv": trajectory_csv(traj), "checkpoints.csv": checkpoints_csv(traj)}
     if not plot:
         return files
-    est = "" if traj.results[0].estimator == "paper" else f" [{traj.results[0].estimator}]"
+    est = registry.get(traj.results[0].estimator).labels.suffix
     seeds = len(traj.seeds)
     against = f"the random-init level ({seeds} seeds)" if seeds else f"the first checkpoint ({traj.labels[0]})"
     heat = heatmap_figure(

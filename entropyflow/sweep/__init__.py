@@ -11,14 +11,14 @@ intervals and corrected tests (``entropyflow sweep``; the ``[sweep]`` extra).
 
     spec = SweepSpec(lambdas=(0, 1e-3), placements=placements(["first"], "sample:digits_vgg"),
                      seeds=tuple(range(10)), epochs=30, metric="val_acc", mode="max")
-    result = run_sweep("mytrain:train", spec, "sweep-report/")
+    result = run_sweep("mytrain:train", spec, out="sweep-report/")
 """
 
 from __future__ import annotations
 
 from ..extras import require
 
-require("sweep")  # Ray Tune and scipy: the [sweep] extra (a MissingExtraError says how to install it)
+require("sweep")  # Ray Tune: the [sweep] extra (a MissingExtraError says how to install it)
 
 from .contract import Report, Train, entropy_term, load_train, regularizer, seed
 from .events import RayOptions, TrialEvent

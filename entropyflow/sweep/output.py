@@ -36,14 +36,13 @@ from matplotlib.ticker import MaxNLocator
 
 from .._version import __version__
 from ..config import dumps
-from ..report.figures import STYLE, save_figure
+from ..report.plotting import STYLE, save_figure
 from . import stats
 from .contract import unusable
 from .spec import BASELINE
 from .summary import CENSORED, SECONDS_TO_TARGET, SHARED, WALL_CLOCK, SweepSummary, describe, smaller_is_better, test_of
 
 SCHEMA = "entropyflow.sweep/1"
-NUMBER_FIELDS = ("mean", "se", "ci_low", "ci_high", "p", "p_t", "p_wilcoxon", "p_holm")
 
 
 def _cell(v: Any) -> str:

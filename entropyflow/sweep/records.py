@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import strictjson
+from ..atomic import write_atomic
 from ..errors import OptionError, OutputError
 from ..text import printable
 from .contract import NONFINITE, checked_rows
@@ -88,18 +89,9 @@ def record_bytes(record: Record) -> bytes:
 
 
 def write_file(path: Path, data: bytes) -> None:
-    """``data`` into ``path`` whole: a temporary file beside it, flushed to disk, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """``data`` into ``path`` whole: a temporary file beside it (``.NAME.tmp``, which
+    :func:`finished` skips), flushed to disk, then renamed."""
+    write_atomic(path, data, temp=path.with_name(f".{path.name}.tmp"))
 
 
 # --- the grid ---------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -170,3 +171,34 @@ def trial_line(event: TrialEvent) -> str:
     epoch = "" if event.epoch is None else f" at epoch {event.epoch}"
     seconds = "" if event.seconds is None else f" ({event.seconds:.1f} s)"
     return head + value + epoch + seconds
+
+
+class LiveTrials:
+    """The live table of trials while a sweep runs on a terminal; elsewhere (a log, CI) one line per
+    trial as it ends: its cell, seed, outcome and time. ``on_event`` is the sweep's callback."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.live: Any = None  # rich.live.Live, from the first event on a terminal
+        self.board: TrialBoard | None = None
+
+    def __enter__(self) -> LiveTrials:
+        return self
+
+    def on_event(self, event: TrialEvent) -> None:
+        if not self.console.is_terminal:
+            if event.state in ("done", "failed") and event.trial:  # not the finished trials a resume skips
+                self.console.print(trial_line(event), highlight=False, soft_wrap=True)
+            return
+        if self.board is None:
+            from rich.live import Live
+
+            self.board = TrialBoard()
+            self.live = Live(self.board.render(), console=self.console, refresh_per_second=4, transient=True)
+            self.live.__enter__()
+        self.board.update(event)
+        self.live.update(self.board.render())
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)

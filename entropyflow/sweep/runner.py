@@ -1,9 +1,9 @@
 """A sweep in one call: build the grid, run its trials on Ray Tune, summarise, write the report.
 
     from entropyflow.sweep import SweepSpec, run_sweep
-    result = run_sweep("mytrain:train", spec, "sweep-report/")
+    result = run_sweep("mytrain:train", spec, out="sweep-report/")
 
-Ray Tune and scipy are the ``[sweep]`` extra: without them ``import entropyflow.sweep`` (and
+Ray Tune is the ``[sweep]`` extra: without it ``import entropyflow.sweep`` (and
 :func:`run_sweep`) raise :class:`~entropyflow.errors.MissingExtraError` saying how to install it.
 """
 
@@ -45,6 +45,8 @@ SPEC_FILE = records.SPEC_FILE
 
 @dataclass(frozen=True)
 class SweepResult:
+    """What a sweep wrote: its summary, the folder and files, and the trials that failed."""
+
     summary: SweepSummary
     out: Path
     files: tuple[Path, ...]
@@ -97,12 +99,12 @@ def placements(
 def run_sweep(
     train: str,
     spec: SweepSpec,
-    out: str | Path,
-    ray_options: Any = None,
     *,
+    out: str | Path,
+    ray_options: RayOptions | None = None,
     resume: bool = False,
     plot_format: str = "png",
-    on_event: Callable[[Any], None] | None = None,
+    on_event: Callable[[TrialEvent], None] | None = None,
 ) -> SweepResult:
     """Run ``train`` (``module:function``, ``file.py:function`` or ``task:NAME``) over the grid of
     ``spec`` on Ray Tune, then write ``trials.csv``, ``summary.csv``, ``summary.json``, the figures
@@ -291,7 +293,11 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def sweep(
-    request: SweepRequest, out: str | Path, ray_options: Any = None, on_event: Callable[[Any], None] | None = None
+    request: SweepRequest,
+    *,
+    out: str | Path,
+    ray_options: RayOptions | None = None,
+    on_event: Callable[[TrialEvent], None] | None = None,
 ) -> SweepResult:
     """What ``entropyflow sweep`` does: build the grid the request describes, run it, report."""
     require("sweep")
@@ -346,8 +352,8 @@ def sweep(
     return run_sweep(
         train,
         spec,
-        out,
-        ray_options,
+        out=out,
+        ray_options=ray_options,
         resume=request.resume,
         plot_format=request.plot_format,
         on_event=on_event,

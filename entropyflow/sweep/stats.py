@@ -162,7 +162,8 @@ def _flip_p(flipped: np.ndarray, observed: np.ndarray, exact: bool, scale: np.nd
     # a sign vector counts when its |sum| is at least the observed one (ties included, up to rounding)
     count = (flipped >= observed[..., None] - 1e-9 * scale[..., None]).sum(axis=-1)
     k = flipped.shape[-1]
-    return count / k if exact else (1.0 + count) / (1.0 + k)
+    p: np.ndarray = count / k if exact else (1.0 + count) / (1.0 + k)
+    return p
 
 
 def sign_flip_p(diffs: Sequence[float] | np.ndarray) -> np.ndarray:

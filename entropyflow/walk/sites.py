@@ -7,6 +7,8 @@ from math import prod
 
 import torch
 
+from ..vocab import is_conv_kind
+
 
 @dataclass(frozen=True)
 class ConvGeometry:
@@ -110,7 +112,7 @@ class LayerSite:
 
     @property
     def is_conv(self) -> bool:
-        return self.kind.startswith("conv")
+        return is_conv_kind(self.kind)
 
     @property
     def filters(self) -> int:

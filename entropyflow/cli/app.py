@@ -1,0 +1,58 @@
+"""The typer application, its root callback and the consoles the commands render to."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from .._version import __version__
+from ..text import printable
+from .errors import OneLineUsageErrors
+
+app = typer.Typer(
+    cls=OneLineUsageErrors,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="Measure how entropy flows through trained neural networks, from their weights alone.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"entropyflow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """entropyflow: per-layer, per-filter entropy change of conv/dense layers (Meni et al.)."""
+
+
+def console(stderr: bool = False) -> Console:
+    """A console; when output is not a terminal (a pipe, a file) tables get 160 columns, not 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=160 if wide else None)
+
+
+def consoles(ctx: typer.Context) -> tuple[Console, Console]:
+    """The output and error consoles: injectable through ``ctx.obj`` (tests, embedding)."""
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    return obj.get("console") or console(), obj.get("err_console") or console(stderr=True)
+
+
+def wrote(out: Console, written: Sequence[Path], out_dir: Path) -> None:
+    from rich.text import Text
+
+    out.print(Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False)

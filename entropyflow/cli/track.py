@@ -1,0 +1,107 @@
+"""``entropyflow track``: the entropy pattern over training checkpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import vocab
+from .app import app, consoles, wrote
+from .errors import errors
+from .options import (
+    Arch,
+    ChannelRuleOpt,
+    Debug,
+    Device,
+    Input,
+    InputSize,
+    Key,
+    MaxGpuMem,
+    ModelFlags,
+    NoPlot,
+    PlotFormat,
+    Quiet,
+    RandomInit,
+    Seed,
+    TrustCode,
+    Weights,
+)
+
+
+@app.command()
+def track(
+    ctx: typer.Context,
+    checkpoints: Annotated[
+        list[str],
+        typer.Argument(
+            help="Checkpoint files, folders of checkpoints, or globs ('ckpts/epoch_*.ckpt'), in natural order."
+        ),
+    ],
+    arch: Arch = None,
+    weights: Weights = None,
+    key: Key = None,
+    random_init: RandomInit = False,
+    seed: Seed = 0,
+    input_size: InputSize = None,
+    input: Input = None,
+    channel_rule: ChannelRuleOpt = "first",
+    device: Device = "auto",
+    max_gpu_mem: MaxGpuMem = None,
+    trust_code: TrustCode = False,
+    out: Annotated[
+        str, typer.Option("--out", "-o", help="Folder for trajectory.csv, checkpoints.csv and the figures.")
+    ] = "entropyflow-track",
+    stat: Annotated[str, typer.Option("--stat", help="Layer statistic to track: median, mean or total.")] = "median",
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            help="Regex for the checkpoint labels (its first group), e.g. 'epoch=(\\d+)'; default: file stems.",
+        ),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds", help="Random-init seeds for each layer's level (one analysis each; 0: relative to the first)."
+        ),
+    ] = 5,
+    layer: Annotated[
+        list[str],
+        typer.Option("--layer", help="A layer for the lines plot (repeatable; default: the 5 that move most)."),
+    ] = [],  # noqa: B006 - typer's default of a repeatable option, never mutated
+    estimator: Annotated[str, typer.Option("--estimator", help="paper or spectral.")] = "paper",
+    plot_format: PlotFormat = "png",
+    no_plot: NoPlot = False,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """When does the entropy pattern form? One analysis per checkpoint (cached by file hash), as a heatmap."""
+    console, err = consoles(ctx)
+    flags = ModelFlags(
+        arch, weights, key, random_init, seed, input_size, input, channel_rule, device, max_gpu_mem, trust_code
+    )
+    with errors(err, debug):
+        # deliberate start-up saving: torch and the pipeline are imported only when a command runs
+        from ..report import ReportOptions
+        from ..report.progress import ProgressDisplay
+        from ..report.terminal import render_trajectory
+        from ..runs import track_to
+        from ..track import TrackOptions
+
+        options = flags.options(estimator=vocab.estimator(estimator))
+        topts = TrackOptions(statistic=stat, labels=labels, seeds=seeds)
+        report = ReportOptions(plot=not no_plot, plot_format=vocab.plot_format(plot_format), html=False)
+        with ProgressDisplay(err, None if quiet else console) as progress:
+            written = track_to(
+                checkpoints,
+                out=out,
+                options=options,
+                track_options=topts,
+                report=report,
+                layers=tuple(layer),
+                progress=progress,
+            )
+        if not quiet and written.trajectory is not None:
+            render_trajectory(written.trajectory, console)
+        wrote(console, written.files, written.out)
