@@ -67,6 +67,13 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without what a Ray started in it earlier left behind
+    (``RAY_CLIENT_MODE``, ``RAY_AUTH_MODE``, ``PYTHONBREAKPOINT``…): the head and the CLI must
+    start as they would from a shell."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONBREAKPOINT"}
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A Ray head on 127.0.0.1 with its Ray Client server, token authentication on."""
@@ -76,7 +83,7 @@ def cluster():
     temp = Path(tempfile.mkdtemp(prefix="efray"))  # short: Ray's socket paths must fit in 107 bytes
     token = secrets.token_hex(32)
     client_port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "HOME": str(temp)}
+    env = {**_clean_environ(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "HOME": str(temp)}
     head = subprocess.Popen(
         [
             str(ray_exe),
@@ -145,8 +152,8 @@ def client(tmp_path, monkeypatch):
     (tmp_path / "mytrain.py").write_text(TRAIN)
     (tmp_path / "log").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ray/auth_token of the machine running the tests
-    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
-        monkeypatch.delenv(name, raising=False)
+    for name in set(os.environ) - set(_clean_environ()):
+        monkeypatch.delenv(name)
     return tmp_path
 
 

@@ -3,13 +3,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
-from ..walk.sites import ConvGeometry
+import numpy as np
 
-if TYPE_CHECKING:
-    from .results import AnalysisResult, LayerResult
+from ..walk.sites import ConvGeometry, DenseGeometry
+from .stats import Summary
+
+
+class LayerFields(Protocol):
+    """What a row is read from: the fields of a :class:`~.results.LayerResult` (this module does
+    not import the result types, which import it for ``to_pandas``)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def module_type(self) -> str: ...
+    @property
+    def weight_key(self) -> str: ...
+    @property
+    def weight_shape(self) -> tuple[int, ...]: ...
+    @property
+    def traced(self) -> bool: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def geometry(self) -> ConvGeometry | DenseGeometry | None: ...
+    @property
+    def c11(self) -> np.ndarray: ...
+    @property
+    def per_position(self) -> np.ndarray: ...
+    @property
+    def totals(self) -> np.ndarray | None: ...
+    @property
+    def exact(self) -> bool | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def summary(self) -> Summary: ...
+    @property
+    def logdet(self) -> float | None: ...
+    @property
+    def joint(self) -> float | None: ...
+    @property
+    def filters(self) -> int: ...
+    @property
+    def n_positions(self) -> int | None: ...
+    @property
+    def total(self) -> float | None: ...
+
 
 LAYER_COLUMNS = [
     "index",
@@ -51,7 +98,7 @@ def dims(t: Sequence[int] | None) -> str:
     return "x".join(str(int(v)) for v in t) if t is not None else ""
 
 
-def layer_row(layer: LayerResult) -> dict[str, Any]:
+def layer_row(layer: LayerFields) -> dict[str, Any]:
     g = layer.geometry if isinstance(layer.geometry, ConvGeometry) else None
     s = layer.summary
     return {
@@ -89,8 +136,9 @@ def layer_row(layer: LayerResult) -> dict[str, Any]:
     }
 
 
-def filter_rows(result: AnalysisResult) -> Iterator[dict[str, Any]]:
-    for layer in result.layers:
+def filter_rows(layers: Iterable[LayerFields]) -> Iterator[dict[str, Any]]:
+    """One row per filter of every layer (``filters.csv``)."""
+    for layer in layers:
         totals = layer.totals.tolist() if layer.totals is not None else [None] * layer.filters
         c11 = layer.c11.tolist() if layer.c11.size else [None] * layer.filters
         for f, (c, v, t) in enumerate(zip(c11, layer.per_position.tolist(), totals, strict=True)):

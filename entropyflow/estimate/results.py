@@ -217,7 +217,7 @@ class AnalysisResult:
 
         return Frames(
             pd.DataFrame([layer_row(layer) for layer in self.layers], columns=LAYER_COLUMNS),
-            pd.DataFrame(list(filter_rows(self)), columns=FILTER_COLUMNS),
+            pd.DataFrame(list(filter_rows(self.layers)), columns=FILTER_COLUMNS),
         )
 
     def _repr_html_(self) -> str | None:

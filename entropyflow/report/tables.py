@@ -89,4 +89,4 @@ def seeds_csv(seeds: tuple[AnalysisResult, ...]) -> bytes:
 
 
 def filters_csv(result: AnalysisResult) -> bytes:
-    return csv_bytes(FILTER_COLUMNS, filter_rows(result))
+    return csv_bytes(FILTER_COLUMNS, filter_rows(result.layers))

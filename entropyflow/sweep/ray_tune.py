@@ -572,6 +572,7 @@ def run(
     storage = storage.resolve()
     name = experiment_name(storage)
     started_here = not ray.is_initialized()
+    environ = dict(os.environ)  # Ray sets RAY_CLIENT_MODE, RAY_AUTH_MODE, PYTHONBREAKPOINT… in this process
     if started_here:
         kwargs: dict[str, Any] = {
             "include_dashboard": False,
@@ -596,7 +597,8 @@ def run(
         except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             raise OptionError(
                 f"cannot start or reach Ray{' at ' + ray_options.address if ray_options.address else ''}: "
-                f"{printable(str(exc).strip().splitlines()[0] if str(exc).strip() else exc, 200)}"
+                # whole: Ray puts the cause on the lines after the first
+                f"{printable(' '.join(str(exc).split()) or type(exc).__name__, 600)}"
             ) from exc
     try:
         if started_here and not ray_options.address:
@@ -651,7 +653,16 @@ def run(
     finally:
         if started_here:
             ray.shutdown()
+            _restore_environ(environ)
     return recorder.outcomes(trials)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    """The process environment as it was before the sweep started its Ray: a library call leaves
+    nothing of Ray behind for the caller's later Ray (or subprocesses) to inherit."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
 
 
 def available() -> str:
