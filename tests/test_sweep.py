@@ -218,9 +218,11 @@ def test_a_sweep_end_to_end_with_a_failing_trial(tmp_path, user_train):
     assert "failed trial: first λ=0.01 seed 1:" in r.out and "planted failure in seed 1" in r.out
     rows = (out / "trials.csv").read_text().splitlines()
     assert (
-        rows[0] == "cell,seed,epoch,wall_s,entropy_term,val_loss,error"
-        or rows[0] == "cell,seed,epoch,wall_s,val_loss,error"
+        rows[0] == "cell,seed,epoch,wall_s,entropy_term,val_loss,error,layers"
+        or rows[0] == "cell,seed,epoch,wall_s,val_loss,error,layers"
     )
+    by_cell = {r.split(",")[0]: r.split(",")[-1] for r in rows[1:]}
+    assert by_cell == {"baseline": "", "first λ=0.01": "0"}  # the conv '0' carried the term (issue 23)
     assert len(rows) == 1 + 3 * 3 + 1  # 3 trials × 3 epochs, and the failed trial's error row
     doc = json.loads((out / "summary.json").read_text())
     assert doc["schema"] == "entropyflow.sweep/1" and doc["spec"]["seeds"] == [0, 1]

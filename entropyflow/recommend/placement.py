@@ -30,10 +30,12 @@ PER_FILTER = ("none", "uniform", "outliers")
 RATIONALE = {
     "all": "Entropy loss on every conv layer (every dense layer of a model without convs). The paper's small CNNs "
     "for CIFAR-10 (Table 1) found that this gives no gain, while the first layer alone does: a control placement.",
-    "first": "Entropy loss on the first conv layer only. The paper's VGG16 experiments (Table 2) found the loss on "
+    "first": "Entropy loss on the first conv layer only (the first dense layer of a model without convs). "
+    "The paper's VGG16 experiments (Table 2) found the loss on "
     "layer [1] alone beat layers [1, 2], and on small CNNs for CIFAR-10 (Table 1) the first layer alone helped "
     "while all layers gave no gain: preserving entropy early keeps information the rest of the network needs.",
-    "first-k": "Entropy loss on the first k conv layers, the generalisation of the paper's VGG16 placements [1] and "
+    "first-k": "Entropy loss on the first k conv layers (dense layers in a model without convs), the "
+    "generalisation of the paper's VGG16 placements [1] and "
     "[1, 2] (Table 2; [1] was best there, so prefer k = 1 unless you have evidence otherwise).",
     "pre-skip": "Entropy loss on the convs whose outputs reach a residual addition or a skip concatenation through "
     "norms/activations only. The paper's ResNet-50 placements include 'pre-skip' (the convs feeding the "
@@ -206,10 +208,13 @@ def _ranked(
 
 def _choose(name: str, analysis: AnalysisResult, opts: RecommendOptions, graph) -> tuple[list[LayerResult], dict, str]:
     convs = [layer for layer in analysis.layers if layer.is_conv]
-    if name == "first":
-        return convs[:1], {"k": 1}, ""
-    if name == "first-k":
-        return convs[: opts.k], {"k": opts.k}, ""
+    if name in ("first", "first-k"):
+        k = 1 if name == "first" else opts.k
+        if convs:
+            return convs[:k], {"k": k}, ""
+        dense = [layer for layer in analysis.layers if not layer.is_conv]
+        what = "the first dense layer" if k == 1 else f"the first {k} dense layers"
+        return dense[:k], {"k": k, "kind": "dense"}, f"The model has no conv layer, so {name} takes {what}."
     if name == "dense-first":
         dense = [layer for layer in analysis.layers if not layer.is_conv]
         return dense[:1], {}, ""

@@ -207,8 +207,9 @@ def _lookup(key: str, params: Shapes, clean: dict[str, str]) -> str | None:
 def _key_prefix(config: LambdaConfig, params: Shapes, clean: dict[str, str]) -> str:
     """The one prefix (added, or stripped with a leading '-') that resolves every configured key:
     '' when they match as they are. Candidates come from the names themselves (a Lightning
-    checkpoint's ``model.``, a wrapper's ``net.``); an ambiguous or failing search keeps '' (the
-    per-layer error then names the first missing key)."""
+    checkpoint's ``model.``, a wrapper's ``net.``). Several that all resolve (an EMA copy, a student
+    and a teacher) raise ConfigError naming them; a failing search keeps '' (the per-layer error
+    then names the first missing key)."""
     keys = [clean_key(layer.weight_key)[0] for layer in config.layers]
     if all(_lookup(k, params, clean) for k in keys):
         return ""
@@ -227,7 +228,13 @@ def _key_prefix(config: LambdaConfig, params: Shapes, clean: dict[str, str]) -> 
         if not candidates:
             return ""
     found = sorted(p for p in candidates or () if all(_lookup(_apply_prefix(k, p) or "", params, clean) for k in keys))
-    return found[0] if len(found) == 1 else ""
+    if len(found) > 1:  # an EMA copy, a student and a teacher: each holds the layers; which is meant?
+        shown = ", ".join(f"prefix={p!r}" for p in found[:8]) + (", …" if len(found) > 8 else "")
+        raise ConfigError(
+            f"the config's layers are all found in the model under {len(found)} prefixes "
+            f"(an EMA copy, or a student and a teacher?): pass one of {shown}"
+        )
+    return found[0] if found else ""
 
 
 def _resolve(layer: LayerLambda, params: Shapes, clean: dict[str, str], prefix: str = "") -> str:

@@ -11,7 +11,9 @@
             report(epoch=epoch, val_loss=...)               # once per epoch, any number of metrics
 
 ``config`` holds ``seed``, ``lambda``, ``placement`` (None for the baseline), ``entropy`` (the λ
-config of the cell, as a dict, or None), ``epochs``, ``cell`` and ``params`` (what ``--param``
+config of the cell, as a dict; for a structural placement swept without a reference, the rule
+``{"rule": "first", "lambda": …}`` that :func:`regularizer` resolves on the model; None for the
+baseline), ``epochs``, ``cell`` and ``params`` (what ``--param``
 passed). :func:`seed` seeds Python, numpy and torch and returns a generator for the batch order,
 so that every cell of a seed starts from the same weights and sees the same batches: the runs
 with and without the term differ only by the term (a λ = 0 placement gives the baseline's run
@@ -40,10 +42,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import load_config
+from ..config import load_config, to_dict
 from ..errors import OptionError
 from ..regularize import EntropyRegularizer
 from ..text import printable, shown
+from .rules import resolve, rule_of
 
 
 class Report(Protocol):
@@ -199,12 +202,38 @@ def seed(config: Mapping[str, Any]) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def regularizer(model: nn.Module, config: Mapping[str, Any], prefix: str | None = None) -> EntropyRegularizer | None:
-    """The cell's :class:`EntropyRegularizer` on ``model`` (None for the baseline)."""
+#: what :func:`regularizer` placed last in this process (the layers, and the whole λ config when it
+#: resolved a rule): the sweep's worker sends it with the trial's next report, to be recorded
+placed: list[dict[str, Any]] = []
+
+
+def regularizer(
+    model: nn.Module,
+    config: Mapping[str, Any],
+    prefix: str | None = None,
+    *,
+    input_size: tuple[int, ...] | None = None,
+    input: str | Sequence[str] | None = None,
+) -> EntropyRegularizer | None:
+    """The cell's :class:`EntropyRegularizer` on ``model`` (None for the baseline).
+
+    A structural placement swept without a reference (``config["entropy"]`` holds a rule) is
+    resolved here on ``model``: its conv/dense layers in forward order (traced with ``input_size``
+    or ``input`` when given, like ``analyze``'s; else from the model's torch.fx graph). No random
+    number is drawn and no forward pass runs. The layers chosen are recorded with the trial
+    (``trials.csv``'s ``layers``, ``summary.json``)."""
     entropy = config.get("entropy")
     if entropy is None:
         return None
-    return EntropyRegularizer.from_config(model, load_config(entropy), prefix=prefix)
+    if isinstance(entropy, Mapping) and "rule" in entropy:
+        rule, lam = rule_of(entropy)
+        cfg = resolve(model, rule, lam, input_size=input_size, input=input)
+        resolved = True
+    else:
+        cfg, resolved = load_config(entropy), False
+    reg = EntropyRegularizer.from_config(model, cfg, prefix=prefix)
+    placed[:] = [{"layers": [layer.name for layer in cfg.layers], "config": to_dict(cfg) if resolved else None}]
+    return reg
 
 
 def entropy_term(reg: EntropyRegularizer | None) -> torch.Tensor | float:

@@ -62,9 +62,12 @@ class TrialEvent:
 
 @dataclass(frozen=True)
 class TrialOutcome:
-    """One trial: its reported rows (one per epoch) and its error, if it failed."""
+    """One trial: its reported rows (one per epoch), its error if it failed, and what
+    :func:`entropyflow.sweep.regularizer` placed in it (``{"layers": [...], "config": …}``; the
+    config only for a rule resolved in the trial; None when it was not called)."""
 
     cell: str
     seed: int
     rows: tuple[dict[str, Any], ...]
     error: str | None
+    placed: dict[str, Any] | None = None

@@ -1,7 +1,7 @@
 """A sweep's report files, rendered in memory (written as a whole by ``report.outdir``):
 
 * ``trials.csv``: one row per trial per epoch (every reported metric, wall time), a failed trial's
-  error on its own row;
+  error on its own row, and the ``layers`` that carried the term (space-separated);
 * ``summary.csv``: one row per cell: per outcome the mean ± s.e. over seeds, the paired
   difference to the baseline with the 95 % interval of its test (t interval; for the censored
   epochs to the target, the interval inverting the sign-flip test), the test and its p, the
@@ -13,7 +13,8 @@
 * ``learning_curves.<fmt>``: per cell, its mean curve and band (± 1 s.e. over seeds) over the
   baseline's; ``outcomes.<fmt>``: per cell, every seed's epochs to the target (or final value),
   mean and 95 % CI;
-* ``best.yaml``: the winning cell's λ config, or ``best: null`` and the reason.
+* ``best.yaml``: the winning cell's λ config (for a rule resolved in the trials, the config its
+  first trial resolved), or ``best: null`` and the reason.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .._version import __version__
-from ..config import dumps
+from ..config import LambdaConfig, dumps, load_config
 from ..report.plotting import STYLE, save_figure
 from . import stats
 from .contract import unusable
@@ -58,12 +59,42 @@ def _value(v: Any) -> str:
     return repr(v) if isinstance(v, float) else _cell(v)
 
 
-def trials_csv(outcomes: Sequence[Any], metrics: Sequence[str]) -> bytes:
+def trial_layers(outcome: Any, summary: SweepSummary) -> list[str] | None:
+    """The layers that carried the term in one trial: what its regularizer placed (recorded by the
+    trial), else the cell's λ config; None for the baseline or a rule never resolved."""
+    if outcome.placed is not None:
+        return list(outcome.placed["layers"])
+    config = next((c.cell.config for c in summary.cells if c.cell.name == outcome.cell), None)
+    return None if config is None else [layer.name for layer in config.layers]
+
+
+def cell_layers(summary: SweepSummary, name: str, outcomes: Sequence[Any]) -> dict[str, Any]:
+    """``summary.json``'s account of a cell's layers: the configured ones, or for a rule resolved
+    in the trials the layers they chose (by seed where seeds disagree)."""
+    cell = summary.cell(name).cell
+    if cell.config is not None:
+        return {"layers": [layer.name for layer in cell.config.layers]}
+    if cell.rule is None:
+        return {"layers": None}
+    chosen = {o.seed: o.placed["layers"] for o in outcomes if o.cell == name and o.placed is not None}
+    distinct = {tuple(v) for v in chosen.values()}
+    doc: dict[str, Any] = {
+        "layers": list(distinct.pop()) if len(distinct) == 1 else None,
+        "resolved": "in each trial, on the model the training function built (entropyflow.sweep.regularizer)",
+    }
+    if len(distinct) > 1 or not chosen:
+        doc["layers_by_seed"] = {str(seed): layers for seed, layers in sorted(chosen.items())}
+    return doc
+
+
+def trials_csv(outcomes: Sequence[Any], metrics: Sequence[str], summary: SweepSummary | None = None) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    columns = ["cell", "seed", "epoch", "wall_s", *metrics, "error"]
+    columns = ["cell", "seed", "epoch", "wall_s", *metrics, "error", "layers"]
     w.writerow(columns)
     for o in sorted(outcomes, key=lambda o: (o.cell != BASELINE, o.cell, o.seed)):
+        layers = trial_layers(o, summary) if summary is not None else None
+        placed = " ".join(layers) if layers else ""
         for row in sorted(o.rows, key=lambda r: r.get("epoch", 0)):
             w.writerow(
                 [
@@ -73,10 +104,11 @@ def trials_csv(outcomes: Sequence[Any], metrics: Sequence[str]) -> bytes:
                     _cell(row.get("wall_s")),
                     *[_value(row.get(m)) for m in metrics],
                     "",
+                    placed,
                 ]
             )
         if o.error:
-            w.writerow([o.cell, o.seed, "", "", *[""] * len(metrics), o.error])
+            w.writerow([o.cell, o.seed, "", "", *[""] * len(metrics), o.error, placed])
     return buf.getvalue().encode("utf-8", "backslashreplace")
 
 
@@ -130,6 +162,7 @@ def summary_json(summary: SweepSummary, outcomes: Sequence[Any], provenance: dic
             {
                 "cell": c.cell.name,
                 "placement": c.cell.placement,
+                **cell_layers(summary, c.cell.name, outcomes),
                 "lambda": c.cell.lam,
                 "seeds": len(c.trials),
                 "failed": c.failed,
@@ -215,9 +248,20 @@ def statistics(summary: SweepSummary) -> dict[str, Any]:
     }
 
 
-def best_yaml(summary: SweepSummary) -> bytes:
+def best_config(summary: SweepSummary, outcomes: Sequence[Any]) -> LambdaConfig | None:
+    """The best cell's λ config: the configured one, or the one its first trial resolved."""
+    if summary.best is None:
+        return None
+    cell = summary.cell(summary.best).cell
+    if cell.config is not None:
+        return cell.config
+    resolved = [o.placed["config"] for o in outcomes if o.cell == cell.name and o.placed and o.placed["config"]]
+    return load_config(resolved[0]) if resolved else None
+
+
+def best_yaml(summary: SweepSummary, outcomes: Sequence[Any] = ()) -> bytes:
     if summary.best is not None:
-        config = summary.cell(summary.best).cell.config
+        config = best_config(summary, outcomes)
         if config is not None:
             header = textwrap.fill(f"entropyflow sweep: the best cell, {summary.reason}", 98)
             return ("".join(f"# {line}\n" for line in header.splitlines()) + dumps(config)).encode()
@@ -390,10 +434,10 @@ def sweep_files(
         }
     )
     files = {
-        "trials.csv": trials_csv(outcomes, metrics),
+        "trials.csv": trials_csv(outcomes, metrics, summary),
         "summary.csv": summary_csv(summary),
         "summary.json": summary_json(summary, outcomes, provenance),
-        "best.yaml": best_yaml(summary),
+        "best.yaml": best_yaml(summary, outcomes),
     }
     if any(o.rows for o in outcomes):
         files[f"learning_curves.{plot_format}"] = save_figure(learning_curves(summary, outcomes), plot_format)

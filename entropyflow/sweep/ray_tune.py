@@ -37,7 +37,7 @@ from ray import tune
 
 from ..errors import Interrupted, OptionError
 from ..text import printable
-from . import stats
+from . import contract, stats
 from .contract import ReportError, missing_metric, report_row
 from .events import RayOptions, TrialEvent, TrialOutcome
 from .records import Recorder
@@ -50,6 +50,7 @@ MAX_RUNS = 1000  # resume-1 … resume-999
 ROWS = "entropyflow_rows"  # the result field that carries the epochs since the previous report (JSON)
 DONE = "entropyflow_done"  # set on the last result of a trial whose training function returned
 FAILED = "entropyflow_failed"  # the whole error of a trial whose training function raised (not retried)
+PLACED = "entropyflow_placed"  # what entropyflow.sweep.regularizer placed in the trial (JSON), sent once
 REPORT_EVERY_S = 1.0
 
 
@@ -79,9 +80,22 @@ def _trainable(config: dict[str, Any]) -> None:
     previous: list[int] = []
     broken: list[ReportError] = []
 
+    contract.placed.clear()
+    sent: list[str] = []
+
+    def placed() -> dict[str, str]:
+        """The placement, the first time a report can carry it (or when it changed)."""
+        if not contract.placed:
+            return {}
+        text = json.dumps(contract.placed[-1])
+        if sent and sent[-1] == text:
+            return {}
+        sent.append(text)
+        return {PLACED: text}
+
     def flush(done: bool = False) -> None:
-        if pending or done:
-            tune.report({ROWS: json.dumps(pending), **({DONE: True} if done else {})})
+        if pending or done or (contract.placed and not sent):
+            tune.report({ROWS: json.dumps(pending), **placed(), **({DONE: True} if done else {})})
             pending.clear()
             last[0] = time.perf_counter()
 
@@ -115,7 +129,7 @@ def _trainable(config: dict[str, Any]) -> None:
     except Exception as exc:  # noqa: BLE001 - the user's function can raise anything: the trial fails with it
         # a raise is the seed's own outcome (the same seed raises again): reported, whole, and not retried;
         # only a worker that dies (nothing of this runs) is run again (--retries)
-        tune.report({ROWS: json.dumps(pending), FAILED: failure_text(exc)})
+        tune.report({ROWS: json.dumps(pending), **placed(), FAILED: failure_text(exc)})
         return
     except BaseException:
         flush()  # the epochs before an interruption too
@@ -197,6 +211,8 @@ class _Driver:
         elif kind == "result":
             batch, done, failed = event[3], bool(event[4]), event[5]
             batch = batch if isinstance(batch, list) else [None]
+            if len(event) > 6 and event[6] is not None:
+                self.recorder.place(*key, event[6])
             row = self.recorder.add(*key, batch, done=done)
             if failed is not None:  # the training function raised: the trial's end, with its error
                 error = printable(failed, ERROR_LIMIT)
@@ -251,7 +267,11 @@ class _Progress(tune.Callback):
             batch = json.loads(result.get(ROWS) or "[]")
         except (TypeError, ValueError):
             batch = [None]  # not what _trainable sends: refused as a bad row
-        self._emit("result", trial, batch, bool(result.get(DONE)), result.get(FAILED))
+        try:
+            placed = json.loads(result[PLACED]) if PLACED in result else None
+        except (TypeError, ValueError):
+            placed = None
+        self._emit("result", trial, batch, bool(result.get(DONE)), result.get(FAILED), placed)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._emit("complete", trial)

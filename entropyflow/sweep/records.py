@@ -36,6 +36,8 @@ MAX_SPEC_BYTES = 64 << 20  # the grid: placements of a model of thousands of lay
 MAX_RECORD_BYTES = 64 << 20  # one trial's rows: 100,000 epochs of a few metrics are ~10 MiB
 STATES = ("running", "finished", "failed")
 _KEYS = {"schema", "trial", "cell", "seed", "config_id", "state", "error", "rows"}
+_PLACED = "placed"  # optional: what entropyflow.sweep.regularizer placed (records before it lack the key)
+MAX_PLACED_LAYERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,11 @@ class Record:
     state: str = "running"
     rows: tuple[dict[str, Any], ...] = ()
     error: str | None = None
+    placed: dict[str, Any] | None = None  # the layers regularizer() chose (and the config of a resolved rule)
 
     def outcome(self) -> TrialOutcome:
         error = None if self.state == "finished" else self.error or "the trial did not finish"
-        return TrialOutcome(self.cell, self.seed, self.rows, error)
+        return TrialOutcome(self.cell, self.seed, self.rows, error, self.placed)
 
 
 def record_name(index: int) -> str:
@@ -84,6 +87,7 @@ def record_bytes(record: Record) -> bytes:
         "state": record.state,
         "error": record.error,
         "rows": [{k: _spelled(v) for k, v in row.items()} for row in record.rows],
+        _PLACED: record.placed,
     }
     return (json.dumps(doc, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8", "backslashreplace")
 
@@ -161,7 +165,7 @@ def _read(path: Path, index: int, trial: dict[str, Any], epochs: int) -> Record:
         raise _refuse(path, f"is damaged ({printable(exc, 160)}){again}") from exc
     except OSError as exc:
         raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from exc
-    if not isinstance(doc, dict) or set(doc) != _KEYS or doc["schema"] != SCHEMA:
+    if not isinstance(doc, dict) or set(doc) - {_PLACED} != _KEYS or doc["schema"] != SCHEMA:
         raise _refuse(path, f"is not an entropyflow trial record{again}")
     if (doc["trial"], doc["cell"], doc["seed"], doc["config_id"]) != (
         index,
@@ -175,7 +179,21 @@ def _read(path: Path, index: int, trial: dict[str, Any], epochs: int) -> Record:
     rows, problem = checked_rows(doc["rows"] if isinstance(doc["rows"], list) else [None], epochs)
     if problem is not None:
         raise _refuse(path, f"has a bad row ({problem}){again}")
-    return Record(index, trial["cell"], trial["seed"], doc["config_id"], doc["state"], tuple(rows), doc["error"])
+    placed = doc.get(_PLACED)
+    if placed is not None and not valid_placed(placed):
+        raise _refuse(path, f"has a bad placement{again}")
+    rec = Record(index, trial["cell"], trial["seed"], doc["config_id"], doc["state"], tuple(rows), doc["error"])
+    return replace(rec, placed=placed)
+
+
+def valid_placed(placed: Any) -> bool:
+    """``{"layers": [names], "config": a λ config as a dict, or None}`` as a trial sends it."""
+    if not isinstance(placed, dict) or set(placed) != {"layers", "config"}:
+        return False
+    layers = placed["layers"]
+    if not isinstance(layers, list) or len(layers) > MAX_PLACED_LAYERS or not all(isinstance(n, str) for n in layers):
+        return False
+    return placed["config"] is None or isinstance(placed["config"], dict)
 
 
 def finished(storage: Path, trials: Sequence[dict[str, Any]], epochs: int) -> dict[int, Record]:
@@ -248,6 +266,12 @@ class Recorder:
             state, error = "failed", f"rejected: {problem}"
         self._save((cell, seed), replace(record, rows=record.rows + tuple(rows), state=state, error=error))
         return rows[-1] if rows else None
+
+    def place(self, cell: str, seed: int, placed: Any) -> None:
+        """What the trial's regularizer placed (ignored unless it has the shape a trial sends)."""
+        record = self.records.get((cell, seed))
+        if record is not None and record.state == "running" and valid_placed(placed):
+            self._save((cell, seed), replace(record, placed=placed))
 
     def end(self, cell: str, seed: int, error: str | None = None) -> None:
         """The trial failed (``error``) or Tune let it go: without its last result (``done``) it

@@ -36,7 +36,7 @@ from . import ray_tune, records
 from .contract import check_metric
 from .events import RayOptions, TrialEvent, TrialOutcome
 from .output import sweep_files
-from .spec import Placement, SweepSpec, placements_from
+from .spec import Placement, SweepSpec, placements_from, rules
 from .summary import SweepSummary, Timing, summarize, trial_summary
 from .tasks import task, train_function
 
@@ -67,14 +67,13 @@ def placements(
     input_size: tuple[int, ...] | None = None,
 ) -> tuple[Placement, ...]:
     """Placements from a reference (a saved analysis.json, a model spec analysed here, or a live
-    ``model`` of the architecture for positional strategies) with recommend's strategies, plus
+    ``model`` of the architecture for positional strategies) with recommend's strategies; with
+    neither, structural rules that each trial resolves on its own model (:func:`.spec.rules`); plus
     explicit λ configs (named by their strategy; with their file's stem too where two share one)."""
     out: list[Placement] = []
-    if names:
-        if reference is None and model is None:
-            raise OptionError(
-                "--placements needs --reference (a trained model of the architecture, or its analysis.json)"
-            )
+    if names and reference is None and model is None:
+        out += rules(names, options)  # resolved on the model the training function builds, in every trial
+    elif names:
         if reference is not None and Path(reference).suffix == ".json":
             analysis = read_analysis(reference)
         elif reference is not None:
@@ -302,7 +301,9 @@ def sweep(
     """What ``entropyflow sweep`` does: build the grid the request describes, run it, report."""
     require("sweep")
     check_writable(out)
-    if (request.train is None) == (request.task is None):
+    if request.train is None and request.task is None:
+        raise OptionError("give a training function (MODULE:FUNCTION or FILE.py:FUNCTION) or --task NAME")
+    if request.train is not None and request.task is not None:
         raise OptionError("give a training function (MODULE:FUNCTION) or --task NAME, not both")
     if not 1 <= request.seeds <= MAX_SEEDS:
         raise OptionError(f"--seeds must be from 1 to {MAX_SEEDS} (each seed is one trial per cell)")

@@ -1,8 +1,10 @@
 """What a sweep runs: the grid of cells (λ × placement, plus the baseline λ = 0), the seeds, the
 metric and its target, and the trials' configs. Pure data: no Ray, no training.
 
-A *placement* is a λ config (which layers carry the entropy term); a *cell* is a placement with
-one λ for all its layers; the *baseline* is the one cell without the term. Every cell runs with
+A *placement* is a λ config (which layers carry the entropy term), or a structural rule (``first``,
+``pre-skip``, …) that :func:`entropyflow.sweep.regularizer` resolves on the live model inside each
+trial when no reference was given; a *cell* is a placement with one λ for all its layers; the
+*baseline* is the one cell without the term. Every cell runs with
 the same seeds, and a seed means the same initialisation and the same batch order in every cell
 (the training function's contract, see :mod:`entropyflow.sweep.contract`), so cells are compared
 to the baseline seed by seed.
@@ -26,6 +28,10 @@ from ..text import printable
 
 BASELINE = "baseline"
 PLACEMENTS = tuple(s for s in STRATEGIES if s != "auto")  # recommend's strategies, "all" (Table 1's control) included
+#: the placements that depend on the architecture only: resolved on the live model when there is no reference
+STRUCTURAL = ("first", "first-k", "pre-skip", "dense-first", "all")
+#: the placements that read trained weights: they need a reference (--reference)
+NEEDS_WEIGHTS = tuple(s for s in PLACEMENTS if s not in STRUCTURAL)
 MAX_TRIALS = 100_000
 
 # what is compared per trial (entropyflow.sweep.summary says how each is computed)
@@ -34,9 +40,43 @@ LOWER_IS_BETTER_ALWAYS = frozenset({"epochs_to_target", "seconds_to_target", "st
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A structural placement not yet resolved: the strategy (one of :data:`STRUCTURAL`) and the
+    recommend options it needs; :func:`entropyflow.sweep.regularizer` applies it to the model the
+    training function builds, in every trial."""
+
+    strategy: str
+    k: int = 1  # first-k
+    form: str = "log"
+    epsilon: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRUCTURAL:
+            raise OptionError(
+                f"placement '{printable(self.strategy, 30)}' reads trained weights: it needs --reference "
+                f"(only {', '.join(STRUCTURAL)} are resolved on the live model)"
+            )
+
+    def to_dict(self, lam: float | None = None) -> dict[str, Any]:
+        """As the trial receives it (``config["entropy"]``): ``{"rule": "first", "lambda": …, …}``."""
+        doc: dict[str, Any] = {"rule": self.strategy, "k": self.k, "form": self.form, "epsilon": self.epsilon}
+        return doc if lam is None else {**doc, "lambda": lam}
+
+
+@dataclass(frozen=True)
 class Placement:
+    """A λ config computed before the sweep (``config``), or a :class:`Rule` resolved in each trial."""
+
     name: str
-    config: LambdaConfig
+    config: LambdaConfig | None = None
+    rule: Rule | None = None
+
+    def __post_init__(self) -> None:
+        if (self.config is None) == (self.rule is None):
+            raise OptionError(f"placement {printable(self.name, 40)}: give a λ config or a rule, not both or neither")
+
+    def describe(self) -> dict[str, Any]:
+        return to_dict(self.config) if self.config is not None else self.rule.to_dict()  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -47,6 +87,14 @@ class Cell:
     lam: float
     placement: str | None
     config: LambdaConfig | None
+    rule: Rule | None = None  # a placement resolved in the trial (config is None then)
+
+    @property
+    def entropy(self) -> dict[str, Any] | None:
+        """``config["entropy"]``: the λ config, the rule with its λ, or None for the baseline."""
+        if self.config is not None:
+            return to_dict(self.config)
+        return None if self.rule is None else self.rule.to_dict(self.lam)
 
     def trial_config(self, seed: int, epochs: int, params: dict[str, Any]) -> dict[str, Any]:
         """The ``config`` the training function receives (JSON-serialisable)."""
@@ -55,7 +103,7 @@ class Cell:
             "seed": seed,
             "lambda": self.lam,
             "placement": self.placement,
-            "entropy": None if self.config is None else to_dict(self.config),
+            "entropy": self.entropy,
             "epochs": epochs,
             "params": dict(params),
         }
@@ -127,14 +175,15 @@ class SweepSpec:
         cells = [Cell(BASELINE, 0.0, None, None)]
         for lam in dict.fromkeys(v for v in self.lambdas if v != 0):
             for p in self.placements:
-                cells.append(Cell(f"{p.name} λ={lam:g}", float(lam), p.name, with_lambda(p.config, lam)))
+                config = None if p.config is None else with_lambda(p.config, lam)
+                cells.append(Cell(f"{p.name} λ={lam:g}", float(lam), p.name, config, p.rule))
         return tuple(cells)
 
     def to_dict(self) -> dict[str, Any]:
         """What identifies the sweep (saved beside it; a resumed sweep must be the same)."""
         return {
             "lambdas": list(self.lambdas),
-            "placements": {p.name: to_dict(p.config) for p in self.placements},
+            "placements": {p.name: p.describe() for p in self.placements},
             "seeds": list(self.seeds),
             "epochs": self.epochs,
             "metric": self.metric,
@@ -170,6 +219,23 @@ def placements_from(
             raise OptionError(f"unknown placement '{printable(name, 30)}' (use {', '.join(PLACEMENTS)})")
         out.append(Placement(name, recommend(reference, replace(base, strategy=name), model=model)))
     return tuple(out)
+
+
+def rules(names: Sequence[str], options: RecommendOptions | None = None) -> tuple[Placement, ...]:
+    """Structural placements with no reference: each a :class:`Rule` the trial resolves on its
+    live model. ``empirical`` and ``largest-change`` read trained weights and are refused."""
+    base = options or RecommendOptions()
+    for name in names:
+        if name not in PLACEMENTS:
+            raise OptionError(f"unknown placement '{printable(name, 30)}' (use {', '.join(PLACEMENTS)})")
+    weights = [name for name in names if name in NEEDS_WEIGHTS]
+    if weights:
+        raise OptionError(
+            f"--placements {', '.join(weights)} ranks the layers of a trained network: give --reference (a trained "
+            f"model of the architecture, or its analysis.json); {', '.join(STRUCTURAL)} need no reference "
+            "(resolved on the model the training function builds)"
+        )
+    return tuple(Placement(name, rule=Rule(name, base.k, base.form, base.epsilon)) for name in names)
 
 
 def parse_floats(text: str, what: str) -> tuple[float, ...]:
