@@ -4,13 +4,15 @@
 has hundreds of 4096² layers). ``DensePrefetch`` starts the work on a background thread as soon
 as a checkpoint's tensors are open: LAPACK releases the GIL, so the factorisations overlap with
 importing and tracing the architecture (``import torchvision`` alone takes over a second). It
-stops between two chunks when cancelled (:meth:`DensePrefetch.stop`, on every error path).
+stops between two chunks when cancelled (:meth:`DensePrefetch.stop`, on every error path). On a
+node with several GPUs, ``--device auto`` spreads the chunks over all of them (:func:`spread`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import torch
@@ -51,26 +53,68 @@ def square(tensors: TensorSource, job: Job, device: torch.device) -> torch.Tenso
     return part.to(device=device, dtype=paper.FLOAT)
 
 
+def spread(device: torch.device) -> tuple[torch.device, ...]:
+    """The devices dense work runs on: every visible GPU for a plain ``cuda`` (what ``--device
+    auto`` resolves to on a GPU machine), else ``device`` alone (``cuda:N`` pins one GPU)."""
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        return tuple(torch.device("cuda", i) for i in range(torch.cuda.device_count()))
+    return (device,)
+
+
+def _chunks(jobs: Iterable[Job], budget: int) -> list[list[Job]]:
+    """The jobs in groups of one size, each group at most ``budget`` bytes of work."""
+    by_m: dict[int, list[Job]] = {}
+    for job in dict.fromkeys(jobs):
+        by_m.setdefault(job[2], []).append(job)
+    out = []
+    for m, group in by_m.items():
+        per = max(1, budget // (3 * m * m * 8))  # the squares, their stacked copy, the LU workspace
+        out += [group[lo : lo + per] for lo in range(0, len(group), per)]
+    return out
+
+
 def run_dense(
     tensors: TensorSource,
     jobs: Iterable[Job],
     device: torch.device,
     budget: int = DEFAULT_BUDGET,
     cancelled: threading.Event | None = None,
+    devices: Sequence[torch.device] | None = None,
 ) -> dict[Job, float]:
-    """``log|det|`` of every job's square part, reading at most ``budget`` bytes at a time."""
-    by_m: dict[int, list[Job]] = {}
-    for job in dict.fromkeys(jobs):
-        by_m.setdefault(job[2], []).append(job)
+    """``log|det|`` of every job's square part, reading at most ``budget`` bytes at a time (per
+    device). ``devices`` (default :func:`spread` of ``device``): with several, the chunks are read
+    here one after another and factorised on the devices in turn, each device on its own thread
+    (a chunk's values do not depend on the device it ran on, nor on the other chunks)."""
+    targets = tuple(devices) if devices else spread(device)
     out: dict[Job, float] = {}
-    for m, group in by_m.items():
-        per = max(1, budget // (3 * m * m * 8))  # the squares, their stacked copy, the LU workspace
-        for lo in range(0, len(group), per):
-            if cancelled is not None and cancelled.is_set():
-                raise Cancelled("dense prefetch cancelled")
-            chunk = group[lo : lo + per]
-            values = paper.dense_logabsdet([square(tensors, j, device) for j in chunk], max_batch_bytes=budget)
-            out.update(zip(chunk, values.cpu().tolist(), strict=True))
+
+    def check() -> None:
+        if cancelled is not None and cancelled.is_set():
+            raise Cancelled("dense prefetch cancelled")
+
+    def compute(chunk: list[Job], parts: list[torch.Tensor]) -> None:
+        out.update(zip(chunk, paper.dense_logabsdet(parts, max_batch_bytes=budget).cpu().tolist(), strict=True))
+
+    chunks = _chunks(jobs, budget)
+    if len(targets) == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            check()
+            compute(chunk, [square(tensors, j, targets[0]) for j in chunk])
+        return out
+    pools = [ThreadPoolExecutor(1, thread_name_prefix=f"entropyflow-dense-{i}-{d}") for i, d in enumerate(targets)]
+    pending: list[Future[None]] = []
+    try:
+        for i, chunk in enumerate(chunks):
+            check()
+            k = i % len(targets)
+            if len(pending) >= len(targets):  # at most one chunk per device in flight: memory stays bounded
+                pending.pop(0).result()
+            pending.append(pools[k].submit(compute, chunk, [square(tensors, j, targets[k]) for j in chunk]))
+        for f in pending:
+            f.result()
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 
