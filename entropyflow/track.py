@@ -1,15 +1,20 @@
 """Trajectories over training: one analysis per checkpoint, the layer statistic as a matrix
 (layers × checkpoints) against the random-init level, for ``entropyflow track``.
 
-Checkpoints come from files, folders (their checkpoint files) or globs, in natural order
-(``epoch_2`` before ``epoch_10``). Each analysis is cached in ``OUT/.entropyflow-cache/`` under the
-sha256 of every file the checkpoint reads (a shard index and its shards) and the options that
-change the numbers, so running ``track`` again analyses only new or changed checkpoints. An entry
-is used only when its record (written after it) names the same sources and options and the
-entry's own sha256; anything else is recomputed. A cache entry only ever supplies numbers: the
-architecture, seed and input size of the random-init level come from the first checkpoint itself.
-The random-init level of each layer is the mean over N seeds of the architecture (the model's own
-seeds excluded as in ``--compare random``).
+Checkpoints come from files, folders (their checkpoint files; a Hugging Face Trainer's output_dir:
+its ``checkpoint-N`` folders) or globs. Without ``--labels`` they are ordered and labelled by their
+global step when every one has a step (``trainer_state.json``'s ``global_step`` or ``checkpoint-N``;
+Lightning's ``epoch=E-step=S.ckpt``), else by epoch, else in natural order (``epoch_2`` before
+``epoch_10``) by file stem. The newest readable ``trainer_state.json`` supplies the logged losses
+(untrusted: bounded, strict JSON, non-numbers dropped with a note). Hugging Face folders with one
+config.json share one build and walk of the architecture (:class:`SharedArchitecture`). Each
+analysis is cached in ``OUT/.entropyflow-cache/`` under the sha256 of every file the checkpoint
+reads (a shard index and its shards) and the options that change the numbers, so running ``track``
+again analyses only new or changed checkpoints. An entry is used only when its record (written
+after it) names the same sources and options and the entry's own sha256; anything else is
+recomputed. A cache entry only ever supplies numbers: the architecture, seed and input size of the
+random-init level come from the first checkpoint itself. The random-init level of each layer is
+the mean over N seeds of the architecture (the model's own seeds excluded as in ``--compare random``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
+import os
 import re
 import subprocess
 import sys
@@ -25,26 +32,32 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from . import strictjson
 from ._version import __version__
-from .analysis import AnalyzeOptions, analyze
+from .analysis import AnalyzeOptions, _check_tokens, _versions, analyze
 from .atomic import write_atomic
 from .compare import MAX_SEEDS, reference_seeds
 from .errors import EntropyflowError, InputNotFoundError, OptionError, OutputError
-from .estimate.results import AnalysisResult
-from .estimate.run import ProgressFn
+from .estimate.results import AnalysisResult, ModelInfo
+from .estimate.run import EstimateOptions, ProgressFn, estimate, resolve_device
 from .estimate.seeds import STATISTICS
-from .estimate.trajectory import Trajectory, layer_matrix
-from .load.hashing import sha256_async, sha256_file
-from .load.model import load_model
-from .load.paths import resolve_checkpoint
+from .estimate.trajectory import LossSeries, Trajectory, layer_matrix
+from .extras import missing
+from .load import hf
+from .load.checkpoint import read_checkpoint
+from .load.hashing import integrity_async, sha256_async, sha256_file
+from .load.model import LoadedModel, load_model
+from .load.paths import MODEL_WEIGHT_NAMES, resolve_checkpoint
 from .report.jsonio import MAX_ANALYSIS_BYTES, SCHEMA, analysis_json, from_dict
-from .text import printable
+from .text import path_text, printable
+from .walk import Walk, effective_tensors, walk_model
 
-__all__ = ["TrackOptions", "Trajectory", "checkpoint_paths", "natural_key", "track"]
+__all__ = ["SharedArchitecture", "TrackOptions", "Trajectory", "checkpoint_paths", "natural_key", "track"]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar")
 CACHE = ".entropyflow-cache"
@@ -79,20 +92,51 @@ def natural_key(text: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
 
 
+RUN_FOLDER = re.compile(r"checkpoint-(\d+)")  # a Hugging Face Trainer's checkpoint folder in its output_dir
+TRAINER_STATE = "trainer_state.json"
+MAX_STATE_BYTES = 32 << 20  # a trainer_state.json larger than this is not read (its loss is left out)
+_STEP = re.compile(r"(?:^|[-_])step=(\d{1,20})(?!\d)")  # Lightning's ModelCheckpoint names: epoch=3-step=1200
+_EPOCH = re.compile(r"(?:^|[-_])epoch=(\d{1,20})(?!\d)")
+_LAST = re.compile(r"last(?:-v\d+)?")  # Lightning's save_last (and its versioned copies)
+
+
+def _is_checkpoint_folder(p: Path) -> bool:
+    """A folder that is one checkpoint: a Trainer's ``checkpoint-N`` or a Hugging Face model folder
+    (config.json beside model.safetensors, pytorch_model.bin or their shard index); a folder of
+    checkpoint files that also holds some other config.json is not one."""
+    if RUN_FOLDER.fullmatch(p.name):
+        return True
+    weights = (*MODEL_WEIGHT_NAMES, *(f"{name}.index.json" for name in MODEL_WEIGHT_NAMES))
+    return (p / "config.json").is_file() and any((p / name).is_file() for name in weights)
+
+
 def checkpoint_paths(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files, folders (their checkpoint files, not recursive) and globs, naturally sorted, once each."""
+    """Files, checkpoint folders and globs, naturally sorted, once each. A folder holding
+    ``checkpoint-N`` folders (a Hugging Face Trainer's output_dir) stands for those folders; a
+    ``checkpoint-N`` folder or a model folder (with config.json) is one checkpoint; any other
+    folder stands for its checkpoint files (not recursive)."""
     found: list[Path] = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
+            run = [d for d in p.iterdir() if RUN_FOLDER.fullmatch(d.name) and d.is_dir()]
+            if run:
+                found += run
+                continue
+            if _is_checkpoint_folder(p):
+                found.append(p)
+                continue
             inside = [f for f in p.iterdir() if f.is_file() and f.suffix.lower() in CHECKPOINT_SUFFIXES]
             if not inside:
-                raise InputNotFoundError(f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) in {printable(p)}")
+                raise InputNotFoundError(
+                    f"no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)}) or checkpoint-N folders in {printable(p)}"
+                )
             found += inside
         elif p.is_file():
             found.append(p)
         elif glob.has_magic(str(item)):
-            matched = [Path(m) for m in glob.glob(str(p)) if Path(m).is_file()]
+            matched = [Path(m) for m in glob.glob(str(p))]
+            matched = [m for m in matched if m.is_file() or (m.is_dir() and _is_checkpoint_folder(m))]
             if not matched:
                 raise InputNotFoundError(f"no files match {printable(item)}")
             found += matched
@@ -102,6 +146,155 @@ def checkpoint_paths(inputs: Sequence[str | Path]) -> list[Path]:
     if len(unique) > MAX_CHECKPOINTS:
         raise OptionError(f"{len(unique)} checkpoints is more than {MAX_CHECKPOINTS}; track a subset")
     return sorted(unique, key=lambda f: natural_key(f.name) + natural_key(str(f.parent)))
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    """What entropyflow reads from a Hugging Face ``trainer_state.json``: the global step and the
+    logged losses (finite numbers at integer steps; anything else is dropped with a note)."""
+
+    global_step: int | None
+    loss: tuple[LossSeries, ...]
+
+
+def _step(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key appears twice in one object")
+    return out
+
+
+def _int_text(text: str) -> int:
+    if len(text.lstrip("-")) > strictjson.MAX_INT_DIGITS:
+        raise ValueError("an integer with too many digits")
+    return int(text)
+
+
+def _state_json(text: str) -> Any:
+    """Strict JSON, except that NaN and ±Infinity (which the Trainer writes for a diverged loss or
+    gradient norm) read as None, to be dropped with the other non-numbers."""
+    return json.loads(
+        text, object_pairs_hook=_no_duplicates, parse_int=_int_text, parse_constant=lambda _: None
+    )  # fmt: skip
+
+
+def read_trainer_state(path: Path, notes: list[str]) -> TrainerState | None:
+    """The global step and losses of a ``trainer_state.json`` (None: there is none, or it is not
+    readable, with a note). Untrusted input: bounded in size, strict JSON, wrong types dropped."""
+    where = f"{printable(path.parent.name, 60)}/{TRAINER_STATE}"
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = f.read(MAX_STATE_BYTES + 1) if size <= MAX_STATE_BYTES else b""
+        if size > MAX_STATE_BYTES or len(raw) > MAX_STATE_BYTES:
+            most = f"{MAX_STATE_BYTES >> 20} MiB" if MAX_STATE_BYTES % (1 << 20) == 0 else f"{MAX_STATE_BYTES:,} bytes"
+            notes.append(f"{where} is larger than {most}: not read (no step or loss from it)")
+            return None
+        doc = _state_json(raw.decode("utf-8"))
+    except OSError as exc:
+        notes.append(f"{where} cannot be read ({printable(exc.strerror or exc, 80)}): no step or loss from it")
+        return None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, duplicate keys, nested too deeply
+        what = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not valid JSON"
+        notes.append(f"{where} is {what}: no step or loss from it")
+        return None
+    if not isinstance(doc, dict):
+        notes.append(f"{where} is not a JSON object: no step or loss from it")
+        return None
+    history = doc.get("log_history", [])
+    if not isinstance(history, list):
+        notes.append(f"{where}: its log_history is not a list: no loss from it")
+        history = []
+    points: dict[str, dict[int, float]] = {"loss": {}, "eval_loss": {}}
+    dropped = 0
+    for entry in history:
+        if not isinstance(entry, dict):
+            dropped += 1
+            continue
+        step = _step(entry.get("step"))
+        for name, series in points.items():
+            if name not in entry:
+                continue
+            value = _finite(entry[name])
+            if step is None or value is None:
+                dropped += 1
+            else:
+                series[step] = value  # a step logged twice: the later entry
+    if dropped:
+        notes.append(
+            f"{where}: {dropped} log_history entr{'y' if dropped == 1 else 'ies'} dropped (not finite numbers at "
+            "integer steps)"
+        )
+    loss = tuple(
+        LossSeries(name, tuple(sorted(series)), tuple(series[k] for k in sorted(series)))
+        for name, series in points.items()
+        if series
+    )
+    step = _step(doc.get("global_step"))
+    if "global_step" in doc and step is None:
+        notes.append(f"{where}: its global_step is not a non-negative integer (the folder name is used)")
+    return TrainerState(step, loss)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a checkpoint sits in its training run, from its name or its trainer_state.json."""
+
+    step: int | None = None
+    epoch: int | None = None
+    last: bool = False  # Lightning's last.ckpt: after every numbered checkpoint
+    state: TrainerState | None = None
+
+
+def checkpoint_position(path: Path, notes: list[str]) -> Position:
+    """A ``checkpoint-N`` folder: the global step of its trainer_state.json, else N. A Lightning
+    file name: ``step=S`` and ``epoch=E`` (``epoch=3-step=1200.ckpt``), ``last.ckpt``."""
+    if path.is_dir():
+        state = read_trainer_state(path / TRAINER_STATE, notes)
+        m = RUN_FOLDER.fullmatch(path.name)
+        step = state.global_step if state is not None and state.global_step is not None else None
+        return Position(step if step is not None else (int(m.group(1)) if m else None), state=state)
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if _LAST.fullmatch(stem):
+        return Position(last=True)
+    by_step, by_epoch = _STEP.search(stem), _EPOCH.search(stem)
+    return Position(int(by_step.group(1)) if by_step else None, int(by_epoch.group(1)) if by_epoch else None)
+
+
+def order_checkpoints(paths: Sequence[Path], positions: Sequence[Position]) -> tuple[list[int], list[str] | None, str]:
+    """(the column order, the labels or None for file stems, the axis). By step when every
+    numbered checkpoint has one, else by epoch when every one has that, else natural order;
+    ``last`` goes after the numbered ones."""
+    numbered = [k for k, pos in enumerate(positions) if not pos.last]
+    for axis in ("step", "epoch"):
+        keys = [getattr(pos, axis) for pos in positions]
+        if numbered and all(keys[k] is not None for k in numbered):
+            order = sorted(
+                range(len(paths)), key=lambda k: (positions[k].last, keys[k] or 0, natural_key(paths[k].name))
+            )
+            return order, ["last" if positions[k].last else str(keys[k]) for k in order], axis
+    return list(range(len(paths))), None, "checkpoint"
+
+
+def run_loss(positions: Sequence[Position], notes: list[str]) -> tuple[LossSeries, ...]:
+    """The losses of the newest checkpoint whose trainer_state.json was read (the longest history)."""
+    states = [(pos.step or 0, k, pos.state) for k, pos in enumerate(positions) if pos.state is not None]
+    if not states:
+        return ()
+    return max(states, key=lambda t: (t[0], t[1]))[2].loss
 
 
 # Python's re has no timeout and holds the GIL while it backtracks ('^(a+)+$' against a long name
@@ -147,14 +340,18 @@ def checkpoint_labels(paths: Sequence[Path], pattern: str | None) -> list[str]:
             if label is None:
                 raise OptionError(f"--labels {printable(pattern, 60)!r} does not match {printable(p.name)}")
         out = [str(label) for label in found]
-    twice = [label for label, n in Counter(out).items() if n > 1]
+    _unique_labels(paths, out, " (adjust --labels)" if pattern else "")
+    return out
+
+
+def _unique_labels(paths: Sequence[Path], labels: Sequence[str], hint: str) -> None:
+    twice = [label for label, n in Counter(labels).items() if n > 1]
     if twice:
-        files = [p.name for p, label in zip(paths, out, strict=True) if label == twice[0]]
+        files = [p.name for p, label in zip(paths, labels, strict=True) if label == twice[0]]
         raise OptionError(
             f"checkpoint labels must be unique: {printable(twice[0], 40)!r} is the label of "
-            f"{', '.join(printable(f) for f in files[:3])}" + (" (adjust --labels)" if pattern else "")
+            f"{', '.join(printable(f) for f in files[:3])}{hint}"
         )
-    return out
 
 
 def _options_key(options: AnalyzeOptions) -> str:
@@ -197,14 +394,114 @@ def _read_entry(entry: Path, record: Path, digest: str, key: str, weights: str) 
     return result if result.model.sha256 in (None, weights) else None
 
 
-def _cached_analysis(cache: Path, path: Path, key: str, options: AnalyzeOptions) -> tuple[AnalysisResult, Path | None]:
+def _cached_analysis(
+    cache: Path, path: Path, key: str, options: AnalyzeOptions, shared: SharedArchitecture
+) -> tuple[AnalysisResult, Path | None]:
     """The analysis of ``path`` from the cache, or computed (with the cache entry to write)."""
     digest, weights = source_digest(path)
     entry = cache / f"{digest}-{key}.analysis.json"
     cached = _read_entry(entry, _record(entry), digest, key, weights)
     if cached is not None:
         return cached, None
-    return analyze(str(path), options), entry
+    return shared.analyze(path, options), entry
+
+
+@dataclass
+class _Built:
+    """A Hugging Face architecture as built for one config.json, with the walk of its skeleton."""
+
+    config_sha256: str
+    skeleton: Any
+    config: Any
+    cls: str
+    notes: tuple[str, ...]
+    walks: dict[tuple, Walk]
+
+
+class SharedArchitecture:
+    """The architecture of a run, built and walked once: checkpoints that are Hugging Face folders
+    with the same config.json (byte for byte) share the first one's skeleton (on meta) and walk;
+    only their tensors are read and matched. Anything else is analysed on its own (:func:`analyze`).
+    The numbers and the recorded model are those :func:`analyze` gives for each checkpoint."""
+
+    def __init__(self) -> None:
+        self.built: _Built | None = None
+        self.builds = 0  # how many times an architecture was built (tests count them)
+
+    def analyze(self, path: Path, opts: AnalyzeOptions) -> AnalysisResult:
+        if opts.random_init or opts.arch or opts.weights or opts.trust_code or missing("hf"):
+            return analyze(str(path), opts)
+        folder = Path(path)
+        if not folder.is_dir() or not hf.is_hf_folder(folder):
+            return analyze(str(path), opts)
+        return self._analyze_hf(folder, opts)
+
+    def _architecture(self, folder: Path, opts: AnalyzeOptions, tensors: int) -> _Built:
+        sha = sha256_file(folder / "config.json")
+        if self.built is None or self.built.config_sha256 != sha:
+            skeleton, config, cls, notes = hf.build(folder, opts.trust_code, tensors=tensors)
+            self.builds += 1
+            self.built = _Built(sha, skeleton, config, cls, notes, {})
+        return self.built
+
+    def _analyze_hf(self, folder: Path, opts: AnalyzeOptions) -> AnalysisResult:
+        """What :func:`analyze` does with a Hugging Face folder (load.model's folder branch, then
+        walk and estimate), with the architecture and its walk from the first such checkpoint."""
+        loaded: LoadedModel | None = None
+        try:
+            dev = resolve_device(opts.device)
+            raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
+            arch = self._architecture(folder, opts, len(raw.tensors))
+            tensors, match_notes = hf.match(arch.skeleton, raw.tensors, f"{arch.cls} ({folder.name}/config.json)")
+            size, dtype, why = hf.default_input(arch.config, arch.skeleton)
+            files = raw.resolved.files
+            trust, n_tensors = opts.trust_code, len(raw.tensors)
+
+            def rebuild() -> torch.nn.Module:  # a real CPU copy, only when the meta device cannot run the model
+                real = hf.build(folder, trust, device="cpu", tensors=n_tensors)[0]
+                real.load_state_dict({k: tensors.get(k) for k in tensors}, strict=False)
+                return real
+
+            loaded = LoadedModel(
+                spec=str(folder), description=f"{arch.cls} from {folder.name}/config.json ({raw.description})",
+                format=raw.resolved.format, tensors=tensors, skeleton=arch.skeleton, input_size=size,
+                input_dtype=dtype, arch=str(folder), weights=f"{raw.description} ({raw.resolved.path.name})",
+                files=files, integrity=integrity_async(files, sha256=True) if opts.hash_files else None,
+                notes=raw.notes + arch.notes + match_notes, rebuild=rebuild, input_note=why,
+                max_tokens=hf.max_tokens(arch.config), extra_inputs=hf.extra_inputs(arch.config, arch.skeleton),
+            )  # fmt: skip
+            dtype = opts.input_dtype or loaded.input_dtype
+            _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
+            how = (opts.shape, opts.trace, dtype, opts.budget, opts.more_inputs if opts.input else None)
+            walk = arch.walks.get(how)
+            if walk is None:
+                walk = walk_model(
+                    loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs,
+                    opts.budget, more_inputs=how[-1],
+                )  # fmt: skip
+                arch.walks[how] = walk
+            if not walk.sites:
+                return analyze(str(folder), opts)  # the pipeline's own message
+            effective, walk = effective_tensors(loaded, walk)
+            layers, warned = estimate(
+                walk, effective, EstimateOptions(opts.channel_rule, opts.device, opts.budget, opts.estimator)
+            )
+            sha = loaded.integrity.future.result() if loaded.integrity is not None else None
+        except BaseException:
+            if loaded is not None and loaded.integrity is not None:
+                loaded.integrity.stop()
+            raise
+        info = ModelInfo(
+            spec=path_text(loaded.spec), description=path_text(loaded.description), format=loaded.format,
+            weights=path_text(loaded.weights), files=tuple(path_text(f) for f in loaded.files), sha256=sha,
+            arch=loaded.arch, input_size=walk.input_size, input_dtype=dtype if walk.input_size else None,
+            walk=walk.mode, random_init=False, seed=None,
+        )  # fmt: skip
+        said = (loaded.input_note,) if loaded.input_note and opts.trace and not opts.shape else ()
+        return AnalysisResult(
+            model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(dev), layers=layers,
+            skipped=walk.skipped, warnings=warned, notes=loaded.notes + walk.notes + said, versions=_versions(),
+        )  # fmt: skip
 
 
 def _record(entry: Path) -> Path:
@@ -285,7 +582,17 @@ def track(
     paths = checkpoint_paths(inputs)
     if not paths:
         raise InputNotFoundError("no checkpoints to track")
-    labels = checkpoint_labels(paths, topts.labels)
+    notes: list[str] = []
+    positions = [checkpoint_position(p, notes) for p in paths]
+    axis, named = "checkpoint", None
+    if topts.labels is None:
+        order, named, axis = order_checkpoints(paths, positions)
+        paths, positions = [paths[k] for k in order], [positions[k] for k in order]
+        if named is not None:
+            _unique_labels(paths, named, " (give --labels to label them by name)")
+    labels = named if named is not None else checkpoint_labels(paths, topts.labels)
+    loss = run_loss(positions, notes)
+    shared = SharedArchitecture()
     cache, key = Path(out).expanduser() / CACHE, _options_key(opts)
     _check_cache(cache)
     results: list[AnalysisResult] = []
@@ -294,7 +601,7 @@ def track(
     for k, p in enumerate(paths):
         if progress:
             progress("track", k, len(paths))
-        r, entry = _cached_analysis(cache, p, key, opts)
+        r, entry = _cached_analysis(cache, p, key, opts, shared)
         if results:
             _same_architecture(results[0], r, paths[0], p)
         elif layers:
@@ -321,7 +628,8 @@ def track(
             warnings.simplefilter("ignore", RuntimeWarning)  # a layer with no finite value stays NaN
             level = np.nanmean(per_seed, axis=1) if per_seed.size else level
             band = np.stack([np.nanmin(per_seed, axis=1), np.nanmax(per_seed, axis=1)], axis=1)
+    steps = tuple(getattr(pos, axis) if axis != "checkpoint" else pos.step for pos in positions)
     return Trajectory(
         tuple(labels), tuple(paths), tuple(results), tuple(names), values, level, band, seeds, topts.statistic,
-        tuple(cached),
+        tuple(cached), steps, axis, loss, tuple(notes),
     )  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from .. import vocab
 from .app import app, consoles, wrote
@@ -35,7 +36,9 @@ def track(
     checkpoints: Annotated[
         list[str],
         typer.Argument(
-            help="Checkpoint files, folders of checkpoints, or globs ('ckpts/epoch_*.ckpt'), in natural order."
+            help="Checkpoint files, folders of checkpoints, a Hugging Face Trainer output_dir (its checkpoint-N "
+            "folders), or globs ('ckpts/epoch_*.ckpt'); ordered and labelled by step when the names or "
+            "trainer_state.json give one, else in natural order."
         ),
     ],
     arch: Arch = None,
@@ -57,7 +60,8 @@ def track(
         str | None,
         typer.Option(
             "--labels",
-            help="Regex for the checkpoint labels (its first group), e.g. 'epoch=(\\d+)'; default: file stems.",
+            help="Regex for the checkpoint labels (its first group), e.g. 'epoch=(\\d+)'; default: the global step "
+            "(checkpoint-N, trainer_state.json, Lightning's step=N) or epoch, else file stems.",
         ),
     ] = None,
     seeds: Annotated[
@@ -104,4 +108,6 @@ def track(
             )
         if not quiet and written.trajectory is not None:
             render_trajectory(written.trajectory, console)
+            for note in written.trajectory.notes:
+                console.print(Text(f"note: {note}", style="dim"))
         wrote(console, written.files, written.out)

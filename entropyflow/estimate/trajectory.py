@@ -13,7 +13,7 @@ import numpy as np
 from .reference import statistic
 from .results import AnalysisResult
 
-__all__ = ["Trajectory", "layer_matrix"]
+__all__ = ["LossSeries", "Trajectory", "layer_matrix"]
 
 
 def layer_matrix(
@@ -36,11 +36,33 @@ def layer_matrix(
     return out, names
 
 
+@dataclass(frozen=True)
+class LossSeries:
+    """One logged series of a training run (``loss``, ``eval_loss`` from a Hugging Face
+    ``trainer_state.json``): its finite values at their global steps, in step order."""
+
+    name: str
+    steps: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def at(self, step: int) -> float | None:
+        """The last value logged at or before ``step`` (None: nothing logged yet)."""
+        found = None
+        for s, v in zip(self.steps, self.values, strict=True):
+            if s > step:
+                break
+            found = v
+        return found
+
+
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     """``values[i, j]``: the statistic of layer ``layers[i]`` at checkpoint ``labels[j]``;
     ``level[i]``: its random-init level (the seeds' mean; NaN without seeds) and ``band[i]`` the
-    seeds' (min, max). ``cached[j]``: whether checkpoint ``j`` came from the cache."""
+    seeds' (min, max). ``cached[j]``: whether checkpoint ``j`` came from the cache.
+    ``steps[j]``: checkpoint ``j``'s global step (or epoch, as ``axis`` says) when its name or
+    ``trainer_state.json`` gives one; ``loss``: the run's logged losses (a Hugging Face output_dir);
+    ``notes``: what was read around the checkpoints and left out (a damaged trainer_state.json)."""
 
     labels: tuple[str, ...]
     paths: tuple[Path, ...]
@@ -52,6 +74,10 @@ class Trajectory:
     seeds: tuple[AnalysisResult, ...]
     statistic: str
     cached: tuple[bool, ...]
+    steps: tuple[int | None, ...] = ()
+    axis: str = "checkpoint"  # what the columns are: step, epoch or checkpoint (file names)
+    loss: tuple[LossSeries, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def analysed(self) -> int:

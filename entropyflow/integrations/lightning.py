@@ -18,7 +18,12 @@
 * **The profile.** With ``profile_every=N``, every N-th epoch (and the first) logs the per-layer
   entropy profile of the whole network (``entropy/profile/<layer>/median`` and ``…/total``) with
   :class:`~entropyflow.integrations.monitor.EntropyMonitor`, and writes it to ``profile_csv``
-  when given.
+  when given. The example input for the layer totals is ``input_size=(3, 32, 32)`` or, as for
+  :func:`entropyflow.analyze`, ``input="long:1x128"`` (token ids; one entry per forward argument);
+  bad or disagreeing values are refused when the callback is made. A LightningModule that does not
+  define ``forward()`` (its ``training_step`` calls ``self.net(x)``) is profiled through the
+  attribute that holds its layers, under the module's own names (``net.0``); when several do,
+  ``trace_module="net"`` says which.
 
 Manual optimisation (``automatic_optimization = False``) back-propagates inside
 ``training_step``, where no callback can reach the loss: the callback refuses it and says to add
@@ -30,6 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,8 @@ from ..config import LambdaConfig, load_config  # noqa: E402
 from ..errors import OptionError  # noqa: E402
 from ..regularize import EntropyRegularizer  # noqa: E402
 from ..regularize.regularizer import total  # noqa: E402
-from .monitor import EntropyMonitor  # noqa: E402
+from ..spec import ExampleInput  # noqa: E402
+from .monitor import EntropyMonitor, monitor_inputs  # noqa: E402
 
 TAG = "entropy"
 
@@ -53,7 +60,9 @@ TAG = "entropy"
 class EntropyGuidance(pl.Callback):
     """Add the entropy term of ``config`` (a λ config: path, dict or :class:`LambdaConfig`) to the
     training loss, log its per-layer breakdown, and every ``profile_every`` epochs the network's
-    entropy profile (see the module). ``prefix``: as for :class:`EntropyRegularizer` (None finds it)."""
+    entropy profile (see the module). ``prefix``: as for :class:`EntropyRegularizer` (None finds it).
+    ``input_size``, ``input``, ``trace_module``: the profile's example input and the module it runs
+    through, as for :class:`~entropyflow.integrations.monitor.EntropyMonitor`."""
 
     def __init__(
         self,
@@ -61,6 +70,8 @@ class EntropyGuidance(pl.Callback):
         *,
         profile_every: int | None = None,
         input_size: tuple[int, ...] | str | None = None,
+        input: str | ExampleInput | Sequence[str | ExampleInput] | None = None,
+        trace_module: str | None = None,
         profile_csv: str | os.PathLike[str] | None = None,
         prefix: str | None = None,
         log_breakdown: bool = True,
@@ -70,7 +81,11 @@ class EntropyGuidance(pl.Callback):
         if profile_every is not None and (not isinstance(profile_every, int) or profile_every < 1):
             raise OptionError(f"profile_every must be a positive integer (got {profile_every!r})")
         self.profile_every = profile_every
-        self.input_size = input_size
+        self.input_size, self.input = monitor_inputs(input_size, input)  # refused now, not at fit
+        if trace_module is not None and not isinstance(trace_module, str):
+            kind = type(trace_module).__name__
+            raise OptionError(f"trace_module must be an attribute name such as 'net', not {kind}")
+        self.trace_module = trace_module
         self.profile_csv = Path(profile_csv) if profile_csv is not None else None
         self.prefix = prefix
         self.log_breakdown = log_breakdown
@@ -96,7 +111,13 @@ class EntropyGuidance(pl.Callback):
         self.regularizer = EntropyRegularizer.from_config(pl_module, self.config, self.prefix)
         if self.profile_every is not None:
             self.monitor = EntropyMonitor(
-                pl_module, input_size=self.input_size, csv=self.profile_csv, overwrite=True, keep_history=True
+                pl_module,
+                input_size=self.input_size,
+                input=self.input,
+                trace_module=self.trace_module,
+                csv=self.profile_csv,
+                overwrite=True,
+                keep_history=True,
             )
         self._wrap(pl_module)
 

@@ -18,6 +18,21 @@ Each record is one row per layer in the CSV (``step``, the layer, the statistics
 per-filter values in nats per output position, and the layer total where the geometry gives
 one), and, with a TensorBoard ``SummaryWriter``, the scalars ``entropy/<layer>/median``,
 ``…/mean`` and ``…/total`` and the histogram ``entropy/<layer>`` of the per-filter values.
+
+**The example input.** ``input_size=(3, 32, 32)`` runs the forward pass on a float tensor of that
+shape (batch 1). ``input=`` takes what :func:`entropyflow.analyze` takes, as the strings the CLI's
+``--input`` reads or as parsed :class:`~entropyflow.spec.ExampleInput` values: ``input="long:1x128"``
+(one sequence of 128 token ids: a BERT or GPT-2 gets its geometry, so its layer totals), or one
+entry per forward argument, in order (``input=("float:1x3x32x32", "int:4")``). Given together,
+``input_size`` and the first ``input`` must name the same shape. Neither: no forward pass, no totals.
+
+**Which module runs.** A model whose class does not define ``forward()`` (a LightningModule whose
+``training_step`` calls ``self.net(x)``; a plain container) cannot run the example itself: the
+forward pass goes through the one attribute that holds every conv and dense layer (or the one
+attribute with parameters), while the layers keep the model's own names (``net.0``, as in a λ
+config made from it and the regularizer's parameter names). When several attributes hold layers,
+the monitor asks for ``trace_module="net"`` (an attribute path; it may also be given for a model
+that has a forward, to trace a part of it); layers outside that module are profiled without totals.
 """
 
 from __future__ import annotations
@@ -26,21 +41,24 @@ import csv as csvlib
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
-from ..errors import OptionError, OutputError, WeightValueError
+from ..errors import OptionError, OutputError, TraceError, WeightValueError
 from ..estimate import EstimateOptions, estimate
 from ..estimate.results import LayerResult
 from ..load.model import load_model
 from ..report.tables import cell
-from ..spec import parse_input_size
+from ..spec import INPUT_DTYPES, MAX_INPUTS, ExampleInput, parse_example_input, parse_input_size
 from ..text import printable
-from ..walk import effective_tensors, walk_model
+from ..walk import Walk, effective_tensors, walk_model
+from ..walk.trace import check_arguments
 from ..warn import warn
 
 COLUMNS = ["step", "index", "name", "kind", "filters", "mean", "median", "q1", "q3", "min", "max", "n_neginf", "total"]
@@ -94,10 +112,14 @@ class EntropyMonitor:
     """Record the per-layer entropy profile of ``model`` every ``every`` steps (see the module).
 
     ``input_size``: one example's shape without the batch (e.g. ``(3, 32, 32)``), for the layer
-    order and the output geometry (layer totals); None walks the modules without a forward
-    pass (per-position values only, no totals). ``csv``: a file the monitor creates (refused if
-    it exists, unless ``overwrite``) and appends one row per layer at every record. ``writer``:
-    a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_scalar`` and
+    order and the output geometry (layer totals); ``input``: the example input(s) as
+    :func:`entropyflow.analyze` takes them (``"long:1x128"`` for token ids, a sequence with one
+    entry per forward argument, or :class:`~entropyflow.spec.ExampleInput` values). Neither walks
+    the modules without a forward pass (per-position values only, no totals). ``trace_module``:
+    the attribute (path) whose forward runs the example, for a model without its own ``forward()``
+    whose layers are in several attributes (see the module). ``csv``: a file the monitor creates
+    (refused if it exists, unless ``overwrite``) and appends one row per layer at every record.
+    ``writer``: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_scalar`` and
     ``add_histogram``). ``tag``: the TensorBoard prefix."""
 
     def __init__(
@@ -106,13 +128,15 @@ class EntropyMonitor:
         every: int = 1,
         *,
         input_size: tuple[int, ...] | str | None = None,
+        input: str | ExampleInput | Sequence[str | ExampleInput] | None = None,
+        trace_module: str | None = None,
         csv: str | os.PathLike[str] | None = None,
         writer: Any = None,
         tag: str = "entropy",
         overwrite: bool = False,
         keep_history: bool = True,
     ):
-        if not isinstance(every, int) or every < 1:
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise OptionError(f"every must be a positive integer (got {printable(every, 20)})")
         self.model = model
         self.every = every
@@ -120,9 +144,8 @@ class EntropyMonitor:
         self.tag = tag
         self.keep_history = keep_history
         self.history: list[Profile] = []
-        shape = parse_input_size(input_size)
-        loaded = replace(load_model(model), rebuild=None)  # never a real forward pass on the training model
-        self._walk = walk_model(loaded, shape, trace=shape is not None)
+        shape, inputs = monitor_inputs(input_size, input)
+        self._walk = _walk(model, shape, inputs, trace_module)
         if not self._walk.sites:
             raise OptionError(f"{type(model).__name__} has no conv or dense layer to monitor")
         self._csv_path = Path(csv) if csv is not None else None
@@ -190,6 +213,191 @@ class EntropyMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the example input ---------------------------------------------------------------------------
+
+_INPUT_WORDS = (
+    "expected 'DTYPE:SHAPE' with the batch dimension, which is 1 (e.g. 'long:1x128': 128 token ids), or "
+    "'DTYPE:NUMBER' for a scalar argument (e.g. 'int:16000')"
+)
+
+
+def monitor_inputs(input_size: object, input: object) -> tuple[tuple[int, ...] | None, tuple[ExampleInput, ...] | None]:
+    """``input_size=`` and ``input=`` parsed and checked against each other (the rule of
+    :class:`~entropyflow.analysis.AnalyzeOptions`, in library words): the main input's shape
+    without the batch, and the example inputs (None: ``input`` not given)."""
+    shape = _size(input_size)
+    inputs = _examples(input)
+    first = inputs[0].shape if inputs else None
+    if inputs and first is not None and shape is not None and first != shape:
+        raise OptionError(
+            f"input_size {'x'.join(map(str, shape))} and input {inputs[0]} (the first forward argument) "
+            "disagree: give one of input_size= and input="
+        )
+    return (first or shape), inputs
+
+
+def _size(size: object) -> tuple[int, ...] | None:
+    if size is None:
+        return None
+    if not isinstance(size, (tuple, list, str)):
+        raise OptionError(f"input_size must be a tuple of sizes such as (3, 32, 32), not {printable(repr(size), 60)}")
+    try:
+        return parse_input_size(size)
+    except OptionError as exc:
+        raise OptionError(
+            f"bad input_size {printable(repr(size), 60)}: expected 1 to 5 positive sizes without the batch "
+            "dimension, such as (3, 32, 32) or '3x32x32'"
+        ) from exc
+
+
+def _examples(value: object) -> tuple[ExampleInput, ...] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (str, ExampleInput)) else value
+    if isinstance(items, bytes) or not isinstance(items, Sequence):
+        raise OptionError(
+            f"input must be a string such as 'long:1x128', an ExampleInput, or a sequence of them (one per forward "
+            f"argument), not {printable(repr(value), 60)}"
+        )
+    if not items:
+        return None  # an empty sequence: not given
+    if len(items) > MAX_INPUTS:
+        raise OptionError(f"input has {len(items)} entries: at most {MAX_INPUTS} forward arguments")
+    parsed = tuple(_example(item) for item in items)
+    if parsed[0].is_scalar:
+        raise OptionError(
+            f"the first input ({parsed[0]}) is the model's main input: a tensor, 'DTYPE:SHAPE' (e.g. 'long:1x128')"
+        )
+    return parsed
+
+
+def _example(item: object) -> ExampleInput:
+    if isinstance(item, ExampleInput):
+        return item
+    if not isinstance(item, str):
+        raise OptionError(f"input entries are strings such as 'long:1x128' or ExampleInput, not {type(item).__name__}")
+    try:
+        return parse_example_input(item)
+    except OptionError as exc:
+        raise OptionError(
+            f"bad input {printable(repr(item), 60)}: {_INPUT_WORDS}; dtypes: {', '.join(sorted(INPUT_DTYPES))}"
+        ) from exc
+
+
+# -- the walk: which module runs the example -------------------------------------------------------
+
+
+def _walk(
+    model: nn.Module, shape: tuple[int, ...] | None, inputs: tuple[ExampleInput, ...] | None, trace_module: str | None
+) -> Walk:
+    """The model's sites under its own names, traced with the example input when there is one."""
+    loaded = replace(load_model(model), rebuild=None)  # never a real forward pass on the training model
+    if trace_module is not None and not isinstance(trace_module, str):
+        raise OptionError(
+            f"trace_module must be an attribute name such as 'net', not {printable(repr(trace_module), 60)}"
+        )
+    path = _checked_path(model, trace_module) if trace_module else None
+    if shape is None:
+        return walk_model(loaded, None, trace=False)
+    more = inputs[1:] if inputs else None
+    dtype = getattr(torch, inputs[0].dtype) if inputs and inputs[0].dtype else None
+    if path is None and _default_forward(model):
+        untraced = walk_model(loaded, None, trace=False)
+        if not untraced.sites:
+            return untraced  # nothing to monitor: the caller says so
+        path = _holder(model, untraced)
+    if path is not None:
+        target = model.get_submodule(path)
+        check_arguments(target, 1 + len(more if more is not None else ()), loaded.extra_inputs)
+        loaded = replace(loaded, skeleton=_Through(model, path))
+    try:
+        return walk_model(loaded, shape, True, dtype, loaded.extra_inputs, more_inputs=more)
+    except TraceError as exc:  # the walk's advice is for analyze(); the monitor has its own arguments
+        cause = exc.__cause__ or exc
+        where = f"{type(model).__name__}.{path}" if path else type(model).__name__
+        raise TraceError(
+            f"the example input {_described(shape, inputs)} does not run through {where} on the meta device "
+            f"({type(cause).__name__}: {printable(cause, 160)}); the monitor never runs the training model itself: "
+            "pass input_size= or input= as the forward takes them (token ids: input='long:1x128'), or neither for "
+            "values without totals"
+        ) from exc
+
+
+def _described(shape: tuple[int, ...], inputs: tuple[ExampleInput, ...] | None) -> str:
+    if inputs:
+        return ", ".join(str(i) for i in inputs)
+    return "x".join(map(str, (1, *shape)))
+
+
+def _checked_path(model: nn.Module, path: str) -> str:
+    try:
+        model.get_submodule(path)
+    except AttributeError as exc:
+        names = [n for n, c in model.named_children() if next(c.parameters(), None) is not None]
+        raise OptionError(
+            f"trace_module={path!r}: {type(model).__name__} has no such submodule (its attributes with parameters: "
+            f"{', '.join(names) or 'none'})"
+        ) from exc
+    return path
+
+
+_FRAMEWORK_FORWARDS = {("LightningModule", "lightning"), ("LightningModule", "pytorch_lightning")}
+
+
+def _default_forward(model: nn.Module) -> bool:
+    """Whether ``model.forward`` is nn.Module's (unimplemented) or Lightning's (which calls it)."""
+    if "forward" in vars(model):
+        return False
+    for cls in type(model).__mro__:
+        if "forward" in cls.__dict__:
+            return cls is nn.Module or (cls.__name__, cls.__module__.split(".")[0]) in _FRAMEWORK_FORWARDS
+    return True
+
+
+def _holder(model: nn.Module, walk: Walk) -> str | None:
+    """The attribute of a model without ``forward()`` to run the example through: the one whose
+    weights include every layer the walk found, else the one child with parameters; an OptionError
+    naming the candidates when several attributes hold layers."""
+    keys = {site.weight_key for site in walk.sites}
+    children = list(model.named_children())
+    held = {name: keys & {f"{name}.{k}" for k in child.state_dict()} for name, child in children}
+    whole = [name for name, found in held.items() if found == keys]
+    if len(whole) == 1:
+        return whole[0]
+    with_params = [name for name, child in children if next(child.parameters(), None) is not None]
+    if len(with_params) == 1:
+        return with_params[0]
+    candidates = [name for name, found in held.items() if found]
+    shown = ", ".join(candidates[:8]) + (", …" if len(candidates) > 8 else "")
+    raise OptionError(
+        f"{type(model).__name__} does not define forward() and its layers are in {len(candidates)} attributes "
+        f"({shown}): pass trace_module= naming the one the example input runs through (e.g. "
+        f"trace_module={candidates[0] if candidates else 'net'!r}), or no input_size=/input= for values without totals"
+    )
+
+
+class _Through(nn.Module):
+    """The children, parameters and buffers of a model without ``forward()``, registered under
+    their own names (so the walk names layers as the model does), with a forward that runs the
+    submodule at ``path``. Only its structure is traced, on a meta copy."""
+
+    def __init__(self, model: nn.Module, path: str):
+        super().__init__()
+        for name, child in model.named_children():
+            self.add_module(name, child)
+        for name, param in model.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        for name, buf in model.named_buffers(recurse=False):
+            self.register_buffer(name, buf)
+        self.path = path
+        config = getattr(model.get_submodule(path), "config", None)  # a transformers model: fused layouts
+        if config is not None and getattr(model, "config", None) is None:
+            self.config = config
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.get_submodule(self.path)(*args, **kwargs)
 
 
 def _encode(rows: list[dict[str, Any]], header: bool) -> str:

@@ -24,6 +24,9 @@ from ..errors import CheckpointFormatError, InputNotFoundError, InputUnreadableE
 from ..text import printable
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".pt2", ".jit", ".ts")
+# the file a Hugging Face model folder keeps its weights in, next to other .pt/.bin files in a
+# Trainer's checkpoint-N folder (optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin)
+MODEL_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 _LEGACY_MAGIC = bytes.fromhex("80028a0a6cfc9c46f9206aa85019")  # pickled torch legacy magic number
 
 
@@ -66,6 +69,8 @@ def _pick_in_folder(folder: Path) -> Path:
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in CHECKPOINT_SUFFIXES)
     safetensors = [f for f in files if f.suffix == ".safetensors"]
     pick = safetensors if safetensors else files
+    if len(pick) > 1:  # a Trainer checkpoint folder: the model's weights beside optimizer.pt, rng_state.pth, …
+        pick = [f for f in pick if f.name in MODEL_WEIGHT_NAMES] or pick
     if len(pick) == 1:
         return pick[0]
     if not pick:

@@ -44,12 +44,39 @@ def trajectory_csv(traj: Trajectory) -> bytes:
 
 
 def checkpoints_csv(traj: Trajectory) -> bytes:
+    """One row per checkpoint; with a training run's positions its ``step`` (or ``epoch``), and
+    with a logged loss the last value of each series logged at or before that step."""
     columns = ["label", "path", "sha256", "from_cache"]
-    rows = [
-        {"label": label, "path": str(path), "sha256": r.model.sha256, "from_cache": hit}
-        for label, path, r, hit in zip(traj.labels, traj.paths, traj.results, traj.cached, strict=True)
-    ]
+    known = traj.axis != "checkpoint" or any(s is not None for s in traj.steps)
+    position = traj.axis if traj.axis != "checkpoint" else "step"
+    if known:
+        columns.append(position)
+    columns += [series.name for series in traj.loss]
+    rows = []
+    for j, (label, path, r, hit) in enumerate(zip(traj.labels, traj.paths, traj.results, traj.cached, strict=True)):
+        row: dict[str, object] = {"label": label, "path": str(path), "sha256": r.model.sha256, "from_cache": hit}
+        step = traj.steps[j] if j < len(traj.steps) else None
+        if known:
+            row[position] = step
+        for series in traj.loss:
+            row[series.name] = series.at(step) if step is not None and position == "step" else None
+        rows.append(row)
     return csv_bytes(columns, rows)
+
+
+def loss_positions(traj: Trajectory) -> list[float] | None:
+    """The columns' global steps when the loss can be drawn against them (every checkpoint has one,
+    in increasing order), else None."""
+    if not traj.loss or traj.axis != "step" or len(traj.steps) != len(traj.labels):
+        return None
+    steps = [s for s in traj.steps if s is not None]
+    if len(steps) != len(traj.labels) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+        return None
+    return [float(s) for s in steps]
+
+
+def _xlabel(traj: Trajectory) -> str:
+    return {"step": "global step", "epoch": "epoch"}.get(traj.axis, "checkpoint")
 
 
 def _f(v: float) -> float | None:
@@ -66,15 +93,18 @@ def trajectory_files(
     est = registry.get(traj.results[0].estimator).labels.suffix
     seeds = len(traj.seeds)
     against = f"the random-init level ({seeds} seeds)" if seeds else f"the first checkpoint ({traj.labels[0]})"
+    positions = loss_positions(traj)
     heat = heatmap_figure(
-        traj.relative, traj.layers, traj.labels, center=0.0, xlabel="checkpoint",
+        traj.relative, traj.layers, traj.labels, center=0.0, xlabel=_xlabel(traj),
         title=f"layer {traj.statistic} over training, relative to {against}",
         colorbar=f"{traj.statistic} − {'random-init level' if seeds else 'first checkpoint'} (nats)",
+        positions=positions, series=[(s.name, s.steps, s.values) for s in traj.loss] if positions else (),
+        series_label="logged loss",
     )  # fmt: skip
     picked = chosen_layers(traj, layers)
     bands = {traj.layers[i]: (float(traj.band[i, 0]), float(traj.band[i, 1])) for i in picked if seeds}
     lines = lines_figure(
-        traj.values[picked], [traj.layers[i] for i in picked], traj.labels, xlabel="checkpoint",
+        traj.values[picked], [traj.layers[i] for i in picked], traj.labels, xlabel=_xlabel(traj),
         ylabel=f"layer {traj.statistic} (nats){est}", bands=bands,
         title=f"layer {traj.statistic} over training" + (f" (bands: {seeds} random-init seeds)" if seeds else ""),
     )  # fmt: skip
