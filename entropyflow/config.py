@@ -25,6 +25,7 @@ from .atomic import write_atomic
 from .errors import ConfigError, InputNotFoundError, OutputError
 from .text import brief, printable, shown
 from .vocab import CHANNEL_RULES, ESTIMATORS, LAYER_KINDS_TEXT, LOSS_FORMS, is_conv_kind, is_layer_kind
+from .words import say
 
 Doc = Mapping[Any, Any]  # a parsed YAML/JSON mapping (its keys may be any scalar)
 
@@ -492,7 +493,9 @@ def check_config_path(path: str | Path) -> Path:
     """The path a config will be written to, if it can be: a .yaml/.yml/.json name in a writable
     folder, not a folder or link, and not an existing file that entropyflow did not write."""
     if str(path).strip() == "":
-        raise OutputError("the config file name is empty (give one, e.g. -o lambda.yaml)")
+        raise OutputError(
+            f"the config file name is empty (give one, e.g. {say(cli='-o lambda.yaml', library='lambda.yaml')})"
+        )
     path = Path(path).expanduser()
     where = printable(path)
     if path.suffix.lower() not in (".yaml", ".yml", ".json"):

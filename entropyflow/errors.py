@@ -37,11 +37,11 @@ class CheckpointFormatError(EntropyflowError):
 
 class UntrustedCodeError(EntropyflowError):
     """A file whose loading runs code from it: a TorchScript archive, a pickle of Python objects
-    (needs --trust-code, alias --unsafe-pickle)."""
+    (needs ``trust_code=True``; on the command line ``--trust-code``, alias ``--unsafe-pickle``)."""
 
 
 class UnsafePickleError(UntrustedCodeError):
-    """A checkpoint that would run pickled code to load (needs --trust-code)."""
+    """A checkpoint that would run pickled code to load (needs ``trust_code=True`` / ``--trust-code``)."""
 
 
 class UnknownModelError(EntropyflowError):
@@ -53,7 +53,7 @@ class WeightsNotCachedError(EntropyflowError):
 
 
 class ArchitectureMismatchError(EntropyflowError):
-    """A state dict whose keys or shapes do not match the architecture given with --arch."""
+    """A state dict whose keys or shapes do not match the architecture given (``arch=`` / ``--arch``)."""
 
 
 class TraceError(EntropyflowError):
@@ -73,11 +73,14 @@ class OutputError(EntropyflowError):
 
 
 class OptionError(EntropyflowError):
-    """An option value that cannot be used (bad --input-size, CUDA asked for but absent...)."""
+    """An option value that cannot be used (a bad input size, CUDA asked for but absent...).
+
+    Its message names the option in the caller's words (:mod:`entropyflow.words`): ``input_size=``
+    from Python, ``--input-size`` from the command line."""
 
 
 class BudgetError(OptionError):
-    """Work that cannot fit the memory budget (--max-gpu-mem), refused before it starts."""
+    """Work that cannot fit the memory budget (``max_mem=`` / ``--max-gpu-mem``), refused before it starts."""
 
 
 class MissingExtraError(EntropyflowError, ImportError):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .errors import OptionError, UnknownModelError
 from .text import printable
+from .words import option, say
 
 ZOO_SOURCES = ("torchvision", "timm", "sample")
 HF = "hf"  # hf:ORG/NAME[@REVISION], from the local Hugging Face cache
@@ -76,13 +77,11 @@ def parse_input_size(text: str | tuple[int, ...] | list[int] | None) -> tuple[in
         try:
             parts = [int(p) for p in raw.split("x")]
         except ValueError as exc:
-            raise OptionError(
-                f"bad --input-size '{_short(text)}' (expected sizes like 3x224x224, 1x8x8 or 64)"
-            ) from exc
+            raise OptionError(f"{_bad('input-size', text)} (expected sizes like 3x224x224, 1x8x8 or 64)") from exc
     if not parts or len(parts) > 5 or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in parts):
-        raise OptionError(f"bad --input-size '{_short(text)}' (expected 1 to 5 positive sizes like 3x224x224)")
+        raise OptionError(f"{_bad('input-size', text)} (expected 1 to 5 positive sizes like 3x224x224)")
     if any(p > MAX_INPUT_AXIS for p in parts):
-        raise OptionError(f"bad --input-size '{_short(text)}': each size must be at most {MAX_INPUT_AXIS:,}")
+        raise OptionError(f"{_bad('input-size', text)}: each size must be at most {MAX_INPUT_AXIS:,}")
     return tuple(parts)
 
 
@@ -124,20 +123,18 @@ def parse_example_input(text: str) -> ExampleInput:
     dimension, which must be 1); ``'int:16000'`` / ``'float:0.5'`` → a Python number (no ``x`` in it)."""
     dtype, sep, rest = str(text).strip().lower().partition(":")
     if not sep or dtype not in INPUT_DTYPES:
-        raise OptionError(f"bad --input '{_short(text)}' ({_INPUT_HELP}; dtypes: {', '.join(sorted(INPUT_DTYPES))})")
+        raise OptionError(f"{_bad('input', text)} ({_INPUT_HELP}; dtypes: {', '.join(sorted(INPUT_DTYPES))})")
     canonical, rest = INPUT_DTYPES[dtype], rest.strip()
     if rest and "x" not in rest and "×" not in rest and "," not in rest:  # a scalar argument
         return ExampleInput(canonical, None, _scalar(text, canonical, rest))
     try:
         sizes = parse_input_size(rest) if rest else None
     except OptionError as exc:
-        raise OptionError(
-            f"bad --input '{_short(text)}' (expected DTYPE:SHAPE with positive sizes, e.g. long:1x128)"
-        ) from exc
+        raise OptionError(f"{_bad('input', text)} (expected DTYPE:SHAPE with positive sizes, e.g. long:1x128)") from exc
     if sizes is None:
-        raise OptionError(f"bad --input '{_short(text)}': no shape after the dtype (e.g. long:1x128)")
+        raise OptionError(f"{_bad('input', text)}: no shape after the dtype (e.g. long:1x128)")
     if sizes[0] != 1:
-        raise OptionError(f"bad --input '{_short(text)}': the shape starts with the batch dimension, which must be 1")
+        raise OptionError(f"{_bad('input', text)}: the shape starts with the batch dimension, which must be 1")
     return ExampleInput(canonical, sizes[1:])
 
 
@@ -148,9 +145,9 @@ def _scalar(text: object, dtype: str, rest: str) -> int | float:
         number = float(rest)
     except ValueError as exc:
         kind = "an integer" if dtype.startswith("int") else "a number"
-        raise OptionError(f"bad --input '{_short(text)}': a scalar argument must be {kind} ({_INPUT_HELP})") from exc
+        raise OptionError(f"{_bad('input', text)}: a scalar argument must be {kind} ({_INPUT_HELP})") from exc
     if number != number or number in (float("inf"), float("-inf")):
-        raise OptionError(f"bad --input '{_short(text)}': a scalar argument must be finite")
+        raise OptionError(f"{_bad('input', text)}: a scalar argument must be finite")
     return number
 
 
@@ -161,11 +158,11 @@ def parse_inputs(texts: str | Sequence[str] | None) -> tuple[ExampleInput, ...]:
         return ()
     items = [texts] if isinstance(texts, str) else list(texts)
     if len(items) > MAX_INPUTS:
-        raise OptionError(f"--input given {len(items)} times: at most {MAX_INPUTS} forward arguments")
+        raise OptionError(f"{inputs_given(len(items))}: at most {MAX_INPUTS} forward arguments")
     parsed = tuple(parse_example_input(t) for t in items)
     if parsed and parsed[0].is_scalar:
         raise OptionError(
-            f"bad --input '{_short(items[0])}': the first --input is the model's main input, a tensor "
+            f"{_bad('input', items[0])}: the first {option('input')} is the model's main input, a tensor "
             "(DTYPE:SHAPE with the batch dimension, e.g. float:1x3x224x224)"
         )
     return parsed
@@ -182,6 +179,16 @@ def parse_input(text: str | None) -> tuple[str | None, tuple[int, ...] | None]:
         return None, None
     (first,) = parse_inputs(text)
     return first.dtype, first.shape
+
+
+def inputs_given(count: int) -> str:
+    """How many forward arguments were given, in the caller's words."""
+    return say(cli=f"--input given {count} times", library=f"input= holds {count} values")
+
+
+def _bad(what: str, text: object) -> str:
+    """``bad --input-size '0x3'`` (or ``bad input_size '0x3'``: the caller's words)."""
+    return f"bad {option(what)} '{_short(text)}'"
 
 
 def _short(text: object) -> str:

@@ -39,7 +39,7 @@ def test_a_failed_analysis_leaves_no_thread_running(tmp_path):
     with pytest.raises(WeightValueError, match="1 NaN and 0 infinite"):
         entropyflow.analyze(str(tmp_path / "nan.pt"))
     assert background.running() == 0  # the dense prefetch and the hashing were stopped and joined
-    with pytest.raises(OptionError, match="--seed must be an integer from 0 to 2\\^64−1"):
+    with pytest.raises(OptionError, match="^seed must be an integer from 0 to 2\\^64−1"):
         entropyflow.analyze(str(tmp_path / "nan.pt"), seed=2**64)
     assert background.running() == 0
 

@@ -95,8 +95,8 @@ def test_the_cpu_fallback_is_bounded_by_max_gpu_mem():
         entropyflow.analyze(DataDependent(), input_size=(3, 2048, 2048), max_mem=64 << 20, hash_files=False)
     assert str(exc.value) == (
         "the meta device cannot run this model (data-dependent op nonzero) and one forward pass on the CPU at input "
-        "size 3x2048x2048 needs about 512 MiB of activations, more than --max-gpu-mem 64 MiB: pass a smaller "
-        "--input-size, raise --max-gpu-mem, or pass --no-trace"
+        "size 3x2048x2048 needs about 512 MiB of activations, more than max_mem 64 MiB: pass a smaller "
+        "input_size=, raise max_mem=, or pass trace=False"
     )
     ok = entropyflow.analyze(DataDependent(), input_size=(3, 16, 16), hash_files=False)  # small: still on the CPU
     assert ok.model.walk == "trace-cpu"

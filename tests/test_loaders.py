@@ -16,6 +16,7 @@ from entropyflow.errors import (
 )
 from entropyflow.load.model import LoadOptions, load_model
 from entropyflow.samples import build_sample
+from entropyflow.walk.heuristic import NO_ARCH
 
 ARCH = "sample:digits_vgg"
 
@@ -101,7 +102,7 @@ def test_bare_state_dict_without_arch_gives_values_but_no_totals(tmp_path, vgg, 
     assert result.model.order == "module-name order, not traced"
     by_name = {layer.name: layer.per_position.tolist() for layer in reference.layers}
     assert {layer.name: layer.per_position.tolist() for layer in result.layers} == by_name
-    assert all(layer.totals is None and "--arch" in " ".join(layer.notes) for layer in result.layers)
+    assert all(layer.totals is None and NO_ARCH in layer.notes for layer in result.layers)
 
 
 def test_safetensors_single_sharded_and_folder(tmp_path, vgg, reference):
@@ -210,7 +211,7 @@ def test_full_pickled_module_needs_the_unsafe_flag(tmp_path, vgg, reference):
         analyze(f)
     result = analyze(f, trust_code=True, input_size=(1, 8, 8))
     same_values(result, reference)
-    assert "--trust-code" in result.model.description
+    assert result.model.description == "pickled DigitsVGG (loaded trusting its code)"
 
 
 def test_arch_mismatch_report_names_the_keys(tmp_path, vgg):

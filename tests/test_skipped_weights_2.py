@@ -283,6 +283,7 @@ def test_condconv_in_a_torchscript_archive_gives_its_true_reason(tmp_path):
         (
             "c",
             "CondConv2d: expert kernels mixed by data-dependent routing; each expert is analysed as a conv when the "
-            "model is traced as a module (a zoo spec, --arch, a live or pickled module), not here",
+            "model is traced as a module (a zoo spec, a state dict with its architecture, a live or pickled module), "
+            "not here",
         )
     ]

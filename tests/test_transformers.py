@@ -324,7 +324,7 @@ def test_inputs_that_cannot_run_are_refused_and_notes_follow_the_input(folders):
         analyse(folders["gpt2"], input=parse_inputs("long:1x2x100"))
     grid = analyse(folders["gpt2"], input=parse_inputs("long:1x16x4"))  # ids of any shape the model takes (issue 20)
     assert grid.model.input_size == (16, 4) and all(layer.traced for layer in grid.layers)
-    with pytest.raises(OptionError, match=r"bad --input 'long:1x0'"):
+    with pytest.raises(OptionError, match=r"^bad input 'long:1x0'"):
         analyse(folders["gpt2"], input=parse_inputs("long:1x0"))
     default = analyse(folders["gpt2"])
     assert any(n.startswith("input: 48 token ids") for n in default.notes)

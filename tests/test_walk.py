@@ -209,7 +209,7 @@ def test_natural_module_order():
 
 
 def test_wrong_input_size_fails_with_a_hint():
-    with pytest.raises(TraceError, match="--input-size"):
+    with pytest.raises(TraceError, match="pass input_size= matching the model, or trace=False"):
         trace_eager(skeleton("torchvision:vgg16"), (3, 16, 16))
 
 

@@ -15,7 +15,8 @@ from entropyflow.load import zoo
 from entropyflow.load.model import LoadOptions, load_model
 from entropyflow.spec import ExampleInput, parse_example_input, parse_input, parse_inputs, parse_spec
 from entropyflow.walk import walk_model
-from entropyflow.walk.trace import ARGUMENTS_HELP
+from entropyflow.walk.trace import arguments_help
+from entropyflow.words import speaking
 
 CLIP_112 = (3, 16, 112, 112)
 CLIP_224 = (3, 16, 224, 224)
@@ -100,7 +101,7 @@ def test_raft_default_input_is_two_frames_and_a_missing_one_is_named(meta_random
     with pytest.raises(OptionError) as caught:
         walk_model(loaded, (3, 128, 128), more_inputs=())  # --input given once
     assert str(caught.value) == (
-        f"RAFT.forward(image1, image2, num_flow_updates) needs 2 inputs, 1 given: missing image2 ({ARGUMENTS_HELP})"
+        f"RAFT.forward(image1, image2, num_flow_updates) needs 2 inputs, 1 given: missing image2 ({arguments_help()})"
     )
 
 
@@ -141,12 +142,12 @@ def test_a_scripted_module_gets_its_int_argument(scripted, sr, ran, length):
 def test_a_scripted_module_names_its_missing_and_extra_arguments(scripted):
     with pytest.raises(OptionError) as caught:
         entropyflow.analyze(str(scripted), trust_code=True, hash_files=False, input=parse_inputs("float:1x4x16"))
-    assert str(caught.value) == f"Vad.forward(x, sr) needs 2 inputs, 1 given: missing sr: int ({ARGUMENTS_HELP})"
+    assert str(caught.value) == f"Vad.forward(x, sr) needs 2 inputs, 1 given: missing sr: int ({arguments_help()})"
     with pytest.raises(OptionError) as caught:
         entropyflow.analyze(
             str(scripted), trust_code=True, hash_files=False, input=parse_inputs(["float:1x4x16", "int:1", "float:0.5"])
         )
-    assert str(caught.value) == f"Vad.forward(x, sr) takes 2 inputs, 3 given ({ARGUMENTS_HELP})"
+    assert str(caught.value) == f"Vad.forward(x, sr) takes 2 inputs, 3 given ({arguments_help()})"
 
 
 def test_the_cli_takes_input_once_per_argument(cli, scripted, tmp_path):
@@ -154,8 +155,11 @@ def test_the_cli_takes_input_once_per_argument(cli, scripted, tmp_path):
     r = cli("analyze", scripted, "--trust-code", "--input", "float:1x4x16", "--input", "int:8000", "-o", out, "-q")
     assert r.exit_code == 0, r.stderr
     r = cli("analyze", scripted, "--trust-code", "--input", "float:1x4x16", "-o", tmp_path / "bad", "-q")
+    with speaking("cli"):
+        flags = arguments_help()
+    assert "--input once per forward argument" in flags
     assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
-        f"error: Vad.forward(x, sr) needs 2 inputs, 1 given: missing sr: int ({ARGUMENTS_HELP})"
+        f"error: Vad.forward(x, sr) needs 2 inputs, 1 given: missing sr: int ({flags})"
     ]
 
 
@@ -176,15 +180,15 @@ def test_inputs_parse_tensors_and_numbers():
     )
     assert AnalyzeOptions(input=[]).input is None and AnalyzeOptions(input=parse_inputs("float:1x4")).more_inputs == ()
     for text, message in [
-        ("int:abc", "bad --input 'int:abc': a scalar argument must be an integer"),
-        ("float:nan", "bad --input 'float:nan': a scalar argument must be finite"),
-        ("float:2x3", "bad --input 'float:2x3': the shape starts with the batch dimension, which must be 1"),
-        ("float:", "bad --input 'float:': no shape after the dtype (e.g. long:1x128)"),
+        ("int:abc", "bad input 'int:abc': a scalar argument must be an integer"),
+        ("float:nan", "bad input 'float:nan': a scalar argument must be finite"),
+        ("float:2x3", "bad input 'float:2x3': the shape starts with the batch dimension, which must be 1"),
+        ("float:", "bad input 'float:': no shape after the dtype (e.g. long:1x128)"),
     ]:
         with pytest.raises(OptionError) as caught:
             parse_example_input(text)
         assert str(caught.value).startswith(message), str(caught.value)
-    with pytest.raises(OptionError, match=r"^bad --input 'int:16000': the first --input is the model's main input"):
+    with pytest.raises(OptionError, match=r"^bad input 'int:16000': the first input is the model's main input"):
         parse_inputs(["int:16000", "float:1x3"])
     with pytest.raises(OptionError, match="at most 16 forward arguments"):
         parse_inputs(["float:1x3"] * 17)
@@ -226,5 +230,5 @@ def test_the_position_limit_applies_to_the_last_axis_of_token_ids_only():
     with pytest.raises(OptionError) as caught:
         _check_tokens("int64", (2, 49), 48, True)
     assert str(caught.value) == (
-        "--input asks for 49 tokens, but the model's config allows at most 48 positions (max_position_embeddings)"
+        "input asks for 49 tokens, but the model's config allows at most 48 positions (max_position_embeddings)"
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from .. import words
 from .._version import __version__
 from ..text import printable
 from .errors import OneLineUsageErrors
@@ -37,6 +38,9 @@ def root(
     ),
 ) -> None:
     """entropyflow: per-layer, per-filter entropy change of conv/dense layers (Meni et al.)."""
+    # errors raised during this command name flags (--arch), not keywords; the library's words
+    # come back when the command ends (the root context closes), so an embedding process is unchanged
+    ctx.call_on_close(words.enter(words.CLI))
 
 
 def console(stderr: bool = False) -> Console:

@@ -37,6 +37,7 @@ from ..errors import (
 )
 from ..extras import require
 from ..text import printable
+from ..words import arg
 from .hf_cache import hub_cache, resolve_hub
 from .hf_config import check_config, read_config
 from .source import TensorSource
@@ -108,7 +109,7 @@ def _model_class(config: Any, trust_code: bool, where: str) -> tuple[Callable[..
         raise ArchitectureMismatchError(
             f"{where}: architectures[0] '{printable(name, 80)}' is not a PyTorch model class of transformers "
             f"{transformers.__version__} (a newer transformers may have it; custom code needs auto_map and "
-            "--trust-code)"
+            f"{arg('trust-code')})"
         )
     wanted = getattr(cls, "config_class", None)
     kind = getattr(wanted, "model_type", "") if isinstance(wanted, type) else ""
@@ -198,7 +199,7 @@ def _bounded(folder: Path, tensors: int | None) -> Iterator[None]:
                 + (
                     f"too many for a checkpoint of {tensors:,} tensors (the config does not describe these weights)"
                     if tensors is not None
-                    else "--random-init builds at most that many"
+                    else f"{arg('random-init')} builds at most that many"
                 )
             )
 
@@ -207,7 +208,8 @@ def _bounded(folder: Path, tensors: int | None) -> Iterator[None]:
             counts["values"] += value.numel()
             if counts["values"] > MAX_RANDOM_PARAMETERS:
                 raise CheckpointFormatError(
-                    f"{where} declares more than {MAX_RANDOM_PARAMETERS:,} parameters: --random-init builds them in "
+                    f"{where} declares more than {MAX_RANDOM_PARAMETERS:,} parameters: {arg('random-init')} builds "
+                    "them in "
                     f"memory (at most {MAX_RANDOM_PARAMETERS * 4 >> 30} GiB of float32); analyse a checkpoint instead"
                 )
 
@@ -575,7 +577,11 @@ def default_input(config: Any, model: nn.Module | None = None) -> tuple[tuple[in
     (size without batch, dtype, why)."""
     name = main_input(config, model)
     if name == "input_values":
-        return (AUDIO_SAMPLES,), None, f"input: {AUDIO_SAMPLES} audio samples (1 s at 16 kHz; --input float:1xN)"
+        return (
+            (AUDIO_SAMPLES,),
+            None,
+            f"input: {AUDIO_SAMPLES} audio samples (1 s at 16 kHz; another length: input float:1xN)",
+        )
     if name == "input_features":
         mels = getattr(config, "num_mel_bins", None)
         positions = getattr(config, "max_source_positions", None)
@@ -586,17 +592,21 @@ def default_input(config: Any, model: nn.Module | None = None) -> tuple[tuple[in
         if isinstance(feats, int):  # Speech2Text: (frames, features)
             size = (DEFAULT_TOKENS, feats * (getattr(config, "input_channels", None) or 1))
             return size, None, f"input: {size[0]}x{size[1]} filter-bank frames (input_feat_per_channel)"
-        return None, None, "input size unknown from config.json: pass --input"
+        return None, None, "input size unknown from config.json: give the example input"
     image = _image(config)
     if name == "pixel_values" and image:
         return image[0], None, f"input: {'x'.join(map(str, image[0]))} from {image[1]}"
     text = getattr(config, "text_config", None) or config
     if getattr(text, "vocab_size", None):
         n = _tokens(config)
-        return (n,), "int64", f"input: {n} token ids (min({DEFAULT_TOKENS}, max_position_embeddings); --input long:1xN)"
+        return (
+            (n,),
+            "int64",
+            f"input: {n} token ids (min({DEFAULT_TOKENS}, max_position_embeddings); another length: input long:1xN)",
+        )
     if image:
         return image[0], None, f"input: {'x'.join(map(str, image[0]))} from {image[1]}"
-    return None, None, "input size unknown from config.json: pass --input"
+    return None, None, "input size unknown from config.json: give the example input"
 
 
 def _forward_names(model: nn.Module) -> list[str]:

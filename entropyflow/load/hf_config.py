@@ -24,6 +24,7 @@ from .. import strictjson
 from ..errors import CheckpointFormatError, UntrustedCodeError
 from ..spec import MAX_INPUT_AXIS
 from ..text import printable, shown
+from ..words import arg
 
 __all__ = ["MAX_CONFIG_BYTES", "MAX_RANDOM_LAYERS", "read_config", "check_config"]
 
@@ -93,7 +94,7 @@ def check_config(raw: dict[str, Any], path: Path, trust_code: bool, tensors: int
     if code and not trust_code:
         raise UntrustedCodeError(
             f"{name} names custom model code ({printable(code[0], 60)}): building it runs the repository's Python; "
-            "pass --trust-code if you trust it"
+            f"pass {arg('trust-code')} if you trust it"
         )
     archs = raw.get("architectures")
     if archs is not None and not (
@@ -124,7 +125,8 @@ def check_config(raw: dict[str, Any], path: Path, trust_code: bool, tensors: int
                 + (
                     f"the checkpoint holds only {tensors:,} tensors: the config does not describe these weights"
                     if tensors is not None
-                    else f"--random-init builds at most {MAX_RANDOM_LAYERS:,} (a config-only model is built in memory)"
+                    else f"{arg('random-init')} builds at most {MAX_RANDOM_LAYERS:,} (a config-only model is built in "
+                    "memory)"
                 )
             )
 

@@ -17,6 +17,7 @@ from ..errors import ArchitectureMismatchError, OptionError, one_line
 from ..extras import install_hint, missing, require
 from ..spec import HF, ModelSpec, parse_spec
 from ..text import printable
+from ..words import arg, option
 from . import hf, zoo
 from .arch import NumClassesMismatch, match_state_dict
 from .checkpoint import RawCheckpoint, read_checkpoint
@@ -43,7 +44,7 @@ class LoadOptions:
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64:
             raise OptionError(
-                f"--seed must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not "
+                f"{option('seed')} must be an integer from 0 to 2^64−1 (torch.manual_seed's range), not "
                 f"{printable(self.seed, 40)}"
             )
 
@@ -96,10 +97,15 @@ def load_model(
         return _from_hf(Path(spec.name).expanduser(), opts, spec.name, on_tensors)
     if spec.is_file:
         if opts.weights or opts.random_init:
-            raise OptionError("--weights and --random-init apply to torchvision:/timm:/sample: specs, not to files")
+            raise OptionError(
+                f"{option('weights')} and {option('random-init')} apply to torchvision:/timm:/sample: specs, "
+                "not to files"
+            )
         return _from_file(spec, Path(spec.name), opts, on_tensors=on_tensors)
     if opts.arch:
-        raise OptionError("--arch applies to state-dict files; for a zoo spec use --weights PATH")
+        raise OptionError(
+            f"{option('arch')} applies to state-dict files; for a zoo spec use {arg('weights', 'PATH', quote=False)}"
+        )
     zoo.check_spec(spec)
     if opts.weights:
         return _from_file(
@@ -136,9 +142,11 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
     """A Hugging Face model folder: the architecture from config.json (transformers, on meta), the
     weights from its safetensors (sharded too) or its pickle-free ``pytorch_model.bin``."""
     if opts.arch:
-        raise OptionError("--arch does not apply to a Hugging Face folder: its config.json gives the architecture")
+        raise OptionError(
+            f"{option('arch')} does not apply to a Hugging Face folder: its config.json gives the architecture"
+        )
     if opts.weights:
-        raise OptionError("--weights does not apply to a Hugging Face folder")
+        raise OptionError(f"{option('weights')} does not apply to a Hugging Face folder")
     if missing("hf"):
         if opts.random_init:
             require("hf")
@@ -237,15 +245,19 @@ def _from_file(
     )
     if raw.script is not None:
         if arch or opts.arch:
-            raise OptionError("--arch does not apply to a TorchScript archive (it carries its own architecture)")
+            raise OptionError(
+                f"{option('arch')} does not apply to a TorchScript archive (it carries its own architecture)"
+            )
         return replace(base, description="TorchScript archive", script=raw.script)
     if raw.module is not None:
         if arch or opts.arch:
-            raise OptionError("--arch does not apply to a pickled nn.Module (it carries its own architecture)")
+            raise OptionError(
+                f"{option('arch')} does not apply to a pickled nn.Module (it carries its own architecture)"
+            )
         module = raw.module
         return replace(
             base,
-            description=f"pickled {type(module).__name__} (loaded with --trust-code)",
+            description=f"pickled {type(module).__name__} (loaded trusting its code)",  # saved: no flag, no keyword
             skeleton=module,
             rebuild=lambda: module,
         )
@@ -259,7 +271,7 @@ def _from_file(
         return replace(base, input_size=input_size)
     arch_spec = parse_spec(arch)
     if arch_spec.is_file:
-        raise OptionError(f"--arch must be a torchvision:, timm: or sample: spec, not a file ({arch})")
+        raise OptionError(f"{option('arch')} must be a torchvision:, timm: or sample: spec, not a file ({arch})")
     zoo.check_spec(arch_spec)
     skeleton, tensors, notes, rebuild = _match(arch_spec, raw, zoo_pretrained)
     size, count, why = zoo.default_input(arch_spec, skeleton)

@@ -34,15 +34,15 @@ def walk_model(
 ) -> Walk:
     """Sites of ``loaded``: traced on meta when it has structure, else inferred from the state dict.
     ``max_mem``: bytes the CPU fallback's activations may take (see :func:`trace_eager`).
-    ``more_inputs``: the forward's positional arguments after the main input (``--input`` given more
-    than once); None: the loaded model's own (optical flow: the example input again)."""
+    ``more_inputs``: the forward's positional arguments after the main input (``input`` with more
+    than one value); None: the loaded model's own (optical flow: the example input again)."""
     if loaded.script is None and loaded.skeleton is None:
         return walk_state_dict(loaded.tensors)
     size = input_size or loaded.input_size
     note: tuple[str, ...] = ()
     if trace and size is None:
         size = ASSUMED_INPUT
-        note = ("input size unknown: assumed 3x224x224 (pass --input-size)",)
+        note = ("input size unknown: assumed 3x224x224 (give the model's input size)",)  # saved: no flag, no keyword
     more = more_inputs if more_inputs is not None else (None,) * (loaded.input_count - 1)
     if loaded.script is not None:
         walk = trace_torchscript(loaded.script, size if trace else None, more)
@@ -60,7 +60,7 @@ def walk_model(
         if trace and size is not None and any(not s.traced for s in walk.sites):  # auxiliary heads
             walk = _train_only(walk, loaded.skeleton, size, input_dtype)
     if not trace:
-        note += ("--no-trace: no geometry, totals unavailable",)
+        note += ("trace off: no geometry, totals unavailable",)
         walk = replace(walk, sites=tuple(replace(s, untraced_reason=NO_TRACE_REASON) for s in walk.sites))
     return Walk(walk.sites, walk.skipped, walk.mode if trace else "untraced", walk.input_size, walk.notes + note)
 

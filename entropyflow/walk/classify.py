@@ -79,6 +79,7 @@ def skip_reason(type_name: str) -> str:
     if "CondConv" in type_name:
         return (
             f"{type_name}: expert kernels mixed by data-dependent routing; each expert is analysed as a conv "
-            "when the model is traced as a module (a zoo spec, --arch, a live or pickled module), not here"
+            "when the model is traced as a module (a zoo spec, a state dict with its architecture, a live or pickled "
+            "module), not here"
         )
     return f"parameters held directly by {type_name} (tokens, embeddings, scales): not a conv/dense weight"

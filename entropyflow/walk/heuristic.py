@@ -30,7 +30,11 @@ EMBEDDING_NAME = re.compile(
     re.IGNORECASE,
 )
 NORM_NAME = re.compile(r"\w*norm\w*|ln(_\w+)?|ln\d*|\w+_ln\d*|bn\d*|gn\d*", re.IGNORECASE)
-NO_ARCH = "no architecture: pass --arch (e.g. --arch torchvision:resnet50) or embed a manifest for geometry and totals"
+# saved with the results (layer and walk notes): the same words whoever the caller (no flag, no keyword)
+NO_ARCH = (
+    "no architecture: give the state dict its architecture (arch, e.g. torchvision:resnet50) or embed a "
+    "manifest for geometry and totals"
+)
 
 
 def natural_key(name: str) -> tuple:
@@ -46,7 +50,7 @@ def natural_key(name: str) -> tuple:
 
 ORDER_NOTE = (
     "layers are numbered in module-name order (natural sort of the dotted paths), not in execution order: "
-    "without the architecture the order a forward pass uses is unknown (pass --arch for it)"
+    "without the architecture the order a forward pass uses is unknown (give the architecture for it)"
 )
 
 
@@ -170,8 +174,7 @@ def _norm_like(prefix: str, shape: tuple[int, ...], shapes: dict[str, tuple[int,
     if shape[0] == 1 and bias is None:
         return (
             "(1, n) weight without a bias of shape (1,): a normalisation's elementwise scale (e.g. "
-            "nn.LayerNorm([1, n])) or a bias-free one-output dense map, ambiguous without the architecture "
-            "(pass --arch)"
+            "nn.LayerNorm([1, n])) or a bias-free one-output dense map, ambiguous without the architecture"
         )
     return None
 

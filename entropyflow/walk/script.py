@@ -11,6 +11,7 @@ from typing import cast
 import torch
 
 from ..errors import TraceError, one_line
+from ..words import arg
 from .classify import skip_reason, type_name_kind
 from .dispatch import Clock, OpRecorder, buffer_reason
 from .effective import parametrization_owner, weight_norm_of
@@ -49,7 +50,7 @@ def trace_torchscript(script, input_size: tuple[int, ...] | None, more_inputs: M
                 raise TraceError(
                     f"TorchScript forward failed at input size {size} on the meta device ({one_line(meta_exc, 120)}) "
                     "and on "
-                    f"the CPU ({one_line(exc, 120)}); pass --input-size matching the model, or --no-trace"
+                    f"the CPU ({one_line(exc, 120)}); pass {arg('input-size')} matching the model, or {arg('no-trace')}"
                 ) from exc
             mode = "torchscript-cpu"
             notes += (

@@ -119,7 +119,8 @@ class LayerSite:
         return self.weight_shape[0] if self.is_conv else 1
 
 
-NO_TRACE_REASON = "--no-trace: no forward pass ran, so no geometry; total unavailable"
+# saved with the results: the same words whoever the caller (no flag, no keyword)
+NO_TRACE_REASON = "trace off: no forward pass ran, so no geometry; total unavailable"
 TRAIN_ONLY_REASON = (
     "called only in training mode (e.g. an auxiliary classifier head): the eval-mode forward pass does not run it, "
     "so no geometry; total unavailable"

@@ -21,13 +21,14 @@ from torch.nn.utils import parametrize
 from ..errors import BudgetError, OptionError, TraceError, one_line
 from ..load.skeleton import meta_skeleton
 from ..spec import ExampleInput
+from ..words import arg, option, say
 from .classify import custom_forward, eager_kind, skip_reason, stored_weight_note
 from .dispatch import Clock, OpRecorder, buffer_kernels, buffer_reason
 from .effective import condconv_key, condconv_note, is_condconv, parametrization_owner, weight_transform
 from .fused import expert_sites, is_conv1d, moe_kind, split
 from .sites import ConvGeometry, DenseGeometry, LayerSite, SkippedModule, Walk, conv_geometry
 
-CPU_BUDGET = 256 << 20  # the CPU fallback's activations (bytes), unless --max-gpu-mem says otherwise
+CPU_BUDGET = 256 << 20  # the CPU fallback's activations (bytes), unless max_mem (--max-gpu-mem) says otherwise
 ACTIVATIONS_ALIVE = 4  # the largest activation times this: its input, itself, a temporary, a residual
 FUNCTIONAL_NOTE = "weight used functionally by its parent's forward (module not called)"
 MoreInputs = tuple[ExampleInput | None, ...]  # positional arguments after the main input; None: the main input again
@@ -194,8 +195,9 @@ def _check_cpu_budget(
     if need > max_mem:
         raise BudgetError(
             f"the meta device cannot run this model ({_cause(meta)}) and one forward pass on the CPU at input size "
-            f"{'x'.join(map(str, input_size))} needs about {_mib(need)} of activations, more than --max-gpu-mem "
-            f"{_mib(max_mem)}: pass a smaller --input-size, raise --max-gpu-mem, or pass --no-trace"
+            f"{'x'.join(map(str, input_size))} needs about {_mib(need)} of activations, more than "
+            f"{option('max-gpu-mem')} {_mib(max_mem)}: pass a smaller {arg('input-size')}, raise "
+            f"{arg('max-gpu-mem')}, or pass {arg('no-trace')}"
         )
 
 
@@ -241,18 +243,18 @@ def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException
     if cpu is not None:
         return (
             f"forward pass failed at input size {size} on the meta device ({_cause(meta)}) and on the CPU "
-            f"({type(cpu).__name__}: {one_line(cpu, 140)}); pass --input-size matching the model, or --no-trace "
-            "to analyse without geometry"
+            f"({type(cpu).__name__}: {one_line(cpu, 140)}); pass {arg('input-size')} matching the model, or "
+            f"{arg('no-trace')} to analyse without geometry"
         )
     if _data_dependent(meta):
         return (
             f"the model's forward pass uses code the meta device cannot run ({_cause(meta)}) and no real copy of "
-            "it is available to run on the CPU; analyse it from a torchvision:/timm:/sample: spec or with --arch, "
-            "or pass --no-trace to analyse without geometry"
+            f"it is available to run on the CPU; analyse it from a torchvision:/timm:/sample: spec or with "
+            f"{arg('arch')}, or pass {arg('no-trace')} to analyse without geometry"
         )
     return (
         f"forward pass on the meta device failed at input size {size} ({type(meta).__name__}: {one_line(meta, 160)}); "
-        "pass --input-size matching the model, or --no-trace to analyse without geometry"
+        f"pass {arg('input-size')} matching the model, or {arg('no-trace')} to analyse without geometry"
     )
 
 
@@ -283,9 +285,13 @@ def forward_parameters(model) -> tuple[list[Parameter], bool] | None:
     return params, any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in signature.parameters.values())
 
 
-ARGUMENTS_HELP = (
-    "give --input once per forward argument, in order: a tensor as DTYPE:1xSHAPE, a number as int:N or float:X"
-)
+def arguments_help() -> str:
+    """How to give the forward's arguments, in the caller's words."""
+    return say(
+        cli="give --input once per forward argument, in order: a tensor as DTYPE:1xSHAPE, a number as int:N or float:X",
+        library="give input= one value per forward argument, in order (entropyflow.spec.parse_inputs reads them: "
+        "a tensor as DTYPE:1xSHAPE, a number as int:N or float:X)",
+    )
 
 
 def check_arguments(model, given: int, keywords: tuple[str, ...] = ()) -> None:
@@ -306,12 +312,12 @@ def check_arguments(model, given: int, keywords: tuple[str, ...] = ()) -> None:
         needed = given + len(missing)
         raise OptionError(
             f"{owner}.forward({names}) needs {needed} inputs, {given} given: missing {', '.join(missing)} "
-            f"({ARGUMENTS_HELP})"
+            f"({arguments_help()})"
         )
     if not variadic and given > len(params):
         raise OptionError(
             f"{owner}.forward({names}) takes {len(params)} input{'s' if len(params) != 1 else ''}, {given} given "
-            f"({ARGUMENTS_HELP})"
+            f"({arguments_help()})"
         )
 
 
