@@ -12,6 +12,9 @@ from ..text import printable
 from .app import app, consoles, wrote
 from .errors import errors
 from .options import (
+    ESTIMATOR,
+    EVIDENCE,
+    OUTPUT,
     Arch,
     ChannelRuleOpt,
     Debug,
@@ -51,8 +54,11 @@ def analyze(
     model: Annotated[
         str | None,
         typer.Argument(
-            help="Checkpoint file or folder, torchvision:NAME[.TAG], timm:NAME[.TAG] or sample:NAME. Default: the "
-            "bundled sample.",
+            metavar="MODEL",
+            help="What to analyse: a checkpoint file (.pt/.pth/.ckpt/.bin/.safetensors, a TorchScript archive), "
+            "a folder (a Hugging Face model folder with config.json, sharded safetensors, a run's checkpoints), "
+            "torchvision:NAME[.TAG], timm:NAME[.TAG], hf:ORG/NAME (from the local Hugging Face cache) or "
+            "sample:NAME. Default: the bundled sample.",
         ),
     ] = None,
     arch: Arch = None,
@@ -68,50 +74,89 @@ def analyze(
     trust_code: TrustCode = False,
     estimator: Annotated[
         str,
-        typer.Option("--estimator", help="paper: log|c11| per filter (SPEC §2-3); spectral: Σ log σ, basis-invariant."),
+        typer.Option(
+            "--estimator",
+            metavar="paper|spectral",
+            help="paper: log|c11| per filter (docs/method.md, Convolutions); spectral: Σ log σ, basis-invariant.",
+            rich_help_panel=ESTIMATOR,
+        ),
     ] = "paper",
-    out: Annotated[
-        str,
-        typer.Option("--out", "-o", help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html."),
-    ] = "entropyflow-report",
-    no_trace: Annotated[
-        bool, typer.Option("--no-trace", help="Do not run the forward pass (no geometry, no totals).")
-    ] = False,
-    no_hash: Annotated[
-        bool, typer.Option("--no-hash", help="Do not compute the checkpoint's sha256 for provenance.")
-    ] = False,
     compare: Annotated[
         str | None,
         typer.Option(
             "--compare",
+            metavar="random|SPEC",
             help="Draw beside a reference: 'random' (same architecture, random init) or another model spec/file.",
+            rich_help_panel=EVIDENCE,
         ),
     ] = None,
     seeds: Annotated[
         int | None,
         typer.Option(
             "--seeds",
+            metavar="N",
             help="With --compare random: number of random initialisations (default 10; each is one more analysis "
             "of the architecture). The model's own seed is never among them.",
+            rich_help_panel=EVIDENCE,
         ),
     ] = None,
+    out: Annotated[
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = "entropyflow-report",
+    no_trace: Annotated[
+        bool,
+        typer.Option(
+            "--no-trace", help="Do not run the forward pass (no geometry, no totals).", rich_help_panel=ESTIMATOR
+        ),
+    ] = False,
+    no_hash: Annotated[
+        bool,
+        typer.Option(
+            "--no-hash", help="Do not compute the checkpoint's sha256 for provenance.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
     plot_format: Annotated[
-        str, typer.Option("--plot-format", help="png, svg or pdf for entropy.* and profile.*.")
+        str,
+        typer.Option(
+            "--plot-format",
+            metavar="png|svg|pdf",
+            help="png, svg or pdf for entropy.* and profile.*.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = "png",
-    no_plot: Annotated[bool, typer.Option("--no-plot", help="Write no figures.")] = False,
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Write no figures.", rich_help_panel=OUTPUT)] = False,
     plot_total: Annotated[
-        bool, typer.Option("--plot-total", help="Plot per-filter totals instead of per-position values.")
+        bool,
+        typer.Option(
+            "--plot-total", help="Plot per-filter totals instead of per-position values.", rich_help_panel=OUTPUT
+        ),
     ] = False,
     labels: Annotated[
-        str, typer.Option("--labels", help="x-axis labels: index (1…L) or names (dotted module names).")
+        str,
+        typer.Option(
+            "--labels",
+            metavar="index|names",
+            help="x-axis labels: index (1…L) or names (dotted module names).",
+            rich_help_panel=OUTPUT,
+        ),
     ] = "index",
-    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html.")] = False,
+    no_html: Annotated[
+        bool, typer.Option("--no-html", help="Do not write report.html.", rich_help_panel=OUTPUT)
+    ] = False,
     quiet: Quiet = False,
     output_format: Annotated[
         str,
         typer.Option(
             "--format",
+            metavar="table|json",
             help="What goes to stdout: table (rich) or json (analysis.json, for scripts; files are still written).",
+            rich_help_panel=OUTPUT,
         ),
     ] = "table",
     debug: Debug = False,

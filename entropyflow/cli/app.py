@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,22 @@ from .. import words
 from .._version import __version__
 from ..text import printable
 from .errors import OneLineUsageErrors
+
+
+def _flags_show_no_type() -> None:
+    """``--help`` lists a flag as ``--no-plot``, not ``--no-plot <bool>``: typer shows every option's
+    type, and a flag takes no value to type."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag and self.metavar is None else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
 
 app = typer.Typer(
     cls=OneLineUsageErrors,
@@ -43,11 +60,15 @@ def root(
     ctx.call_on_close(words.enter(words.CLI))
 
 
+UNWRAPPED = 10_000  # columns of a console that is not a terminal: no line is wrapped
+
+
 def console(stderr: bool = False) -> Console:
-    """A console; when output is not a terminal (a pipe, a file) tables get 160 columns, not 80."""
+    """A console; when output is not a terminal (a pipe, a file) nothing is wrapped: tables and lines
+    keep their whole width, for a script or a wide pager to read."""
     stream = sys.stderr if stderr else sys.stdout
     wide = not stream.isatty() and "COLUMNS" not in os.environ
-    return Console(stderr=stderr, width=160 if wide else None)
+    return Console(stderr=stderr, width=UNWRAPPED if wide else None)
 
 
 def consoles(ctx: typer.Context) -> tuple[Console, Console]:

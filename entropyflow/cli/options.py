@@ -16,27 +16,56 @@ if TYPE_CHECKING:
     from ..analysis import AnalyzeOptions
     from ..vocab import ChannelRule, Estimator
 
+# the panels --help groups the options in, the same in every command
+MODEL = "Model: what is analysed"
+ESTIMATOR = "Estimator: how it is measured"
+EVIDENCE = "Evidence: what it is compared with"
+OUTPUT = "Output"
+
 Arch = Annotated[
     str | None,
     typer.Option(
-        "--arch", help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals)."
+        "--arch",
+        metavar="SPEC",
+        help="Architecture of a bare state dict, e.g. torchvision:resnet50 (gives geometry and totals).",
+        rich_help_panel=MODEL,
     ),
 ]
 Weights = Annotated[
     str | None,
-    typer.Option("--weights", help="Weights file for a torchvision:/timm: spec instead of the local cache."),
+    typer.Option(
+        "--weights",
+        metavar="PATH",
+        help="Weights file for a torchvision:/timm: spec instead of the local cache.",
+        rich_help_panel=MODEL,
+    ),
 ]
 Key = Annotated[
     str | None,
-    typer.Option("--key", help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema)."),
+    typer.Option(
+        "--key",
+        metavar="NAME",
+        help="Entry of a checkpoint dict that holds the weights (e.g. state_dict_ema).",
+        rich_help_panel=MODEL,
+    ),
 ]
 RandomInit = Annotated[
-    bool, typer.Option("--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).")
+    bool,
+    typer.Option(
+        "--random-init", help="Random initialisation of a zoo spec (reproducible with --seed).", rich_help_panel=MODEL
+    ),
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for --random-init (torch.manual_seed).")]
+Seed = Annotated[
+    int, typer.Option("--seed", metavar="N", help="Seed for --random-init (torch.manual_seed).", rich_help_panel=MODEL)
+]
 InputSize = Annotated[
     str | None,
-    typer.Option("--input-size", help="Input size without batch, e.g. 3x224x224 (default: the model's own)."),
+    typer.Option(
+        "--input-size",
+        metavar="CxHxW",
+        help="Input size without batch, e.g. 3x224x224 (default: the model's own).",
+        rich_help_panel=MODEL,
+    ),
 ]
 Input = Annotated[
     list[str] | None,
@@ -46,23 +75,34 @@ Input = Annotated[
         help="Example input as DTYPE:SHAPE with the batch dimension, e.g. long:1x128 (128 token ids) for "
         "transformers; default: from the model's config. Repeat it once per forward argument, in order "
         "(e.g. two frames, or int:16000 for a number).",
+        rich_help_panel=MODEL,
     ),
 ]
 ChannelRuleOpt = Annotated[
     str,
     typer.Option(
         "--channel-rule",
+        metavar="first|mean",
         help="first (paper, default) or mean over input channels (the regularizer uses the same rule).",
+        rich_help_panel=ESTIMATOR,
     ),
 ]
 Device = Annotated[
-    str, typer.Option("--device", help="auto, cpu, cuda or cuda:N: where the arithmetic runs (same numbers).")
+    str,
+    typer.Option(
+        "--device",
+        metavar="auto|cpu|cuda[:N]",
+        help="auto, cpu, cuda or cuda:N: where the arithmetic runs (same numbers).",
+        rich_help_panel=ESTIMATOR,
+    ),
 ]
 MaxGpuMem = Annotated[
     str | None,
     typer.Option(
         "--max-gpu-mem",
+        metavar="BYTES",
         help="Memory budget of batched work on the device, e.g. 4GiB (default 256MiB; raise it on a GPU).",
+        rich_help_panel=ESTIMATOR,
     ),
 ]
 TrustCode = Annotated[
@@ -72,12 +112,18 @@ TrustCode = Annotated[
         "--unsafe-pickle",
         help="Allow files whose loading runs code from them: pickled Python objects (a whole nn.Module) and "
         "TorchScript archives.",
+        rich_help_panel=MODEL,
     ),
 ]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
-PlotFormat = Annotated[str, typer.Option("--plot-format", help="png, svg or pdf.")]
-NoPlot = Annotated[bool, typer.Option("--no-plot", help="Write no figures.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Do not print the table (files are still written).")]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks.", rich_help_panel=OUTPUT)]
+PlotFormat = Annotated[
+    str, typer.Option("--plot-format", metavar="png|svg|pdf", help="png, svg or pdf.", rich_help_panel=OUTPUT)
+]
+NoPlot = Annotated[bool, typer.Option("--no-plot", help="Write no figures.", rich_help_panel=OUTPUT)]
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Do not print the table (files are still written).", rich_help_panel=OUTPUT),
+]
 
 
 @dataclass(frozen=True)
