@@ -234,7 +234,7 @@ def test_hf_id_resolves_from_a_cache_folder(folders, tmp_path, monkeypatch):
         entropyflow.analyze(f"hf:tiny-org/tiny-llama@{commit}", hash_files=False).layers[0].logdet
         == direct.layers[0].logdet
     )
-    with pytest.raises(InputNotFoundError, match="huggingface-cli download tiny-org/other"):
+    with pytest.raises(InputNotFoundError, match="hf download tiny-org/other"):
         entropyflow.analyze("hf:tiny-org/other")
     with pytest.raises(InputNotFoundError, match="no refs/v2"):
         entropyflow.analyze("hf:tiny-org/tiny-llama@v2")

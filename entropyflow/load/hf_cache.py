@@ -11,6 +11,7 @@ working, a link that leaves the repository's folder is refused.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import stat
@@ -62,7 +63,7 @@ def resolve_hub(repo: str, revision: str | None = None) -> Path:
             f"letters, digits and ._+-/, at most {MAX_REVISION} characters)"
         )
     rev = revision or "main"
-    fetch = f"huggingface-cli download {repo}" + (f" --revision {rev}" if revision else "")
+    fetch = f"{download_command()} {repo}" + (f" --revision {rev}" if revision else "")
     cache = hub_cache()
     folder = cache / f"models--{repo.replace('/', '--')}"
     try:
@@ -135,3 +136,15 @@ def _read_ref(ref: Path, repo: str, rev: str, fetch: str) -> str:
             f"damaged: fetch it again with `{fetch}`"
         )
     return text
+
+
+def download_command() -> str:
+    """How this machine's huggingface_hub downloads a repository: ``hf download`` (the CLI since
+    huggingface_hub 0.34; ``huggingface-cli`` was removed in 1.0), ``huggingface-cli download``
+    before that."""
+    try:
+        version = importlib.metadata.version("huggingface_hub")
+    except importlib.metadata.PackageNotFoundError:
+        return "hf download"  # what `pip install -U huggingface_hub` gives
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    return "hf download" if tuple(parts) >= (0, 34) else "huggingface-cli download"
