@@ -258,6 +258,10 @@ def test_without_transformers_a_folder_is_analysed_bare_and_says_how_to_install(
     result = analyse(folders["llama"])
     assert result.model.walk == "state_dict"
     assert any("pip install 'entropyflow[hf]'" in n for n in result.notes)
+    # one remedy, not a second note advising a torchvision architecture (issue 25)
+    architecture = [n for n in result.notes if "architecture" in n]
+    assert architecture[0].startswith("no architecture: its config.json needs transformers: pip install")
+    assert not any("torchvision:resnet50" in n or "give the architecture" in n for n in result.notes)
 
 
 def test_recommend_and_regularizer_round_trip_on_split_and_transposed_maps(folders, tmp_path):

@@ -73,6 +73,9 @@ class LoadedModel:
     seed: int | None = None  # the torch.manual_seed of the initialisation, when known (random init, a manifest)
     input_note: str | None = None  # how the default example input was chosen (said when it is used)
     max_tokens: int | None = None  # the longest token sequence the model's config allows
+    # why a state dict has no architecture here and what gives it one, when the load knows better than the
+    # generic advice (a Hugging Face folder without transformers installed); saved in the walk's notes
+    arch_remedy: str | None = None
     extra_inputs: tuple[str, ...] = ()  # keyword inputs that take the same example (decoder_input_ids)
     input_count: int = 1  # positional forward arguments that take the example input (optical flow: 2 frames)
 
@@ -151,8 +154,8 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
         if opts.random_init:
             require("hf")
         loaded = _from_file(ModelSpec("file", str(folder)), folder, opts, spec_text=spec_text, on_tensors=on_tensors)
-        hint = f"config.json ignored: {install_hint('hf')} to build the architecture (order, geometry, totals)"
-        return replace(loaded, notes=loaded.notes + (hint,))
+        remedy = f"its config.json needs transformers: {install_hint('hf')} to build it (order, geometry, totals)"
+        return replace(loaded, arch_remedy=remedy)
     if opts.random_init:
         torch.manual_seed(opts.seed)
         real, config, cls, built = hf.build(folder, opts.trust_code, device="cpu")

@@ -37,7 +37,7 @@ def walk_model(
     ``more_inputs``: the forward's positional arguments after the main input (``input`` with more
     than one value); None: the loaded model's own (optical flow: the example input again)."""
     if loaded.script is None and loaded.skeleton is None:
-        return walk_state_dict(loaded.tensors)
+        return walk_state_dict(loaded.tensors, loaded.arch_remedy)
     size = input_size or loaded.input_size
     note: tuple[str, ...] = ()
     if trace and size is None:

@@ -54,7 +54,13 @@ ORDER_NOTE = (
 )
 
 
-def walk_state_dict(tensors: TensorSource) -> Walk:
+def no_arch(remedy: str | None = None) -> str:
+    """The note of a walk without an architecture: ``remedy`` when the load knows what would give
+    one (a Hugging Face folder without transformers), else :data:`NO_ARCH`."""
+    return f"no architecture: {remedy}" if remedy else NO_ARCH
+
+
+def walk_state_dict(tensors: TensorSource, remedy: str | None = None) -> Walk:
     sites: list[LayerSite] = []
     groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
     analysed: set[str] = set()
@@ -80,7 +86,7 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
                         None,
                         False,
                         inferred=True,
-                        notes=(f"kind inferred from a {len(wn.shape)}-D weight", wn.note, NO_ARCH),
+                        notes=(f"kind inferred from a {len(wn.shape)}-D weight", wn.note, no_arch(remedy)),
                     )
                 )
                 analysed.update({owner, prefix})
@@ -95,7 +101,7 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
                     None,
                     False,
                     inferred=True,
-                    notes=(f"kind inferred from a {len(shape)}-D weight", NO_ARCH),
+                    notes=(f"kind inferred from a {len(shape)}-D weight", no_arch(remedy)),
                 )
             )
             analysed.add(prefix)
@@ -115,7 +121,7 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
                     None,
                     False,
                     inferred=True,
-                    notes=("kind inferred from a 2-D weight", NO_ARCH),
+                    notes=("kind inferred from a 2-D weight", no_arch(remedy)),
                 )
             )
             analysed.add(prefix)
@@ -133,7 +139,7 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
                         False,
                         rows=(i * e, (i + 1) * e),
                         inferred=True,
-                        notes=("packed q/k/v projection (MultiheadAttention)", NO_ARCH),
+                        notes=("packed q/k/v projection (MultiheadAttention)", no_arch(remedy)),
                     )
                 )
             analysed.add(prefix)
@@ -142,7 +148,8 @@ def walk_state_dict(tensors: TensorSource) -> Walk:
         for p, params in groups.items()
         if p not in analysed
     ]
-    return Walk(tuple(sites), tuple(skipped), "state_dict", None, (NO_ARCH, ORDER_NOTE))
+    order = ORDER_NOTE if remedy is None else ORDER_NOTE.replace(" (give the architecture for it)", "")
+    return Walk(tuple(sites), tuple(skipped), "state_dict", None, (no_arch(remedy), order))
 
 
 def _weight_norm(prefix: str, param: str, shapes: dict[str, tuple[int, ...]]) -> WeightNorm | None:
