@@ -24,8 +24,9 @@ def sweep(
         str | None,
         typer.Option(
             "--task",
-            help="A built-in task instead: digits-autoencoder, digits-cnn or digits-unet "
-            "(the paper's experiments on digits).",
+            help="A built-in task instead: digits-autoencoder, digits-cnn, digits-unet (the paper's experiments on "
+            "digits), or mnist-autoencoder, cifar10-autoencoder, cifar10-cnn, imagenette-vgg16, imagenette-resnet50, "
+            "segmentation-unet (at the paper's scale, with --data).",
         ),
     ] = None,
     lambdas: Annotated[
@@ -89,6 +90,26 @@ def sweep(
             "--primary",
             help="The outcome the best cell is chosen on: final, best, epochs_to_target, seconds_to_target or "
             "stop_epoch (default: epochs_to_target with --target, else final).",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="The dataset's folder for a paper-scale task (MNIST/, cifar-10-batches-py/, an ImageFolder tree, "
+            "images/ + masks/ or VOCdevkit/); never downloaded. Passed as config['params']['data'].",
+        ),
+    ] = None,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option("--max-epochs", help="Cap every trial's epochs (a pilot run before the paper's full length)."),
+    ] = None,
+    subset: Annotated[
+        int | None,
+        typer.Option(
+            "--subset",
+            help="Use the first N examples of each split, in a permutation fixed for all trials (a pilot); "
+            "config['params']['subset'].",
         ),
     ] = None,
     param: Annotated[
@@ -158,6 +179,9 @@ def sweep(
             params=parse_params(param),
             resume=resume,
             plot_format=plot_format,
+            data=data,
+            max_epochs=max_epochs,
+            subset=subset,
         )
         ray_options = RayOptions(
             address=address,

@@ -32,11 +32,11 @@ from ..recommend import RecommendOptions
 from ..report import check_writable, read_analysis
 from ..report.outdir import preflight, write_atomically
 from ..text import printable
-from . import ray_tune, records
+from . import datasets, ray_tune, records
 from .contract import check_metric
 from .events import RayOptions, TrialEvent, TrialOutcome
 from .output import sweep_files
-from .spec import Placement, SweepSpec, placements_from, rules
+from .spec import STRUCTURAL, Placement, SweepSpec, placements_from, rules
 from .summary import SweepSummary, Timing, summarize, trial_summary
 from .tasks import task, train_function
 
@@ -223,22 +223,42 @@ def task_spec(
     placement_names: Sequence[str] | None = None,
     target: float | None = None,
     params: dict[str, Any] | None = None,
+    reference: str | None = None,
+    max_epochs: int | None = None,
 ) -> SweepSpec:
-    """The grid of a built-in task (its paper setting), with overrides."""
+    """The grid of a built-in task (its paper setting), with overrides. ``reference``: a trained
+    model of the architecture (or its analysis.json) for the placements that read weights;
+    ``max_epochs`` caps the epochs (a pilot); ``params["data"]`` is the dataset's folder, checked here."""
     t = task(name)
     names = tuple(placement_names) if placement_names is not None else t.placements
+    if placement_names is None and reference is not None:
+        names += t.reference_placements  # e.g. Table 2's `empirical`, from the user's pretrained weights
     params = dict(params or {})
-    reference = t.reference
+    if t.dataset is not None:
+        datasets.check(t.dataset, params.get("data"))  # a missing dataset: one line, before Ray starts
     model = None
-    if reference is None or any(p in params for p in t.arch_params):
-        model = t.model(params)  # positional placements only: the architecture itself is the reference
-        reference = None
-    found = placements(names, reference, model=model, options=RecommendOptions(k=2), input_size=t.input_size)
+    if reference is None:
+        reference = t.reference
+        if t.rules_in_trial and (reference is None or any(p in params for p in t.arch_params)):
+            reference = None  # structural placements resolved in each trial (no full-size model built here)
+        elif reference is None or any(p in params for p in t.arch_params):
+            model = t.model(params)  # positional placements only: the architecture itself is the reference
+            reference = None
+    options = RecommendOptions(k=2)
+    if t.rules_in_trial and reference is not None:
+        # structural placements depend on the architecture only: resolved in the trial on the model it builds;
+        # only those that read weights come from the reference (which may be a bare analysis.json)
+        weighted = [n for n in names if n not in STRUCTURAL]
+        by_name = {p.name: p for p in placements(weighted, reference, options=options)} if weighted else {}
+        structural = {p.name: p for p in rules([n for n in names if n in STRUCTURAL], options)}
+        found = tuple(structural[n] if n in structural else by_name[n] for n in names)
+    else:
+        found = placements(names, reference, model=model, options=options, input_size=t.input_size)
     spec = SweepSpec(
         lambdas=tuple(lambdas) if lambdas is not None else t.lambdas,
         placements=found,
         seeds=tuple(range(first_seed, first_seed + seeds)),
-        epochs=epochs or t.epochs,
+        epochs=min(epochs or t.epochs, max_epochs or epochs or t.epochs),
         metric=t.metric,
         mode=vocab.mode(t.mode),
         target=target if target is not None else t.target,
@@ -275,6 +295,9 @@ class SweepRequest:
     params: dict[str, Any] = field(default_factory=dict)
     resume: bool = False
     plot_format: str = "png"
+    data: str | None = None  # --data ROOT: the dataset's folder, as params["data"] (absolute)
+    max_epochs: int | None = None  # --max-epochs: caps the epochs (a pilot)
+    subset: int | None = None  # --subset N: the first N examples of each split, as params["subset"]
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -289,6 +312,21 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         except ValueError:
             out[key.strip()] = value
     return out
+
+
+def pilot(request: SweepRequest) -> SweepRequest:
+    """``--data``, ``--subset`` into the trials' params (``data`` as an absolute path: Ray's workers
+    run in other folders), ``--max-epochs`` and ``--subset`` checked."""
+    params = dict(request.params)
+    if request.data is not None:
+        params["data"] = str(Path(request.data).expanduser().resolve())
+    if request.subset is not None:
+        if request.subset < 1:
+            raise OptionError("--subset must be at least 1 (examples per split)")
+        params["subset"] = request.subset
+    if request.max_epochs is not None and request.max_epochs < 1:
+        raise OptionError("--max-epochs must be at least 1")
+    return replace(request, params=params)
 
 
 def sweep(
@@ -312,6 +350,7 @@ def sweep(
     vocab.plot_format(request.plot_format)
     figures = [f"learning_curves.{request.plot_format}", f"outcomes.{request.plot_format}"]
     preflight(out, "sweep", ["trials.csv", "summary.csv", "summary.json", "best.yaml", *figures])  # before any trial
+    request = pilot(request)
     if request.task is not None:
         spec = task_spec(
             request.task,
@@ -322,6 +361,8 @@ def sweep(
             placement_names=request.placements,
             target=request.target,
             params=request.params,
+            reference=request.reference,
+            max_epochs=request.max_epochs,
         )
         spec = replace(
             spec,
@@ -336,12 +377,13 @@ def sweep(
         assert request.train is not None
         if request.metric is None or request.epochs is None:
             raise OptionError("a training function needs --metric (what it reports) and --epochs")
+        epochs = min(request.epochs, request.max_epochs or request.epochs)
         found = placements(request.placements or (), request.reference, request.configs)
         spec = SweepSpec(
             lambdas=request.lambdas if request.lambdas is not None else DEFAULT_LAMBDAS,
             placements=found,
             seeds=tuple(range(request.first_seed, request.first_seed + request.seeds)),
-            epochs=request.epochs,
+            epochs=epochs,
             metric=request.metric,
             mode=vocab.mode(request.mode or "min"),
             target=request.target,
