@@ -367,3 +367,22 @@ def test_broken_configs_and_revisions_are_one_line_errors(folders, tmp_path, mon
     for spec in ("hf:org/tiny@", "hf:org/tiny@../refs/main"):
         with pytest.raises(OptionError, match="not a branch, tag or commit"):
             entropyflow.analyze(spec)
+
+
+def test_an_attention_subclass_per_implementation_is_split_as_its_base():
+    """transformers before 4.48 builds GPT2SdpaAttention (a GPT2Attention subclass) by default: its
+    fused c_attn is split into q, k, v like the base class's (issue 23)."""
+    from transformers.models.gpt2 import modeling_gpt2
+
+    class GPT2SdpaAttention(modeling_gpt2.GPT2Attention):
+        pass
+
+    config = transformers.GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=50, n_positions=16)
+    model = transformers.GPT2Model(config)
+    subclass = GPT2SdpaAttention(config, layer_idx=0)
+    subclass.load_state_dict(model.h[0].attn.state_dict())
+    plain = entropyflow.analyze(model, input=parse_inputs("long:1x8"), hash_files=False)
+    model.h[0].attn = subclass
+    split = entropyflow.analyze(model, input=parse_inputs("long:1x8"), hash_files=False)
+    assert [layer.name for layer in split.layers][:3] == ["h.0.attn.c_attn.q", "h.0.attn.c_attn.k", "h.0.attn.c_attn.v"]
+    assert [layer.logdet for layer in split.layers] == [layer.logdet for layer in plain.layers]

@@ -133,6 +133,9 @@ def split(name: str, module: nn.Module, parent: nn.Module | None, config: Any, s
     fused projection whose layout is not certain, with a note that it is analysed whole)."""
     leaf = name.rsplit(".", 1)[-1]
     ptype = type(parent).__name__ if parent is not None else ""
+    # the class and its bases: transformers before 4.48 picks an attention subclass per implementation
+    # (GPT2SdpaAttention, FalconFlashAttention2, ...), which fuses its weights as its base class does
+    kinds = {c.__name__ for c in type(parent).__mro__} if parent is not None else set()
     pmod = type(parent).__module__ if parent is not None else ""
     model_type = str(getattr(config, "model_type", "") or "")
     rows = site.weight_shape[0]
@@ -145,22 +148,22 @@ def split(name: str, module: nn.Module, parent: nn.Module | None, config: Any, s
     if leaf == "kv" and pmod.startswith("timm") and rows % 2 == 0:  # twins, volo, attention pools: (2, heads, hd)
         e = rows // 2
         return _parts(site, "k,v", [(0, e), (e, 2 * e)], None, f"fused k/v of {ptype} ({pmod}): contiguous halves")
-    if leaf == "Wqkv" and ptype == "MptAttention" and rows % 3 == 0:
+    if leaf == "Wqkv" and "MptAttention" in kinds and rows % 3 == 0:
         return _parts(site, "q,k,v", _thirds(rows), None, "fused q/k/v of MptAttention: contiguous thirds")
     if leaf == "qkv" and pmod.startswith("timm") and rows % 3 == 0:
         return _parts(site, "q,k,v", _thirds(rows), None, f"fused q/k/v of {ptype} ({pmod}): contiguous thirds")
-    if leaf == "c_attn" and ptype == "GPT2Attention" and site.transposed:
+    if leaf == "c_attn" and "GPT2Attention" in kinds and site.transposed:
         if getattr(parent, "is_cross_attention", False) and rows % 2 == 0:
             e = rows // 2
             return _parts(site, "k,v", [(0, e), (e, 2 * e)], None, "fused k/v of GPT2Attention (cross-attention)")
         return _parts(site, "q,k,v", _thirds(rows), None, "fused q/k/v of GPT2Attention: contiguous thirds")
-    if leaf == "query_key_value" and ptype in ("GPTNeoXAttention", "BloomAttention"):
+    if leaf == "query_key_value" and kinds & {"GPTNeoXAttention", "BloomAttention"}:
         heads = _config_value(config, "num_attention_heads", "n_head")
         if heads and rows % (3 * heads) == 0:
             hd = rows // (3 * heads)
             blocks = [(0, hd), (hd, 2 * hd), (2 * hd, 3 * hd)]
             return _parts(site, "q,k,v", blocks, 3 * hd, f"fused q/k/v of {ptype}: per head [q | k | v], {heads} heads")
-    if leaf == "query_key_value" and ptype == "FalconAttention":
+    if leaf == "query_key_value" and "FalconAttention" in kinds:
         return _falcon(site, config) or [site]
     if leaf == "W_pack" and rows % 3 == 0:
         note = (
