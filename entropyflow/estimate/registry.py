@@ -9,15 +9,17 @@ Adding an estimator: its math and site runners in their own modules, its name in
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from math import prod
 
 import torch
 
 from .. import vocab
 from ..load.source import TensorSource
 from ..vocab import CHANNEL_RULES
-from ..walk.sites import LayerSite
-from . import paper_sites, spectral_sites
+from ..walk.sites import ConvGeometry, LayerSite
+from . import paper_sites, spectral, spectral_sites
 from .dense import DensePrefetch
 from .results import LayerResult
 
@@ -31,8 +33,41 @@ SitesCheck = Callable[[Sequence[LayerSite], int], None]
 """``(sites, budget)``: refuse, before any work, what cannot run (raises an EntropyflowError)."""
 
 
+SiteCost = Callable[[LayerSite], float]
+"""``site`` → the work its runner does (any unit, the same for an estimator's conv and dense sites):
+weights progress, so that a display's fraction and ETA follow the time, not the layer count."""
+Reporting = Callable[[Callable[[float], None] | None], AbstractContextManager[None]]
+"""``reporting(tick)``: within the block, a runner calls ``tick(fraction)`` (0…1 of its call) as it goes."""
+
+
 def _no_check(sites: Sequence[LayerSite], budget: int) -> None:
     """Nothing to refuse before the work starts."""
+
+
+def _no_reporting(tick: Callable[[float], None] | None) -> AbstractContextManager[None]:
+    """A runner that reports nothing within a call (its calls are short)."""
+    return nullcontext()
+
+
+def _paper_cost(site: LayerSite) -> float:
+    """The paper's estimator: a conv reads a few taps per filter; a dense layer is one LU of its square part."""
+    if site.is_conv:
+        return float(site.weight_shape[0] * 64)
+    m = min(site.weight_shape[:2])
+    return 2.0 / 3.0 * m**3
+
+
+def _spectral_cost(site: LayerSite) -> float:
+    """The spectral estimator: FFTs and one factorisation per frequency (conv), Gram + SVD (dense)."""
+    if not site.is_conv:
+        return spectral.dense_cost(tuple(site.weight_shape[:2]))
+    grid, stride, dilation = spectral_sites._grid(site)
+    geo = site.geometry
+    groups = geo.groups if isinstance(geo, ConvGeometry) else 1
+    cost = spectral.conv_cost(
+        tuple(site.weight_shape), grid, stride, dilation, groups, layer=isinstance(geo, ConvGeometry)
+    )
+    return cost + 8.0 * prod(site.weight_shape)
 
 
 @dataclass(frozen=True)
@@ -61,6 +96,9 @@ class EstimatorRecord:
     dense_prefetch: bool = False  # dense log-determinants can start while the model is built
     init_levels: bool = False  # the init scheme's predicted levels (log|w|) are its values' levels
     square_logdet: bool = False  # ``LayerResult.logdet`` is log|det| of the dense square part
+    stages: tuple[str, str] = ("conv", "dense")  # the progress stages of its conv and dense sites
+    cost: SiteCost = _paper_cost
+    reporting: Reporting = _no_reporting
 
 
 PAPER = EstimatorRecord(
@@ -136,6 +174,9 @@ SPECTRAL = EstimatorRecord(
         ),
     ),
     channel_rules=("first",),
+    stages=("spectral conv", "spectral dense"),
+    cost=_spectral_cost,
+    reporting=spectral.reporting,
     channel_rule_refused="--channel-rule mean applies to the paper estimator only (the spectral estimator uses "
     "every channel)",
 )

@@ -2,16 +2,24 @@
 (:mod:`.registry`): the paper's (SPEC §2-3, :mod:`.paper_sites`) or the spectral one (SPEC §4,
 :mod:`.spectral_sites`).
 
-Whole weights are scanned once for NaN/inf before a site is estimated; an estimator's check of
+Whole weights are scanned once for NaN/inf before any site is estimated; an estimator's check of
 every site (the spectral memory plan) runs before any work.
+
+Progress (``progress(stage, done, total)``) comes in three stages, each weighted by the work of
+its items (the estimator's ``cost``) and reported in thousandths: ``scan``, then the estimator's
+conv and dense stages (``conv``/``dense``; ``spectral conv``/``spectral dense``). A stage moves as
+its items finish and, through the estimator's ``reporting`` hook, within a long item; it reaches
+its total only after its last item's work.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from math import prod
 
 import numpy as np
 import torch
@@ -23,7 +31,7 @@ from ..text import printable
 from ..vocab import ChannelRule, Estimator
 from ..walk.sites import LayerSite, Walk
 from . import registry
-from .dense import DEFAULT_BUDGET, DensePrefetch, site_weight
+from .dense import DEFAULT_BUDGET, DensePrefetch, site_weight, spread
 from .results import LayerResult
 
 ProgressFn = Callable[[str, int, int], None]
@@ -86,24 +94,104 @@ def estimate(
     est.check_sites(walk.sites, opts.max_mem)  # every layer planned before any work
     n = len(walk.sites)
     results: list[LayerResult | None] = [None] * n
-    dense: list[tuple[int, LayerSite]] = []
-    zero: list[str] = []
+    scan = Meter(progress, "scan", [float(prod(s.weight_shape)) for s in walk.sites])
+    zero = []
     for i, site in enumerate(walk.sites):
         if _scan(site, tensors):
             zero.append(site.name)
-        if site.is_conv:
-            results[i] = est.conv(i + 1, site, tensors, device, opts.channel_rule, opts.max_mem)
-        else:
-            dense.append((i, site))
-        if progress:
-            progress("estimate", i + 1, n)
-    if dense:
-        for i, result in est.dense(dense, tensors, device, opts.max_mem, prefetch).items():
-            results[i] = result
+        scan.step(i)
+    scan.finish()
     if zero and len(zero) == n:
         raise WeightValueError("every analysed weight is all zeros (a blank or uninitialised checkpoint?)")
+    conv = [(i, site) for i, site in enumerate(walk.sites) if site.is_conv]
+    dense = [(i, site) for i, site in enumerate(walk.sites) if not site.is_conv]
+    meter = Meter(progress, est.stages[0], [est.cost(site) for _, site in conv])
+    for j, (i, site) in enumerate(conv):
+        with est.reporting(meter.within(j)):
+            results[i] = est.conv(i + 1, site, tensors, device, opts.channel_rule, opts.max_mem)
+        meter.step(j)
+    meter.finish()
+    # several GPUs: one call, so that the runner can spread its chunks over them (progress per call only)
+    chunks = dense_chunks(dense, est.cost) if len(spread(device)) == 1 else [dense] if dense else []
+    meter = Meter(progress, est.stages[1], [sum(est.cost(site) for _, site in chunk) for chunk in chunks])
+    for j, chunk in enumerate(chunks):
+        with est.reporting(meter.within(j)):
+            for i, result in est.dense(chunk, tensors, device, opts.max_mem, prefetch).items():
+                results[i] = result
+        meter.step(j)
+    meter.finish()
     warnings = tuple(f"layer {z}: weight is all zeros (every value is -inf)" for z in zero)
     return tuple(r for r in results if r is not None), warnings
+
+
+PROGRESS_SCALE = 1000  # a weighted stage reports done/total in thousandths of its work
+DENSE_CHUNK_COST = 4e9  # dense sites of one shape share a runner call while their cost stays under this
+
+
+def dense_chunks(
+    dense: Sequence[tuple[int, LayerSite]], cost: Callable[[LayerSite], float]
+) -> list[list[tuple[int, LayerSite]]]:
+    """Dense sites in runner calls: equal shapes together (the runners batch them) up to about
+    DENSE_CHUNK_COST of work per call, so that progress moves at least once per call of that size."""
+    by_shape: dict[tuple[int, ...], list[tuple[int, LayerSite]]] = {}
+    for i, site in dense:
+        by_shape.setdefault(tuple(site.weight_shape), []).append((i, site))
+    out: list[list[tuple[int, LayerSite]]] = []
+    for group in by_shape.values():
+        chunk: list[tuple[int, LayerSite]] = []
+        spent = 0.0
+        for item in group:
+            c = cost(item[1])
+            if chunk and spent + c > DENSE_CHUNK_COST:
+                out.append(chunk)
+                chunk, spent = [], 0.0
+            chunk.append(item)
+            spent += c
+        if chunk:
+            out.append(chunk)
+    return out
+
+
+class Meter:
+    """One progress stage over items of known cost: ``progress(stage, done, PROGRESS_SCALE)`` as
+    items finish (and, through :meth:`within`, as one long item advances), never going back and
+    reaching PROGRESS_SCALE only in :meth:`finish`, after the last item's work. A stage without
+    items reports nothing."""
+
+    def __init__(self, progress: ProgressFn | None, stage: str, costs: Sequence[float]):
+        self.progress = progress if costs else None
+        self.stage = stage
+        weights = [max(0.0, float(c)) for c in costs]
+        if not sum(weights):
+            weights = [1.0] * len(weights)
+        total = sum(weights) or 1.0
+        self.start = list(itertools.accumulate([0.0, *weights]))
+        self.total = total
+        self.done = -1
+        self._report(0.0)
+
+    def _report(self, work: float, final: bool = False) -> None:
+        if self.progress is None:
+            return
+        done = PROGRESS_SCALE if final else min(PROGRESS_SCALE - 1, int(PROGRESS_SCALE * work / self.total))
+        if done > self.done:
+            self.done = done
+            self.progress(self.stage, done, PROGRESS_SCALE)
+
+    def within(self, j: int) -> Callable[[float], None] | None:
+        """``tick(fraction)`` of item ``j``'s work (None: nobody listens)."""
+        if self.progress is None:
+            return None
+        lo, hi = self.start[j], self.start[j + 1]
+        return lambda fraction: self._report(lo + (hi - lo) * fraction)
+
+    def step(self, j: int) -> None:
+        """Item ``j`` is done."""
+        self._report(self.start[j + 1])
+
+    def finish(self) -> None:
+        """Every item is done."""
+        self._report(self.total, final=True)
 
 
 SCAN_CHUNK = 1 << 23  # elements read and widened at once while scanning a weight (32 MiB as float32)

@@ -29,12 +29,68 @@ frequencies to a memory budget and runs wherever the input tensors live (CPU or 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from math import prod
 
 import torch
 
 FLOAT = torch.float64
+
+Tick = Callable[[float], None]
+"""``tick(fraction)``: how much (0…1) of the current call's work is done; called between chunks."""
+_TICK: ContextVar[Tick | None] = ContextVar("entropyflow_spectral_tick", default=None)
+
+
+@contextmanager
+def reporting(tick: Tick | None) -> Iterator[None]:
+    """Within the block, the chunked loops below call ``tick(fraction)`` between chunks, so a
+    caller can show how far one long layer has got (the only state here: the math is unchanged)."""
+    token = _TICK.set(tick)
+    try:
+        yield
+    finally:
+        _TICK.reset(token)
+
+
+def _tick(fraction: float) -> None:
+    tick = _TICK.get()
+    if tick is not None:
+        tick(min(1.0, max(0.0, fraction)))
+
+
+@contextmanager
+def _span(lo: float, hi: float) -> Iterator[None]:
+    """Ticks of the block reported as the part ``lo…hi`` of the enclosing call's work."""
+    outer = _TICK.get()
+    token = _TICK.set(None if outer is None else (lambda f: outer(lo + (hi - lo) * f)))
+    try:
+        yield
+    finally:
+        _TICK.reset(token)
+
+
+def dense_cost(shape: tuple[int, ...]) -> float:
+    """Floating-point operations (about) of :func:`dense_log_singular_values` on one ``m × n`` matrix,
+    counting the ``svdvals`` fallback (ill-conditioned matrices: random square ones): Gram, its
+    eigenvalues, the SVD."""
+    return sum(_dense_parts(*sorted(shape[-2:])))
+
+
+def _dense_parts(k: int, n: int) -> tuple[float, float, float]:
+    """The work of the Gram product, its eigenvalues and the expected ``svdvals`` fallback of a
+    ``k × n`` matrix (``k ≤ n``). The fallback is expected for near-square matrices (a random
+    ``k × n`` one has ``λ_min/λ_max ≈ ((1 − √(k/n))/(1 + √(k/n)))²``, below GRAM_CONDITION only
+    when ``k/n`` is close to 1); for the others a tenth of the work stands for it, so that an
+    unexpected fallback still runs before the call reports its end."""
+    gram, eig = 2.0 * k * k * n, 4.0 * k**3
+    svd = 4.0 * k * k * n + 8.0 * k**3 if 2 * k >= n else 0.1 * (gram + eig)
+    return gram, eig, svd
+
+
+GRAM_BLOCK_FLOPS = 4e9  # a Gram product larger than this is summed in column blocks, with a tick after each
 
 
 GRAM_CONDITION = 1e-4  # Gram route accepted when λ_min ≥ 1e-4·λ_max: log σ_i then within ~1e-8 nats
@@ -51,13 +107,29 @@ def dense_log_singular_values(weight: torch.Tensor, dtype: torch.dtype = FLOAT) 
     w = weight.to(dtype)
     if w.shape[-2] > w.shape[-1]:
         w = w.mT
-    gram = w @ w.mT
+    k, n = w.shape[-2:]
+    batch = prod(w.shape[:-2])
+    gram_cost, eig_cost, svd_cost = (batch * part for part in _dense_parts(k, n))
+    whole = gram_cost + eig_cost + svd_cost
+    blocks = max(1, min(n, math.ceil(gram_cost / GRAM_BLOCK_FLOPS)))
+    if blocks == 1:
+        gram = w @ w.mT
+    else:  # a large Gram product in column blocks (its sum is the same up to rounding), a tick after each
+        step = -(-n // blocks)
+        gram = w.new_zeros((*w.shape[:-1], k))
+        for lo in range(0, n, step):
+            part = w[..., lo : lo + step]
+            gram += part @ part.mT
+            _tick(gram_cost * min(n, lo + step) / n / whole)
+    _tick(gram_cost / whole)
     lam = torch.linalg.eigvalsh(gram).flip(-1)  # descending
+    _tick((gram_cost + eig_cost) / whole)
     ok = (lam[..., -1] >= GRAM_CONDITION * lam[..., 0]) & (lam[..., -1] > 0)
     out = 0.5 * torch.log(lam.clamp_min(torch.finfo(dtype).tiny))
     if not bool(ok.all()):
         bad = ~ok
         out[bad] = torch.log(torch.linalg.svdvals(w[bad]))
+    _tick(1.0)
     return out
 
 
@@ -211,9 +283,55 @@ def conv_spectrum(plan: CircularPlan, budget: int = 1 << 30, layer: bool = True)
             blocks = flat.reshape(plan.groups, flat.shape[0] // plan.groups, flat.shape[1])
             whole = plan.n_freq * float(_block_logabs(blocks).sum())
         return ConvSpectrum(filt, whole, plan.n_freq)
-    return ConvSpectrum(
-        filter_log_spectrum(plan, budget), layer_log_spectrum(plan, budget) if layer else None, plan.n_freq
-    )
+    filt_cost, layer_cost = _plan_cost(tuple(k.shape), plan.grid, plan.groups, layer)
+    split = filt_cost / (filt_cost + layer_cost)
+    with _span(0.0, split):
+        filt = filter_log_spectrum(plan, budget)
+    _tick(split)
+    whole = None
+    if layer:
+        with _span(split, 1.0):
+            whole = layer_log_spectrum(plan, budget)
+    _tick(1.0)
+    return ConvSpectrum(filt, whole, plan.n_freq)
+
+
+def _plan_cost(kernel: tuple[int, ...], grid: tuple[int, ...], groups: int, layer: bool) -> tuple[float, float]:
+    """The work (about: flop-equivalents, calibrated on a CPU: the batched factorisations of many
+    small blocks cost per element, not per flop) of the per-filter and whole-layer passes of a plan
+    whose kernel has shape ``kernel`` (``(F, C', *taps)``) on ``grid``."""
+    f, c = kernel[:2]
+    taps = prod(kernel[2:])
+    n, half = prod(grid), _half(grid)
+    fft = 5.0 * n * math.log2(n + 1)
+    filt = 10.0 * (f * c * taps * taps + f * fft if taps <= AUTOCORR_MAX_TAPS else f * c * fft)
+    if not layer:
+        return float(filt), 0.0
+    fg = f // max(1, groups)
+    factor = 1000.0 * (1.0 if fg == c else 2.5)  # per block element and frequency: LU if square, else QR
+    spectra = c * f * fft if taps >= FFT_LAYER_MIN_TAPS else 8.0 * taps * f * c * half
+    return float(filt), float(half * f * c * factor + spectra)
+
+
+def conv_cost(
+    weight_shape: tuple[int, ...],
+    in_grid: tuple[int, ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int = 1,
+    layer: bool = True,
+) -> float:
+    """Floating-point operations (about) of :func:`circular_plan` + :func:`conv_spectrum` for a conv
+    of this shape on this grid, from shapes alone (weights a progress display's ETA)."""
+    f, c = weight_shape[:2]
+    kernel = weight_shape[2:]
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+    grid = tuple(-(-n // s) for n, s in zip(in_grid, stride, strict=True))
+    folded = tuple(min(-(-p // s), g) for p, s, g in zip(dilated, stride, grid, strict=True))
+    channels = c * prod(stride)
+    if all(n == 1 for n in folded):
+        return float(f * channels * (1 + (min(f // max(1, groups), channels) if layer else 0)))
+    return sum(_plan_cost((f, channels, *folded), grid, groups, layer))
 
 
 def _multiplicity(grid: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -279,10 +397,12 @@ def filter_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> torch.Tens
         out[lo : lo + per] = 0.5 * (torch.log(power.clamp_min(torch.finfo(k.dtype).tiny)) * mult).flatten(1).sum(1)
         redo += [lo + int(i) for i in torch.nonzero(bad).flatten()]
         del r, power
+        _tick(0.5 * min(f, lo + per) / f)
     if redo:
         idx = torch.tensor(redo, device=k.device)
         sub = CircularPlan(k[idx], plan.grid, 1, plan.divisible)
-        out[idx] = _filter_log_spectrum_direct(sub, budget)
+        with _span(0.5, 1.0):
+            out[idx] = _filter_log_spectrum_direct(sub, budget)
     return out
 
 
@@ -337,6 +457,7 @@ def _filter_log_spectrum_direct(plan: CircularPlan, budget: int) -> torch.Tensor
             del hat
         out[lo : lo + fper] = 0.5 * (torch.log(power) * mult).flatten(1).sum(1)
         del power
+        _tick(min(f, lo + fper) / f)
     return out
 
 
@@ -413,6 +534,7 @@ def layer_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> float:
             blocks = hat[..., lo:hi].permute(3, 0, 1, 2).contiguous()  # (ω, groups, F/g, C)
             whole += (_block_logabs(blocks).sum(-1) * half_multiplicity(plan.grid, lo, hi, k.device, k.dtype)).sum()
             del blocks
+            _tick(hi / n_half)
         return float(whole)
     cplx = torch.complex128 if k.dtype == torch.float64 else torch.complex64
     kt = k.reshape(f * c, -1).mT.to(cplx)  # (taps, F·C)
@@ -424,6 +546,7 @@ def layer_log_spectrum(plan: CircularPlan, budget: int = 1 << 30) -> float:
         weights = half_multiplicity(plan.grid, lo, hi, k.device, k.dtype)
         whole += (_block_logabs(blocks).sum(-1) * weights).sum()  # Σ over groups, then frequencies
         del e, blocks
+        _tick(hi / n_half)
     return float(whole)
 
 
