@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +51,7 @@ class Run:
     err: str
     peak_mib: float  # peak resident memory of this process (VmHWM; nan if it did not exit normally)
     seconds: float
+    progress: list[str] = field(default_factory=list)  # the progress lines taken out of err
 
     @property
     def one_line_error(self) -> bool:
@@ -104,7 +106,16 @@ def finish(p: subprocess.Popen, out, err, started: float, timeout: float = 180) 
         peak = int(text) / 1024 if text else float("nan")
     finally:
         os.unlink(p.hwm_path)  # type: ignore[attr-defined]
-    return Run(p.returncode, texts[0], texts[1], peak, time.monotonic() - started)
+    progress = [line for line in texts[1].splitlines() if PROGRESS_LINE.match(line)]
+    err = "".join(line for line in texts[1].splitlines(keepends=True) if not PROGRESS_LINE.match(line.rstrip("\n")))
+    return Run(p.returncode, texts[0], err, peak, time.monotonic() - started, progress)
+
+
+#: a progress line of a piped run (report.progress): stages that took a second or more say so on stderr
+#: before the result or the error; ``Run.err`` holds the rest, ``Run.progress`` these lines
+PROGRESS_LINE = re.compile(
+    r"^.+: (?:done in \d+\.\d s|\d+:\d\d(?::\d\d)? elapsed|[^,]+, \d+:\d\d(?::\d\d)? elapsed, eta \S+)$"
+)
 
 
 def run(*args: str | os.PathLike, cwd=None, timeout: float = 180, prefix: tuple[str, ...] = ()) -> Run:
