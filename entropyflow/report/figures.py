@@ -9,13 +9,14 @@ under a local style, and :func:`~.plotting.save_figure` renders them to bytes de
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
@@ -25,7 +26,17 @@ from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..vocab import LABEL_MODES
 from .boxes import BoxStats, layer_values, neginf_counts, result_boxes
-from .plotting import STYLE, label, new_figure, suptitle, texts_overlap
+from .plotting import (
+    STYLE,
+    fitted_legend,
+    grow_for_axes,
+    label,
+    new_figure,
+    suptitle,
+    texts_overlap,
+    wrap_phrases,
+    wrap_ylabel,
+)
 from .plotting import save_figure as save_figure  # public here too: docs and users draw figures through this module
 
 NAME_LIMIT = 48  # characters of a layer name on the x axis
@@ -91,15 +102,26 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
             width_ratios=[_panel_width(len(p.layers), options.labels) for p in panels],
         )[0]
         legend: dict[str, object] = {}
+        pad = max(_title_pad(panel) for panel in panels)  # one pad: the panel titles share a baseline
         for ax, panel in zip(axes, panels, strict=True):
             _draw_boxes(ax, panel, options, legend)
-            _style_axis(ax, panel, options, n_layers)
+            _style_axis(ax, panel, options, n_layers, pad=pad)
         axes[0].set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend(fig, legend)
         suptitle(fig, options.title or _default_title(panels, "entropy change per layer"))
-        for ax, panel in zip(axes, panels, strict=True):
-            thin_ticks(fig, ax, panel, options.labels)
+        _finish(fig, list(axes), panels, options.labels)
     return fig
+
+
+def _finish(fig: Figure, axes: list, panels: Sequence[Panel], labels: str) -> None:
+    """The same tick step on every panel (the widest any of them needs), then a figure tall enough
+    for its axes, and a y label that fits beside them."""
+    steps = [thin_ticks(fig, ax, panel, labels) for ax, panel in zip(axes, panels, strict=True)]
+    if len(set(steps)) > 1:
+        for ax, panel in zip(axes, panels, strict=True):
+            _set_ticks(ax, panel, max(steps), labels)
+    grow_for_axes(fig, axes[0])
+    wrap_ylabel(fig, axes[0])
 
 
 def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()) -> Figure:
@@ -109,7 +131,7 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         n_layers = max(len(p.layers) for p in panels)
         fig = new_figure(_panel_width(n_layers, options.labels) + 1.2, 4.2 + _name_height(panels, options))
         ax = fig.add_subplot()
-        handles: list[Artist] = []
+        handles: list[Any] = []  # artists, and entries drawn from several
         for k, panel in enumerate(panels):
             color = PANEL_COLORS[k % len(PANEL_COLORS)]
             if panel.reference is not None and not options.total:
@@ -129,8 +151,10 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
                 markeredgecolor="black",
                 markeredgewidth=0.5,
             )
-            handles.append(Line2D([], [], color=color, linewidth=1.4, label=label(f"{panel.title}: mean")))
-            handles.append(Patch(facecolor=color, alpha=0.18, label=label(f"{panel.title}: Q1–Q3 of filters")))
+            handles.append(_Entry(
+                (Patch(facecolor=color, alpha=0.18), Line2D([], [], color=color, linewidth=1.4)),
+                wrap_phrases(label(f"{panel.title}: mean, band Q1–Q3 of filters"), 48),
+            ))  # fmt: skip
         if any(b.is_dense for p in panels for b in result_boxes(p.results, options.total) if b is not None):
             handles.append(
                 Line2D(
@@ -148,8 +172,19 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         ax.set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend_below(fig, handles)
         suptitle(fig, options.title or _default_title(panels, "mean entropy change per layer"))
-        thin_ticks(fig, ax, max(panels, key=lambda p: len(p.layers)), options.labels)
+        _finish(fig, [ax], [max(panels, key=lambda p: len(p.layers))], options.labels)
     return fig
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A legend entry drawn from several handles on top of each other (a band with its line)."""
+
+    parts: tuple[Artist, ...]
+    text: str
+
+    def get_label(self) -> str:
+        return self.text
 
 
 def _check(panels: Sequence[Panel], options: PlotOptions) -> None:
@@ -325,19 +360,18 @@ def _seed_band(ax, panel: Panel, ref: SeedReference, stat: str, legend: dict, z_
     n = ref.n
     legend["band"] = Patch(
         facecolor=SEED_BAND, alpha=0.55,
-        label=f"random init, {n} seed{'s' if n != 1 else ''}: range of the layer {stat} (line: their mean)"
-        + (" — one seed cannot separate signal from noise" if n == 1 else ""),
+        label=f"random init, {n} seed{'s' if n != 1 else ''}: range of the\nlayer {stat}s (line: their mean)"
+        + ("\none seed cannot separate signal from noise" if n == 1 else ""),
     )  # fmt: skip
     if any(item.init is not None for item in ref.layers):
         legend["init"] = Line2D(
             [], [], linestyle="none", marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR,
-            label=f"{stat} predicted by the init scheme:\n" + label(ref.init_scheme, 120),
+            label=f"{stat} the init scheme predicts:\n" + wrap_phrases(label(ref.init_scheme, 120), 56),
         )  # fmt: skip
     if n > 1:
         legend["z"] = Line2D(
             [], [], linestyle="none", marker="$z$", color=OUTSIDE_COLOR, markersize=7,
-            label=f"z of the model's layer {stat} vs the seeds (above the axes;\n"
-            f"red: outside the seeds, Holm p < {ref.alpha:g})",
+            label=f"z of the model's {stat} vs the seeds (red:\noutside the seeds, Holm p < {ref.alpha:g})",
         )  # fmt: skip
 
 
@@ -355,7 +389,7 @@ def _profile_band(ax, panel: Panel, ref: SeedReference) -> list[Artist]:
         Patch(
             facecolor=SEED_BAND,
             alpha=0.6,
-            label=f"random init, {ref.n} seed{'s' if ref.n != 1 else ''}: range of the layer mean",
+            label=f"random init, {ref.n} seed{'s' if ref.n != 1 else ''}:\nrange of the layer means",
         )
     ]
     init = [(x, item.init.mean) for x, item in rows if item.init is not None]
@@ -371,7 +405,7 @@ def _profile_band(ax, panel: Panel, ref: SeedReference) -> list[Artist]:
         )
         handles.append(
             Line2D([], [], linestyle="none", marker="_", markersize=9, markeredgewidth=1.6, color=INIT_COLOR,
-                   label="E log|w| predicted by the init scheme:\n" + label(ref.init_scheme, 120))
+                   label="E log|w| the init scheme predicts:\n" + wrap_phrases(label(ref.init_scheme, 120), 56))
         )  # fmt: skip
     return handles
 
@@ -420,19 +454,24 @@ def _mark_neginf(ax, panel: Panel, options: PlotOptions, legend: dict | None = N
         ax.legend(handles=[handle], loc="lower right", frameon=False)
 
 
-def _style_axis(ax, panel: Panel, options: PlotOptions, n_layers: int, title: bool = True) -> None:
+def _title_pad(panel: Panel) -> float:
+    """Points between a panel's axes and its title: room for the z-scores drawn above the axes."""
+    if panel.reference is not None and panel.reference.n > 1:
+        return 28 if len(panel.layers) > 12 else 14
+    return 6
+
+
+def _style_axis(
+    ax, panel: Panel, options: PlotOptions, n_layers: int, title: bool = True, pad: float | None = None
+) -> None:
     ax.set_xlim(0.4, len(panel.layers) + 0.6)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
     ax.set_xlabel(f"layer ({panel.results[0].model.order})")
     if title:
-        r = panel.results[0]
-        c = r.counts
-        pad = 6  # room for the z-scores above the axes
-        if panel.reference is not None and panel.reference.n > 1:
-            pad = 28 if len(panel.layers) > 12 else 14
+        c = panel.results[0].counts
         text = label(f"{panel.title}  ({c.conv} conv, {c.dense} dense)")
         chars = max(24, int(ax.get_position().width * ax.figure.get_figwidth() / 0.075))  # 10 pt characters
-        ax.set_title(textwrap.fill(text, chars), loc="left", pad=pad)
+        ax.set_title(wrap_phrases(text, chars), loc="left", pad=_title_pad(panel) if pad is None else pad)
 
 
 def _legend(fig: Figure, legend: dict) -> None:
@@ -445,12 +484,11 @@ def _legend(fig: Figure, legend: dict) -> None:
 
 
 def _legend_below(fig: Figure, handles: list) -> None:
-    """Legend under the axes, with as many columns as the figure is wide (never clipped)."""
-    if handles:
-        longest = max(len(line) for h in handles for line in h.get_label().splitlines())
-        per_col = 0.55 + 0.065 * longest  # inches a column needs at 8 pt
-        ncols = max(1, min(len(handles), int(fig.get_figwidth() // per_col)))
-        fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
+    """Legend under the axes, with as many columns as fit in the figure's width (never clipped)."""
+    parts = [h.parts if isinstance(h, _Entry) else h for h in handles]
+    fitted_legend(
+        fig, parts, labels=[h.get_label() for h in handles], handler_map={tuple: HandlerTuple(ndivide=1)}
+    )  # fmt: skip
 
 
 NICE_STEPS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
@@ -470,23 +508,25 @@ def thin_ticks(fig: Figure, ax, panel: Panel, labels: str) -> int:
     Starts from an estimate of the space each label needs and, after a real layout pass,
     widens the step until no two tick labels' rendered boxes overlap."""
     n = len(panel.layers)
-    names = {layer.index: layer.name for layer in panel.layers}
     width_pt = ax.get_position().width * fig.get_figwidth() * 72
     font = matplotlib.rcParams["xtick.labelsize"] if isinstance(matplotlib.rcParams["xtick.labelsize"], float) else 8.0
     need = font * 1.35 if labels == "names" else font * (0.62 * len(str(n)) + 0.9)
     start = max(1, math.ceil(n / max(1.0, width_pt / need)))
     for step in [s for s in NICE_STEPS if s >= start] + [n]:
-        ticks = tick_positions(n, step)
-        ax.set_xticks(ticks)
-        if labels == "names":
-            ax.set_xticklabels(
-                [label(names[t], NAME_LIMIT) for t in ticks], rotation=90, fontsize=7, family="monospace"
-            )
-        else:
-            ax.set_xticklabels([str(t) for t in ticks])
+        _set_ticks(ax, panel, step, labels)
         if not labels_overlap(fig, ax):
             return step
     return n
+
+
+def _set_ticks(ax, panel: Panel, step: int, labels: str) -> None:
+    ticks = tick_positions(len(panel.layers), step)
+    ax.set_xticks(ticks)
+    if labels == "names":
+        names = {layer.index: layer.name for layer in panel.layers}
+        ax.set_xticklabels([label(names[t], NAME_LIMIT) for t in ticks], rotation=90, fontsize=7, family="monospace")
+    else:
+        ax.set_xticklabels([str(t) for t in ticks])
 
 
 def labels_overlap(fig: Figure, ax) -> bool:

@@ -138,6 +138,7 @@ def heatmap_figure(
         suptitle(fig, title)
         _thin(fig, below, "x", [shorten(c, 32) for c in columns], at=positions)
         _thin(fig, ax, "y", [shorten(r, NAME_CHARS) for r in rows])
+        fig.align_ylabels([ax, below])  # one column for both y labels, whatever their tick labels' widths
     return fig
 
 

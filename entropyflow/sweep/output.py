@@ -33,11 +33,11 @@ import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from .._version import __version__
 from ..config import LambdaConfig, dumps, load_config
-from ..report.plotting import STYLE, save_figure
+from ..report.plotting import STYLE, save_figure, wrap_phrases
 from . import stats
 from .contract import unusable
 from .spec import BASELINE
@@ -331,18 +331,34 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
             ax.set_title(f"{cells[k]}: {verdict}", loc="left")
             ax.grid(color="#e5e5e5", linewidth=0.7)
             ax.legend(frameon=False, loc="best")
-        for ax in axes[-1]:
-            ax.set_xlabel("epoch")
+        for column in axes.T:  # the lowest panel drawn in each column carries the epoch axis
+            shown = [ax for ax in column if ax.get_visible()]
+            if shown:
+                shown[-1].xaxis.set_tick_params(labelbottom=True)
+                shown[-1].set_xlabel("epoch")
+        for ax in axes.flat:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+            if not log:
+                ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
         for ax in axes[:, 0]:
             ax.set_ylabel(spec.metric)
         title = f"{spec.metric} over training: mean ± 1 s.e. over {len(spec.seeds)} seeds, each cell over the baseline"
-        fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=11)
+        fig.suptitle(wrap_phrases(title, int(fig.get_figwidth() / 0.09)), fontsize=11)
         caption = f"verdicts on {describe(summary.primary, spec)}"
         if spec.patience is not None:
             caption += f"; ticks: where each run stopped (patience {spec.patience}); later means are over the runs left"
-        fig.supxlabel(textwrap.fill(caption, int(fig.get_figwidth() / 0.07)), fontsize=8, color="#525252")
+        fig.supxlabel(wrap_phrases(caption, int(fig.get_figwidth() / 0.075)), fontsize=8, color="#525252")
     return fig
+
+
+def _readable_y(ax: Any, half: float) -> None:
+    """Plain tick values (no offset such as ``1e−17``), and a range of ± ``half`` around the data
+    when they are all equal (up to rounding)."""
+    ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    ys = [float(y) for line in ax.get_lines() for y in np.ravel(line.get_ydata()) if np.isfinite(y)]
+    if ys and max(ys) - min(ys) <= 1e-9 * max(1.0, max(abs(y) for y in ys)):
+        mid = 0.0 if abs(max(ys)) <= 1e-9 else (max(ys) + min(ys)) / 2
+        ax.set_ylim(mid - half, mid + half)
 
 
 VERDICT_COLOR = {"better": "#238b45", "worse": "#cb181d", "no detectable effect": "#636363"}
@@ -403,6 +419,10 @@ def outcome_figure(summary: SweepSummary) -> Figure:
             )  # fmt: skip
         bottom.axhline(0.0, color="#636363", linewidth=0.8)
         bottom.margins(y=0.25)
+        lo, hi = top.get_ylim()
+        scale = hi - lo if hi - lo > 1e-9 * max(1.0, abs(hi)) else max(1.0, abs(hi))
+        _readable_y(top, scale / 2)
+        _readable_y(bottom, scale / 2)  # all differences 0: as wide as the values above
         bottom.set_xticks(range(len(cells)))
         bottom.set_xticklabels([c.cell.name for c in cells], rotation=30, ha="right")
         top.set_ylabel(label)
@@ -417,7 +437,7 @@ def outcome_figure(summary: SweepSummary) -> Figure:
             title += f" (open: never reached, counted as {spec.epochs + 1})"
         if outcome in WALL_CLOCK:
             title += f" ({SHARED}: {summary.timing.where})"
-        fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() / 0.085)), fontsize=10)
+        fig.suptitle(wrap_phrases(title, int(fig.get_figwidth() / 0.08)), fontsize=10)
     return fig
 
 
