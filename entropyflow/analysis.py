@@ -20,10 +20,11 @@ from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, 
 from .load.model import LoadedModel, LoadOptions, load_model
 from .report import notebook  # noqa: F401 - the notebook view of the results analyze() returns
 from .samples import DEFAULT_SAMPLE, default_sample_path
-from .spec import MAX_INPUTS, ExampleInput, parse_bytes, parse_input_size
+from .spec import MAX_INPUTS, ExampleInput, inputs_given, parse_bytes, parse_input_size
 from .text import path_text, printable
 from .vocab import ESTIMATORS, ChannelRule, Estimator
 from .walk import effective_tensors, walk_model
+from .words import arg, option, say
 
 __all__ = ["AnalyzeOptions", "analyze", "ESTIMATORS"]
 
@@ -57,7 +58,8 @@ class AnalyzeOptions(LoadOptions):
         if first is not None and self.input_size is not None and self.input_size != first:
             raise OptionError(
                 f"input_size {'x'.join(map(str, self.input_size))} and the first input "
-                f"{'x'.join(map(str, first))} disagree: give --input DTYPE:SHAPE or --input-size, not both"
+                f"{'x'.join(map(str, first))} disagree: give {say(cli='--input DTYPE:SHAPE', library='input=')} or "
+                f"{arg('input-size')}, not both"
             )
         object.__setattr__(self, "max_mem", _parsed_budget(self.max_mem))
 
@@ -73,7 +75,7 @@ class AnalyzeOptions(LoadOptions):
 
     @property
     def more_inputs(self) -> tuple[ExampleInput, ...]:
-        """The forward arguments after the main input, from ``--input`` given more than once."""
+        """The forward arguments after the main input: ``input``'s values after the first."""
         return self.input[1:] if self.input else ()
 
     @property
@@ -108,7 +110,7 @@ def _parsed_inputs(inputs: object) -> tuple[ExampleInput, ...] | None:
     if not all(isinstance(i, ExampleInput) for i in items):
         raise OptionError("input must hold ExampleInput values (entropyflow.spec.parse_inputs reads 'long:1x128')")
     if len(items) > MAX_INPUTS:
-        raise OptionError(f"--input given {len(items)} times: at most {MAX_INPUTS} forward arguments")
+        raise OptionError(f"{inputs_given(len(items))}: at most {MAX_INPUTS} forward arguments")
     if items[0].is_scalar:
         raise OptionError(f"the first input ({items[0]}) is the model's main input: a tensor (DTYPE:SHAPE)")
     return items
@@ -158,11 +160,15 @@ def analyze(
     opts = _options(options, given)
     if model is None:
         if opts.random_init or opts.weights:
-            flag = "--random-init" if opts.random_init else "--weights"
+            setting = arg("random-init") if opts.random_init else arg("weights", "PATH", quote=False)
+            example = say(
+                cli=f"`entropyflow analyze sample:{DEFAULT_SAMPLE} {setting}`",
+                library=f'analyze("sample:{DEFAULT_SAMPLE}", {setting})',
+            )
             raise OptionError(
-                f"{flag} needs a model spec: with no model argument entropyflow analyses the bundled sample "
-                f"file {DEFAULT_SAMPLE}.pt; for its architecture use sample:{DEFAULT_SAMPLE}, e.g. "
-                f"`entropyflow analyze sample:{DEFAULT_SAMPLE} {flag}{' PATH' if flag == '--weights' else ''}`"
+                f"{option('random-init') if opts.random_init else option('weights')} needs a model spec: with no "
+                f"model argument entropyflow analyses the bundled sample file {DEFAULT_SAMPLE}.pt; for its "
+                f"architecture use sample:{DEFAULT_SAMPLE}, e.g. {example}"
             )
         model = str(default_sample_path())
     if progress:
@@ -265,14 +271,14 @@ def _check_tokens(dtype: str | None, shape: tuple[int, ...] | None, limit: int |
         return
     if shape[-1] > limit:
         raise OptionError(
-            f"--input asks for {shape[-1]} tokens, but the model's config allows at most {limit} positions "
+            f"{option('input')} asks for {shape[-1]} tokens, but the model's config allows at most {limit} positions "
             "(max_position_embeddings)"
         )
 
 
 def _versions() -> tuple[tuple[str, str], ...]:
     out = [("entropyflow", __version__), ("python", platform.python_version())]
-    for name in ("torch", "torchvision", "timm", "numpy", "safetensors"):
+    for name in ("torch", "torchvision", "timm", "transformers", "numpy", "safetensors"):
         mod = sys.modules.get(name)
         if mod is not None:
             out.append((name, getattr(mod, "__version__", "?")))

@@ -19,6 +19,7 @@ from ..errors import BudgetError
 from ..load.source import TensorSource
 from ..text import printable
 from ..walk.sites import ConvGeometry, LayerSite
+from ..words import arg
 from . import paper, spectral
 from .dense import DensePrefetch, site_weight
 from .results import LayerResult, layer_result
@@ -53,7 +54,8 @@ def check_budget(sites: Sequence[LayerSite], budget: int) -> None:
                 f"layer {printable(site.name, 60)}: the spectral estimator needs at least {_mib(need)} at once for a "
                 f"{'x'.join(map(str, site.weight_shape))} kernel on a {'x'.join(map(str, grid))} grid, more than the "
                 "memory "
-                f"budget of {_mib(budget)}: raise --max-gpu-mem, pass a smaller --input-size, or use --estimator paper"
+                f"budget of {_mib(budget)}: raise {arg('max-gpu-mem')}, pass a smaller {arg('input-size')}, or use "
+                f"{arg('estimator', 'paper')}"
             )
 
 
