@@ -9,7 +9,7 @@ import typer
 from .. import vocab
 from .app import app, consoles, wrote
 from .errors import errors
-from .options import Debug, PlotFormat
+from .options import OUTPUT, Debug, PlotFormat
 
 
 @app.command()
@@ -19,13 +19,24 @@ def compare(
         list[str], typer.Argument(help="Two or more analysis.json files (or report folders) to draw side by side.")
     ],
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Folder for compare.* and compare-profile.*.")
+        str,
+        typer.Option(
+            "--out", "-o", help="Folder for compare.* and compare-profile.*.", rich_help_panel=OUTPUT, metavar="DIR"
+        ),
     ] = "entropyflow-compare",
     plot_format: PlotFormat = "png",
     plot_total: Annotated[
-        bool, typer.Option("--plot-total", help="Plot per-filter totals instead of per-position values.")
+        bool,
+        typer.Option(
+            "--plot-total", help="Plot per-filter totals instead of per-position values.", rich_help_panel=OUTPUT
+        ),
     ] = False,
-    labels: Annotated[str, typer.Option("--labels", help="x-axis labels: index (1…L) or names.")] = "index",
+    labels: Annotated[
+        str,
+        typer.Option(
+            "--labels", help="x-axis labels: index (1…L) or names.", rich_help_panel=OUTPUT, metavar="index|names"
+        ),
+    ] = "index",
     debug: Debug = False,
 ) -> None:
     """Saved analyses on one axis: up to 5 as side-by-side panels (the paper's Figure 1), more as a heatmap."""

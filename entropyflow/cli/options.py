@@ -21,6 +21,10 @@ MODEL = "Model: what is analysed"
 ESTIMATOR = "Estimator: how it is measured"
 EVIDENCE = "Evidence: what it is compared with"
 OUTPUT = "Output"
+PLACEMENT = "Placement: where the term goes and how strong"
+GRID = "Grid: what is trained"
+MEASURE = "Measure: what is compared"
+RAY = "Ray: where the trials run"
 
 Arch = Annotated[
     str | None,

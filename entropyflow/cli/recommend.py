@@ -9,6 +9,8 @@ import typer
 from .app import app, consoles
 from .errors import errors
 from .options import (
+    OUTPUT,
+    PLACEMENT,
     Arch,
     ChannelRuleOpt,
     Debug,
@@ -47,40 +49,76 @@ def recommend(
     max_gpu_mem: MaxGpuMem = None,
     trust_code: TrustCode = False,
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Config file to write (.yaml, .yml or .json).")
+        str,
+        typer.Option(
+            "--out", "-o", help="Config file to write (.yaml, .yml or .json).", rich_help_panel=OUTPUT, metavar="FILE"
+        ),
     ] = "lambda.yaml",
     strategy: Annotated[
         str,
         typer.Option(
-            "--strategy", help="auto, first, first-k, pre-skip, empirical, largest-change, dense-first or all."
+            "--strategy",
+            help="auto, first, first-k, pre-skip, empirical, largest-change, dense-first or all.",
+            rich_help_panel=PLACEMENT,
+            metavar="NAME",
         ),
     ] = "auto",
-    k: Annotated[int, typer.Option("--k", help="first-k: number of leading conv layers.")] = 1,
+    k: Annotated[
+        int, typer.Option("--k", help="first-k: number of leading conv layers.", rich_help_panel=PLACEMENT, metavar="N")
+    ] = 1,
     top_k: Annotated[
         int | None,
         typer.Option(
             "--top-k",
             help="empirical / largest-change: number of layers (empirical default: robust z-score rule).",
+            rich_help_panel=PLACEMENT,
+            metavar="N",
         ),
     ] = None,
     z: Annotated[
         float,
         typer.Option(
-            "--z", help="empirical / largest-change: robust z-score threshold on the layer means (or their magnitudes)."
+            "--z",
+            help="empirical / largest-change: robust z-score threshold on the layer means (or their magnitudes).",
+            rich_help_panel=PLACEMENT,
+            metavar="X",
         ),
     ] = 1.0,
-    lam: Annotated[float, typer.Option("--lambda", help="λ2 of conv layers (the paper's best: ≥ 1e-3).")] = 1e-3,
+    lam: Annotated[
+        float,
+        typer.Option(
+            "--lambda", help="λ2 of conv layers (the paper's best: ≥ 1e-3).", rich_help_panel=PLACEMENT, metavar="λ"
+        ),
+    ] = 1e-3,
     lam_dense: Annotated[
-        float, typer.Option("--lambda-dense", help="λ1 of dense layers (the paper's autoencoders: ≥ 1e-4).")
+        float,
+        typer.Option(
+            "--lambda-dense",
+            help="λ1 of dense layers (the paper's autoencoders: ≥ 1e-4).",
+            rich_help_panel=PLACEMENT,
+            metavar="λ",
+        ),
     ] = 1e-4,
-    form: Annotated[str, typer.Option("--form", help="log (eqs. 21/23) or inverse (eqs. 24/25, stabilised).")] = "log",
-    epsilon: Annotated[float, typer.Option("--epsilon", help="ε of the inverse form.")] = 1e-4,
+    form: Annotated[
+        str,
+        typer.Option(
+            "--form",
+            help="log (eqs. 21/23) or inverse (eqs. 24/25, stabilised).",
+            rich_help_panel=PLACEMENT,
+            metavar="log|inverse",
+        ),
+    ] = "log",
+    epsilon: Annotated[
+        float, typer.Option("--epsilon", help="ε of the inverse form.", rich_help_panel=PLACEMENT, metavar="ε")
+    ] = 1e-4,
     per_filter: Annotated[
         str,
         typer.Option(
             "--per-filter",
             help="Per-filter λ: none, uniform (written out, to edit) or outliers (λ on the reference's low-outlier "
             "filters only; for fine-tuning).",
+            rich_help_panel=PLACEMENT,
+            metavar="none|uniform|outliers",
         ),
     ] = "none",
     debug: Debug = False,

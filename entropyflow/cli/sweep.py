@@ -8,7 +8,7 @@ import typer
 
 from .app import app, consoles, wrote
 from .errors import errors
-from .options import Debug, PlotFormat
+from .options import GRID, MEASURE, OUTPUT, RAY, Debug, PlotFormat
 
 
 @app.command()
@@ -27,6 +27,8 @@ def sweep(
             help="A built-in task instead: digits-autoencoder, digits-cnn, digits-unet (the paper's experiments on "
             "digits), or mnist-autoencoder, cifar10-autoencoder, cifar10-cnn, imagenette-vgg16, imagenette-resnet50, "
             "segmentation-unet (at the paper's scale, with --data).",
+            rich_help_panel=GRID,
+            metavar="NAME",
         ),
     ] = None,
     lambdas: Annotated[
@@ -35,6 +37,8 @@ def sweep(
             "--lambdas",
             help="Comma-separated λ values; 0 (the baseline) is always run. Default: the task's, else "
             "0,1e-4,1e-3,1e-2.",
+            rich_help_panel=GRID,
+            metavar="L,...",
         ),
     ] = None,
     placements: Annotated[
@@ -42,7 +46,10 @@ def sweep(
         typer.Option(
             "--placements",
             help="Comma-separated recommend strategies (first, first-k, pre-skip, empirical, largest-change, "
-            "dense-first, all), computed on --reference.",
+            "dense-first, all): empirical and largest-change are computed on --reference; the others depend on the "
+            "architecture only and, without --reference, are resolved in each trial on the model it builds.",
+            rich_help_panel=GRID,
+            metavar="S,...",
         ),
     ] = None,
     reference: Annotated[
@@ -50,30 +57,68 @@ def sweep(
         typer.Option(
             "--reference",
             help="A well-trained model of the architecture (spec or file) or its analysis.json, for --placements.",
+            rich_help_panel=GRID,
+            metavar="SPEC",
         ),
     ] = None,
     config: Annotated[
         list[str],
-        typer.Option("--config", help="A λ config (from recommend) as one more placement; repeat for several."),
+        typer.Option(
+            "--config",
+            help="A λ config (from recommend) as one more placement; repeat for several.",
+            rich_help_panel=GRID,
+            metavar="FILE",
+        ),
     ] = [],  # noqa: B006 - typer's default of a repeatable option, never mutated
     seeds: Annotated[
-        int, typer.Option("--seeds", help="Number of seeds, the same for every cell (paired comparisons).")
+        int,
+        typer.Option(
+            "--seeds",
+            help="Number of seeds, the same for every cell (paired comparisons).",
+            rich_help_panel=GRID,
+            metavar="N",
+        ),
     ] = 10,
     first_seed: Annotated[
-        int, typer.Option("--first-seed", help="The first seed (seeds FIRST…FIRST+N-1): pilots, more seeds.")
+        int,
+        typer.Option(
+            "--first-seed",
+            help="The first seed (seeds FIRST…FIRST+N-1): pilots, more seeds.",
+            rich_help_panel=GRID,
+            metavar="K",
+        ),
     ] = 0,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Epochs per trial (the training function reads config['epochs']).")
+        int | None,
+        typer.Option(
+            "--epochs",
+            help="Epochs per trial (the training function reads config['epochs']).",
+            rich_help_panel=GRID,
+            metavar="N",
+        ),
     ] = None,
     metric: Annotated[
-        str | None, typer.Option("--metric", help="The reported metric the sweep compares (e.g. val_loss).")
+        str | None,
+        typer.Option(
+            "--metric",
+            help="The reported metric the sweep compares (e.g. val_loss).",
+            rich_help_panel=MEASURE,
+            metavar="NAME",
+        ),
     ] = None,
-    mode: Annotated[str | None, typer.Option("--mode", help="min or max: which way the metric is better.")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help="min or max: which way the metric is better.", rich_help_panel=MEASURE, metavar="min|max"
+        ),
+    ] = None,
     target: Annotated[
         float | None,
         typer.Option(
             "--target",
             help="The metric value that counts as converged: epochs and time to reach it are compared.",
+            rich_help_panel=MEASURE,
+            metavar="V",
         ),
     ] = None,
     patience: Annotated[
@@ -82,6 +127,8 @@ def sweep(
             "--patience",
             help="Early stopping: a trial ends after this many epochs without improving its metric, and the "
             "stopping epoch is compared (the paper: 7 for autoencoders).",
+            rich_help_panel=MEASURE,
+            metavar="P",
         ),
     ] = None,
     primary: Annotated[
@@ -90,6 +137,8 @@ def sweep(
             "--primary",
             help="The outcome the best cell is chosen on: final, best, epochs_to_target, seconds_to_target or "
             "stop_epoch (default: epochs_to_target with --target, else final).",
+            rich_help_panel=MEASURE,
+            metavar="OUTCOME",
         ),
     ] = None,
     data: Annotated[
@@ -98,11 +147,18 @@ def sweep(
             "--data",
             help="The dataset's folder for a paper-scale task (MNIST/, cifar-10-batches-py/, an ImageFolder tree, "
             "images/ + masks/ or VOCdevkit/); never downloaded. Passed as config['params']['data'].",
+            rich_help_panel=GRID,
+            metavar="ROOT",
         ),
     ] = None,
     max_epochs: Annotated[
         int | None,
-        typer.Option("--max-epochs", help="Cap every trial's epochs (a pilot run before the paper's full length)."),
+        typer.Option(
+            "--max-epochs",
+            help="Cap every trial's epochs (a pilot run before the paper's full length).",
+            rich_help_panel=GRID,
+            metavar="N",
+        ),
     ] = None,
     subset: Annotated[
         int | None,
@@ -110,43 +166,76 @@ def sweep(
             "--subset",
             help="Use the first N examples of each split, in a permutation fixed for all trials (a pilot); "
             "config['params']['subset'].",
+            rich_help_panel=GRID,
+            metavar="N",
         ),
     ] = None,
     param: Annotated[
         list[str],
-        typer.Option("--param", help="KEY=VALUE passed to the training function in config['params']; repeat."),
+        typer.Option(
+            "--param",
+            help="KEY=VALUE passed to the training function in config['params']; repeat.",
+            rich_help_panel=GRID,
+            metavar="KEY=VALUE",
+        ),
     ] = [],  # noqa: B006 - typer's default of a repeatable option, never mutated
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Folder for the report; Ray Tune's storage is OUT/tune.")
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the report; Ray Tune's storage is OUT/tune.",
+            rich_help_panel=OUTPUT,
+            metavar="DIR",
+        ),
     ] = "entropyflow-sweep",
     address: Annotated[
         str | None,
         typer.Option(
             "--address",
             help="An existing Ray cluster (ray://head:10001 or auto); default: a local Ray, started and stopped here.",
+            rich_help_panel=RAY,
+            metavar="ADDRESS",
         ),
     ] = None,
-    cpus: Annotated[int | None, typer.Option("--cpus", help="CPUs of the local Ray (default: all).")] = None,
+    cpus: Annotated[
+        int | None,
+        typer.Option("--cpus", help="CPUs of the local Ray (default: all).", rich_help_panel=RAY, metavar="N"),
+    ] = None,
     cpus_per_trial: Annotated[
-        float, typer.Option("--cpus-per-trial", help="CPUs (and torch threads) per trial.")
+        float,
+        typer.Option("--cpus-per-trial", help="CPUs (and torch threads) per trial.", rich_help_panel=RAY, metavar="N"),
     ] = 1.0,
     gpus_per_trial: Annotated[
-        float, typer.Option("--gpus-per-trial", help="GPUs per trial (fractions share a GPU).")
+        float,
+        typer.Option(
+            "--gpus-per-trial", help="GPUs per trial (fractions share a GPU).", rich_help_panel=RAY, metavar="N"
+        ),
     ] = 0.0,
     working_dir: Annotated[
         str | None,
         typer.Option(
-            "--working-dir", help="Shipped to a cluster's workers so that they can import your training module."
+            "--working-dir",
+            help="Shipped to a cluster's workers so that they can import your training module.",
+            rich_help_panel=RAY,
+            metavar="DIR",
         ),
     ] = None,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue an interrupted sweep in OUT without re-running finished trials."),
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted sweep in OUT without re-running finished trials.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
     retries: Annotated[
         int,
         typer.Option(
-            "--retries", help="Times a trial whose Ray worker died is run again from its start (a raise is final)."
+            "--retries",
+            help="Times a trial whose Ray worker died is run again from its start (a raise is final).",
+            rich_help_panel=RAY,
+            metavar="N",
         ),
     ] = 1,
     plot_format: PlotFormat = "png",
