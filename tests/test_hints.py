@@ -53,3 +53,24 @@ def test_an_hf_analysis_records_the_transformers_version():
     result = entropyflow.analyze(transformers.BertModel(config), input=None, trace=False, hash_files=False)
     versions = dict(result.versions)
     assert versions["transformers"] == transformers.__version__ and versions["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize(
+    "command,panels",
+    [
+        ("analyze", ["Model: what is analysed", "Estimator: how it is measured", "Evidence:", "Output"]),
+        ("recommend", ["Model: what is analysed", "Placement:", "Output"]),
+        ("sweep", ["Grid: what is trained", "Measure: what is compared", "Ray: where the trials run", "Output"]),
+    ],
+)
+def test_help_groups_the_options_and_shows_no_type_for_flags(command, panels):
+    from typer.testing import CliRunner
+
+    from entropyflow.cli.app import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "150"})
+    assert result.exit_code == 0
+    text = result.output
+    assert all(panel in text for panel in panels)
+    assert "<bool>" not in text and "<str>" not in text  # flags take no value; values are named
+    assert "SPEC §" not in text  # the SPEC does not ship: docs/method.md is cited

@@ -105,6 +105,7 @@ def analyze(
         typer.Option(
             "--out",
             "-o",
+            metavar="DIR",
             help="Folder for layers.csv, filters.csv, analysis.json, figures, report.html.",
             rich_help_panel=OUTPUT,
         ),

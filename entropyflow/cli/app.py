@@ -19,8 +19,8 @@ from .errors import OneLineUsageErrors
 
 def _flags_show_no_type() -> None:
     """``--help`` lists a flag as ``--no-plot``, not ``--no-plot <bool>``: typer shows every option's
-    type, and a flag takes no value to type."""
-    from typer.core import TyperOption
+    type, and a flag takes no value to type; an argument as its name alone."""
+    from typer.core import TyperArgument, TyperOption
 
     shown = TyperOption.display_type_rich
 
@@ -28,6 +28,8 @@ def _flags_show_no_type() -> None:
         return None if self.is_flag and self.metavar is None else shown(self, ctx)
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+    # an argument is listed by its name (MODEL, CHECKPOINTS), which says what to give better than <str>
+    TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 
 _flags_show_no_type()

@@ -16,7 +16,10 @@ from .options import OUTPUT, Debug, PlotFormat
 def compare(
     ctx: typer.Context,
     analyses: Annotated[
-        list[str], typer.Argument(help="Two or more analysis.json files (or report folders) to draw side by side.")
+        list[str],
+        typer.Argument(
+            metavar="ANALYSES...", help="Two or more analysis.json files (or report folders) to draw side by side."
+        ),
     ],
     out: Annotated[
         str,

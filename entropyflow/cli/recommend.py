@@ -33,6 +33,7 @@ def recommend(
     source: Annotated[
         str | None,
         typer.Argument(
+            metavar="SOURCE",
             help="A saved analysis.json (or its report folder), or a model as for analyze. Default: the bundled "
             "sample.",
         ),

@@ -17,7 +17,8 @@ def sweep(
     train: Annotated[
         str | None,
         typer.Argument(
-            help="Your training function: MODULE:FUNCTION or FILE.py:FUNCTION (docs/training.md: the contract)."
+            metavar="TRAIN",
+            help="Your training function: MODULE:FUNCTION or FILE.py:FUNCTION (docs/training.md: the contract).",
         ),
     ] = None,
     task: Annotated[

@@ -8,6 +8,7 @@ import typer
 from rich.text import Text
 
 from .. import vocab
+from ..text import printable
 from .app import app, consoles, wrote
 from .errors import errors
 from .options import (
@@ -75,6 +76,28 @@ def track(
         typer.Option("--layer", help="A layer for the lines plot (repeatable; default: the 5 that move most)."),
     ] = [],  # noqa: B006 - typer's default of a repeatable option, never mutated
     estimator: Annotated[str, typer.Option("--estimator", help="paper or spectral.")] = "paper",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="Analyse the checkpoints in parallel on a local Ray of N worker processes (loopback only; "
+            "needs entropyflow[sweep]).",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Analyse them as tasks on an existing Ray cluster (ray://HEAD:10001, HOST:PORT or auto); its workers "
+            "must see the checkpoints at the same paths.",
+        ),
+    ] = None,
+    working_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--working-dir", help="With --address: a folder shipped to the cluster's workers (Ray runtime_env)."
+        ),
+    ] = None,
     plot_format: PlotFormat = "png",
     no_plot: NoPlot = False,
     quiet: Quiet = False,
@@ -87,14 +110,16 @@ def track(
     )
     with errors(err, debug):
         # deliberate start-up saving: torch and the pipeline are imported only when a command runs
+        from ..errors import IncompleteError
         from ..report import ReportOptions
         from ..report.progress import ProgressDisplay
         from ..report.terminal import render_trajectory
         from ..runs import track_to
-        from ..track import TrackOptions
+        from ..track import ParallelOptions, TrackOptions
 
         options = flags.options(estimator=vocab.estimator(estimator))
         topts = TrackOptions(statistic=stat, labels=labels, seeds=seeds)
+        parallel = ParallelOptions(workers=workers, address=address, working_dir=working_dir)
         report = ReportOptions(plot=not no_plot, plot_format=vocab.plot_format(plot_format), html=False)
         with ProgressDisplay(err, None if quiet else console) as progress:
             written = track_to(
@@ -105,9 +130,19 @@ def track(
                 report=report,
                 layers=tuple(layer),
                 progress=progress,
+                parallel=parallel,
             )
-        if not quiet and written.trajectory is not None:
-            render_trajectory(written.trajectory, console)
-            for note in written.trajectory.notes:
+        traj = written.trajectory
+        if not quiet and traj is not None:
+            render_trajectory(traj, console)
+            for note in traj.notes:
                 console.print(Text(f"note: {note}", style="dim"))
         wrote(console, written.files, written.out)
+        failed = getattr(traj, "failed", ())
+        for failure in failed:  # on stderr, quiet or not: what is missing from the files just written
+            err.print(Text(f"failed checkpoint: {printable(failure.path.name)}: {failure.error}"), soft_wrap=True)
+        if failed:
+            total = len(failed) + len(traj.labels) if traj is not None else len(failed)
+            raise IncompleteError(
+                f"{len(failed)} of {total} checkpoints failed (named above) and are left out of the trajectory"
+            )
