@@ -74,7 +74,7 @@ def reference_analyses(
     for k, s in enumerate(picked):
         if progress:
             progress("seeds", k, n)
-        out.append(analyze(arch, replace(opts, random_init=True, seed=s)))
+        out.append(analyze(arch, replace(opts, random_init=True, seed=s), progress=progress))
     if progress:
         progress("seeds", n, n)
     return tuple(out)

@@ -18,7 +18,7 @@ def compare(
     analyses: Annotated[
         list[str],
         typer.Argument(
-            metavar="ANALYSES...", help="Two or more analysis.json files (or report folders) to draw side by side."
+            metavar="ANALYSIS", help="Two or more analysis.json files (or report folders) to draw side by side."
         ),
     ],
     out: Annotated[
