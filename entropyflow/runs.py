@@ -24,7 +24,7 @@ from .estimate.trajectory import Trajectory
 from .report import ReportOptions, comparison_files, read_analysis, report_files
 from .report.outdir import preflight, write_atomically
 from .report.trajectory import trajectory_files
-from .track import TrackOptions, track
+from .track import ParallelOptions, TrackOptions, track
 
 __all__ = ["Written", "analyze_names", "analyze_to", "compare_to", "track_to"]
 
@@ -63,7 +63,11 @@ def analyze_to(
     result = analyze(model, options, progress=progress)
     references = reference_analyses(result, compare, options, seeds, progress=progress) if compare else ()
     reference = seed_reference(result, references) if compare == RANDOM else None
+    if progress:
+        progress("write", 0, 1)
     files = write_atomically(folder, report_files(result, report, references, reference), "analyze")
+    if progress:
+        progress("write", 1, 1)
     return Written((result, *references), folder, tuple(files), reference)
 
 
@@ -104,12 +108,15 @@ def track_to(
     report: ReportOptions | None = None,
     layers: Sequence[str] = (),
     progress: ProgressFn | None = None,
+    parallel: ParallelOptions | None = None,
 ) -> Written:
     """Analyse each checkpoint (cached by file hash), the random-init seeds, and write
-    ``trajectory.csv``, ``checkpoints.csv``, ``trajectory.<fmt>`` and ``trajectory-layers.<fmt>``."""
+    ``trajectory.csv``, ``checkpoints.csv``, ``trajectory.<fmt>`` and ``trajectory-layers.<fmt>``.
+    ``parallel``: as Ray tasks (``ParallelOptions(workers=N)`` or ``address=``), with the same
+    files. Checkpoints that fail are left out of the files and listed in ``trajectory.failed``."""
     opts = report or ReportOptions()
     figures = [f"trajectory.{opts.plot_format}", f"trajectory-layers.{opts.plot_format}"] if opts.plot else []
     folder = preflight(out, "track", ["trajectory.csv", "checkpoints.csv", *figures])
-    traj = track(checkpoints, folder, options, track_options, progress, layers)
+    traj = track(checkpoints, folder, options, track_options, progress, layers, parallel=parallel)
     files = write_atomically(folder, trajectory_files(traj, opts.plot_format, layers, opts.plot), "track")
     return Written(traj.results, folder, tuple(files), trajectory=traj)

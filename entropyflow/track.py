@@ -15,21 +15,36 @@ after it) names the same sources and options and the entry's own sha256; anythin
 recomputed. A cache entry only ever supplies numbers: the architecture, seed and input size of the
 random-init level come from the first checkpoint itself. The random-init level of each layer is
 the mean over N seeds of the architecture (the model's own seeds excluded as in ``--compare random``).
+
+A checkpoint that cannot be analysed (a corrupt file, one that does not load) is left out of the
+trajectory and listed in :attr:`TrackResult.failed` (its name and one-line error); the others
+complete, and the command exits 3. With :class:`ParallelOptions` (``--workers N``: a local Ray of
+its own, loopback only; ``--address``: a cluster) each checkpoint that the cache does not hold is
+one Ray task, and so is each random-init seed. Workers return the analysis as ``analysis.json``
+bytes and never write: this process checks the cache, writes its entries as results arrive (an
+interrupted run keeps what finished) and builds the same trajectory, byte for byte, as a serial
+run. The cache keys are still hashed here (up to :data:`HASH_AHEAD` files at once, ahead of the
+tasks): on many nodes that hashing is what bounds a run (docs/benchmarks.md). Workers read the
+checkpoints at the paths given here, so on a cluster they must see them under the same paths (a
+shared file system); they need not see ``--out``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
+import importlib
 import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -42,12 +57,19 @@ from ._version import __version__
 from .analysis import AnalyzeOptions, _check_tokens, _versions, analyze
 from .atomic import write_atomic
 from .compare import MAX_SEEDS, reference_seeds
-from .errors import EntropyflowError, InputNotFoundError, OptionError, OutputError
+from .errors import (
+    EntropyflowError,
+    InputNotFoundError,
+    Interrupted,
+    MissingExtraError,
+    OptionError,
+    OutputError,
+)
 from .estimate.results import AnalysisResult, ModelInfo
 from .estimate.run import EstimateOptions, ProgressFn, estimate, resolve_device
 from .estimate.seeds import STATISTICS
 from .estimate.trajectory import LossSeries, Trajectory, layer_matrix
-from .extras import missing
+from .extras import install_hint, missing
 from .load import hf
 from .load.checkpoint import read_checkpoint
 from .load.hashing import integrity_async, sha256_async, sha256_file
@@ -57,7 +79,17 @@ from .report.jsonio import MAX_ANALYSIS_BYTES, SCHEMA, analysis_json, from_dict
 from .text import path_text, printable
 from .walk import Walk, effective_tensors, walk_model
 
-__all__ = ["SharedArchitecture", "TrackOptions", "Trajectory", "checkpoint_paths", "natural_key", "track"]
+__all__ = [
+    "CheckpointFailure",
+    "ParallelOptions",
+    "SharedArchitecture",
+    "TrackOptions",
+    "TrackResult",
+    "Trajectory",
+    "checkpoint_paths",
+    "natural_key",
+    "track",
+]
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".tar")
 CACHE = ".entropyflow-cache"
@@ -85,6 +117,51 @@ class TrackOptions:
                 re.compile(self.labels)
             except (re.error, RecursionError, OverflowError) as exc:
                 raise OptionError(f"--labels is not a regular expression: {printable(exc, 120)}") from exc
+
+
+MAX_WORKERS = 1024
+
+
+@dataclass(frozen=True)
+class ParallelOptions:
+    """Where ``track`` analyses its checkpoints: here, one after another (the default), or as Ray
+    tasks (the ``[sweep]`` extra): ``workers`` worker processes of a local Ray started and stopped
+    for the run (loopback only), or the cluster at ``address`` (``ray://HEAD:10001``, ``HOST:PORT``,
+    ``auto``; ``workers`` then caps the tasks running at once). ``working_dir`` is shipped to the
+    workers (Ray's runtime_env) where entropyflow is not installed on the cluster."""
+
+    workers: int | None = None
+    address: str | None = None
+    working_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            raise OptionError(f"--workers must be from 1 to {MAX_WORKERS}")
+        if self.address is not None and not self.address.strip():
+            raise OptionError("--address is empty: give ray://HEAD:10001, HOST:PORT or auto")
+        if self.working_dir is not None and self.address is None:
+            raise OptionError("--working-dir ships files to a cluster's workers: give it with --address")
+
+    @property
+    def on_ray(self) -> bool:
+        return self.workers is not None or self.address is not None
+
+
+@dataclass(frozen=True)
+class CheckpointFailure:
+    """A checkpoint left out of the trajectory: why (one line), and the exit code its error has."""
+
+    label: str
+    path: Path
+    error: str
+    exit_code: int
+
+
+@dataclass(frozen=True, eq=False)
+class TrackResult(Trajectory):
+    """The :class:`Trajectory` of the checkpoints that were analysed, and those that failed."""
+
+    failed: tuple[CheckpointFailure, ...] = ()
 
 
 def natural_key(text: str) -> tuple:
@@ -394,16 +471,11 @@ def _read_entry(entry: Path, record: Path, digest: str, key: str, weights: str) 
     return result if result.model.sha256 in (None, weights) else None
 
 
-def _cached_analysis(
-    cache: Path, path: Path, key: str, options: AnalyzeOptions, shared: SharedArchitecture
-) -> tuple[AnalysisResult, Path | None]:
-    """The analysis of ``path`` from the cache, or computed (with the cache entry to write)."""
+def _lookup(cache: Path, path: Path, key: str) -> tuple[AnalysisResult | None, Path]:
+    """(the cached analysis of ``path`` or None, the cache entry that holds or will hold it)."""
     digest, weights = source_digest(path)
     entry = cache / f"{digest}-{key}.analysis.json"
-    cached = _read_entry(entry, _record(entry), digest, key, weights)
-    if cached is not None:
-        return cached, None
-    return shared.analyze(path, options), entry
+    return _read_entry(entry, _record(entry), digest, key, weights), entry
 
 
 @dataclass
@@ -508,20 +580,17 @@ def _record(entry: Path) -> Path:
     return entry.with_name(entry.name.replace(".analysis.json", ".record.json"))
 
 
-def _write_cache(cache: Path, fresh: dict[Path, AnalysisResult]) -> None:
-    """Cache entries are written only once every checkpoint has been analysed (a failing run
-    leaves no files), each atomically, its record (sources, options, the entry's sha256) last."""
-    if not fresh:
-        return
+def _write_entry(cache: Path, entry: Path, data: bytes) -> None:
+    """One cache entry (``analysis.json`` bytes), written as soon as its analysis is done (an
+    interrupted or partly failed run keeps what finished), atomically, its record (sources,
+    options, the entry's sha256) last."""
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        for entry, result in fresh.items():
-            data = analysis_json(result)
-            digest, key = entry.name.removesuffix(".analysis.json").rsplit("-", 1)
-            record = {"schema": CACHE_SCHEMA, "sources": digest, "options": key}
-            record["analysis_sha256"] = hashlib.sha256(data).hexdigest()
-            for f, content in ((entry, data), (_record(entry), json.dumps(record, sort_keys=True).encode())):
-                write_atomic(f, content)
+        digest, key = entry.name.removesuffix(".analysis.json").rsplit("-", 1)
+        record = {"schema": CACHE_SCHEMA, "sources": digest, "options": key}
+        record["analysis_sha256"] = hashlib.sha256(data).hexdigest()
+        for f, content in ((entry, data), (_record(entry), json.dumps(record, sort_keys=True).encode())):
+            write_atomic(f, content)
     except OSError as exc:
         raise OutputError(f"cannot write the track cache {printable(cache)}: {exc.strerror or exc}") from exc
 
@@ -568,6 +637,170 @@ def _check_layers(result: AnalysisResult, layers: Sequence[str]) -> None:
             raise OptionError(f"--layer {printable(name, 80)!r} is not a layer of these checkpoints")
 
 
+VERSIONED = ("torchvision", "timm", "transformers", "safetensors")  # analyze records them when imported
+
+
+def _imported() -> tuple[str, ...]:
+    """The libraries whose versions :func:`analyze` records only when they are imported, imported here."""
+    return tuple(name for name in VERSIONED if name in sys.modules)
+
+
+Done = Callable[[int, "AnalysisResult | None", "bytes | None", "EntropyflowError | None"], None]
+
+
+def _analyse_task(spec: str, opts: AnalyzeOptions, seed: bool, imported: tuple[str, ...] = ()) -> bytes:
+    """What a Ray worker runs: one checkpoint's analysis (or one random-init seed's, ``seed``) as
+    ``analysis.json`` bytes. It writes nothing; an :class:`EntropyflowError` reaches the driver
+    as the task's error. One torch thread: the task holds one CPU. ``imported``: the libraries the
+    driver has imported, imported here too, so that the versions the analysis records (those of
+    the libraries imported in its process) are the ones a serial run records."""
+    global _worker_shared
+    torch.set_num_threads(1)
+    for name in imported:
+        with contextlib.suppress(Exception):  # noqa: BLE001 - not installed on this node: its version is left out
+            importlib.import_module(name)
+    if seed:
+        return analysis_json(analyze(spec, opts))
+    if _worker_shared is None:
+        _worker_shared = SharedArchitecture()  # one per worker process: a run's HF folders share their build
+    return analysis_json(_worker_shared.analyze(Path(spec), opts))
+
+
+_worker_shared: SharedArchitecture | None = None
+
+
+class _Here:
+    """Analyses in this process, one at a time, as they are submitted."""
+
+    def __init__(self, shared: SharedArchitecture, done: Done):
+        self.shared, self.done = shared, done
+
+    def submit(self, k: int, spec: str, opts: AnalyzeOptions, seed: bool) -> None:
+        try:
+            result = analyze(spec, opts) if seed else self.shared.analyze(Path(spec), opts)
+        except EntropyflowError as exc:
+            if seed:
+                raise
+            self.done(k, None, None, exc)
+            return
+        self.done(k, result, analysis_json(result) if not seed else None, None)
+
+    def drain(self) -> None:
+        pass
+
+
+class _OnRay:
+    """Analyses as Ray tasks (one CPU each), at most ``cap`` at once; each result is handed to
+    ``done`` in this process as it arrives. Ray is started (or joined) at the first task, so a run
+    that the cache answers whole starts none; on an interruption the tasks still running are
+    cancelled, and Ray is left as :func:`entropyflow.raycluster.session` found it."""
+
+    WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C is noticed within it
+
+    def __init__(self, parallel: ParallelOptions, done: Done):
+        self.parallel, self.done = parallel, done
+        self.cap = parallel.workers if parallel.address else None  # a local Ray has exactly `workers` CPUs
+        self.stack = contextlib.ExitStack()
+        self.ray: Any = None
+        self.task: Any = None
+        self.pending: dict[Any, tuple[int, bool]] = {}
+
+    def _start(self) -> None:
+        # deliberate: Ray is imported only for a parallel run, once the [sweep] extra is known to be there
+        import ray
+
+        from . import raycluster
+
+        par = self.parallel
+        self.stack.enter_context(raycluster.session(par.address, par.workers, par.working_dir))
+        self.ray = ray
+        self.task = ray.remote(num_cpus=1)(_analyse_task)
+
+    def submit(self, k: int, spec: str, opts: AnalyzeOptions, seed: bool) -> None:
+        if self.task is None:
+            self._start()
+        while self.cap is not None and len(self.pending) >= self.cap:
+            self._collect()
+        self.pending[self.task.remote(spec, opts, seed, _imported())] = (k, seed)
+
+    def drain(self) -> None:
+        while self.pending:
+            self._collect()
+
+    def close(self, interrupted: bool) -> None:
+        try:
+            if interrupted and self.ray is not None:
+                for ref in list(self.pending):
+                    with contextlib.suppress(Exception):  # noqa: BLE001 - finished or gone already: nothing to cancel
+                        self.ray.cancel(ref, force=True)
+            self.pending.clear()
+        finally:
+            self.stack.close()
+
+    def _collect(self) -> None:
+        ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=self.WAIT_S)
+        for ref in ready:
+            k, seed = self.pending.pop(ref)
+            try:
+                data = self.ray.get(ref)
+                if not isinstance(data, bytes):
+                    raise EntropyflowError(f"a Ray worker returned {type(data).__name__}, not an analysis")
+                result = from_dict(strictjson.loads(data.decode("utf-8")))
+            except self.ray.exceptions.RayTaskError as exc:
+                cause = exc.cause
+                if not isinstance(cause, EntropyflowError) or seed:
+                    raise cause from None  # a bug (or a seed's error) stops the run, as it would here
+                self.done(k, None, None, cause)
+                continue
+            except self.ray.exceptions.RayError as exc:  # the worker died (killed, out of memory), the node left
+                why = printable(" ".join(str(exc).split())[:300] or type(exc).__name__, 300)
+                error = EntropyflowError(f"the Ray worker analysing it ended before it finished: {why}")
+                if seed:
+                    raise error from exc
+                self.done(k, None, None, error)
+                continue
+            except (ValueError, EntropyflowError) as exc:  # not analysis.json (a different entropyflow on the cluster)
+                error = EntropyflowError(f"a Ray worker returned no readable analysis: {printable(exc, 200)}")
+                if seed:
+                    raise error from exc
+                self.done(k, None, None, error)
+                continue
+            self.done(k, result, data, None)
+
+
+@contextlib.contextmanager
+def _runner(parallel: ParallelOptions, shared: SharedArchitecture, done: Done) -> Iterator[_Here | _OnRay]:
+    """Where the analyses run: here, or as Ray tasks (Ray started or joined when needed, and left)."""
+    if not parallel.on_ray:
+        yield _Here(shared, done)
+        return
+    runner = _OnRay(parallel, done)
+    interrupted = True
+    try:
+        yield runner
+        interrupted = False
+    finally:
+        runner.close(interrupted)
+
+
+HASH_AHEAD = 8  # checkpoints hashed at once ahead of the one being looked up (a parallel run)
+
+
+def _prefetch_digest(paths: Sequence[Path], k: int) -> None:
+    """Start hashing checkpoint ``k`` on a background thread (:func:`source_digest` then finds the
+    task running or done); a checkpoint that cannot be resolved is reported when it is looked up."""
+    if k < len(paths):
+        with contextlib.suppress(EntropyflowError, OSError):
+            sha256_async(resolve_checkpoint(paths[k]).files)
+
+
+def _interrupted(exc: KeyboardInterrupt, cache: Path) -> Interrupted:
+    signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    return Interrupted(
+        signum, f"the checkpoints analysed so far are cached in {cache}; the same command again analyses only the rest"
+    )
+
+
 def track(
     inputs: Sequence[str | Path],
     out: str | Path,
@@ -575,10 +808,20 @@ def track(
     track_options: TrackOptions | None = None,
     progress: ProgressFn | None = None,
     layers: Sequence[str] = (),
-) -> Trajectory:
-    """Analyse every checkpoint (from the cache where its file is unchanged) and the seeds."""
+    *,
+    parallel: ParallelOptions | None = None,
+) -> TrackResult:
+    """Analyse every checkpoint (from the cache where its file is unchanged) and the seeds: here,
+    or as Ray tasks (``parallel``), with the same result. A checkpoint that fails is left out and
+    listed in ``failed``; when every one fails, the first one's error is raised."""
     opts = options or AnalyzeOptions()
     topts = track_options or TrackOptions()
+    par = parallel or ParallelOptions()
+    if par.on_ray and missing("sweep"):
+        raise MissingExtraError(
+            f"track on Ray (--workers, --address) needs {' and '.join(missing('sweep'))}, which is not installed: "
+            f"{install_hint('sweep')}"
+        )
     paths = checkpoint_paths(inputs)
     if not paths:
         raise InputNotFoundError("no checkpoints to track")
@@ -595,31 +838,73 @@ def track(
     shared = SharedArchitecture()
     cache, key = Path(out).expanduser() / CACHE, _options_key(opts)
     _check_cache(cache)
-    results: list[AnalysisResult] = []
-    cached: list[bool] = []
-    fresh: dict[Path, AnalysisResult] = {}
-    for k, p in enumerate(paths):
+    n = len(paths)
+    results: list[AnalysisResult | None] = [None] * n
+    cached = [False] * n
+    errors: dict[int, EntropyflowError] = {}
+    entries: dict[int, Path] = {}
+    seeds_by_index: dict[int, AnalysisResult] = {}
+
+    def finished() -> None:
         if progress:
-            progress("track", k, len(paths))
-        r, entry = _cached_analysis(cache, p, key, opts, shared)
-        if results:
-            _same_architecture(results[0], r, paths[0], p)
-        elif layers:
-            _check_layers(r, layers)
-        results.append(r)
-        cached.append(entry is None)
-        if entry is not None:
-            fresh[entry] = r
-    if progress:
-        progress("track", len(paths), len(paths))
-    _write_cache(cache, fresh)
-    values, names = layer_matrix(results, topts.statistic)
+            progress("track", len(errors) + sum(r is not None for r in results), n)
+
+    def done(k: int, result: AnalysisResult | None, data: bytes | None, error: EntropyflowError | None) -> None:
+        if k < 0:  # a random-init seed
+            assert result is not None
+            seeds_by_index[-k - 1] = result
+            return
+        if error is not None:
+            errors[k] = error
+        else:
+            assert result is not None and data is not None
+            _write_entry(cache, entries[k], data)
+            results[k] = result
+            if not par.on_ray:  # in order here: a run of mixed architectures stops at the first other one
+                _check_run(results, paths, layers, only=k)
+        finished()
+
     seeds: tuple[AnalysisResult, ...] = ()
-    arch, own, size = _init_reference(paths[0], results[0], cached[0], opts) if topts.seeds else (None, None, None)
-    if topts.seeds and arch:
-        seed_opts = replace(opts, arch=None, weights=None, key=None, input_size=size, random_init=True)
-        picked = reference_seeds(topts.seeds, own)  # never the run's own initialisation
-        seeds = tuple(analyze(arch, replace(seed_opts, seed=s)) for s in picked)
+    # on Ray the cache keys (sha256 of every checkpoint, here) would bound the run: hashed ahead, on threads
+    ahead = min(HASH_AHEAD, os.cpu_count() or 1) if par.on_ray else 0
+    try:
+        with _runner(par, shared, done) as runner:
+            finished()
+            for k in range(ahead):
+                _prefetch_digest(paths, k)
+            for k, p in enumerate(paths):
+                _prefetch_digest(paths, k + ahead)
+                try:
+                    hit, entries[k] = _lookup(cache, p, key)
+                except EntropyflowError as exc:
+                    done(k, None, None, exc)
+                    continue
+                if hit is not None:
+                    results[k], cached[k] = hit, True
+                    finished()
+                else:
+                    runner.submit(k, str(p), opts, False)
+            runner.drain()
+            ok = [k for k in range(n) if results[k] is not None]
+            if not ok:
+                raise errors[min(errors)]
+            _check_run(results, paths, layers)
+            first, first_result = ok[0], results[ok[0]]
+            assert first_result is not None
+            reference = _init_reference(paths[first], first_result, cached[first], opts) if topts.seeds else None
+            if reference is not None and reference[0]:
+                arch, own, size = reference
+                seed_opts = replace(opts, arch=None, weights=None, key=None, input_size=size, random_init=True)
+                picked = reference_seeds(topts.seeds, own)  # never the run's own initialisation
+                for j, s in enumerate(picked):
+                    runner.submit(-j - 1, str(arch), replace(seed_opts, seed=s), True)
+                runner.drain()
+                seeds = tuple(seeds_by_index[j] for j in range(len(picked)))
+    except KeyboardInterrupt as exc:
+        raise _interrupted(exc, cache) from exc
+    kept = [k for k in range(n) if results[k] is not None]
+    analysed = [r for r in results if r is not None]
+    values, names = layer_matrix(analysed, topts.statistic)
     level = np.full(len(names), np.nan)
     band = np.full((len(names), 2), np.nan)
     if seeds:
@@ -629,7 +914,30 @@ def track(
             level = np.nanmean(per_seed, axis=1) if per_seed.size else level
             band = np.stack([np.nanmin(per_seed, axis=1), np.nanmax(per_seed, axis=1)], axis=1)
     steps = tuple(getattr(pos, axis) if axis != "checkpoint" else pos.step for pos in positions)
-    return Trajectory(
-        tuple(labels), tuple(paths), tuple(results), tuple(names), values, level, band, seeds, topts.statistic,
-        tuple(cached), steps, axis, loss, tuple(notes),
+    failed = tuple(
+        CheckpointFailure(labels[k], paths[k], " ".join(str(errors[k]).split()), errors[k].exit_code)
+        for k in sorted(errors)
+    )
+    return TrackResult(
+        tuple(labels[k] for k in kept), tuple(paths[k] for k in kept), tuple(analysed), tuple(names), values, level,
+        band, seeds, topts.statistic, tuple(cached[k] for k in kept), tuple(steps[k] for k in kept) if steps else (),
+        axis, loss, tuple(notes), failed,
     )  # fmt: skip
+
+
+def _check_run(
+    results: Sequence[AnalysisResult | None], paths: Sequence[Path], layers: Sequence[str], only: int | None = None
+) -> None:
+    """The analysed checkpoints, in order, share the first one's layers (and it holds ``layers``);
+    ``only``: check that one alone (just analysed)."""
+    ok = [k for k, r in enumerate(results) if r is not None]
+    if not ok:
+        return
+    first = results[ok[0]]
+    assert first is not None
+    if layers and only in (None, ok[0]):
+        _check_layers(first, layers)
+    for k in ok[1:] if only is None else [only] if only != ok[0] else []:
+        other = results[k]
+        assert other is not None
+        _same_architecture(first, other, paths[ok[0]], paths[k])

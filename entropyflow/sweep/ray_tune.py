@@ -10,8 +10,9 @@ raise again). A failed trial is reported with its whole error message and does n
 (no fail-fast). A report without ``--metric`` does: the sweep stops at once and says
 what was reported (:class:`_MetricCheck`).
 
-The local Ray started here listens on the loopback interface only (:func:`_loopback_only`): its
-GCS, raylet, object manager and workers accept no connection from another machine.
+The local Ray started here listens on the loopback interface only: its GCS, raylet, object
+manager and workers accept no connection from another machine (how Ray is started or joined, and
+the token probe of a cluster, are :mod:`entropyflow.raycluster`'s, shared with ``track``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ import torch
 from ray import tune
 
 from ..errors import Interrupted, OptionError
+from ..raycluster import LOOPBACK
+from ..raycluster import auth_problem as _auth_problem
+from ..raycluster import check_loopback as _check_loopback
+from ..raycluster import init_ray as _init_ray
+from ..raycluster import loopback_only as _loopback_only
+from ..raycluster import restore_environ as _restore_environ
 from ..text import printable
 from . import contract, stats
 from .contract import ReportError, missing_metric, report_row
@@ -451,103 +458,6 @@ def _fit_remotely(tuner: Any, sink: Any, driver: _Driver, hint: str) -> None:
         raise failure[0]
 
 
-LOOPBACK = "127.0.0.1"
-
-
-@contextlib.contextmanager
-def _loopback_only() -> Iterator[None]:
-    """While a local Ray starts: its node address is the loopback one, so that the GCS, the raylet,
-    the object manager and every worker bind to 127.0.0.1 (Ray binds its servers to the node's
-    address). ``ray.init`` turns a ``_node_ip_address`` of 127.0.0.1 into the machine's external
-    address unless Ray's single-machine mode (what it uses on macOS and Windows) is on: it is, for
-    the start-up only."""
-    from ray._private import ray_constants
-
-    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = previous
-
-
-def _check_loopback() -> None:
-    """The local Ray must have come up on the loopback address: anything else would listen on a
-    network interface (an unauthenticated Ray runs the jobs anyone sends it)."""
-    address = ray.util.get_node_ip_address()
-    if address != LOOPBACK:
-        ray.shutdown()
-        raise OptionError(
-            f"the local Ray came up on {printable(address, 60)}, not {LOOPBACK}: it would accept jobs from the "
-            f"network (Ray {getattr(ray, '__version__', '?')}); start a Ray yourself and pass --address"
-        )
-
-
-PROBE_S = 5.0  # seconds the probe of an --address waits for an answer
-AUTH_HELP = (
-    "set RAY_AUTH_MODE=token here and give the cluster's token in RAY_AUTH_TOKEN, in a file named by "
-    "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (on the head node: ray get-auth-token)"
-)
-
-
-def _auth_problem(address: str) -> str | None:
-    """Whether the cluster at ``address`` turns this machine away for want of a token, asked once
-    before connecting: Ray's client would otherwise retry for 30 s and say only that it timed out
-    (the cause is in the server's log). One call answers it: a ping of the Ray Client server
-    (``ray://host:port``) or of the GCS (``host:port``), with this machine's token if token
-    authentication is on here. Anything but "unauthenticated" is left to ``ray.init`` to report
-    (``auto`` is not probed)."""
-    import grpc
-
-    client = address.startswith("ray://")
-    target = address[len("ray://") :] if client else address
-    if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", target):
-        return None
-    try:
-        from ray._private.grpc_utils import init_grpc_channel  # Ray's channel: its token interceptors
-
-        channel = init_grpc_channel(target, options=[], asynchronous=False)
-    except Exception:  # noqa: BLE001 - a Ray without it: a plain channel asks the same question
-        channel = grpc.insecure_channel(target)
-    try:
-        if client:
-            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
-
-            ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)  # type: ignore[attr-defined]
-            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(ping, timeout=PROBE_S)
-        else:
-            channel.unary_unary("/ray.rpc.NodeInfoGcsService/GetClusterId")(b"", timeout=PROBE_S)
-    except grpc.RpcError as exc:
-        if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-            mode = os.environ.get("RAY_AUTH_MODE", "")
-            if mode.lower() == "token":
-                return (
-                    f"the Ray cluster at {printable(address, 100)} refused this machine's token "
-                    "(token authentication): give the cluster's token in RAY_AUTH_TOKEN, in a file named by "
-                    "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
-                )
-            return (
-                f"the Ray cluster at {printable(address, 100)} uses token authentication and this machine sent "
-                f"no token: {AUTH_HELP}"
-            )
-    finally:
-        channel.close()
-    return None
-
-
-def _init_ray(kwargs: dict[str, Any]) -> None:
-    """``ray.init``, keeping this process's Python signal handlers: Ray's core installs a C++
-    SIGTERM handler that aborts the process (exit 134), which would skip every cleanup."""
-    main = threading.current_thread() is threading.main_thread()
-    handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} if main else {}
-    try:
-        ray.init(**kwargs)
-    finally:
-        for sig, handler in handlers.items():
-            if handler is not None:
-                signal.signal(sig, handler)
-
-
 def _name(trial: Any) -> str:
     cfg = trial.config.get("trial", {})
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{cfg.get('cell')}-seed{cfg.get('seed')}")[:80] + f"-{trial.trial_id}"
@@ -675,14 +585,6 @@ def run(
             ray.shutdown()
             _restore_environ(environ)
     return recorder.outcomes(trials)
-
-
-def _restore_environ(saved: dict[str, str]) -> None:
-    """The process environment as it was before the sweep started its Ray: a library call leaves
-    nothing of Ray behind for the caller's later Ray (or subprocesses) to inherit."""
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    os.environ.update(saved)
 
 
 def available() -> str:
