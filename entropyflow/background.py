@@ -10,6 +10,7 @@ joins whatever is still running. Callers cancel their own tasks on error paths.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,7 +28,10 @@ class Task:
         self.future: Future = Future()
         self.cancelled = threading.Event()
         self._linked: list[Task] = []
-        self._thread = threading.Thread(target=self._run, args=(work,), name=name, daemon=True)
+        # the thread runs in a copy of the starter's context, so that a message built on it speaks the
+        # caller's words (``words``: the CLI's flags during a command, the library's keywords else)
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run, work), name=name, daemon=True)
 
     def _run(self, work: Callable[[threading.Event], Any]) -> None:
         try:

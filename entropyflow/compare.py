@@ -16,6 +16,7 @@ from .analysis import AnalyzeOptions, analyze
 from .errors import OptionError
 from .estimate.results import AnalysisResult
 from .estimate.run import ProgressFn
+from .words import arg, option
 
 RANDOM = "random"
 MAX_SEEDS = 1000  # each seed is one full analysis
@@ -27,14 +28,16 @@ def check_seeds(compare: str | None, seeds: int | None) -> int:
     if seeds is None:
         return DEFAULT_SEEDS if compare == RANDOM else 1
     if seeds < 1:
-        raise OptionError("--seeds must be at least 1")
+        raise OptionError(f"{option('seeds')} must be at least 1")
     if seeds > MAX_SEEDS:
         raise OptionError(
-            f"--seeds {seeds:,} is more than {MAX_SEEDS} (each seed is one full analysis of the architecture)"
+            f"{option('seeds')} {seeds:,} is more than {MAX_SEEDS} (each seed is one full analysis of the architecture)"
         )
     if seeds != 1 and compare != RANDOM:
         raise OptionError(
-            "--seeds needs --compare random" if not compare else "--seeds applies to --compare random only"
+            f"{option('seeds')} needs {arg('compare', RANDOM)}"
+            if not compare
+            else f"{option('seeds')} applies to {arg('compare', RANDOM)} only"
         )
     return seeds
 
@@ -67,7 +70,9 @@ def reference_analyses(
         return (analyze(compare, opts, progress=progress),)
     arch = result.model.arch
     if not arch:
-        raise OptionError(f"--compare random needs the architecture of {result.model.spec}: give it with --arch")
+        raise OptionError(
+            f"{arg('compare', RANDOM)} needs the architecture of {result.model.spec}: give it with {arg('arch')}"
+        )
     own = result.model.seed  # a random init's seed, or the seed a trained model was initialised with
     picked = reference_seeds(n, own)
     out = []

@@ -10,6 +10,7 @@ from typing import Literal, cast, get_args
 
 from .errors import OptionError
 from .text import printable
+from .words import option
 
 Estimator = Literal["paper", "spectral"]
 ChannelRule = Literal["first", "mean"]
@@ -54,15 +55,15 @@ def loss_form(value: object) -> LossForm:
 
 
 def plot_format(value: object) -> PlotFormat:
-    return cast(PlotFormat, check(value, PLOT_FORMATS, "--plot-format"))
+    return cast(PlotFormat, check(value, PLOT_FORMATS, option("plot-format")))
 
 
 def label_mode(value: object) -> LabelMode:
-    return cast(LabelMode, check(value, LABEL_MODES, "--labels"))
+    return cast(LabelMode, check(value, LABEL_MODES, option("labels")))
 
 
 def mode(value: object) -> Mode:
-    return cast(Mode, check(value, MODES, "--mode"))
+    return cast(Mode, check(value, MODES, option("mode")))
 
 
 def is_layer_kind(value: object) -> bool:

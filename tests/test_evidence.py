@@ -229,7 +229,7 @@ def test_default_seeds_is_ten_and_seeds_needs_compare_random(tmp_path):
     )  # the bundled trained sample, initialised with seed 0 (its manifest): seeds 1…10
     assert written.result.model.seed == 0 and not written.result.model.random_init
     assert written.reference is not None and written.reference.seeds == tuple(range(1, 11))
-    with pytest.raises(OptionError, match="--seeds needs --compare random"):
+    with pytest.raises(OptionError, match='seeds needs compare="random"'):
         analyze_to(None, out=tmp_path / "s", seeds=3)
 
 

@@ -355,7 +355,7 @@ def test_bad_epochs_fail_the_trial_and_nan_has_no_verdict(resumed):
         "failed trial: first λ=0.1 seed 1: rejected: report(epoch=1) after epoch 2: each epoch is reported once, "
         "in increasing order" in out
     )
-    assert "failed trial: first λ=0.1 seed 2: rejected: report(epoch=12) is past --epochs 3" in out
+    assert "failed trial: first λ=0.1 seed 2: rejected: report(epoch=12) is past the sweep's last epoch (3)" in out
     rows = rows_of(tmp)
     epochs = {s: [row["epoch"] for row in rows if row["cell"] == "first λ=0.1" and row["seed"] == s] for s in "12"}
     assert epochs == {"1": ["1", "2", ""], "2": ["1", ""]}  # the rows before the bad call, then the error row
@@ -375,7 +375,7 @@ def test_the_report_contract_names_the_epoch():
     for epoch, previous, message in [
         (2, 3, "report(epoch=2) after epoch 3: each epoch is reported once, in increasing order"),
         (3, 3, "report(epoch=3) after epoch 3: each epoch is reported once, in increasing order"),
-        (12, None, "report(epoch=12) is past --epochs 10"),
+        (12, None, "report(epoch=12) is past the sweep's last epoch (10)"),
         (-1, None, "report(epoch=-1): epochs count from 1 (0: before training)"),
         (2.5, None, "report(epoch=2.5): the epoch must be a whole number"),
         ("3", None, "report(epoch='3'): the epoch must be a whole number"),
@@ -387,4 +387,4 @@ def test_the_report_contract_names_the_epoch():
         report_row(1, {"m": "x"}, None, 10)
     # the driver checks the rows that arrive too (a training function could call tune.report itself)
     rows, problem = checked_rows([{"epoch": 1, "wall_s": 0.1, "m": 1.0}, {"epoch": 11, "wall_s": 0.2, "m": 1.0}], 10)
-    assert [r["epoch"] for r in rows] == [1] and problem == "report(epoch=11) is past --epochs 10"
+    assert [r["epoch"] for r in rows] == [1] and problem == "report(epoch=11) is past the sweep's last epoch (10)"

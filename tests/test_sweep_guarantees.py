@@ -195,7 +195,7 @@ def test_a_metric_typo_stops_the_sweep_at_its_first_report(tmp_path):
     r = run(*args(tmp_path, "--metric", "val_los", seeds=1), timeout=240)
     assert r.rc == 2, r.err[-3000:]
     assert r.err.strip() == (
-        "error: --metric val_los is not what the training function reports: report(epoch=1) gave val_loss, acc: "
+        "error: metric val_los is not what the training function reports: report(epoch=1) gave val_loss, acc: "
         f"the sweep stopped at that report; name one of those with --metric (and a new --out, or remove "
         f"{tmp_path / 'report'})"
     )
@@ -224,7 +224,7 @@ def test_a_metric_named_like_a_tune_field_is_refused_before_anything_runs(tmp_pa
 def test_missing_metric_names_what_was_reported():
     assert missing_metric("val_loss", {"epoch": 1, "val_loss": 0.3, "wall_s": 0.1}) is None
     assert missing_metric("val_los", {"epoch": 3, "val_loss": 0.3, "acc": 0.9, "wall_s": 0.1}) == (
-        "--metric val_los is not what the training function reports: report(epoch=3) gave val_loss, acc"
+        "metric val_los is not what the training function reports: report(epoch=3) gave val_loss, acc"
     )
     assert missing_metric("loss", {"epoch": 1}).endswith("report(epoch=1) gave no metric")
 
@@ -296,7 +296,7 @@ CONTRACT_ERROR = """Failure # 2 (occurred at 2026-01-01_00-00-01)
 ray::ImplicitFunc.train() (pid=123, ip=127.0.0.1)
   File "/x/entropyflow/sweep/ray_tune.py", line 90, in report
     raise broken[0]
-entropyflow.sweep.contract.ReportError: report(epoch=12) is past --epochs 3
+entropyflow.sweep.contract.ReportError: report(epoch=12) is past the sweep's last epoch (3)
 """
 
 
@@ -310,7 +310,10 @@ def test_error_messages_are_kept_whole(tmp_path):
         "unexpectedly exits with a connection error code 2. End of file."
     )
     # two failures in one file (a retried trial): the last one counts, whole
-    assert ray_tune.error_message(ACTOR_ERROR + CONTRACT_ERROR) == "rejected: report(epoch=12) is past --epochs 3"
+    assert (
+        ray_tune.error_message(ACTOR_ERROR + CONTRACT_ERROR)
+        == "rejected: report(epoch=12) is past the sweep's last epoch (3)"
+    )
     long = "RuntimeError: " + " ".join(f"word{i}" for i in range(200))  # 1,400 characters, kept whole
     assert ray_tune.error_message("Failure # 1 (occurred at t)\n" + long + "\n") == long
     # a file larger than what is read: from its first whole line on

@@ -85,8 +85,13 @@ def test_placements_that_read_trained_weights_still_need_a_reference(names_):
     with pytest.raises(OptionError) as err:
         placements(names_, None)
     text = str(err.value)
-    assert "give --reference" in text and names_[-1] in text
+    assert "give reference= " in text and names_[-1] in text and "--" not in text  # a library call: its words
     assert "first, first-k, pre-skip, dense-first, all need no reference" in text
+    from entropyflow import words
+
+    with words.speaking("cli"), pytest.raises(OptionError) as err:
+        placements(names_, None)
+    assert f"--placements {names_[-1]} ranks" in str(err.value) and "give --reference" in str(err.value)
 
 
 # --- resolving on the live model ------------------------------------------------------------------

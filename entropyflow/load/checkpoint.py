@@ -24,6 +24,7 @@ import torch
 
 from ..errors import CheckpointFormatError, UnsafePickleError, UntrustedCodeError, one_line
 from ..text import printable
+from ..words import arg
 from .hashing import verify_zip_crcs
 from .paths import ResolvedCheckpoint, openable, read_safetensors_header, resolve_checkpoint
 from .pickle_scan import check_pickles
@@ -57,7 +58,7 @@ def read_checkpoint(path: str | Path, *, trust_code: bool = False, key: str | No
                 f"{printable(r.files[0].name)} is a TorchScript archive: loading it runs the TorchScript code it "
                 "contains "
                 "(its __setstate__ and methods can write files and call other ops). If you trust the file, pass "
-                "--trust-code; "
+                f"{arg('trust-code')}; "
                 "otherwise export the weights with torch.save(model.state_dict(), PATH)"
             )
         verify_zip_crcs(r.files[0])
@@ -165,7 +166,7 @@ def _torch_load(f: Path, trust_code: bool) -> Any:
             )
             raise UnsafePickleError(
                 f"{name} contains {what} ({shown or 'unknown globals'}) that would run code when loaded; "
-                "entropyflow loads weights only. If you trust the file, pass --trust-code, "
+                f"entropyflow loads weights only. If you trust the file, pass {arg('trust-code')}, "
                 "or re-save it with torch.save(model.state_dict(), PATH)"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means a corrupted file
@@ -183,7 +184,7 @@ def _unsafe_load(path: str, name: str, zipped: bool) -> Any:
         ) from exc
     except Exception as exc:  # noqa: BLE001 - code from the (trusted) file failed: the file's problem
         raise CheckpointFormatError(
-            f"loading {name} with --trust-code failed ({type(exc).__name__}: {printable(one_line(exc, 120))})"
+            f"loading {name} with {arg('trust-code')} failed ({type(exc).__name__}: {printable(one_line(exc, 120))})"
         ) from exc
 
 

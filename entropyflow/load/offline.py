@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import WeightsNotCachedError
+from ..words import arg
 
 _lock = threading.RLock()
 
@@ -54,7 +55,7 @@ def no_downloads(what: str, where: str) -> Iterator[None]:
     def refuse(url: str, *args: Any, **kwargs: Any) -> None:
         raise WeightsNotCachedError(
             f"building {what} would download {url}; entropyflow never downloads: "
-            f"put the file in {where} or pass --weights PATH"
+            f"put the file in {where} or pass {arg('weights', 'PATH', quote=False)}"
         )
 
     with _replaced(torch.hub, "download_url_to_file", refuse):

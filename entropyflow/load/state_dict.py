@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import CheckpointFormatError
 from ..text import brief, printable
+from ..words import arg
 
 V = TypeVar("V")  # the values of a state dict (tensors, or names standing for them)
 
@@ -149,11 +150,15 @@ def unwrap_checkpoint(obj: Any, key: str | None = None) -> Unwrapped:
                 (f"ignored non-tensor entries: {', '.join(dropped)}",) if dropped else (),
             )
         raise CheckpointFormatError(
-            f"the checkpoint is a dict without a state dict (keys: {_keys(obj)}); pass --key NAME to pick one"
+            f"the checkpoint is a dict without a state dict (keys: {_keys(obj)}); "
+            f"pass {arg('key', 'NAME', quote=False)} to pick one"
         )
     pick = candidates[0]
     notes = (
-        (f"also found {', '.join(candidates[1:])}: pass --key to analyse it instead",) if len(candidates) > 1 else ()
+        # a note saved in the result: the same words whoever the caller, naming no option
+        (f"also found {', '.join(candidates[1:])}: pick one of them by its key to analyse it instead",)
+        if len(candidates) > 1
+        else ()
     )
     inner = obj[pick]
     if isinstance(inner, nn.Module):

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import UnknownModelError, WeightsNotCachedError, one_line
 from ..samples import build_sample, sample_info
 from ..spec import ModelSpec
+from ..words import arg
 from .offline import no_downloads, torchvision_weights
 from .skeleton import meta_skeleton
 
@@ -241,13 +242,15 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
         w = _tv_weights(spec)
         if w is None:
             raise WeightsNotCachedError(
-                f"torchvision:{spec.name} has no pretrained weights: use --random-init or --weights PATH"
+                f"torchvision:{spec.name} has no pretrained weights: use {arg('random-init')} or "
+                f"{arg('weights', 'PATH', quote=False)}"
             )
         f = _torch_hub_checkpoints() / os.path.basename(w.url)
         if not f.is_file():
             raise WeightsNotCachedError(
                 f"pretrained weights for torchvision:{spec.name} ({w}) are not cached: expected {f} "
-                f"(from {w.url}); copy the file there, pass --weights PATH, or use --random-init"
+                f"(from {w.url}); copy the file there, pass {arg('weights', 'PATH', quote=False)}, or use "
+                f"{arg('random-init')}"
             )
         return f, f"torchvision {w} from the torch hub cache"
     if spec.source == "timm":
@@ -269,11 +272,13 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
         where += [f"{_torch_hub_checkpoints() / os.path.basename(url)}"] if url else []
         if not where:
             raise WeightsNotCachedError(
-                f"timm:{_timm_name(spec)} has no pretrained weights: use --random-init or --weights PATH"
+                f"timm:{_timm_name(spec)} has no pretrained weights: use {arg('random-init')} or "
+                f"{arg('weights', 'PATH', quote=False)}"
             )
         raise WeightsNotCachedError(
             f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}; "
-            "download them where there is network (HF_HUB_OFFLINE=0), pass --weights PATH, or use --random-init"
+            f"download them where there is network (HF_HUB_OFFLINE=0), pass {arg('weights', 'PATH', quote=False)}, "
+            f"or use {arg('random-init')}"
         )
     return sample_info(spec.name).path, f"bundled sample weights ({sample_info(spec.name).path.name})"
 

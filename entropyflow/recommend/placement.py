@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NoReturn
 
 import numpy as np
 from torch import nn
@@ -22,7 +23,8 @@ from ..estimate.results import AnalysisResult, LayerResult
 from ..load import zoo
 from ..lossform import dense_inverse_inertness
 from ..spec import parse_spec
-from .skips import skip_graph
+from ..words import arg, option
+from .skips import GraphError, skip_graph
 
 STRATEGIES = ("auto", "first", "first-k", "pre-skip", "empirical", "largest-change", "dense-first", "all")
 PER_FILTER = ("none", "uniform", "outliers")
@@ -86,9 +88,9 @@ def recommend(
     if name in ("auto", "pre-skip"):
         try:
             graph = skip_graph(model if model is not None else architecture(analysis))
-        except EntropyflowError as exc:
+        except EntropyflowError as exc:  # its message names no option: auto saves it in the rationale
             if name == "pre-skip":
-                raise
+                _no_graph_for_pre_skip(exc)
             notes.append(f"auto: the model's graph is not available ({one_line(exc, 200)}).")
     if name == "auto":
         name, why = _auto(analysis, graph)
@@ -131,10 +133,21 @@ def architecture(analysis: AnalysisResult) -> nn.Module:
     arch = analysis.model.arch
     if not arch:
         raise OptionError(
-            f"the graph-based strategies need the architecture of {analysis.model.spec}: "
-            "analyse with --arch, or choose first, empirical or largest-change"
+            f"the graph-based strategies need the architecture of {analysis.model.spec}, which the analysis does "
+            "not name"
         )
     return zoo.build(parse_spec(arch))
+
+
+def _no_graph_for_pre_skip(exc: EntropyflowError) -> NoReturn:
+    """Re-raise why the graph is missing with what to do about it, in the caller's words."""
+    if isinstance(exc, GraphError):
+        raise GraphError(f"{exc}: use {option('strategy')} empirical, first or largest-change") from exc
+    if isinstance(exc, OptionError):
+        raise OptionError(
+            f"{exc}: analyse with {arg('arch')}, or use {option('strategy')} first, empirical or largest-change"
+        ) from exc
+    raise exc
 
 
 def validate_options(opts: RecommendOptions) -> None:
@@ -147,10 +160,10 @@ def validate_options(opts: RecommendOptions) -> None:
     if opts.per_filter not in PER_FILTER:
         raise OptionError(f"unknown per-filter rule '{opts.per_filter}' (use {', '.join(PER_FILTER)})")
     if opts.k < 1 or (opts.top_k is not None and opts.top_k < 1):
-        raise OptionError("--k and --top-k must be at least 1")
-    for v, what in ((opts.lam_conv, "--lambda"), (opts.lam_dense, "--lambda-dense"), (opts.z, "--z")):
+        raise OptionError(f"{option('k')} and {option('top-k')} must be at least 1")
+    for v, what in ((opts.lam_conv, "lambda"), (opts.lam_dense, "lambda-dense"), (opts.z, "z")):
         if not math.isfinite(v):
-            raise OptionError(f"{what} must be a finite number (got {v})")
+            raise OptionError(f"{option(what)} must be a finite number (got {v})")
 
 
 def _auto(analysis: AnalysisResult, graph) -> tuple[str, str]:
@@ -160,7 +173,7 @@ def _auto(analysis: AnalysisResult, graph) -> tuple[str, str]:
     if graph is None:
         return "first", (
             "auto: without the graph, residual additions and concatenations cannot be seen, so the plain-CNN "
-            "rule, first (pass --arch, or choose --strategy empirical or largest-change yourself)."
+            "rule, first (the graph needs the architecture; or choose empirical or largest-change yourself)."
         )
     if graph.add_feeders:
         both = f" (and {graph.n_cats} concatenations)" if graph.cat_feeders else ""

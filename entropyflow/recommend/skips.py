@@ -4,7 +4,8 @@ From the model's torch.fx graph: for every ``add`` of two tensors and every ``ca
 followed backwards through pass-through nodes only (norms, activations, dropout, stochastic depth,
 identity, and scaling by a constant or a parameter such as ConvNeXt's layer scale; pooling is NOT
 pass-through) to the conv module that produced it. A model fx cannot trace raises
-:class:`GraphError` with fx's reason.
+:class:`GraphError` with fx's reason (in words that name no option: the reason may be saved in a
+config's rationale; :func:`.placement.recommend` adds the advice in the caller's words).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def skip_graph(model: nn.Module) -> SkipGraph:
     except Exception as exc:  # noqa: BLE001 - fx raises many types; all mean 'cannot trace'
         raise GraphError(
             f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:160]}): use --strategy empirical, first or largest-change"
+            f"{' '.join(str(exc).split())[:160]})"
         ) from exc
     modules = dict(gm.named_modules())
     adds, cats, n_adds, n_cats = [], [], 0, 0

@@ -47,6 +47,7 @@ from ..atomic import write_atomic
 from ..errors import OutputError, one_line
 from ..text import printable
 from ..vocab import PLOT_FORMATS
+from ..words import cli, option
 
 MANIFEST = ".entropyflow-manifest.json"
 JOURNAL = ".entropyflow-journal.json"
@@ -338,7 +339,12 @@ def _recover(out: Path) -> None:
 
 
 def _refuse(out: Path, name: str, why: str) -> OutputError:
-    return _err(out, f"{printable(name)} {why}: move it away or choose another --out")
+    return _err(out, f"{printable(name)} {why}: move it away or {_another_out()}")
+
+
+def _another_out() -> str:
+    """``choose another --out`` on the command line, ``choose another out folder`` to Python."""
+    return f"choose another {option('out')}" + ("" if cli() else " folder")
 
 
 def _plan(out: Path, command: str, names: list[str]) -> list[str]:
@@ -350,7 +356,7 @@ def _plan(out: Path, command: str, names: list[str]) -> list[str]:
         raise _err(
             out,
             f"it holds the report of `entropyflow {previous}`, which `entropyflow {command}` never replaces or "
-            "deletes: choose another --out",
+            f"deletes: {_another_out()}",
         )
     for name in [*names, MANIFEST]:
         dst = out / name

@@ -20,6 +20,7 @@ from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..estimate.trajectory import Trajectory
 from ..text import printable
+from ..words import arg
 from .numbers import fmt
 
 
@@ -222,7 +223,7 @@ def _reference_lines(reference: SeedReference, console: Console) -> None:
         _line(
             console,
             f"seeds: the layer median of 1 random-init seed ({seeds}); one seed cannot separate signal from noise — "
-            "use --seeds 10 or more for z-scores",
+            f"use {arg('seeds', 10)} or more for z-scores",
             style="yellow",
         )
         return
@@ -239,7 +240,7 @@ def _reference_lines(reference: SeedReference, console: Console) -> None:
         _line(
             console,
             f"only {n} seeds: their sd is itself uncertain, so |z| can look large by chance (the test allows for "
-            "it); use --seeds 10 or more",
+            f"it); use {arg('seeds', 10)} or more",
             style="yellow",
         )
     if reference.init_scheme:

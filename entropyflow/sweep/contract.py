@@ -21,7 +21,8 @@ bit for bit, which the tests check).
 
 ``report`` checks each call (:func:`report_row`): epochs are whole numbers from 0 to ``epochs``,
 each reported once and in increasing order, and metrics are numbers. A call that breaks this
-ends the trial as failed, with a reason naming the epoch, rather than letting the summary count
+ends the trial as failed, with a reason naming the epoch (in words that name no option: it is
+raised in a Ray worker and saved in the trial's record), rather than letting the summary count
 an epoch twice or one past the budget. A NaN, an infinity or a value beyond ±1e100 is kept as
 reported, but no verdict is drawn from a trial that reported one (the summary says why).
 """
@@ -46,6 +47,7 @@ from ..config import load_config, to_dict
 from ..errors import OptionError
 from ..regularize import EntropyRegularizer
 from ..text import printable, shown
+from ..words import arg, option
 from .rules import resolve, rule_of
 
 
@@ -129,7 +131,7 @@ def report_row(epoch: Any, metrics: Mapping[str, Any], previous: int | None, epo
     if e is None:
         raise ReportError(f"report(epoch={shown(epoch, 40)}): the epoch must be a whole number")
     if e > epochs:
-        raise ReportError(f"report(epoch={e}) is past --epochs {epochs}")
+        raise ReportError(f"report(epoch={e}) is past the sweep's last epoch ({epochs})")
     if e < 0:
         raise ReportError(f"report(epoch={e}): epochs count from 1 (0: before training)")
     if previous is not None and e <= previous:
@@ -149,23 +151,27 @@ def check_metric(metric: str) -> None:
     """``--metric`` before anything runs: one of Ray Tune's own result fields (:data:`TUNE_FIELDS`)
     is refused with the reason."""
     if not metric or not metric.strip():
-        raise OptionError("--metric needs the name of a metric the training function reports (e.g. val_loss)")
+        raise OptionError(
+            f"{option('metric')} needs the name of a metric the training function reports (e.g. val_loss)"
+        )
     if metric in TUNE_FIELDS:
         raise OptionError(
-            f"--metric {printable(metric, 40)}: that is the name of a field Ray Tune adds to every result "
+            f"{arg('metric', printable(metric, 40), quote=False)}: that is the name of a field Ray Tune adds to "
+            "every result "
             f"({metric}), not something the training function reports; report the metric under another name"
         )
 
 
 def missing_metric(metric: str, row: Mapping[str, Any]) -> str | None:
     """Why a reported row cannot be compared on ``metric`` (None when it has it): what was
-    reported instead, so that a typo in ``--metric`` names its fix."""
+    reported instead, so that a typo in ``--metric`` names its fix. Built in a Ray worker or
+    Tune's driver and saved with the sweep, so in words that name no option."""
     if metric in row:
         return None
     names = [printable(k, 40) for k in row if k not in RESERVED]
     given = ", ".join(names[:20]) + (", …" if len(names) > 20 else "") if names else "no metric"
     epoch = row.get("epoch")
-    what = f"--metric {printable(metric, 40)} is not what the training function reports"
+    what = f"metric {printable(metric, 40)} is not what the training function reports"
     return f"{what}: report(epoch={epoch}) gave {given}"
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import OptionError
+from ..words import arg, option
 
 MAX_CPUS = 65536  # of a local Ray, and per trial: far beyond one machine
 MAX_GPUS = 1024
@@ -29,19 +30,24 @@ class RayOptions:
         """Resources are checked when the options are built (the command line's parsing), before
         Ray starts: Ray takes quantities in steps of 0.0001, and more than one GPU only whole."""
         if self.cpus is not None and (isinstance(self.cpus, bool) or not 1 <= self.cpus <= MAX_CPUS):
-            raise OptionError(f"--cpus must be a whole number from 1 to {MAX_CPUS} (got {self.cpus})")
+            raise OptionError(f"{option('cpus')} must be a whole number from 1 to {MAX_CPUS} (got {self.cpus})")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= MAX_RETRIES:
-            raise OptionError(f"--retries must be a whole number from 0 to {MAX_RETRIES} (got {self.retries})")
+            raise OptionError(
+                f"{option('retries')} must be a whole number from 0 to {MAX_RETRIES} (got {self.retries})"
+            )
         cpu, gpu = self.cpus_per_trial, self.gpus_per_trial
         if not (math.isfinite(cpu) and 1e-4 <= cpu <= MAX_CPUS):
-            raise OptionError(f"--cpus-per-trial must be from 0.0001 to {MAX_CPUS} (got {cpu:g})")
+            raise OptionError(f"{option('cpus-per-trial')} must be from 0.0001 to {MAX_CPUS} (got {cpu:g})")
         if not (math.isfinite(gpu) and (gpu == 0 or 1e-4 <= gpu <= MAX_GPUS)):
-            raise OptionError(f"--gpus-per-trial must be 0 or from 0.0001 to {MAX_GPUS} (got {gpu:g})")
+            raise OptionError(f"{option('gpus-per-trial')} must be 0 or from 0.0001 to {MAX_GPUS} (got {gpu:g})")
         if self.gpus_per_trial > 1 and not float(self.gpus_per_trial).is_integer():
-            raise OptionError(f"--gpus-per-trial above 1 must be a whole number of GPUs (got {self.gpus_per_trial:g})")
+            raise OptionError(
+                f"{option('gpus-per-trial')} above 1 must be a whole number of GPUs (got {self.gpus_per_trial:g})"
+            )
         if self.cpus is not None and self.cpus_per_trial > self.cpus:
             raise OptionError(
-                f"--cpus-per-trial {self.cpus_per_trial:g} is more than --cpus {self.cpus}: no trial could start"
+                f"{arg('cpus-per-trial', f'{self.cpus_per_trial:g}', quote=False)} is more than "
+                f"{arg('cpus', self.cpus)}: no trial could start"
             )
 
 

@@ -25,6 +25,7 @@ from .. import strictjson
 from ..atomic import write_atomic
 from ..errors import OptionError, OutputError
 from ..text import printable
+from ..words import arg, option
 from .contract import NONFINITE, checked_rows
 from .events import TrialOutcome
 from .spec import SweepSpec
@@ -105,12 +106,14 @@ def begin(storage: Path, train: str, spec: SweepSpec) -> None:
     """A new sweep: ``storage`` must be new or empty; the grid is saved in it."""
     out = printable(storage.parent)
     if (storage / SPEC_FILE).exists() or (storage / SPEC_FILE).is_symlink():
-        raise OptionError(f"{out} already holds a sweep: pass --resume to continue it, or choose another --out")
+        raise OptionError(
+            f"{out} already holds a sweep: pass {arg('resume')} to continue it, or choose another {option('out')}"
+        )
     try:
         if storage.is_symlink() or (storage.exists() and (not storage.is_dir() or any(storage.iterdir()))):
             raise OptionError(
                 f"{printable(storage)} is in the way: it holds files that are not an entropyflow sweep's; "
-                "choose another --out"
+                f"choose another {option('out')}"
             )
         storage.mkdir(parents=True, exist_ok=True)
         doc = {"train": train, "fingerprint": spec.fingerprint(), "spec": spec.to_dict()}
@@ -145,7 +148,7 @@ def check_grid(storage: Path, train: str, spec: SweepSpec) -> None:
         raise OptionError(f"cannot resume: {printable(saved)} is not an entropyflow sweep's grid")
     if doc["fingerprint"] != spec.fingerprint() or doc["train"] != train:
         raise OptionError(
-            "--resume needs the same training function and grid as the interrupted sweep "
+            f"{option('resume')} needs the same training function and grid as the interrupted sweep "
             f"(it was {printable(doc['train'], 60)} with grid {printable(doc['fingerprint'], 20)})"
         )
 
@@ -215,7 +218,7 @@ def finished(storage: Path, trials: Sequence[dict[str, Any]], epochs: int) -> di
                 if name.startswith(".") and name.endswith(".tmp") and name[1:-4] in expected:
                     continue  # a write that a crash interrupted: ours, replaced when the trial runs again
                 if name not in expected or entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-                    why = "is not a trial record of this sweep: remove it, or use another --out"
+                    why = f"is not a trial record of this sweep: remove it, or use another {option('out')}"
                     raise _refuse(Path(entry.path), why)
                 index = expected[name]
                 record = _read(Path(entry.path), index, trials[index], epochs)

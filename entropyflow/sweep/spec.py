@@ -25,6 +25,7 @@ from ..errors import OptionError
 from ..estimate.results import AnalysisResult
 from ..recommend import STRATEGIES, RecommendOptions, recommend
 from ..text import printable
+from ..words import arg, option
 
 BASELINE = "baseline"
 PLACEMENTS = tuple(s for s in STRATEGIES if s != "auto")  # recommend's strategies, "all" (Table 1's control) included
@@ -53,7 +54,7 @@ class Rule:
     def __post_init__(self) -> None:
         if self.strategy not in STRUCTURAL:
             raise OptionError(
-                f"placement '{printable(self.strategy, 30)}' reads trained weights: it needs --reference "
+                f"placement '{printable(self.strategy, 30)}' reads trained weights: it needs {arg('reference')} "
                 f"(only {', '.join(STRUCTURAL)} are resolved on the live model)"
             )
 
@@ -135,20 +136,20 @@ class SweepSpec:
         if len(set(self.seeds)) != len(self.seeds) or any(s < 0 for s in self.seeds):
             raise OptionError("seeds must be distinct non-negative integers")
         if self.epochs < 1:
-            raise OptionError("--epochs must be at least 1")
+            raise OptionError(f"{option('epochs')} must be at least 1")
         if any(not math.isfinite(lam) for lam in self.lambdas):
             raise OptionError("every λ must be a finite number")
         if any(lam != 0 for lam in self.lambdas) and not self.placements:
-            raise OptionError("λ > 0 needs at least one placement (--placements or --config)")
+            raise OptionError(f"λ > 0 needs at least one placement ({arg('placements')} or {arg('config')})")
         if self.target is not None and not math.isfinite(self.target):
-            raise OptionError("--target must be a finite number")
+            raise OptionError(f"{option('target')} must be a finite number")
         if self.patience is not None and not 1 <= self.patience <= 10**6:
-            raise OptionError("--patience must be a positive number of epochs")
+            raise OptionError(f"{option('patience')} must be a positive number of epochs")
         if self.primary is not None:
-            vocab.check(self.primary, OUTCOMES, "--primary outcome")
+            vocab.check(self.primary, OUTCOMES, f"{option('primary')} outcome")
             if self.primary not in self.outcomes:
-                need = "--patience" if self.primary == "stop_epoch" else "--target"
-                raise OptionError(f"--primary {self.primary} needs {need}")
+                need = arg("patience") if self.primary == "stop_epoch" else arg("target")
+                raise OptionError(f"{arg('primary', self.primary)} needs {need}")
         names = [p.name for p in self.placements]
         if len(set(names)) != len(names):
             raise OptionError(f"placements are named twice: {', '.join(names)}")
@@ -231,8 +232,9 @@ def rules(names: Sequence[str], options: RecommendOptions | None = None) -> tupl
     weights = [name for name in names if name in NEEDS_WEIGHTS]
     if weights:
         raise OptionError(
-            f"--placements {', '.join(weights)} ranks the layers of a trained network: give --reference (a trained "
-            f"model of the architecture, or its analysis.json); {', '.join(STRUCTURAL)} need no reference "
+            f"{option('placements')} {', '.join(weights)} ranks the layers of a trained network: "
+            f"give {arg('reference')} (a trained model of the architecture, or its analysis.json); "
+            f"{', '.join(STRUCTURAL)} need no reference "
             "(resolved on the model the training function builds)"
         )
     return tuple(Placement(name, rule=Rule(name, base.k, base.form, base.epsilon)) for name in names)
