@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -17,13 +17,13 @@ from .estimate import registry
 from .estimate.dense import DEFAULT_BUDGET, DensePrefetch
 from .estimate.results import AnalysisResult, ModelInfo
 from .estimate.run import EstimateOptions, ProgressFn, check_estimator_options, estimate, resolve_device
-from .load.model import LoadedModel, LoadOptions, load_model
+from .load.model import Architectures, LoadedModel, LoadOptions, load_model
 from .report import notebook  # noqa: F401 - the notebook view of the results analyze() returns
 from .samples import DEFAULT_SAMPLE, default_sample_path
 from .spec import MAX_INPUTS, ExampleInput, inputs_given, parse_bytes, parse_input_size
 from .text import path_text, printable
 from .vocab import ESTIMATORS, ChannelRule, Estimator
-from .walk import effective_tensors, walk_model
+from .walk import Walk, effective_tensors, walk_model
 from .words import arg, option, say
 
 __all__ = ["AnalyzeOptions", "analyze", "ESTIMATORS"]
@@ -125,6 +125,17 @@ def _parsed_budget(max_mem: object) -> int:
     return parse_bytes(max_mem) or DEFAULT_BUDGET
 
 
+@dataclass
+class Reuse:
+    """What the analyses of one training run's checkpoints share (``entropyflow track``): the Hugging
+    Face architectures built from their config.json and the walks of those skeletons. Each
+    checkpoint's tensors are still read, matched and estimated on their own; the results equal
+    :func:`analyze`'s for each checkpoint."""
+
+    architectures: Architectures = field(default_factory=Architectures)
+    walks: dict[tuple[Any, ...], Walk] = field(default_factory=dict)
+
+
 def analyze(
     model: str | nn.Module | None = None,
     options: AnalyzeOptions | None = None,
@@ -157,7 +168,18 @@ def analyze(
         hash_files=hash_files, input_size=input_size, input=None if input is None else tuple(input), trace=trace,
         device=device, channel_rule=channel_rule, estimator=estimator, max_mem=max_mem,
     )  # fmt: skip
-    opts = _options(options, given)
+    return analyze_reusing(model, _options(options, given), progress=progress)
+
+
+def analyze_reusing(
+    model: str | nn.Module | None,
+    opts: AnalyzeOptions,
+    *,
+    progress: ProgressFn | None = None,
+    reuse: Reuse | None = None,
+) -> AnalysisResult:
+    """:func:`analyze` with parsed options, reusing the architecture and walk ``reuse`` holds
+    (and adding to it)."""
     if model is None:
         if opts.random_init or opts.weights:
             setting = arg("random-init") if opts.random_init else arg("weights", "PATH", quote=False)
@@ -182,21 +204,28 @@ def analyze(
             model,
             opts.load_options(),
             on_tensors=(lambda t: started.append(DensePrefetch(t, dev, opts.budget))) if prefetch else None,
+            architectures=reuse.architectures if reuse is not None else None,
         )
         if progress:
             progress("load", 1, 1)
             progress("trace", 0, 1)
         dtype = opts.input_dtype or loaded.input_dtype
         _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
-        walk = walk_model(
-            loaded,
-            opts.shape,
-            opts.trace,
-            getattr(torch, dtype) if dtype else None,
-            loaded.extra_inputs,
-            opts.budget,
-            more_inputs=opts.more_inputs if opts.input else None,
-        )
+        how = (loaded.skeleton, opts.shape, opts.trace, dtype, opts.budget, opts.more_inputs if opts.input else None)
+        shared = reuse is not None and any(loaded.skeleton is built[0] for built in reuse.architectures.built.values())
+        walk = reuse.walks.get(how) if reuse is not None and shared else None
+        if walk is None:
+            walk = walk_model(
+                loaded,
+                opts.shape,
+                opts.trace,
+                getattr(torch, dtype) if dtype else None,
+                loaded.extra_inputs,
+                opts.budget,
+                more_inputs=opts.more_inputs if opts.input else None,
+            )
+            if reuse is not None and shared:
+                reuse.walks[how] = walk  # a skeleton built once for the run is walked once
         if progress:
             progress("trace", 1, 1)
         if not walk.sites:

@@ -54,7 +54,7 @@ import torch
 
 from . import strictjson
 from ._version import __version__
-from .analysis import AnalyzeOptions, _check_tokens, _versions, analyze
+from .analysis import AnalyzeOptions, Reuse, analyze, analyze_reusing
 from .atomic import write_atomic
 from .compare import MAX_SEEDS, reference_seeds
 from .errors import (
@@ -65,19 +65,16 @@ from .errors import (
     OptionError,
     OutputError,
 )
-from .estimate.results import AnalysisResult, ModelInfo
-from .estimate.run import EstimateOptions, ProgressFn, estimate, resolve_device
+from .estimate.results import AnalysisResult
+from .estimate.run import ProgressFn
 from .estimate.seeds import STATISTICS
 from .estimate.trajectory import LossSeries, Trajectory, layer_matrix
 from .extras import install_hint, missing
-from .load import hf
-from .load.checkpoint import read_checkpoint
-from .load.hashing import integrity_async, sha256_async, sha256_file
-from .load.model import LoadedModel, load_model
+from .load.hashing import sha256_async, sha256_file
+from .load.model import load_model
 from .load.paths import MODEL_WEIGHT_NAMES, resolve_checkpoint
 from .report.jsonio import MAX_ANALYSIS_BYTES, SCHEMA, analysis_json, from_dict
-from .text import path_text, printable
-from .walk import Walk, effective_tensors, walk_model
+from .text import printable
 
 __all__ = [
     "CheckpointFailure",
@@ -478,102 +475,22 @@ def _lookup(cache: Path, path: Path, key: str) -> tuple[AnalysisResult | None, P
     return _read_entry(entry, _record(entry), digest, key, weights), entry
 
 
-@dataclass
-class _Built:
-    """A Hugging Face architecture as built for one config.json, with the walk of its skeleton."""
-
-    config_sha256: str
-    skeleton: Any
-    config: Any
-    cls: str
-    notes: tuple[str, ...]
-    walks: dict[tuple, Walk]
-
-
 class SharedArchitecture:
-    """The architecture of a run, built and walked once: checkpoints that are Hugging Face folders
-    with the same config.json (byte for byte) share the first one's skeleton (on meta) and walk;
-    only their tensors are read and matched. Anything else is analysed on its own (:func:`analyze`).
-    The numbers and the recorded model are those :func:`analyze` gives for each checkpoint."""
+    """The architecture of a run, built and walked once (:class:`~entropyflow.analysis.Reuse`):
+    checkpoints that are Hugging Face folders with the same config.json (byte for byte) share the
+    first one's skeleton (on meta) and walk; only their tensors are read and matched. The numbers
+    and the recorded model are those :func:`analyze` gives for each checkpoint."""
 
     def __init__(self) -> None:
-        self.built: _Built | None = None
-        self.builds = 0  # how many times an architecture was built (tests count them)
+        self.reuse = Reuse()
+
+    @property
+    def builds(self) -> int:
+        """How many architectures were built (tests count them)."""
+        return self.reuse.architectures.builds
 
     def analyze(self, path: Path, opts: AnalyzeOptions) -> AnalysisResult:
-        if opts.random_init or opts.arch or opts.weights or opts.trust_code or missing("hf"):
-            return analyze(str(path), opts)
-        folder = Path(path)
-        if not folder.is_dir() or not hf.is_hf_folder(folder):
-            return analyze(str(path), opts)
-        return self._analyze_hf(folder, opts)
-
-    def _architecture(self, folder: Path, opts: AnalyzeOptions, tensors: int) -> _Built:
-        sha = sha256_file(folder / "config.json")
-        if self.built is None or self.built.config_sha256 != sha:
-            skeleton, config, cls, notes = hf.build(folder, opts.trust_code, tensors=tensors)
-            self.builds += 1
-            self.built = _Built(sha, skeleton, config, cls, notes, {})
-        return self.built
-
-    def _analyze_hf(self, folder: Path, opts: AnalyzeOptions) -> AnalysisResult:
-        """What :func:`analyze` does with a Hugging Face folder (load.model's folder branch, then
-        walk and estimate), with the architecture and its walk from the first such checkpoint."""
-        loaded: LoadedModel | None = None
-        try:
-            dev = resolve_device(opts.device)
-            raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
-            arch = self._architecture(folder, opts, len(raw.tensors))
-            tensors, match_notes = hf.match(arch.skeleton, raw.tensors, f"{arch.cls} ({folder.name}/config.json)")
-            size, dtype, why = hf.default_input(arch.config, arch.skeleton)
-            files = raw.resolved.files
-            trust, n_tensors = opts.trust_code, len(raw.tensors)
-
-            def rebuild() -> torch.nn.Module:  # a real CPU copy, only when the meta device cannot run the model
-                real = hf.build(folder, trust, device="cpu", tensors=n_tensors)[0]
-                real.load_state_dict({k: tensors.get(k) for k in tensors}, strict=False)
-                return real
-
-            loaded = LoadedModel(
-                spec=str(folder), description=f"{arch.cls} from {folder.name}/config.json ({raw.description})",
-                format=raw.resolved.format, tensors=tensors, skeleton=arch.skeleton, input_size=size,
-                input_dtype=dtype, arch=str(folder), weights=f"{raw.description} ({raw.resolved.path.name})",
-                files=files, integrity=integrity_async(files, sha256=True) if opts.hash_files else None,
-                notes=raw.notes + arch.notes + match_notes, rebuild=rebuild, input_note=why,
-                max_tokens=hf.max_tokens(arch.config), extra_inputs=hf.extra_inputs(arch.config, arch.skeleton),
-            )  # fmt: skip
-            dtype = opts.input_dtype or loaded.input_dtype
-            _check_tokens(dtype, opts.shape or loaded.input_size, loaded.max_tokens, opts.trace)
-            how = (opts.shape, opts.trace, dtype, opts.budget, opts.more_inputs if opts.input else None)
-            walk = arch.walks.get(how)
-            if walk is None:
-                walk = walk_model(
-                    loaded, opts.shape, opts.trace, getattr(torch, dtype) if dtype else None, loaded.extra_inputs,
-                    opts.budget, more_inputs=how[-1],
-                )  # fmt: skip
-                arch.walks[how] = walk
-            if not walk.sites:
-                return analyze(str(folder), opts)  # the pipeline's own message
-            effective, walk = effective_tensors(loaded, walk)
-            layers, warned = estimate(
-                walk, effective, EstimateOptions(opts.channel_rule, opts.device, opts.budget, opts.estimator)
-            )
-            sha = loaded.integrity.future.result() if loaded.integrity is not None else None
-        except BaseException:
-            if loaded is not None and loaded.integrity is not None:
-                loaded.integrity.stop()
-            raise
-        info = ModelInfo(
-            spec=path_text(loaded.spec), description=path_text(loaded.description), format=loaded.format,
-            weights=path_text(loaded.weights), files=tuple(path_text(f) for f in loaded.files), sha256=sha,
-            arch=loaded.arch, input_size=walk.input_size, input_dtype=dtype if walk.input_size else None,
-            walk=walk.mode, random_init=False, seed=None,
-        )  # fmt: skip
-        said = (loaded.input_note,) if loaded.input_note and opts.trace and not opts.shape else ()
-        return AnalysisResult(
-            model=info, estimator=opts.estimator, channel_rule=opts.channel_rule, device=str(dev), layers=layers,
-            skipped=walk.skipped, warnings=warned, notes=loaded.notes + walk.notes + said, versions=_versions(),
-        )  # fmt: skip
+        return analyze_reusing(str(path), opts, reuse=self.reuse)
 
 
 def _record(entry: Path) -> Path:

@@ -21,7 +21,7 @@ from ..words import arg, option
 from . import hf, zoo
 from .arch import NumClassesMismatch, match_state_dict
 from .checkpoint import RawCheckpoint, read_checkpoint
-from .hashing import integrity_async
+from .hashing import integrity_async, sha256_file
 from .source import DictSource, TensorSource
 
 __all__ = ["LoadOptions", "LoadedModel", "load_model", "TensorSource"]
@@ -83,21 +83,43 @@ class LoadedModel:
 TensorsHook = Callable[[TensorSource], None]
 
 
+@dataclass
+class Architectures:
+    """Hugging Face architectures built once and reused: the checkpoints of one training run share
+    their config.json, so ``entropyflow track`` builds its skeleton (on meta) once. Keyed by the
+    sha256 of config.json and the number of tensors (which decides the build's tied weights)."""
+
+    built: dict[tuple[str, int], tuple[nn.Module, Any, str, tuple[str, ...]]] = field(default_factory=dict)
+    builds: int = 0  # how many were built (tests count them)
+
+    def get(self, folder: Path, trust_code: bool, tensors: int) -> tuple[nn.Module, Any, str, tuple[str, ...]]:
+        key = (sha256_file(folder / "config.json"), tensors)
+        if key not in self.built:
+            self.built[key] = hf.build(folder, trust_code, tensors=tensors)
+            self.builds += 1
+        return self.built[key]
+
+
 def load_model(
-    model: str | ModelSpec | nn.Module, options: LoadOptions | None = None, *, on_tensors: TensorsHook | None = None
+    model: str | ModelSpec | nn.Module,
+    options: LoadOptions | None = None,
+    *,
+    on_tensors: TensorsHook | None = None,
+    architectures: Architectures | None = None,
 ) -> LoadedModel:
     """Load a model from a spec string (file path, ``torchvision:NAME``, ``timm:NAME``,
     ``sample:NAME``) or wrap a live ``nn.Module``. Never downloads; never unpickles code unless
     ``options.trust_code``. ``on_tensors`` is called with the checkpoint's tensors as soon as
-    they are open, before any architecture is built (to start work early)."""
+    they are open, before any architecture is built (to start work early). ``architectures``:
+    Hugging Face skeletons to reuse (one run's checkpoints), built here when missing."""
     opts = options or LoadOptions()
     if isinstance(model, nn.Module):
         return _from_module(model, "nn.Module (in memory)", type(model).__name__, opts)
     spec = model if isinstance(model, ModelSpec) else parse_spec(model)
     if spec.source == HF:
-        return _from_hf(hf.resolve_hub(spec.name, spec.tag), opts, str(spec), on_tensors)
+        return _from_hf(hf.resolve_hub(spec.name, spec.tag), opts, str(spec), on_tensors, architectures)
     if spec.is_file and hf.is_hf_folder(Path(spec.name).expanduser()):
-        return _from_hf(Path(spec.name).expanduser(), opts, spec.name, on_tensors)
+        return _from_hf(Path(spec.name).expanduser(), opts, spec.name, on_tensors, architectures)
     if spec.is_file:
         if opts.weights or opts.random_init:
             raise OptionError(
@@ -141,7 +163,13 @@ def load_model(
     )
 
 
-def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: TensorsHook | None) -> LoadedModel:
+def _from_hf(
+    folder: Path,
+    opts: LoadOptions,
+    spec_text: str,
+    on_tensors: TensorsHook | None,
+    architectures: Architectures | None = None,
+) -> LoadedModel:
     """A Hugging Face model folder: the architecture from config.json (transformers, on meta), the
     weights from its safetensors (sharded too) or its pickle-free ``pytorch_model.bin``."""
     if opts.arch:
@@ -170,7 +198,10 @@ def _from_hf(folder: Path, opts: LoadOptions, spec_text: str, on_tensors: Tensor
     raw = read_checkpoint(folder, trust_code=opts.trust_code, key=opts.key)
     if on_tensors is not None:
         on_tensors(raw.tensors)
-    skeleton, config, cls, built = hf.build(folder, opts.trust_code, tensors=len(raw.tensors))
+    if architectures is not None:
+        skeleton, config, cls, built = architectures.get(folder, opts.trust_code, len(raw.tensors))
+    else:
+        skeleton, config, cls, built = hf.build(folder, opts.trust_code, tensors=len(raw.tensors))
     tensors, notes = hf.match(skeleton, raw.tensors, f"{cls} ({folder.name}/config.json)")
     size, dtype, why = hf.default_input(config, skeleton)
     files = raw.resolved.files
