@@ -25,6 +25,7 @@ import ray
 
 from .errors import OptionError
 from .text import printable
+from .words import option
 
 __all__ = [
     "LOOPBACK",
@@ -65,7 +66,7 @@ def check_loopback() -> None:
         ray.shutdown()
         raise OptionError(
             f"the local Ray came up on {printable(address, 60)}, not {LOOPBACK}: it would accept jobs from the "
-            f"network (Ray {getattr(ray, '__version__', '?')}); start a Ray yourself and pass --address"
+            f"network (Ray {getattr(ray, '__version__', '?')}); start a Ray yourself and pass {option('address')}"
         )
 
 

@@ -75,6 +75,7 @@ from .load.model import load_model
 from .load.paths import MODEL_WEIGHT_NAMES, resolve_checkpoint
 from .report.jsonio import MAX_ANALYSIS_BYTES, SCHEMA, analysis_json, from_dict
 from .text import printable
+from .words import option
 
 __all__ = [
     "CheckpointFailure",
@@ -104,16 +105,18 @@ class TrackOptions:
 
     def __post_init__(self) -> None:
         if self.statistic not in STATISTICS:
-            raise OptionError(f"--stat must be one of {', '.join(STATISTICS)}, not {printable(self.statistic, 40)!r}")
+            raise OptionError(
+                f"{option('stat')} must be one of {', '.join(STATISTICS)}, not {printable(self.statistic, 40)!r}"
+            )
         if not 0 <= self.seeds <= MAX_SEEDS:
-            raise OptionError(f"--seeds must be from 0 to {MAX_SEEDS} (each seed is one full analysis)")
+            raise OptionError(f"{option('seeds')} must be from 0 to {MAX_SEEDS} (each seed is one full analysis)")
         if self.labels is not None:
             if len(self.labels) > MAX_LABEL_PATTERN:
-                raise OptionError(f"--labels is longer than {MAX_LABEL_PATTERN} characters")
+                raise OptionError(f"{option('labels')} is longer than {MAX_LABEL_PATTERN} characters")
             try:
                 re.compile(self.labels)
             except (re.error, RecursionError, OverflowError) as exc:
-                raise OptionError(f"--labels is not a regular expression: {printable(exc, 120)}") from exc
+                raise OptionError(f"{option('labels')} is not a regular expression: {printable(exc, 120)}") from exc
 
 
 MAX_WORKERS = 1024
@@ -133,11 +136,13 @@ class ParallelOptions:
 
     def __post_init__(self) -> None:
         if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
-            raise OptionError(f"--workers must be from 1 to {MAX_WORKERS}")
+            raise OptionError(f"{option('workers')} must be from 1 to {MAX_WORKERS}")
         if self.address is not None and not self.address.strip():
-            raise OptionError("--address is empty: give ray://HEAD:10001, HOST:PORT or auto")
+            raise OptionError(f"{option('address')} is empty: give ray://HEAD:10001, HOST:PORT or auto")
         if self.working_dir is not None and self.address is None:
-            raise OptionError("--working-dir ships files to a cluster's workers: give it with --address")
+            raise OptionError(
+                f"{option('working-dir')} ships files to a cluster's workers: give it with {option('address')}"
+            )
 
     @property
     def on_ray(self) -> bool:
@@ -397,11 +402,12 @@ def _match_labels(pattern: str, names: list[str]) -> list[str | None]:
         return json.loads(done.stdout)
     except subprocess.TimeoutExpired as exc:
         raise OptionError(
-            f"--labels {shown!r} takes more than {LABEL_SECONDS:g} s on these file names (nested repetition such as "
+            f"{option('labels')} {shown!r} takes more than {LABEL_SECONDS:g} s on these file names (nested "
+            "repetition such as "
             "(a+)+ backtracks without end): simplify the pattern"
         ) from exc
     except (OSError, ValueError, subprocess.CalledProcessError) as exc:
-        raise OptionError(f"--labels {shown!r} could not be matched against the file names") from exc
+        raise OptionError(f"{option('labels')} {shown!r} could not be matched against the file names") from exc
 
 
 def checkpoint_labels(paths: Sequence[Path], pattern: str | None) -> list[str]:
@@ -412,9 +418,9 @@ def checkpoint_labels(paths: Sequence[Path], pattern: str | None) -> list[str]:
         found = _match_labels(pattern, [p.name for p in paths])
         for p, label in zip(paths, found, strict=True):
             if label is None:
-                raise OptionError(f"--labels {printable(pattern, 60)!r} does not match {printable(p.name)}")
+                raise OptionError(f"{option('labels')} {printable(pattern, 60)!r} does not match {printable(p.name)}")
         out = [str(label) for label in found]
-    _unique_labels(paths, out, " (adjust --labels)" if pattern else "")
+    _unique_labels(paths, out, f" (adjust {option('labels')})" if pattern else "")
     return out
 
 
@@ -516,7 +522,7 @@ def _check_cache(cache: Path) -> None:
     if cache.is_symlink() or (cache.exists() and not cache.is_dir()):
         raise OutputError(
             f"{printable(cache)} is a link or a file, not the track cache entropyflow keeps there: move it away or "
-            "choose another --out"
+            f"choose another {option('out')}"
         )
 
 
@@ -551,7 +557,7 @@ def _check_layers(result: AnalysisResult, layers: Sequence[str]) -> None:
     names = {layer.name for layer in result.layers}
     for name in layers:
         if name not in names:
-            raise OptionError(f"--layer {printable(name, 80)!r} is not a layer of these checkpoints")
+            raise OptionError(f"{option('layer')} {printable(name, 80)!r} is not a layer of these checkpoints")
 
 
 VERSIONED = ("torchvision", "timm", "transformers", "safetensors")  # analyze records them when imported
@@ -736,7 +742,8 @@ def track(
     par = parallel or ParallelOptions()
     if par.on_ray and missing("sweep"):
         raise MissingExtraError(
-            f"track on Ray (--workers, --address) needs {' and '.join(missing('sweep'))}, which is not installed: "
+            f"track on Ray ({option('workers')}, {option('address')}) needs "
+            f"{' and '.join(missing('sweep'))}, which is not installed: "
             f"{install_hint('sweep')}"
         )
     paths = checkpoint_paths(inputs)
@@ -749,7 +756,7 @@ def track(
         order, named, axis = order_checkpoints(paths, positions)
         paths, positions = [paths[k] for k in order], [positions[k] for k in order]
         if named is not None:
-            _unique_labels(paths, named, " (give --labels to label them by name)")
+            _unique_labels(paths, named, f" (give {option('labels')} to label them by name)")
     labels = named if named is not None else checkpoint_labels(paths, topts.labels)
     loss = run_loss(positions, notes)
     shared = SharedArchitecture()

@@ -85,6 +85,11 @@ WORDS: dict[str, tuple[str, str]] = {
     "gpus-per-trial": ("--gpus-per-trial", "gpus_per_trial="),
     "working-dir": ("--working-dir", "working_dir="),
     "retries": ("--retries", "retries="),
+    "data": ("--data", "data="),
+    "max-epochs": ("--max-epochs", "max_epochs="),
+    "subset": ("--subset", "subset="),
+    # track on Ray (ParallelOptions)
+    "workers": ("--workers", "workers="),
 }
 
 

@@ -40,7 +40,7 @@ def test_sweep_with_nothing_to_run_asks_for_a_function_or_a_task(tmp_path):
 
     with pytest.raises(OptionError) as err:
         sweep(SweepRequest(), out=tmp_path / "o")
-    assert str(err.value) == "give a training function (MODULE:FUNCTION or FILE.py:FUNCTION) or --task NAME"
+    assert str(err.value) == "give a training function (MODULE:FUNCTION or FILE.py:FUNCTION) or task=NAME"
     with pytest.raises(OptionError, match="not both"):
         sweep(SweepRequest(train="m:f", task="digits-cnn"), out=tmp_path / "o")
 

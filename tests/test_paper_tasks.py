@@ -261,7 +261,7 @@ def test_missing_datasets_are_one_line_naming_the_folder_and_how_to_get_it(tmp_p
         datasets.image_folder(tmp_path)
     with pytest.raises(OptionError, match="cifar-10-batches-py"):
         task_spec("cifar10-cnn", seeds=1, params={"data": str(tmp_path)})  # before Ray starts
-    with pytest.raises(OptionError, match="needs --data ROOT"):
+    with pytest.raises(OptionError, match="needs data=ROOT"):
         task_spec("segmentation-unet", seeds=1)
 
 

@@ -124,7 +124,7 @@ def test_the_primary_outcome_gets_the_verdict_and_the_rest_is_exploratory():
     assert st["primary"] == "epochs_to_target" and st["min_pairs"] == 5
     assert st["exploratory"] == ["final", "best", "seconds_to_target"]
     assert st["test"]["epochs_to_target"] == stats.SIGN_FLIP and st["test"]["final"] == stats.T_TEST
-    assert "horizon E = --epochs = 10" in st["censored"]["epochs_to_target"]
+    assert "horizon E = the epochs of a trial = 10" in st["censored"]["epochs_to_target"]
     outcomes = doc["cells"][1]["outcomes"]
     assert outcomes["epochs_to_target"]["role"] == "primary" and outcomes["final"]["role"] == "exploratory"
     assert "seconds_to_target_test" in summary_csv(summary).decode().splitlines()[0].split(",")

@@ -92,7 +92,7 @@ class EstimatorRecord:
     conventions: tuple[tuple[str, str], ...]  # analysis.json's estimator.conventions, in order
     check_sites: SitesCheck = _no_check
     channel_rules: tuple[str, ...] = CHANNEL_RULES
-    channel_rule_refused: str = ""  # the error for a channel rule not in ``channel_rules``
+    channel_rule_refused: str = ""  # the error for a channel rule not in ``channel_rules`` ({channel_rule}: its words)
     dense_prefetch: bool = False  # dense log-determinants can start while the model is built
     init_levels: bool = False  # the init scheme's predicted levels (log|w|) are its values' levels
     square_logdet: bool = False  # ``LayerResult.logdet`` is log|det| of the dense square part
@@ -177,7 +177,7 @@ SPECTRAL = EstimatorRecord(
     stages=("spectral conv", "spectral dense"),
     cost=_spectral_cost,
     reporting=spectral.reporting,
-    channel_rule_refused="--channel-rule mean applies to the paper estimator only (the spectral estimator uses "
+    channel_rule_refused="{channel_rule} applies to the paper estimator only (the spectral estimator uses "
     "every channel)",
 )
 

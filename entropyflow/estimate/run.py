@@ -30,6 +30,7 @@ from ..load.source import TensorSource
 from ..text import printable
 from ..vocab import ChannelRule, Estimator
 from ..walk.sites import LayerSite, Walk
+from ..words import arg
 from . import registry
 from .dense import DEFAULT_BUDGET, DensePrefetch, site_weight, spread
 from .results import LayerResult
@@ -52,7 +53,7 @@ def check_estimator_options(estimator: object, rule: object) -> None:
     """The estimator and channel rule, and whether they go together (checked where options are built)."""
     record = registry.get(vocab.estimator(estimator))
     if vocab.channel_rule(rule) not in record.channel_rules:
-        raise OptionError(record.channel_rule_refused)
+        raise OptionError(record.channel_rule_refused.format(channel_rule=arg("channel-rule", "mean")))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -71,10 +72,13 @@ def resolve_device(name: str) -> torch.device:
         )
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise OptionError("--device cuda was asked for but CUDA is not available here (use --device auto or cpu)")
+            raise OptionError(
+                f"{arg('device', 'cuda')} was asked for but CUDA is not available here "
+                f"(use {arg('device', 'auto')} or cpu)"
+            )
         index = int(name.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise OptionError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise OptionError(f"{arg('device', name)}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 

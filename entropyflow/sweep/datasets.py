@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ..errors import CheckpointFormatError, InputUnreadableError, OptionError, UnsafePickleError
 from ..load.pickle_scan import check_pickles
 from ..text import printable
+from ..words import arg
 
 #: bytes of one dataset file read at most (a CIFAR-10 batch is 31 MB; MNIST's train images 47 MB)
 MAX_FILE_BYTES = 256 << 20
@@ -64,7 +65,9 @@ def missing(what: str, expected: Path) -> OptionError:
 
 def _root(root: str | Path | None, what: str) -> Path:
     if root is None or not str(root).strip():
-        raise OptionError(f"the {what} task needs --data ROOT (the folder that holds the dataset)")
+        raise OptionError(
+            f"the {what} task needs {arg('data', 'ROOT', quote=False)} (the folder that holds the dataset)"
+        )
     return Path(root).expanduser()
 
 

@@ -230,7 +230,8 @@ def statistics(summary: SweepSummary) -> dict[str, Any]:
         "interval": f"{stats.LEVEL:.0%} interval of the mean paired difference that inverts the outcome's test",
         "test": {o: test_of(o) for o in summary.outcomes},
         "censored": {
-            o: f"restricted time to target min(T, E + 1) with horizon E = --epochs = {spec.epochs}: a run that "
+            o: f"restricted time to target min(T, E + 1) with horizon E = the epochs of a trial = {spec.epochs}: "
+            f"a run that "
             f"does not reach the target counts as {spec.epochs + 1}; exact sign-flip distribution for n ≤ "
             f"{stats.EXACT_FLIPS} pairs, else {stats.FLIPS:,} random sign vectors (seed {stats.FLIP_SEED})"
             for o in summary.outcomes

@@ -62,9 +62,9 @@ def _param(params: dict[str, Any], name: str, default: Any, kind: type) -> Any:
             return bool(value)
         out = kind(value)
     except (TypeError, ValueError) as exc:
-        raise OptionError(f"--param {name}={printable(value, 30)}: not a {kind.__name__}") from exc
+        raise OptionError(f"param {name}={printable(value, 30)}: not a {kind.__name__}") from exc
     if kind in (int, float) and not (math.isfinite(out) and out > 0):
-        raise OptionError(f"--param {name}={printable(value, 30)}: must be a positive number")
+        raise OptionError(f"param {name}={printable(value, 30)}: must be a positive number")
     return out
 
 
@@ -243,9 +243,9 @@ def cnn(params: dict[str, Any]) -> nn.Module:
     try:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError as exc:
-        raise OptionError(f"--param widths={printable(text, 30)}: comma-separated conv widths (e.g. 32,32)") from exc
+        raise OptionError(f"param widths={printable(text, 30)}: comma-separated conv widths (e.g. 32,32)") from exc
     if not 1 <= len(widths) <= 3 or any(not 1 <= w <= 4096 for w in widths):
-        raise OptionError("--param widths: 1 to 3 conv widths of 1 … 4096 (Table 1: 32, 64, 128)")
+        raise OptionError("param widths: 1 to 3 conv widths of 1 … 4096 (Table 1: 32, 64, 128)")
     return PaperCNN(widths)
 
 
@@ -456,7 +456,7 @@ def train_segmentation_unet(config: dict[str, Any], report: Report) -> None:
     train, val = datasets.segmentation(params.get("data"))
     size = _param(params, "size", 256, int)
     if size % 16:
-        raise OptionError(f"--param size={size}: the U-Net's four down steps need a multiple of 16")
+        raise OptionError(f"param size={size}: the U-Net's four down steps need a multiple of 16")
     keep_tr, keep_va = subset(len(train.images), params), subset(len(val.images), params)
     batch = _param(params, "batch", 16, int)
     generator = seed(config)  # then the model: the same initialisation for every cell of a seed

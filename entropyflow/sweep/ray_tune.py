@@ -44,6 +44,7 @@ from ..raycluster import init_ray as _init_ray
 from ..raycluster import loopback_only as _loopback_only
 from ..raycluster import restore_environ as _restore_environ
 from ..text import printable
+from ..words import arg, option
 from . import contract, stats
 from .contract import ReportError, missing_metric, report_row
 from .events import RayOptions, TrialEvent, TrialOutcome
@@ -469,20 +470,22 @@ def experiment_name(storage: Path) -> str:
         name = EXPERIMENT if k == 0 else f"resume-{k}"
         if not os.path.lexists(storage / name):
             return name
-    raise OptionError(f"{printable(storage)} holds {MAX_RUNS} runs of this sweep already: choose another --out")
+    raise OptionError(
+        f"{printable(storage)} holds {MAX_RUNS} runs of this sweep already: choose another {option('out')}"
+    )
 
 
 def _check_fits(ray_options: RayOptions) -> None:
     """On a local Ray, a trial that asks for more than there is would wait for ever."""
     have = ray.cluster_resources()
-    for what, want, option in (
-        ("CPU", ray_options.cpus_per_trial, "--cpus-per-trial"),
-        ("GPU", ray_options.gpus_per_trial, "--gpus-per-trial"),
+    for what, want, flag in (
+        ("CPU", ray_options.cpus_per_trial, option("cpus-per-trial")),
+        ("GPU", ray_options.gpus_per_trial, option("gpus-per-trial")),
     ):
         if want > have.get(what, 0.0):
             raise OptionError(
-                f"{option} {want:g} is more than the local Ray has ({have.get(what, 0.0):g} {what}s): "
-                f"lower it{', or raise --cpus' if what == 'CPU' else ''}"
+                f"{flag} {want:g} is more than the local Ray has ({have.get(what, 0.0):g} {what}s): "
+                f"lower it{', or raise ' + option('cpus') if what == 'CPU' else ''}"
             )
 
 
@@ -563,7 +566,7 @@ def run(
             ),
         )
         driver = _Driver(recorder, on_event, metric)
-        hint = f"finished trials are kept in {storage}; continue with --resume"
+        hint = f"finished trials are kept in {storage}; continue with {arg('resume')}"
         global _driver
         _driver = driver
         try:
@@ -577,8 +580,8 @@ def run(
             _driver = None
         if driver.missing is not None:
             raise OptionError(
-                f"{driver.missing}: the sweep stopped at that report; name one of those with --metric "
-                f"(and a new --out, or remove {printable(storage.parent)})"
+                f"{driver.missing}: the sweep stopped at that report; name one of those with {option('metric')} "
+                f"(and a new {option('out')}, or remove {printable(storage.parent)})"
             )
     finally:
         if started_here:

@@ -32,6 +32,7 @@ from ..recommend import RecommendOptions
 from ..report import check_writable, read_analysis
 from ..report.outdir import preflight, write_atomically
 from ..text import printable
+from ..words import arg, option
 from . import datasets, ray_tune, records
 from .contract import check_metric
 from .events import RayOptions, TrialEvent, TrialOutcome
@@ -306,7 +307,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise OptionError(f"--param needs KEY=VALUE (got '{printable(item, 60)}')")
+            raise OptionError(f"{option('param')} needs KEY=VALUE (got '{printable(item, 60)}')")
         try:
             out[key.strip()] = strictjson.loads(value)  # no NaN, no 5000-digit integers: the grid is saved as JSON
         except ValueError:
@@ -322,10 +323,10 @@ def pilot(request: SweepRequest) -> SweepRequest:
         params["data"] = str(Path(request.data).expanduser().resolve())
     if request.subset is not None:
         if request.subset < 1:
-            raise OptionError("--subset must be at least 1 (examples per split)")
+            raise OptionError(f"{option('subset')} must be at least 1 (examples per split)")
         params["subset"] = request.subset
     if request.max_epochs is not None and request.max_epochs < 1:
-        raise OptionError("--max-epochs must be at least 1")
+        raise OptionError(f"{option('max-epochs')} must be at least 1")
     return replace(request, params=params)
 
 
@@ -340,13 +341,15 @@ def sweep(
     require("sweep")
     check_writable(out)
     if request.train is None and request.task is None:
-        raise OptionError("give a training function (MODULE:FUNCTION or FILE.py:FUNCTION) or --task NAME")
+        raise OptionError(
+            f"give a training function (MODULE:FUNCTION or FILE.py:FUNCTION) or {arg('task', 'NAME', quote=False)}"
+        )
     if request.train is not None and request.task is not None:
-        raise OptionError("give a training function (MODULE:FUNCTION) or --task NAME, not both")
+        raise OptionError(f"give a training function (MODULE:FUNCTION) or {arg('task', 'NAME', quote=False)}, not both")
     if not 1 <= request.seeds <= MAX_SEEDS:
-        raise OptionError(f"--seeds must be from 1 to {MAX_SEEDS} (each seed is one trial per cell)")
+        raise OptionError(f"{option('seeds')} must be from 1 to {MAX_SEEDS} (each seed is one trial per cell)")
     if not 0 <= request.first_seed <= 2**32 - MAX_SEEDS:
-        raise OptionError(f"--first-seed must be from 0 to {2**32 - MAX_SEEDS}")
+        raise OptionError(f"{option('first-seed')} must be from 0 to {2**32 - MAX_SEEDS}")
     vocab.plot_format(request.plot_format)
     figures = [f"learning_curves.{request.plot_format}", f"outcomes.{request.plot_format}"]
     preflight(out, "sweep", ["trials.csv", "summary.csv", "summary.json", "best.yaml", *figures])  # before any trial
@@ -376,7 +379,7 @@ def sweep(
     else:
         assert request.train is not None
         if request.metric is None or request.epochs is None:
-            raise OptionError("a training function needs --metric (what it reports) and --epochs")
+            raise OptionError(f"a training function needs {option('metric')} (what it reports) and {option('epochs')}")
         epochs = min(request.epochs, request.max_epochs or request.epochs)
         found = placements(request.placements or (), request.reference, request.configs)
         spec = SweepSpec(

@@ -67,9 +67,7 @@ def stored_weight_note(cls: str) -> str:
 def skip_reason(type_name: str) -> str:
     """A one-line reason for not analysing a parameterised module of this type."""
     if "Norm" in type_name:
-        return (
-            "normalisation layer: a per-channel affine map, not a conv/dense weight (see docs/method.md)"
-        )
+        return "normalisation layer: a per-channel affine map, not a conv/dense weight (see docs/method.md)"
     if "Embedding" in type_name:
         return "embedding: a lookup table indexed by ids, not a linear map of its input"
     if re.search(r"(LSTM|GRU|RNN)", type_name):
