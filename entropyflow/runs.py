@@ -38,6 +38,7 @@ class Written:
     files: tuple[Path, ...]
     reference: SeedReference | None = None  # with --compare random: the model against the seeds
     trajectory: Trajectory | None = None  # track: the layers over the checkpoints
+    notes: tuple[str, ...] = ()  # what the reader of the files should know (compare: other architectures)
 
     @property
     def result(self) -> AnalysisResult:
@@ -89,14 +90,24 @@ def analyze_names(report: ReportOptions, compare: str | None, seeds: int) -> lis
 
 def compare_to(analyses: Sequence[str | Path], *, out: str | Path, report: ReportOptions | None = None) -> Written:
     """Draw saved analyses (``analysis.json`` files or their report folders) side by side into
-    ``out``: ``compare.<fmt>`` and ``compare-profile.<fmt>``."""
+    ``out``: ``compare.<fmt>`` and ``compare-profile.<fmt>`` (the profiles overlaid by layer index,
+    so only for analyses of one architecture; otherwise left out and said in ``notes``)."""
     if len(analyses) < 2:
         raise OptionError("compare needs at least two analysis.json files")
     opts = report or ReportOptions()
     folder = preflight(out, "compare", [f"compare.{opts.plot_format}", f"compare-profile.{opts.plot_format}"])
     results = tuple(read_analysis(p) for p in analyses)
-    files = write_atomically(folder, comparison_files(results, opts, [str(p) for p in analyses]), "compare")
-    return Written(results, folder, tuple(files))
+    rendered = comparison_files(results, opts, [str(p) for p in analyses])
+    notes: tuple[str, ...] = ()
+    layers = {tuple((layer.name, layer.kind) for layer in r.layers) for r in results}
+    if len(layers) > 1:  # different architectures: layer k of one is not layer k of another
+        rendered.pop(f"compare-profile.{opts.plot_format}", None)
+        notes = (
+            "the analyses have different layers (other architectures): each panel has its own layers, and no "
+            "overlaid profile is drawn, since the same layer index would be unrelated layers",
+        )
+    files = write_atomically(folder, rendered, "compare")
+    return Written(results, folder, tuple(files), notes=notes)
 
 
 def track_to(

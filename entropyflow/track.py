@@ -32,6 +32,7 @@ shared file system); they need not see ``--out``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import glob
 import hashlib
 import importlib
@@ -811,11 +812,17 @@ def track(
             runner.drain()
             ok = [k for k in range(n) if results[k] is not None]
             if not ok:
-                raise errors[min(errors)]
+                raise _naming(errors[min(errors)], paths[min(errors)])
             _check_run(results, paths, layers)
             first, first_result = ok[0], results[ok[0]]
             assert first_result is not None
             reference = _init_reference(paths[first], first_result, cached[first], opts) if topts.seeds else None
+            if reference is not None and not reference[0]:
+                notes.append(
+                    f"no random-init level: {paths[first].name} does not say which architecture it is, so no random "
+                    "initialisation of it can be built (give its architecture to compare against one); colours are "
+                    "relative to the first checkpoint"
+                )
             if reference is not None and reference[0]:
                 arch, own, size = reference
                 seed_opts = replace(opts, arch=None, weights=None, key=None, input_size=size, random_init=True)
@@ -847,6 +854,17 @@ def track(
         band, seeds, topts.statistic, tuple(cached[k] for k in kept), tuple(steps[k] for k in kept) if steps else (),
         axis, loss, tuple(notes), failed,
     )  # fmt: skip
+
+
+def _naming(exc: EntropyflowError, path: Path) -> EntropyflowError:
+    """``exc`` with the checkpoint it is about in front, unless it names it already (an --arch that
+    does not fit says which file)."""
+    text = str(exc)
+    if path.name in text:
+        return exc
+    named = copy.copy(exc)
+    named.args = (f"{printable(path.name)}: {text}",)
+    return named
 
 
 def _check_run(

@@ -74,3 +74,52 @@ def test_help_groups_the_options_and_shows_no_type_for_flags(command, panels):
     assert all(panel in text for panel in panels)
     assert "<bool>" not in text and "<str>" not in text  # flags take no value; values are named
     assert "SPEC §" not in text  # the SPEC does not ship: docs/method.md is cited
+
+
+def test_compare_of_two_architectures_says_so_and_overlays_nothing(tmp_path):
+    from entropyflow.report.jsonio import analysis_json
+    from entropyflow.runs import compare_to
+
+    vgg = entropyflow.analyze("sample:digits_vgg", hash_files=False)
+    resnet = entropyflow.analyze("sample:digits_resnet", hash_files=False)
+    for name, result in (("vgg.json", vgg), ("resnet.json", resnet), ("vgg2.json", vgg)):
+        (tmp_path / name).write_bytes(analysis_json(result))
+    mixed = compare_to([tmp_path / "vgg.json", tmp_path / "resnet.json"], out=tmp_path / "mixed")
+    assert [p.name for p in mixed.files] == ["compare.png"]  # no overlaid profile of unrelated layers
+    assert len(mixed.notes) == 1 and "different layers" in mixed.notes[0]
+    same = compare_to([tmp_path / "vgg.json", tmp_path / "vgg2.json"], out=tmp_path / "same")
+    assert sorted(p.name for p in same.files) == ["compare-profile.png", "compare.png"] and same.notes == ()
+
+
+def test_track_without_an_architecture_says_why_there_is_no_random_init_level(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from entropyflow.report.heatmap import layer_order
+    from entropyflow.track import TrackOptions, track
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    for epoch in (1, 2):
+        torch.save(net.state_dict(), tmp_path / f"epoch_{epoch}.pt")  # bare state dicts: no architecture
+    traj = track(
+        [tmp_path / "epoch_1.pt", tmp_path / "epoch_2.pt"], tmp_path / "o", track_options=TrackOptions(seeds=2)
+    )
+    assert traj.seeds == ()
+    assert any(n.startswith("no random-init level: epoch_1.pt does not say which architecture") for n in traj.notes)
+    assert layer_order(traj.results) == "module-name order"  # the heatmap's rows are not in execution order
+    assert layer_order([entropyflow.analyze("sample:digits_vgg", hash_files=False)]) == "execution order"
+    plt.close("all")
+
+
+def test_a_track_whose_arch_does_not_fit_names_the_file(tmp_path):
+    from entropyflow.errors import EntropyflowError
+    from entropyflow.track import TrackOptions, track
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3))
+    torch.save(net.state_dict(), tmp_path / "epoch_1.pt")
+    with pytest.raises(EntropyflowError) as err:
+        track(
+            [tmp_path / "epoch_1.pt"], tmp_path / "o",
+            entropyflow.AnalyzeOptions(arch="torchvision:resnet18"), TrackOptions(seeds=0),
+        )  # fmt: skip
+    assert str(err.value).startswith("epoch_1.pt: checkpoint does not match torchvision:resnet18: ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from .. import vocab
 from .app import app, consoles, wrote
@@ -53,4 +54,6 @@ def compare(
             plot_format=vocab.plot_format(plot_format), total=plot_total, labels=vocab.label_mode(labels), html=False
         )
         written = compare_to(analyses, out=out, report=report)
+        for note in written.notes:
+            console.print(Text(f"note: {note}", style="dim"))
         wrote(console, written.files, written.out)

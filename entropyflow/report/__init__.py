@@ -19,7 +19,7 @@ from ..estimate.trajectory import layer_matrix
 from ..vocab import LabelMode, PlotFormat
 from . import notebook  # noqa: F401 - installs AnalysisResult's notebook view
 from .figures import Panel, PlotOptions, entropy_figure, profile_figure
-from .heatmap import heatmap_figure, lines_figure, pick_rows
+from .heatmap import heatmap_figure, layer_order, lines_figure, pick_rows
 from .html import render_html
 from .jsonio import analysis_json, read_analysis
 from .outdir import check_writable, write_atomically
@@ -113,6 +113,7 @@ def comparison_files(
     heat = heatmap_figure(
         matrix, layers, titles, title=f"layer median over {len(results)} analyses (per output position)",
         colorbar=f"layer median (nats){est}", xlabel="analysis",
+        order=layer_order(results),
     )  # fmt: skip
     picked = pick_rows(matrix)
     lines = lines_figure(

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from ..estimate.results import AnalysisResult
 from .plotting import STYLE, label, new_figure, suptitle, texts_overlap
 
 NAME_CHARS = 40
@@ -68,8 +69,10 @@ def heatmap_figure(
     positions: Sequence[float] | None = None,
     series: Sequence[tuple[str, Sequence[float], Sequence[float]]] = (),
     series_label: str = "",
+    order: str = "execution order",
 ) -> Figure:
-    """``values[i, j]``: row ``i`` (a layer, in execution order, top to bottom) and column ``j``.
+    """``values[i, j]``: row ``i`` (a layer, in ``order``, top to bottom) and column ``j``. ``order``:
+    "execution order", or "module-name order" for layers walked without the architecture.
     With ``center`` the colours diverge around it (blue below, red above, symmetric limits);
     otherwise a sequential map. Missing values (NaN) are drawn grey.
 
@@ -99,7 +102,7 @@ def heatmap_figure(
             bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
             bar.set_label(colorbar)
             ax.set_xlabel(xlabel)
-            ax.set_ylabel("layer (execution order)")
+            ax.set_ylabel(f"layer ({order})")
             suptitle(fig, title)
             _thin(fig, ax, "x", [shorten(c, 32) for c in columns])
             _thin(fig, ax, "y", [shorten(r, NAME_CHARS) for r in rows])
@@ -113,7 +116,7 @@ def heatmap_figure(
         ax.set_ylim(n_rows - 0.5, -0.5)  # the first layer on top, as imshow draws it
         bar = fig.colorbar(mesh, cax=fig.add_subplot(grid[0, 1]))
         bar.set_label(colorbar)
-        ax.set_ylabel("layer (execution order)")
+        ax.set_ylabel(f"layer ({order})")
         ax.tick_params(axis="x", labelbottom=False)
         colors = matplotlib.colormaps["tab10"]
         lo = float(edges[0])
@@ -181,3 +184,9 @@ def pick_rows(values: np.ndarray, k: int = 5) -> list[int]:
     data = np.asarray(values, dtype=np.float64)
     change = np.abs(np.nan_to_num(data[:, -1] - data[:, 0], nan=-math.inf))
     return sorted(int(i) for i in np.argsort(-change, kind="stable")[: min(k, data.shape[0])])
+
+
+def layer_order(results: Sequence[AnalysisResult]) -> str:
+    """How the rows of analyses are ordered: the forward pass's order, or the module names' when
+    the first was walked without its architecture (a bare state dict)."""
+    return "module-name order" if results and results[0].model.walk == "state_dict" else "execution order"

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..estimate import registry
 from ..estimate.trajectory import Trajectory
-from .heatmap import heatmap_figure, lines_figure, pick_rows
+from .heatmap import heatmap_figure, layer_order, lines_figure, pick_rows
 from .plotting import save_figure
 from .tables import csv_bytes
 
@@ -100,6 +100,7 @@ def trajectory_files(
         colorbar=f"{traj.statistic} − {'random-init level' if seeds else 'first checkpoint'} (nats)",
         positions=positions, series=[(s.name, s.steps, s.values) for s in traj.loss] if positions else (),
         series_label="logged loss",
+        order=layer_order(traj.results),
     )  # fmt: skip
     picked = chosen_layers(traj, layers)
     bands = {traj.layers[i]: (float(traj.band[i, 0]), float(traj.band[i, 1])) for i in picked if seeds}
