@@ -9,6 +9,9 @@ The LightningModule holds the network as ``self.model``; the config names the ba
 layers (``features.0``): the callback finds the ``model.`` prefix itself. Metrics go to
 Lightning's CSV logger (``runs/lightning/.../metrics.csv``): ``entropy/term``, per layer
 ``entropy/term/<layer>``, and ``entropy/profile/model.<layer>/median`` at the profiled epochs.
+
+The commands above run from a clone's root; from any other folder, give the script's own path
+(it reads nothing relative to the working folder; ``--config`` and ``--out`` are relative to it).
 """
 
 from __future__ import annotations
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> pl.Trainer:
         log_every_n_steps=5,
     )  # fmt: skip
     trainer.fit(DigitsClassifier(), train, val)
-    print(f"val_acc {float(trainer.callback_metrics['val_acc']):.4f}; metrics in {trainer.logger.log_dir}")
+    val_acc = trainer.callback_metrics.get("val_acc")  # absent when --max-steps stops before the first validation
+    shown = f"{float(val_acc):.4f}" if val_acc is not None else "not measured (stopped before the first epoch's end)"
+    print(f"val_acc {shown}; metrics in {trainer.logger.log_dir}")
     return trainer
 
 

@@ -5,6 +5,9 @@ and the network's entropy profile recorded while it trains (CSV, and TensorBoard
     python docs/examples/plain_loop.py --config lambda.yaml --epochs 10 --out runs/plain
 
 Data: scikit-learn's digits (real 8×8 images, 80/20 split). Model: a fresh ``digits_vgg``.
+
+The commands above run from a clone's root; from any other folder, give the script's own path
+(it reads nothing relative to the working folder; ``--config`` and ``--out`` are relative to it).
 """
 
 from __future__ import annotations

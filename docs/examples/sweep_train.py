@@ -9,6 +9,9 @@
 epochs and ``params`` (``--param KEY=VALUE``). ``entropyflow.sweep.seed(config)`` seeds
 everything and returns the generator for the batch order, so a seed is the same initialisation
 and the same batches in every cell: the cells differ from the baseline only by the term.
+
+From a clone's root as above; from elsewhere, give this file's own path before ``:train``
+(a relative path is read from the folder the sweep is started in).
 """
 
 from __future__ import annotations

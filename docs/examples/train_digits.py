@@ -11,6 +11,9 @@ difference is the entropy term (seed 002's cross-entropy ``L_acc`` plus, or not,
 
 Prints per-epoch mean test accuracy and cross-entropy of both runs, the final accuracies with
 the paired difference, and draws the learning curves (``train_digits.png``).
+
+The commands above run from a clone's root; from any other folder, give the script's own path
+(it reads nothing relative to the working folder; ``--config`` and ``--out`` are relative to it).
 """
 
 from __future__ import annotations
