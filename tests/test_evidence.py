@@ -471,7 +471,11 @@ def test_track_refuses_mixed_architectures_duplicate_labels_and_leaves_no_cache(
     r = runner.invoke(app, ["track", str(tmp_path / "ck"), "-o", str(out), "--seeds", "0"])
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "one architecture" in r.stderr and "epoch_09.pt" in r.stderr
-    assert not (out / ".entropyflow-cache").exists()  # a failed run writes nothing, not even its cache
+    # a refused run writes no report; the cache keeps only whole entries of what was analysed (issue 24: an
+    # interrupted or partly failed run keeps its finished work), each with the record that vouches for it
+    assert not (out / "trajectory.csv").exists() and not (out / "checkpoints.csv").exists()
+    entries = sorted((out / ".entropyflow-cache").glob("*.analysis.json"))
+    assert all(e.with_name(e.name.replace(".analysis.json", ".record.json")).is_file() for e in entries)
     (tmp_path / "ck" / "epoch_09.pt").unlink()
     r = runner.invoke(app, ["track", *map(str, ckpts), "--labels", r"epoch_\d", "-o", str(out)])
     assert r.exit_code == 2 and "labels must be unique" in r.stderr

@@ -207,6 +207,7 @@ def test_piped_cli_writes_progress_to_stderr_and_none_to_stdout(tmp_path):
         "checking weights for NaN/inf",
         "spectral conv FFTs",
         "spectral dense svdvals",
+        "rendering figures, writing files",
     ]
     assert not any(label in proc.stdout for label in ("elapsed", "done in", "svdvals", "FFTs"))
     assert "classifier.3" in proc.stdout  # the table itself went to stdout

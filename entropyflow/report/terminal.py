@@ -316,12 +316,12 @@ def render_trajectory(traj: Trajectory, console: Console, rows: int = 15) -> Non
         cells += [fmt(_finite(traj.values[i, 0]))] + ([fmt(_finite(last))] if n > 1 else [])
         table.add_row(*cells, fmt(delta))
     console.print(table)
-    if len(shown) < len(traj.layers):
-        _line(
-            console,
-            f"the {len(shown)} of {len(traj.layers)} layers that change most; all in trajectory.csv",
-            style="dim",
+    if len(shown) < len(traj.layers) or n > 2:
+        what = (
+            [f"the {len(shown)} of {len(traj.layers)} layers that change most"] if len(shown) < len(traj.layers) else []
         )
+        what += [f"the first and last of {n} checkpoints"] if n > 2 else []
+        _line(console, f"{' and '.join(what)}; all in trajectory.csv", style="dim")
 
 
 def _finite(v: float) -> float | None:
