@@ -60,7 +60,8 @@ def test_an_hf_analysis_records_the_transformers_version():
     [
         ("analyze", ["Model: what is analysed", "Estimator: how it is measured", "Evidence:", "Output"]),
         ("recommend", ["Model: what is analysed", "Placement:", "Output"]),
-        ("sweep", ["Grid: what is trained", "Measure: what is compared", "Ray: where the trials run", "Output"]),
+        ("sweep", ["Grid: what is trained", "Measure: what is compared", "Ray: where the work runs", "Output"]),
+        ("track", ["Model: what is analysed", "Evidence:", "Ray: where the work runs", "Output"]),
     ],
 )
 def test_help_groups_the_options_and_shows_no_type_for_flags(command, panels):

@@ -24,7 +24,7 @@ OUTPUT = "Output"
 PLACEMENT = "Placement: where the term goes and how strong"
 GRID = "Grid: what is trained"
 MEASURE = "Measure: what is compared"
-RAY = "Ray: where the trials run"
+RAY = "Ray: where the work runs"
 
 Arch = Annotated[
     str | None,

@@ -12,6 +12,10 @@ from ..text import printable
 from .app import app, consoles, wrote
 from .errors import errors
 from .options import (
+    ESTIMATOR,
+    EVIDENCE,
+    OUTPUT,
+    RAY,
     Arch,
     ChannelRuleOpt,
     Debug,
@@ -37,9 +41,10 @@ def track(
     checkpoints: Annotated[
         list[str],
         typer.Argument(
+            metavar="CHECKPOINTS",
             help="Checkpoint files, folders of checkpoints, a Hugging Face Trainer output_dir (its checkpoint-N "
             "folders), or globs ('ckpts/epoch_*.ckpt'); ordered and labelled by step when the names or "
-            "trainer_state.json give one, else in natural order."
+            "trainer_state.json give one, else in natural order.",
         ),
     ],
     arch: Arch = None,
@@ -54,34 +59,63 @@ def track(
     max_gpu_mem: MaxGpuMem = None,
     trust_code: TrustCode = False,
     out: Annotated[
-        str, typer.Option("--out", "-o", help="Folder for trajectory.csv, checkpoints.csv and the figures.")
+        str,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for trajectory.csv, checkpoints.csv and the figures.",
+            rich_help_panel=OUTPUT,
+            metavar="DIR",
+        ),
     ] = "entropyflow-track",
-    stat: Annotated[str, typer.Option("--stat", help="Layer statistic to track: median, mean or total.")] = "median",
+    stat: Annotated[
+        str,
+        typer.Option(
+            "--stat",
+            help="Layer statistic to track: median, mean or total.",
+            rich_help_panel=OUTPUT,
+            metavar="median|mean|total",
+        ),
+    ] = "median",
     labels: Annotated[
         str | None,
         typer.Option(
             "--labels",
             help="Regex for the checkpoint labels (its first group), e.g. 'epoch=(\\d+)'; default: the global step "
             "(checkpoint-N, trainer_state.json, Lightning's step=N) or epoch, else file stems.",
+            rich_help_panel=OUTPUT,
+            metavar="REGEX",
         ),
     ] = None,
     seeds: Annotated[
         int,
         typer.Option(
-            "--seeds", help="Random-init seeds for each layer's level (one analysis each; 0: relative to the first)."
+            "--seeds",
+            help="Random-init seeds for each layer's level (one analysis each; 0: relative to the first).",
+            rich_help_panel=EVIDENCE,
+            metavar="N",
         ),
     ] = 5,
     layer: Annotated[
         list[str],
-        typer.Option("--layer", help="A layer for the lines plot (repeatable; default: the 5 that move most)."),
+        typer.Option(
+            "--layer",
+            help="A layer for the lines plot (repeatable; default: the 5 that move most).",
+            rich_help_panel=OUTPUT,
+            metavar="NAME",
+        ),
     ] = [],  # noqa: B006 - typer's default of a repeatable option, never mutated
-    estimator: Annotated[str, typer.Option("--estimator", help="paper or spectral.")] = "paper",
+    estimator: Annotated[
+        str, typer.Option("--estimator", help="paper or spectral.", rich_help_panel=ESTIMATOR, metavar="paper|spectral")
+    ] = "paper",
     workers: Annotated[
         int | None,
         typer.Option(
             "--workers",
             help="Analyse the checkpoints in parallel on a local Ray of N worker processes (loopback only; "
             "needs entropyflow[sweep]).",
+            rich_help_panel=RAY,
+            metavar="N",
         ),
     ] = None,
     address: Annotated[
@@ -90,12 +124,17 @@ def track(
             "--address",
             help="Analyse them as tasks on an existing Ray cluster (ray://HEAD:10001, HOST:PORT or auto); its workers "
             "must see the checkpoints at the same paths.",
+            rich_help_panel=RAY,
+            metavar="ADDRESS",
         ),
     ] = None,
     working_dir: Annotated[
         str | None,
         typer.Option(
-            "--working-dir", help="With --address: a folder shipped to the cluster's workers (Ray runtime_env)."
+            "--working-dir",
+            help="With --address: a folder shipped to the cluster's workers (Ray runtime_env).",
+            rich_help_panel=RAY,
+            metavar="DIR",
         ),
     ] = None,
     plot_format: PlotFormat = "png",
