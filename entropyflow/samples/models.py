@@ -90,7 +90,8 @@ class DigitsAutoencoder(nn.Module):
         return torch.sigmoid(self.decoder(torch.sigmoid(self.encoder(x))))
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    """Two 3×3 'same' convs, each followed by a ReLU: a U-Net step."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1),
         nn.ReLU(inplace=True),
@@ -105,14 +106,14 @@ class DigitsUNet(nn.Module):
     def __init__(self, width: int = 8, out_channels: int = 1):
         super().__init__()
         w = width
-        self.enc1 = _double_conv(1, w)
-        self.enc2 = _double_conv(w, 2 * w)
+        self.enc1 = double_conv(1, w)
+        self.enc2 = double_conv(w, 2 * w)
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = _double_conv(2 * w, 4 * w)
+        self.bottleneck = double_conv(2 * w, 4 * w)
         self.up2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2)
-        self.dec2 = _double_conv(4 * w, 2 * w)
+        self.dec2 = double_conv(4 * w, 2 * w)
         self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
-        self.dec1 = _double_conv(2 * w, w)
+        self.dec1 = double_conv(2 * w, w)
         self.head = nn.Conv2d(w, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

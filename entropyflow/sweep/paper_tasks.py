@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import OptionError
-from ..samples.models import DigitsAutoencoder
+from ..samples.models import DigitsAutoencoder, double_conv
 from ..text import printable
 from . import datasets
 from .contract import Report, entropy_term, regularizer, seed
@@ -403,15 +403,6 @@ def train_imagenette_resnet50(config: dict[str, Any], report: Report) -> None:
 # --- §5.5, Table 3: U-Net segmentation -------------------------------------------------------------------
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1),
-        nn.ReLU(inplace=True),
-    )
-
-
 class UNet(nn.Module):
     """Ronneberger et al.'s U-Net with 'same' padding (Keras implementations such as the paper's
     source, Chopra's): four down steps of two 3×3 convs and a 2×2 max-pool (widths w, 2w, 4w,
@@ -422,10 +413,10 @@ class UNet(nn.Module):
     def __init__(self, width: int = 64, in_channels: int = 3):
         super().__init__()
         w = [width * 2**i for i in range(5)]
-        self.down = nn.ModuleList([_double_conv(in_channels, w[0])] + [_double_conv(w[i], w[i + 1]) for i in range(3)])
-        self.bottleneck = _double_conv(w[3], w[4])
+        self.down = nn.ModuleList([double_conv(in_channels, w[0])] + [double_conv(w[i], w[i + 1]) for i in range(3)])
+        self.bottleneck = double_conv(w[3], w[4])
         self.ups = nn.ModuleList([nn.ConvTranspose2d(w[i + 1], w[i], 2, stride=2) for i in reversed(range(4))])
-        self.up = nn.ModuleList([_double_conv(2 * w[i], w[i]) for i in reversed(range(4))])
+        self.up = nn.ModuleList([double_conv(2 * w[i], w[i]) for i in reversed(range(4))])
         self.head = nn.Conv2d(w[0], 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
