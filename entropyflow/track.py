@@ -616,8 +616,12 @@ class _Here:
 class _OnRay:
     """Analyses as Ray tasks (one CPU each), at most ``cap`` at once; each result is handed to
     ``done`` in this process as it arrives. Ray is started (or joined) at the first task, so a run
-    that the cache answers whole starts none; on an interruption the tasks still running are
-    cancelled, and Ray is left as :func:`entropyflow.raycluster.session` found it."""
+    that the cache answers whole starts none. On an interruption a Ray started here is shut down,
+    which ends its tasks; on a Ray this process joined (a cluster, or one the caller started) the
+    tasks still running are cancelled first, and that Ray is left as
+    :func:`entropyflow.raycluster.session` found it. A Ray started here is deliberately not sent
+    ``ray.cancel``: a cancellation that crosses a task's completion trips a check in Ray's core
+    worker that ends this process (Ray 2.60, ray-project/ray#54846), once in about ten Ctrl-Cs."""
 
     WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C is noticed within it
 
@@ -627,6 +631,7 @@ class _OnRay:
         self.stack = contextlib.ExitStack()
         self.ray: Any = None
         self.task: Any = None
+        self.started_here = False
         self.pending: dict[Any, tuple[int, bool]] = {}
 
     def _start(self) -> None:
@@ -636,7 +641,7 @@ class _OnRay:
         from . import raycluster
 
         par = self.parallel
-        self.stack.enter_context(raycluster.session(par.address, par.workers, par.working_dir))
+        self.started_here = self.stack.enter_context(raycluster.session(par.address, par.workers, par.working_dir))
         self.ray = ray
         self.task = ray.remote(num_cpus=1)(_analyse_task)
 
@@ -653,7 +658,7 @@ class _OnRay:
 
     def close(self, interrupted: bool) -> None:
         try:
-            if interrupted and self.ray is not None:
+            if interrupted and self.ray is not None and not self.started_here:  # shutdown ends a Ray of its own
                 for ref in list(self.pending):
                     with contextlib.suppress(Exception):  # noqa: BLE001 - finished or gone already: nothing to cancel
                         self.ray.cancel(ref, force=True)

@@ -74,6 +74,36 @@ def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONBREAKPOINT"}
 
 
+WARM_UP = (
+    "import ray, sys; ray.init(sys.argv[1], logging_level='ERROR'); "
+    "ray.get(ray.remote(lambda: 1).remote()); ray.shutdown()"
+)
+
+
+def _warm_up(address: str, env: dict[str, str], temp: Path) -> None:
+    """One real Ray Client session before the tests: the head opens its client port before the
+    rest of it is ready, and on a loaded machine the first per-client server it spawns may die
+    while starting ("Starting Ray client server failed"). That is the head's start-up, not the code
+    under test, so it is retried here (three tries); a head that never serves a client fails the
+    module with Ray's own log of the failed server."""
+    problems = []
+    for _ in range(3):
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", WARM_UP, address], env=env, capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            problems.append("no answer in 120 s")
+            continue
+        if done.returncode == 0:
+            return
+        problems.append(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+        time.sleep(2)
+    logs = sorted(temp.glob("session_*/logs/ray_client_server_*.err"))
+    tail = "\n".join(f"{log.name}: {log.read_text(errors='replace')[-1500:]}" for log in logs[-2:])
+    pytest.fail(f"the Ray head never served a client: {problems}\n{tail}")
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A Ray head on 127.0.0.1 with its Ray Client server, token authentication on."""
@@ -112,6 +142,7 @@ def cluster():
             if head.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the Ray head did not start (exit {head.poll()})")
             time.sleep(0.5)
+        _warm_up(f"ray://127.0.0.1:{client_port}", env, temp / "r")
         yield f"ray://127.0.0.1:{client_port}", token
     finally:
         pids = _descendants(head.pid)
