@@ -6,6 +6,7 @@ anything rendered from checkpoint metadata is bounded in size however the object
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 
 # C0/C1 controls, DEL, the bidirectional overrides/isolates that reorder displayed text, and lone
 # surrogates (the bytes of a file name that is not UTF-8, as Python's filesystem decoding keeps them)
@@ -75,3 +76,46 @@ def shown(value: object, limit: int = 60, depth: int = 2) -> str:
     if isinstance(value, str):
         return repr(printable(value, limit))
     return brief(value, limit, depth)
+
+
+def number_ranges(numbers: Iterable[int | None]) -> str:
+    """Integers as runs, in the order given: ``1–1000`` for a thousand seeds, ``0, 2–4, 9``; a
+    missing number (an analysis without a seed) is written ``None`` and ends a run."""
+    runs: list[tuple[int, int] | None] = []
+    for n in numbers:
+        last = runs[-1] if runs else None
+        if n is not None and last is not None and n == last[1] + 1:
+            runs[-1] = (last[0], n)
+        else:
+            runs.append(None if n is None else (n, n))
+    return ", ".join(
+        "None"
+        if r is None
+        else str(r[0])
+        if r[0] == r[1]
+        else f"{r[0]}, {r[1]}"
+        if r[1] == r[0] + 1
+        else f"{r[0]}–{r[1]}"
+        for r in runs
+    )
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def file_names(names: Sequence[str], keep: int = 3) -> str:
+    """File names for a "wrote …" line: a run of more than ``keep`` names that differ only in one
+    number (``compare-1.analysis.json`` … ``compare-1000.analysis.json``) is written as its first
+    and last name and a count, in place of the first of them."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        if len(_NUMBER.findall(name)) == 1:
+            groups.setdefault(_NUMBER.sub("#", name), []).append(name)
+    shown: list[str] = []
+    for name in names:
+        group = groups.get(_NUMBER.sub("#", name)) if len(_NUMBER.findall(name)) == 1 else None
+        if group is None or len(group) <= keep:
+            shown.append(name)
+        elif name == group[0]:
+            shown.append(f"{group[0]} … {group[-1]} ({len(group)} files)")
+    return ", ".join(shown)

@@ -83,6 +83,11 @@ def start(
     return _spawn([*prefix, sys.executable, "-c", _CLI, *map(str, args)], cwd)
 
 
+def so_far(stream) -> str:
+    """What a child started by :func:`start` has written to ``stream`` (its ``out`` or ``err``) so far."""
+    return os.pread(stream.fileno(), 1 << 20, 0).decode("utf-8", "replace")
+
+
 def finish(p: subprocess.Popen, out, err, started: float, timeout: float = 180) -> Run:
     deadline = started + timeout
     while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import time
 
 import pytest
-from hostile import env, finish, run, start
+from hostile import env, finish, run, so_far, start
 
 from entropyflow.report import outdir
 from entropyflow.samples import samples_dir
@@ -269,7 +270,13 @@ def test_a_signal_during_a_long_run_keeps_the_earlier_report(tmp_path, sig, code
     p, o, e = start(
         "analyze", "sample:digits_resnet", "--random-init", "--compare", "random", "--seeds", "1000", "-o", out
     )
-    time.sleep(4)  # well inside the thousand reference analyses
+    # the signal goes once the thousand reference analyses are seen under way, short of the end (a fixed
+    # sleep could land in the writing on a fast machine, which finishes a whole new report first)
+    seen = None
+    while seen is None and time.monotonic() - started < 120 and p.poll() is None:
+        seen = re.search(r"random-init seeds \(one analysis each\): (\d+)/1000 seeds", so_far(e))
+        time.sleep(0.05)
+    assert seen is not None and int(seen.group(1)) < 1000, so_far(e)[-600:]
     p.send_signal(sig)
     r = finish(p, o, e, started)
     assert r.rc == code and r.err.strip().splitlines()[-1] == said, (r.rc, r.err[-300:])

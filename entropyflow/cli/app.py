@@ -13,7 +13,7 @@ from rich.console import Console
 
 from .. import words
 from .._version import __version__
-from ..text import printable
+from ..text import file_names, printable
 from .errors import OneLineUsageErrors
 
 
@@ -82,4 +82,5 @@ def consoles(ctx: typer.Context) -> tuple[Console, Console]:
 def wrote(out: Console, written: Sequence[Path], out_dir: Path) -> None:
     from rich.text import Text
 
-    out.print(Text(printable(f"wrote {', '.join(p.name for p in written)} to {out_dir}"), style="dim"), highlight=False)
+    names = file_names([p.name for p in written])
+    out.print(Text(printable(f"wrote {names} to {out_dir}"), style="dim"), highlight=False)

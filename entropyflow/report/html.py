@@ -11,7 +11,7 @@ from html import escape as _html_escape
 
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
-from ..text import printable
+from ..text import number_ranges, printable
 from .numbers import fmt
 
 
@@ -101,7 +101,7 @@ def _layer_table(result: AnalysisResult, reference: SeedReference | None, key: s
             "<th>init level<br>(median)</th>"
         )
         seed_note = (
-            f" Against {n} random-init seed{'s' if n != 1 else ''} ({', '.join(map(str, reference.seeds))}) of the "
+            f" Against {n} random-init seed{'s' if n != 1 else ''} ({number_ranges(reference.seeds)}) of the "
             "same architecture, on the layer median: z = (model − seeds' mean)/sd; percentile among the seeds; "
             f"outside = Holm-corrected prediction test p < {reference.alpha:g}; init level = the median of log|w| the "
             f"recognised init scheme predicts ({escape(reference.init_scheme or 'none recognised')})."

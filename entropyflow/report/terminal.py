@@ -19,7 +19,7 @@ from ..estimate import registry
 from ..estimate.reference import SeedReference
 from ..estimate.results import AnalysisResult
 from ..estimate.trajectory import Trajectory
-from ..text import printable
+from ..text import number_ranges, printable
 from ..words import arg
 from .numbers import fmt
 
@@ -218,7 +218,7 @@ def _layer_notes(result: AnalysisResult, console: Console, limit: int = 4) -> No
 
 def _reference_lines(reference: SeedReference, console: Console) -> None:
     n = reference.n
-    seeds = ", ".join(map(str, reference.seeds))
+    seeds = number_ranges(reference.seeds)
     if n == 1:
         _line(
             console,
