@@ -216,6 +216,12 @@ def from_dict(d: object) -> LambdaConfig:
             f"this is a sweep's best.yaml with no winning cell (best: null{why}), so there is no λ config to use: "
             "train without the term, or give the config of one of the sweep's cells"
         )
+    if "rule" in d and "schema_version" not in d:
+        raise ConfigError(
+            f"this is a sweep's placement rule ({printable(brief(d.get('rule'), 40), 40)}, resolved on the live "
+            "model), not a λ config: build the term with entropyflow.sweep.regularizer(model, config), given the "
+            "trial's whole config, in the training function, which resolves the rule and records the layers it chose"
+        )
     _known(d, TOP_FIELDS, "")
     version = _need(d, "schema_version", "")
     if type(version) is not int or version != SCHEMA_VERSION:

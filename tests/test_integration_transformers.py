@@ -332,6 +332,6 @@ def test_monitor_callback_options_are_checked(tmp_path):
     with pytest.raises(OptionError, match="every_steps"):
         hf.EntropyMonitorCallback(every_steps=0)
     (tmp_path / "p.csv").write_text("x\n")
-    callback = hf.EntropyMonitorCallback(every_steps=1, input="long:1x16", csv=tmp_path / "p.csv")
-    with pytest.raises(entropyflow.errors.OutputError, match="overwrite"):
-        callback.on_train_begin(arguments(tmp_path), T.TrainerState(), T.TrainerControl(), model=gpt2())
+    with pytest.raises(entropyflow.errors.OutputError, match="overwrite"):  # refused when made, before any training
+        hf.EntropyMonitorCallback(every_steps=1, input="long:1x16", csv=tmp_path / "p.csv")
+    assert (tmp_path / "p.csv").read_text() == "x\n"

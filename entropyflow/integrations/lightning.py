@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,11 @@ class EntropyGuidance(pl.Callback):
         log_breakdown: bool = True,
     ):
         super().__init__()
+        if not isinstance(config, (LambdaConfig, str, os.PathLike, Mapping)):
+            raise OptionError(
+                "EntropyGuidance needs a λ config (a YAML/JSON path, a dict or a LambdaConfig), "
+                f"not {type(config).__name__}"
+            )
         self.config = config if isinstance(config, LambdaConfig) else load_config(config)
         if profile_every is not None and (not isinstance(profile_every, int) or profile_every < 1):
             raise OptionError(f"profile_every must be a positive integer (got {profile_every!r})")

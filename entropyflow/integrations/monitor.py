@@ -25,6 +25,8 @@ shape (batch 1). ``input=`` takes what :func:`entropyflow.analyze` takes, as the
 (one sequence of 128 token ids: a BERT or GPT-2 gets its geometry, so its layer totals), or one
 entry per forward argument, in order (``input=("float:1x3x32x32", "int:4")``). Given together,
 ``input_size`` and the first ``input`` must name the same shape. Neither: no forward pass, no totals.
+A transformers model whose ``config.use_cache`` is off (as a Trainer sets it for training) is traced
+with the cache on, as :func:`entropyflow.analyze` traces it, and its config is put back as it was.
 
 **Which module runs.** A model whose class does not define ``forward()`` (a LightningModule whose
 ``training_step`` calls ``self.net(x)``; a plain container) cannot run the example itself: the
@@ -41,7 +43,8 @@ import csv as csvlib
 import io
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_atomic
 from ..errors import OptionError, OutputError, TraceError, WeightValueError
 from ..estimate import EstimateOptions, estimate
 from ..estimate.results import LayerResult
@@ -118,7 +122,9 @@ class EntropyMonitor:
     the modules without a forward pass (per-position values only, no totals). ``trace_module``:
     the attribute (path) whose forward runs the example, for a model without its own ``forward()``
     whose layers are in several attributes (see the module). ``csv``: a file the monitor creates
-    (refused if it exists, unless ``overwrite``) and appends one row per layer at every record.
+    (refused if it exists, unless ``overwrite``) and appends one row per layer at every record;
+    ``resume=STEP`` continues a CSV a monitor wrote (its header), keeping its rows for steps up to
+    ``STEP`` (``continued`` is the last of them) and appending.
     ``writer``: a ``torch.utils.tensorboard.SummaryWriter`` (or anything with ``add_scalar`` and
     ``add_histogram``). ``tag``: the TensorBoard prefix."""
 
@@ -135,6 +141,7 @@ class EntropyMonitor:
         tag: str = "entropy",
         overwrite: bool = False,
         keep_history: bool = True,
+        resume: int | None = None,
     ):
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise OptionError(f"every must be a positive integer (got {printable(every, 20)})")
@@ -148,13 +155,20 @@ class EntropyMonitor:
         self._walk = _walk(model, shape, inputs, trace_module)
         if not self._walk.sites:
             raise OptionError(f"{type(model).__name__} has no conv or dense layer to monitor")
+        if resume is not None and (not isinstance(resume, int) or isinstance(resume, bool) or resume < 0):
+            raise OptionError(f"resume must be a step, an integer >= 0 (got {printable(repr(resume), 20)})")
         self._csv_path = Path(csv) if csv is not None else None
+        self.continued: int | None = None  # resume=: the last step the continued CSV already had
         if self._csv_path is not None:
-            if self._csv_path.exists() and not overwrite:
-                raise OutputError(f"{printable(self._csv_path)} exists: pass overwrite=True to replace it")
-            if not self._csv_path.parent.is_dir():
-                raise OutputError(f"cannot write {printable(self._csv_path)}: no such folder")
-            self._write(_encode([], header=True), mode="w")
+            check_csv(self._csv_path, overwrite=overwrite, resume=resume is not None)
+            if resume is not None and profile_csv(self._csv_path):
+                kept, self.continued = _kept(self._csv_path, resume)
+                try:
+                    write_atomic(self._csv_path, kept.encode("utf-8"))
+                except OSError as exc:
+                    raise OutputError(f"cannot write {printable(self._csv_path)}: {exc.strerror or exc}") from exc
+            else:
+                self._write(_encode([], header=True), mode="w")
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -213,6 +227,51 @@ class EntropyMonitor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the CSV ------------------------------------------------------------------------------------
+
+
+def check_csv(path: Path, *, overwrite: bool, resume: bool = False) -> None:
+    """Refuse ``path`` before any work: an existing file unless ``overwrite`` (or, with ``resume``,
+    a profile CSV a monitor wrote, which is continued), a missing folder."""
+    if path.exists() and not overwrite and not (resume and profile_csv(path)):
+        what = "exists (not an entropy profile a monitor wrote, to continue)" if resume else "exists"
+        raise OutputError(f"{printable(path)} {what}: pass overwrite=True to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {printable(path)}: no such folder")
+
+
+def profile_csv(path: Path) -> bool:
+    """Whether ``path`` is a file a monitor wrote: its first line is the monitor's header."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            first = f.readline(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.rstrip("\r\n") == ",".join(COLUMNS)
+
+
+def _kept(path: Path, last: int) -> tuple[str, int | None]:
+    """The monitor's CSV with only its rows for steps <= ``last``, and the last step it keeps."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csvlib.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"cannot read {printable(path)} to continue it: {exc}") from exc
+    kept: list[list[str]] = []
+    for n, row in enumerate(rows[1:], start=2):
+        try:
+            step = int(row[0])
+        except (IndexError, ValueError):
+            raise OutputError(
+                f"{printable(path)} line {n} is not a profile row: pass overwrite=True to replace the file"
+            ) from None
+        if step <= last:
+            kept.append(row)
+    buf = io.StringIO()
+    csvlib.writer(buf, lineterminator="\n").writerows([COLUMNS, *kept])
+    return buf.getvalue(), (max(int(row[0]) for row in kept) if kept else None)
 
 
 # -- the example input ---------------------------------------------------------------------------
@@ -313,7 +372,8 @@ def _walk(
         check_arguments(target, 1 + len(more if more is not None else ()), loaded.extra_inputs)
         loaded = replace(loaded, skeleton=_Through(model, path))
     try:
-        return walk_model(loaded, shape, True, dtype, loaded.extra_inputs, more_inputs=more)
+        with cache_on(model):
+            return walk_model(loaded, shape, True, dtype, loaded.extra_inputs, more_inputs=more)
     except TraceError as exc:  # the walk's advice is for analyze(); the monitor has its own arguments
         cause = exc.__cause__ or exc
         where = f"{type(model).__name__}.{path}" if path else type(model).__name__
@@ -323,6 +383,35 @@ def _walk(
             "pass input_size= or input= as the forward takes them (token ids: input='long:1x128'), or neither for "
             "values without totals"
         ) from exc
+
+
+@contextmanager
+def cache_on(model: nn.Module) -> Iterator[None]:
+    """Every transformers ``config.use_cache`` in ``model`` that is False turned on while the example
+    traces it (on the meta device), and put back exactly as it was afterwards (an attribute the
+    config did not hold itself is removed again). A Trainer turns the cache off for training, and
+    without a cache transformers' causal mask looks for packed sequences in the position ids, a
+    data-dependent test the meta device cannot run; the cache changes no layer the walk finds."""
+    changed: list[tuple[Any, bool]] = []  # (config, whether use_cache was its own attribute)
+    seen: set[int] = set()
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is None or id(config) in seen:
+            continue
+        seen.add(id(config))
+        if getattr(config, "use_cache", None) is False:
+            own = "use_cache" in vars(config) if hasattr(config, "__dict__") else True
+            config.use_cache = True
+            changed.append((config, own))
+    try:
+        yield
+    finally:
+        for config, own in reversed(changed):
+            if own:
+                config.use_cache = False
+            else:
+                with suppress(AttributeError):
+                    delattr(config, "use_cache")
 
 
 def _described(shape: tuple[int, ...], inputs: tuple[ExampleInput, ...] | None) -> str:

@@ -36,8 +36,8 @@ paths, which do not back-propagate through ``accelerator.backward`` (refused wit
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,12 @@ require("hf")
 import transformers  # noqa: E402 - after the check that says how to install it
 
 from ..config import LambdaConfig, load_config  # noqa: E402
-from ..errors import OptionError  # noqa: E402
+from ..errors import ConfigError, OptionError  # noqa: E402
 from ..regularize import EntropyRegularizer  # noqa: E402
 from ..regularize.regularizer import total, unwrap  # noqa: E402
 from ..spec import ExampleInput  # noqa: E402
-from .monitor import EntropyMonitor, Profile  # noqa: E402
+from ..text import printable  # noqa: E402
+from .monitor import EntropyMonitor, Profile, check_csv, monitor_inputs  # noqa: E402
 
 TAG = "entropy"
 
@@ -73,6 +74,11 @@ class EntropyTrainer(transformers.Trainer):
         entropy_prefix: str | None = None,
         **kwargs: Any,
     ):
+        if not isinstance(entropy, (LambdaConfig, str, os.PathLike, Mapping)):
+            raise OptionError(
+                f"EntropyTrainer needs entropy=, a λ config (a YAML/JSON path, a dict or a LambdaConfig), "
+                f"not {printable(repr(entropy), 60)}"
+            )
         self.entropy_config = entropy if isinstance(entropy, LambdaConfig) else load_config(entropy)
         self.entropy_prefix = entropy_prefix
         self.regularizer: EntropyRegularizer | None = None
@@ -90,7 +96,10 @@ class EntropyTrainer(transformers.Trainer):
             raise OptionError("EntropyTrainer has no model yet (pass model= or model_init=)")
         model = unwrap(self.model)
         if self.regularizer is None or self._regularized is not model:
-            self.regularizer = EntropyRegularizer.from_config(model, self.entropy_config, self.entropy_prefix)
+            try:
+                self.regularizer = EntropyRegularizer.from_config(model, self.entropy_config, self.entropy_prefix)
+            except ConfigError as exc:  # the regularizer's words are its own argument's: prefix=
+                raise ConfigError(_PREFIX.sub("entropy_prefix=", str(exc))) from exc
             self._regularized = model
         return self.regularizer
 
@@ -161,6 +170,9 @@ class EntropyTrainer(transformers.Trainer):
         super().log(logs, *args, **kwargs)
 
 
+_PREFIX = re.compile(r"(?<![\w.])prefix=")  # EntropyRegularizer's argument, which EntropyTrainer calls entropy_prefix=
+
+
 def _accelerator_steps(accelerator: Any) -> int:
     """The accumulation steps by which ``accelerator.backward`` divides a loss (1 unless the Trainer
     left accumulation to accelerate, as 4.45 does; DeepSpeed scales in its own engine)."""
@@ -170,22 +182,6 @@ def _accelerator_steps(accelerator: Any) -> int:
     return steps if isinstance(steps, int) and steps >= 1 else 1
 
 
-@contextmanager
-def _cache_on(model: nn.Module) -> Iterator[None]:
-    """``config.use_cache`` on while the monitor traces the model (once, on the meta device): Trainer
-    turns it off for training, and without a cache transformers' causal mask looks for packed
-    sequences in the position ids, a data-dependent test the meta device cannot run."""
-    config = getattr(model, "config", None)
-    if getattr(config, "use_cache", None) is not False:
-        yield
-        return
-    config.use_cache = True  # type: ignore[union-attr]
-    try:
-        yield
-    finally:
-        config.use_cache = False  # type: ignore[union-attr]
-
-
 class EntropyMonitorCallback(transformers.TrainerCallback):
     """Record the network's per-layer entropy profile with :class:`EntropyMonitor` when training
     starts, every ``every_steps`` global steps and at its end (main process only).
@@ -193,8 +189,10 @@ class EntropyMonitorCallback(transformers.TrainerCallback):
     ``input``: the example input as the CLI's ``--input`` reads it (``"long:1x128"``: one
     sequence of 128 token ids) or :class:`~entropyflow.spec.ExampleInput` values; ``input_size``:
     one float example's shape without the batch (CNNs). Either gives the layer totals; neither,
-    per-position values only. ``csv``: the file to write (refused if it exists unless
-    ``overwrite``); ``writer``: a TensorBoard ``SummaryWriter``. The records are in
+    per-position values only (bad values are refused when the callback is made). ``csv``: the file
+    to write (refused when the callback is made if it exists, unless ``overwrite``; a run resumed
+    from a checkpoint continues the profile a callback wrote there, keeping its rows up to the
+    resumed step); ``writer``: a TensorBoard ``SummaryWriter``. The records are in
     ``callback.history``."""
 
     def __init__(
@@ -210,9 +208,10 @@ class EntropyMonitorCallback(transformers.TrainerCallback):
         if not isinstance(every_steps, int) or isinstance(every_steps, bool) or every_steps < 1:
             raise OptionError(f"every_steps must be a positive integer (got {every_steps!r})")
         self.every_steps = every_steps
-        self.input = input
-        self.input_size = input_size
-        self.csv = csv
+        self.input_size, self.input = monitor_inputs(input_size, input)  # refused now, not when training starts
+        self.csv = Path(csv) if csv is not None else None
+        if self.csv is not None:  # before any work; a resumed run's own profile is continued (on_train_begin)
+            check_csv(self.csv, overwrite=overwrite, resume=True)
         self.overwrite = overwrite
         self.writer = writer
         self.monitor: EntropyMonitor | None = None
@@ -234,13 +233,14 @@ class EntropyMonitorCallback(transformers.TrainerCallback):
         if model is None:
             raise OptionError("EntropyMonitorCallback: the Trainer passed no model to on_train_begin")
         model = unwrap(model)
-        with _cache_on(model):
-            self.monitor = EntropyMonitor(
-                model, every=1, input=self.input, input_size=self.input_size, csv=self.csv,
-                overwrite=self.overwrite, writer=self.writer,
-            )  # fmt: skip
-        self._last = None
-        self._record(state.global_step)
+        step = int(state.global_step)
+        resume = step if step > 0 else None  # a resumed run: continue the profile this callback wrote
+        self.monitor = EntropyMonitor(
+            model, every=1, input=self.input, input_size=self.input_size, csv=self.csv,
+            overwrite=self.overwrite, writer=self.writer, resume=resume,
+        )  # fmt: skip
+        self._last = self.monitor.continued if self.monitor.continued == step else None  # recorded before
+        self._record(step)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if state.global_step % self.every_steps == 0:

@@ -4,7 +4,8 @@ nothing for a bare state dict)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ class Architectures:
         return self.built[key]
 
 
+def _not_a_model(model: object) -> str:
+    """What to pass instead of ``model`` (a library caller's value that is no model spec), in one line."""
+    if isinstance(model, Mapping):
+        return (
+            f"a mapping ({type(model).__name__} of {len(model)} entries: a state dict?) is not a model: load it into "
+            "its module (module.load_state_dict(sd)) and pass the nn.Module, or save it with torch.save and pass the "
+            f"file's path with {arg('arch', 'NAME')}"
+        )
+    return (
+        "the model must be a spec string (a file or folder path, torchvision:NAME, timm:NAME, hf:ORG/NAME, "
+        f"sample:NAME), an os.PathLike or an nn.Module, not {type(model).__name__}"
+    )
+
+
 def load_model(
     model: str | ModelSpec | nn.Module,
     options: LoadOptions | None = None,
@@ -115,6 +130,10 @@ def load_model(
     opts = options or LoadOptions()
     if isinstance(model, nn.Module):
         return _from_module(model, "nn.Module (in memory)", type(model).__name__, opts)
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if not isinstance(model, (str, ModelSpec)):
+        raise OptionError(_not_a_model(model))
     spec = model if isinstance(model, ModelSpec) else parse_spec(model)
     if spec.source == HF:
         return _from_hf(hf.resolve_hub(spec.name, spec.tag), opts, str(spec), on_tensors, architectures)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from ..config import LambdaConfig, LayerLambda, fingerprint, load_config
 from ..errors import ConfigError
@@ -162,9 +163,10 @@ def total(terms: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside DataParallel/DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``)."""
+    """The model inside DataParallel/DistributedDataParallel and an EMA/SWA ``AveragedModel``
+    (``.module``), and torch.compile (``._orig_mod``)."""
     while True:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, AveragedModel)):
             model = model.module
         elif isinstance(inner := getattr(model, "_orig_mod", None), nn.Module):
             model = inner

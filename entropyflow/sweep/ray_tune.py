@@ -134,6 +134,14 @@ def _trainable(config: dict[str, Any]) -> None:
             train(trial, report)
         if broken:  # the training function caught the error and went on: the trial still fails
             raise broken[0]
+        entropy = trial.get("entropy")
+        if isinstance(entropy, dict) and "rule" in entropy and not contract.placed:
+            # a rule is built only by regularizer(): without the call the cell trained as the baseline
+            raise ReportError(
+                "the training function never called entropyflow.sweep.regularizer(model, config), which builds "
+                f"this cell's entropy term (placement {printable(entropy['rule'], 40)}, resolved on the model): it "
+                "trained without the term, so its result would be the baseline's"
+            )
     except Exception as exc:  # noqa: BLE001 - the user's function can raise anything: the trial fails with it
         # a raise is the seed's own outcome (the same seed raises again): reported, whole, and not retried;
         # only a worker that dies (nothing of this runs) is run again (--retries)

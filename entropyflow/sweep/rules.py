@@ -24,11 +24,11 @@ from torch import nn
 
 from ..analysis import analyze
 from ..config import LambdaConfig, Strategy
-from ..errors import OptionError
+from ..errors import OptionError, TraceError, one_line
 from ..estimate.results import AnalysisResult
 from ..recommend import RecommendOptions, recommend
 from ..spec import ExampleInput, parse_inputs
-from ..text import printable
+from ..text import brief, printable
 from .spec import Rule
 
 ORDERS = {
@@ -63,14 +63,17 @@ def resolve(
     inputs = tuple(v if isinstance(v, ExampleInput) else parse_inputs(str(v))[0] for v in given)
     traced = input_size is not None or bool(inputs)
     with _random_untouched():
-        analysis = analyze(
-            model,
-            hash_files=False,
-            trace=traced,
-            input_size=input_size,
-            input=inputs or None,
-            device="cpu" if not _on_cuda(model) else "auto",
-        )
+        try:
+            analysis = analyze(
+                model,
+                hash_files=False,
+                trace=traced,
+                input_size=input_size,
+                input=inputs or None,
+                device="cpu" if not _on_cuda(model) else "auto",
+            )
+        except TraceError as exc:  # analyze's advice names its own arguments: say it in regularizer()'s
+            raise TraceError(_untraceable(exc, input_size, given)) from exc
         order = "traced"
         if not traced:
             analysis, order = _forward_order(model, analysis)
@@ -85,6 +88,18 @@ def resolve(
         strategy=Strategy(
             strategy.name, strategy.params + (("resolved", "in the trial"), ("order", order)), why + strategy.rationale
         ),
+    )
+
+
+def _untraceable(exc: TraceError, input_size: tuple[int, ...] | None, given: Sequence[object]) -> str:
+    """Why the rule could not be resolved on a traced model, and what :func:`regularizer` takes instead."""
+    cause = exc.__cause__
+    why = f"{type(cause).__name__}: {one_line(cause, 160)}" if cause is not None else one_line(exc, 200)
+    tried = f"input_size={input_size}" if input_size is not None else f"input={printable(brief(list(given)), 80)}"
+    return (
+        f"cannot trace the model the training function built with {tried} ({why}): give "
+        "entropyflow.sweep.regularizer(model, config, ...) the input_size= or input= (token ids: input='long:1x128') "
+        "its forward takes, or neither to take the layers in torch.fx or registration order"
     )
 
 

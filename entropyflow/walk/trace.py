@@ -238,8 +238,19 @@ def _cause(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {one_line(exc, 80)}"
 
 
+def _no_forward(exc: BaseException) -> bool:
+    """``nn.Module``'s own error for a module that defines no ``forward`` (a LightningModule often does not)."""
+    return isinstance(exc, NotImplementedError) and 'missing the required "forward" function' in str(exc)
+
+
 def _advice(meta: BaseException, input_size: tuple[int, ...], cpu: BaseException | None) -> str:
     size = "x".join(map(str, input_size))
+    if _no_forward(meta):
+        return (
+            f"the model defines no forward() ({one_line(meta, 120)}), so there is nothing to trace: analyse the "
+            f"module that holds its layers (often an attribute such as .model or .net), or pass {arg('no-trace')} "
+            "to analyse without geometry"
+        )
     if cpu is not None:
         return (
             f"forward pass failed at input size {size} on the meta device ({_cause(meta)}) and on the CPU "
