@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
 
 from ..estimate.results import AnalysisResult
 from .plotting import STYLE, label, new_figure, suptitle, texts_overlap
@@ -46,15 +47,46 @@ def _thin(fig: Figure, ax, axis: str, labels: Sequence[str], at: Sequence[float]
     return n
 
 
-def column_edges(positions: Sequence[float]) -> np.ndarray:
-    """Cell edges for columns centred on increasing ``positions`` (global steps): halfway between
-    neighbours; the outer cells as wide as their neighbour's half-gap (one column: as wide as its step)."""
+def column_edges(positions: ArrayLike) -> np.ndarray:
+    """Cell edges, in steps, for columns centred on increasing ``positions`` (global steps): halfway
+    between neighbours; the outer cells as wide as their neighbour's half-gap (one column: as wide
+    as its step)."""
     x = np.asarray(positions, dtype=np.float64)
     if x.size == 1:
         half = max(abs(float(x[0])), 1.0) / 2
         return np.array([x[0] - half, x[0] + half])
     mid = (x[1:] + x[:-1]) / 2
     return np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
+
+
+def column_axis(positions: ArrayLike, x: ArrayLike) -> np.ndarray:
+    """Steps ``x`` on the heatmap's column axis, where column ``j`` (the checkpoint at step
+    ``positions[j]``, increasing) is at ``j``: piecewise linear between the checkpoints' steps, and
+    in the outer half-columns (out to :func:`column_edges`' outer edges, at -0.5 and n - 0.5) at the
+    scale of the neighbouring gap. NaN for a step beyond the outer edges (left out)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    n = pos.size
+    edges = column_edges(pos)
+    knots = np.concatenate([[edges[0]], pos, [edges[-1]]])
+    columns = np.concatenate([[-0.5], np.arange(n, dtype=np.float64), [n - 0.5]])
+    xs = np.asarray(x, dtype=np.float64)
+    out = np.interp(xs, knots, columns)
+    out[~((xs >= knots[0]) & (xs <= knots[-1]))] = np.nan
+    return out
+
+
+def loss_dots(positions: ArrayLike, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Where each column's dot sits on a logged series (``x``: increasing steps, ``y`` its values):
+    at the last value logged at or before the column's step, drawn at the step it was logged at
+    (on the column axis, :func:`column_axis`). Columns with nothing logged yet, or whose value was
+    logged beyond the outer edge, get none."""
+    xs = np.asarray(x, dtype=np.float64)
+    ys = np.asarray(y, dtype=np.float64)
+    idx = np.searchsorted(xs, np.asarray(positions, dtype=np.float64), side="right") - 1
+    idx = idx[idx >= 0]
+    at = column_axis(positions, xs[idx])
+    keep = np.isfinite(at)
+    return at[keep], ys[idx][keep]
 
 
 def heatmap_figure(
@@ -76,9 +108,12 @@ def heatmap_figure(
     With ``center`` the colours diverge around it (blue below, red above, symmetric limits);
     otherwise a sequential map. Missing values (NaN) are drawn grey.
 
-    With ``positions`` (increasing, e.g. the checkpoints' global steps) the columns sit on that
-    axis, and each of ``series`` (name, x, y: a training loss) is drawn in a panel under the
-    heatmap on the same x axis, with a dot where each column's position meets it."""
+    With ``positions`` (the checkpoints' global steps, increasing) each of ``series`` (name, x, y:
+    a training loss against steps) is drawn in a panel under the heatmap. The columns stay evenly
+    spaced, one per checkpoint, labelled by ``columns``; the logged steps are put on that axis by
+    :func:`column_axis` (piecewise linear between the checkpoints' steps; values logged beyond the
+    outer half-columns are left out, and the x label says how many), and each column's dot sits on
+    the line at the step its value was logged at (:func:`loss_dots`)."""
     data = np.asarray(values, dtype=np.float64)
     n_rows, n_cols = data.shape
     panel = positions is not None and any(len(x) for _, x, _ in series)
@@ -111,7 +146,7 @@ def heatmap_figure(
         grid = fig.add_gridspec(2, 2, width_ratios=[1.0, 0.03], height_ratios=[height, 1.7])
         ax = fig.add_subplot(grid[0, 0])
         below = fig.add_subplot(grid[1, 0], sharex=ax)
-        edges = column_edges(positions)
+        edges = np.arange(n_cols + 1) - 0.5  # one column per checkpoint, evenly spaced
         mesh = ax.pcolormesh(edges, np.arange(n_rows + 1) - 0.5, masked, cmap=cmap, norm=norm)
         ax.set_ylim(n_rows - 0.5, -0.5)  # the first layer on top, as imshow draws it
         bar = fig.colorbar(mesh, cax=fig.add_subplot(grid[0, 1]))
@@ -119,27 +154,34 @@ def heatmap_figure(
         ax.set_ylabel(f"layer ({order})")
         ax.tick_params(axis="x", labelbottom=False)
         colors = matplotlib.colormaps["tab10"]
-        lo = float(edges[0])
-        hi = float(edges[-1])
+        left_out = 0
         for k, (name, xs, ys) in enumerate(series):
             x = np.asarray(xs, dtype=np.float64)
             y = np.asarray(ys, dtype=np.float64)
             if not x.size:
                 continue
-            lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-            below.plot(x, y, linewidth=1.1, color=colors(k % 10), label=label(name, 40))
-            idx = np.searchsorted(x, np.asarray(positions, dtype=np.float64), side="right") - 1
-            seen = idx >= 0  # each column: the last value logged at or before its step
-            below.plot(np.asarray(positions)[seen], y[idx[seen]], "o", markersize=3.5, color=colors(k % 10))
+            at = column_axis(positions, x)
+            shown = np.isfinite(at)
+            left_out += int(np.count_nonzero(~shown))
+            color = colors(k % 10)
+            below.plot(at[shown], y[shown], linewidth=1.1, color=color, label=label(name, 40))
+            dots_x, dots_y = loss_dots(positions, x, y)
+            below.plot(dots_x, dots_y, "o", markersize=3.5, color=color)
         for edge in edges:
             below.axvline(float(edge), color="#e0e0e0", linewidth=0.6, zorder=0)
-        ax.set_xlim(lo, hi)
+        ax.set_xlim(-0.5, n_cols - 0.5)
         below.set_ylabel(series_label)
+        if left_out:
+            outer = column_edges(positions)
+            xlabel += (
+                f"\n{left_out} loss value{'s' if left_out > 1 else ''} logged before step {float(outer[0]):g} or "
+                f"after step {float(outer[-1]):g} left out"
+            )
         below.set_xlabel(xlabel)
         below.grid(axis="y", color="#e5e5e5", linewidth=0.7)
         below.legend(loc="best", frameon=False, fontsize=7)
         suptitle(fig, title)
-        _thin(fig, below, "x", [shorten(c, 32) for c in columns], at=positions)
+        _thin(fig, below, "x", [shorten(c, 32) for c in columns], at=range(n_cols))
         _thin(fig, ax, "y", [shorten(r, NAME_CHARS) for r in rows])
         fig.align_ylabels([ax, below])  # one column for both y labels, whatever their tick labels' widths
     return fig

@@ -3,17 +3,19 @@ the heatmap (colours diverge around each layer's random-init level) and a few-li
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..estimate import registry
-from ..estimate.trajectory import Trajectory
+from ..estimate.trajectory import LossSeries, Trajectory
 from .heatmap import heatmap_figure, layer_order, lines_figure, pick_rows
 from .plotting import save_figure
 from .tables import csv_bytes
 
-__all__ = ["trajectory_files", "chosen_layers"]
+__all__ = ["trajectory_files", "trajectory_figures", "chosen_layers", "logged_at"]
 
 
 def chosen_layers(traj: Trajectory, names: Sequence[str] = (), k: int = 5) -> list[int]:
@@ -43,15 +45,24 @@ def trajectory_csv(traj: Trajectory) -> bytes:
     return csv_bytes(columns, rows)
 
 
+def logged_at(series: LossSeries, step: int) -> tuple[int, float] | None:
+    """(the step it was logged at, the value): the last value of ``series`` logged at or before
+    ``step``; None when nothing was logged yet."""
+    k = bisect.bisect_right(series.steps, step) - 1
+    return (series.steps[k], series.values[k]) if k >= 0 else None
+
+
 def checkpoints_csv(traj: Trajectory) -> bytes:
     """One row per checkpoint; with a training run's positions its ``step`` (or ``epoch``), and
-    with a logged loss the last value of each series logged at or before that step."""
+    with a logged loss the last value of each series logged at or before that step (``loss``)
+    and the step it was logged at (``loss_step``; ``eval_loss``, ``eval_loss_step``)."""
     columns = ["label", "path", "sha256", "from_cache"]
     known = traj.axis != "checkpoint" or any(s is not None for s in traj.steps)
     position = traj.axis if traj.axis != "checkpoint" else "step"
     if known:
         columns.append(position)
-    columns += [series.name for series in traj.loss]
+    for series in traj.loss:
+        columns += [series.name, f"{series.name}_step"]
     rows = []
     for j, (label, path, r, hit) in enumerate(zip(traj.labels, traj.paths, traj.results, traj.cached, strict=True)):
         row: dict[str, object] = {"label": label, "path": str(path), "sha256": r.model.sha256, "from_cache": hit}
@@ -59,7 +70,8 @@ def checkpoints_csv(traj: Trajectory) -> bytes:
         if known:
             row[position] = step
         for series in traj.loss:
-            row[series.name] = series.at(step) if step is not None and position == "step" else None
+            found = logged_at(series, step) if step is not None and position == "step" else None
+            row[series.name], row[f"{series.name}_step"] = found[1] if found else None, found[0] if found else None
         rows.append(row)
     return csv_bytes(columns, rows)
 
@@ -75,21 +87,23 @@ def loss_positions(traj: Trajectory) -> list[float] | None:
     return [float(s) for s in steps]
 
 
+SPACING = "(evenly spaced by checkpoint, not by step)"  # whatever the steps between the checkpoints
+
+
 def _xlabel(traj: Trajectory) -> str:
-    return {"step": "global step", "epoch": "epoch"}.get(traj.axis, "checkpoint")
+    """The x label: checkpoints are drawn evenly spaced (columns, or points in the lines plot),
+    whatever the steps between them, and a step axis says so."""
+    if traj.axis == "step":
+        return f"global step\n{SPACING}"
+    return {"epoch": "epoch"}.get(traj.axis, "checkpoint")
 
 
 def _f(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def trajectory_files(
-    traj: Trajectory, fmt: str = "png", layers: Sequence[str] = (), plot: bool = True
-) -> dict[str, bytes]:
-    """Every ``track`` file rendered in memory: name → bytes."""
-    files = {"trajectory.csv": trajectory_csv(traj), "checkpoints.csv": checkpoints_csv(traj)}
-    if not plot:
-        return files
+def trajectory_figures(traj: Trajectory, layers: Sequence[str] = ()) -> tuple[Figure, Figure]:
+    """The heatmap (with the logged loss under it, on the columns' axis) and the few-lines plot."""
     est = registry.get(traj.results[0].estimator).labels.suffix
     seeds = len(traj.seeds)
     against = f"the random-init level ({seeds} seeds)" if seeds else f"the first checkpoint ({traj.labels[0]})"
@@ -109,6 +123,17 @@ def trajectory_files(
         ylabel=f"layer {traj.statistic} (nats){est}", bands=bands,
         title=f"layer {traj.statistic} over training" + (f" (bands: {seeds} random-init seeds)" if seeds else ""),
     )  # fmt: skip
+    return heat, lines
+
+
+def trajectory_files(
+    traj: Trajectory, fmt: str = "png", layers: Sequence[str] = (), plot: bool = True
+) -> dict[str, bytes]:
+    """Every ``track`` file rendered in memory: name → bytes."""
+    files = {"trajectory.csv": trajectory_csv(traj), "checkpoints.csv": checkpoints_csv(traj)}
+    if not plot:
+        return files
+    heat, lines = trajectory_figures(traj, layers)
     files[f"trajectory.{fmt}"] = save_figure(heat, fmt)
     files[f"trajectory-layers.{fmt}"] = save_figure(lines, fmt)
     return files
