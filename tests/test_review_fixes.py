@@ -114,3 +114,84 @@ def test_an_ema_copy_takes_the_config_without_a_fingerprint_warning():
     assert float(on_ema().detach()) == float(on_net().detach())
     on_ema().backward()  # the term reaches the EMA's own parameters, not the live model's
     assert ema.module[0].weight.grad is not None and net[0].weight.grad is None
+
+
+class _Branchy(nn.Module):
+    """A skip connection behind data-dependent control flow: torch.fx cannot read its graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.h = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        y = self.a(x)
+        if float(y.sum()) > 1e9:
+            y = -y
+        return self.h((y + self.b(y)).flatten(1))
+
+
+def test_pre_skip_without_a_graph_names_only_placements_that_need_no_reference():
+    from entropyflow.recommend.skips import GraphError
+
+    with pytest.raises(GraphError) as info:
+        sweep.regularizer(_Branchy(), {"entropy": {"rule": "pre-skip", "lambda": 0.1}})
+    text = str(info.value)
+    assert text.startswith("placement pre-skip cannot be resolved on the model the training function built (")
+    assert text.endswith("without a reference, sweep first, first-k, dense-first or all instead")
+    assert "empirical" not in text and "largest-change" not in text and "strategy" not in text
+
+
+def test_regularizer_trace_errors_name_its_own_arguments():
+    from entropyflow.errors import TraceError
+
+    config = {"entropy": {"rule": "first", "lambda": 0.1}}
+    with pytest.raises(TraceError) as info:
+        sweep.regularizer(cnn(), config, input_size=(3, 8, 8))
+    assert str(info.value).startswith(
+        "cannot trace the model the training function built with input_size=(3, 8, 8) (RuntimeError: "
+    )
+    assert "trace=False" not in str(info.value) and "regularizer(model, config, ...)" in str(info.value)
+    with pytest.raises(TraceError, match=r"built with input=\['long:1x8'\] \(RuntimeError: "):
+        sweep.regularizer(cnn(), config, input="long:1x8")
+
+
+def test_a_module_without_forward_is_told_to_analyse_the_part_that_holds_its_layers():
+    from entropyflow.errors import TraceError
+
+    class NoForward(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = cnn()
+
+    with pytest.raises(TraceError) as info:
+        entropyflow.analyze(NoForward(), input_size=(1, 8, 8))
+    assert str(info.value) == (
+        'the model defines no forward() (Module [NoForward] is missing the required "forward" function), so there '
+        "is nothing to trace: analyse the module that holds its layers (often an attribute such as .model or .net), "
+        "or pass trace=False to analyse without geometry"
+    )
+
+
+def test_a_rule_resolved_in_registration_order_is_noted():
+    from types import SimpleNamespace
+
+    from entropyflow.sweep import contract
+    from entropyflow.sweep.runner import registration_order_notes
+
+    sweep.regularizer(_Branchy(), {"entropy": {"rule": "first", "lambda": 0.1}})  # fx cannot trace it, no input
+    placed = contract.placed[-1]
+    assert placed["layers"] == ["a"] and dict(placed["config"]["strategy"]["params"])["order"] == "registered"
+    traced = sweep.regularizer(_Branchy(), {"entropy": {"rule": "first", "lambda": 0.1}}, input_size=(1, 8, 8))
+    assert traced is not None and dict(contract.placed[-1]["config"]["strategy"]["params"])["order"] == "traced"
+    outcomes = [
+        SimpleNamespace(cell="baseline", placed=None),
+        SimpleNamespace(cell="first λ=0.1", placed=placed),
+        SimpleNamespace(cell="first λ=0.1", placed=placed),
+        SimpleNamespace(cell="first λ=1", placed=contract.placed[-1]),
+        SimpleNamespace(cell="explicit", placed={"layers": ["a"], "config": None}),
+    ]
+    assert registration_order_notes(outcomes) == (
+        "first λ=0.1: its layers were taken in the order the modules were registered (torch.fx cannot trace the "
+        "model and entropyflow.sweep.regularizer was given no input): give it input_size= or input= for the "
+        "forward order",
+    )

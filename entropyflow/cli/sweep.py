@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from .app import app, consoles, wrote
 from .errors import errors
@@ -284,6 +285,8 @@ def sweep(
         with LiveTrials(err) as live:
             result = run_sweep(request, out=out, ray_options=ray_options, on_event=live.on_event)
         render_summary(result.summary, console, result.failed)
+        for note in result.notes:
+            console.print(Text(f"note: {note}", style="dim"), highlight=False)
         wrote(console, result.files, result.out)
         if not result.complete:  # exit 3: the report is written, but scripts and CI must notice
             from ..errors import IncompleteError

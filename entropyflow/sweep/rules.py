@@ -27,6 +27,7 @@ from ..config import LambdaConfig, Strategy
 from ..errors import OptionError, TraceError, one_line
 from ..estimate.results import AnalysisResult
 from ..recommend import RecommendOptions, recommend
+from ..recommend.skips import GraphError
 from ..spec import ExampleInput, parse_inputs
 from ..text import brief, printable
 from .spec import Rule
@@ -80,7 +81,16 @@ def resolve(
         options = RecommendOptions(
             strategy=rule.strategy, k=rule.k, form=rule.form, epsilon=rule.epsilon, lam_conv=lam, lam_dense=lam
         )
-        config = recommend(analysis, options, model=model)
+        try:
+            config = recommend(analysis, options, model=model)
+        except (GraphError, OptionError) as exc:
+            if rule.strategy != "pre-skip":
+                raise
+            why = one_line(exc.__cause__ or exc, 200)  # without recommend's advice, which names other strategies
+            raise type(exc)(
+                f"placement pre-skip cannot be resolved on the model the training function built ({why}): without "
+                "a reference, sweep first, first-k, dense-first or all instead"
+            ) from exc
     why = f"Resolved in the trial on the model the training function built, layers {ORDERS[order]}. "
     strategy = config.strategy
     return replace(

@@ -52,11 +52,29 @@ class SweepResult:
     out: Path
     files: tuple[Path, ...]
     failed: tuple[str, ...]  # "cell seed N: error" for trials that raised
+    notes: tuple[str, ...] = ()  # what a reader should know about how the cells were built
 
     @property
     def complete(self) -> bool:
         """Every trial finished: the only sweep whose exit status is 0 (the CLI exits 3 otherwise)."""
         return not self.failed
+
+
+def registration_order_notes(outcomes: Sequence[Any]) -> tuple[str, ...]:
+    """A note per cell whose rule was resolved in registration order in some trial: the layers a
+    rule such as ``first`` takes may then not be the first the data meets."""
+    cells = []
+    for o in outcomes:
+        config = o.placed.get("config") if o.placed else None
+        params = dict((config or {}).get("strategy", {}).get("params") or {})
+        if params.get("order") == "registered" and o.cell not in cells:
+            cells.append(o.cell)
+    return tuple(
+        f"{cell}: its layers were taken in the order the modules were registered (torch.fx cannot trace the "
+        "model and entropyflow.sweep.regularizer was given no input): give it input_size= or input= for the "
+        "forward order"
+        for cell in cells
+    )
 
 
 def placements(
@@ -156,7 +174,7 @@ def run_sweep(
     }
     files = write_atomically(folder, sweep_files(summary, outcomes, provenance, plot_format))
     failed = tuple(f"{o.cell} seed {o.seed}: {o.error}" for o in outcomes if o.error)
-    return SweepResult(summary, folder, tuple(files), failed)
+    return SweepResult(summary, folder, tuple(files), failed, registration_order_notes(outcomes))
 
 
 LAUNCH_ORDER = (
