@@ -49,7 +49,13 @@ class UnknownModelError(EntropyflowError):
 
 
 class WeightsNotCachedError(EntropyflowError):
-    """Pretrained weights that are not in the local cache (and no network is used)."""
+    """Pretrained weights that are not in the local cache (and no network is used). ``missing``:
+    which file, where it was looked for; ``fetch``: how to put it there (both empty when unknown),
+    for a caller that words the rest of the advice for its own options."""
+
+    def __init__(self, message: str, *, missing: str = "", fetch: str = "") -> None:
+        super().__init__(message)
+        self.missing, self.fetch = missing, fetch
 
 
 class ArchitectureMismatchError(EntropyflowError):

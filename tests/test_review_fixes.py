@@ -195,3 +195,39 @@ def test_a_rule_resolved_in_registration_order_is_noted():
         "model and entropyflow.sweep.regularizer was given no input): give it input_size= or input= for the "
         "forward order",
     )
+
+
+def _empty_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+
+
+def test_uncached_timm_weights_name_the_download_command(monkeypatch, tmp_path):
+    pytest.importorskip("timm")
+    from entropyflow.errors import WeightsNotCachedError
+    from entropyflow.load.hf_cache import download_command
+
+    _empty_caches(monkeypatch, tmp_path)
+    with pytest.raises(WeightsNotCachedError) as info:
+        entropyflow.analyze("timm:resnet18")
+    text = str(info.value)
+    assert f"({download_command()} timm/resnet18." in text and "HF_HUB_OFFLINE" not in text
+    assert text.endswith("pass weights=PATH, or use random_init=True")
+
+
+def test_an_uncached_sweep_reference_gets_advice_the_sweep_can_follow(monkeypatch, tmp_path):
+    from entropyflow.errors import WeightsNotCachedError
+    from entropyflow.sweep.runner import placements
+
+    _empty_caches(monkeypatch, tmp_path)
+    with pytest.raises(WeightsNotCachedError) as info:
+        placements(["empirical"], "torchvision:resnet18")
+    text = str(info.value)
+    assert text.startswith(
+        "pretrained weights for torchvision:resnet18 (ResNet18_Weights.IMAGENET1K_V1) are not cached"
+    )
+    assert text.endswith(
+        "copy the file there, or give reference the analysis.json of an analysis made where they are cached"
+    )
+    assert "random" not in text and "weights=" not in text

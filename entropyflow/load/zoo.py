@@ -22,6 +22,7 @@ from ..errors import UnknownModelError, WeightsNotCachedError, one_line
 from ..samples import build_sample, sample_info
 from ..spec import ModelSpec
 from ..words import arg
+from .hf_cache import download_command
 from .offline import no_downloads, torchvision_weights
 from .skeleton import meta_skeleton
 
@@ -247,10 +248,14 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
             )
         f = _torch_hub_checkpoints() / os.path.basename(w.url)
         if not f.is_file():
+            missing = (
+                f"pretrained weights for torchvision:{spec.name} ({w}) are not cached: expected {f} (from {w.url})"
+            )
             raise WeightsNotCachedError(
-                f"pretrained weights for torchvision:{spec.name} ({w}) are not cached: expected {f} "
-                f"(from {w.url}); copy the file there, pass {arg('weights', 'PATH', quote=False)}, or use "
-                f"{arg('random-init')}"
+                f"{missing}; copy the file there, pass {arg('weights', 'PATH', quote=False)}, or use "
+                f"{arg('random-init')}",
+                missing=missing,
+                fetch="copy the file there",
             )
         return f, f"torchvision {w} from the torch hub cache"
     if spec.source == "timm":
@@ -275,10 +280,16 @@ def pretrained_file(spec: ModelSpec) -> tuple[Path, str]:
                 f"timm:{_timm_name(spec)} has no pretrained weights: use {arg('random-init')} or "
                 f"{arg('weights', 'PATH', quote=False)}"
             )
+        missing = f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}"
+        fetch = (
+            f"download them where there is network ({download_command()} {repo}) and copy the cache here"
+            if repo
+            else "copy the file there"
+        )
         raise WeightsNotCachedError(
-            f"pretrained weights for timm:{_timm_name(spec)} are not cached: expected {' or '.join(where)}; "
-            f"download them where there is network (HF_HUB_OFFLINE=0), pass {arg('weights', 'PATH', quote=False)}, "
-            f"or use {arg('random-init')}"
+            f"{missing}; {fetch}, pass {arg('weights', 'PATH', quote=False)}, or use {arg('random-init')}",
+            missing=missing,
+            fetch=fetch,
         )
     return sample_info(spec.name).path, f"bundled sample weights ({sample_info(spec.name).path.name})"
 

@@ -26,7 +26,7 @@ import torch
 from .. import strictjson, vocab
 from ..analysis import analyze
 from ..config import load_config
-from ..errors import OptionError
+from ..errors import OptionError, WeightsNotCachedError
 from ..extras import require
 from ..recommend import RecommendOptions
 from ..report import check_writable, read_analysis
@@ -96,7 +96,17 @@ def placements(
         if reference is not None and Path(reference).suffix == ".json":
             analysis = read_analysis(reference)
         elif reference is not None:
-            analysis = analyze(reference)
+            try:
+                analysis = analyze(reference)
+            except WeightsNotCachedError as exc:  # its advice names analyze's options: say it in the sweep's
+                if not exc.missing:
+                    raise
+                raise WeightsNotCachedError(
+                    f"{exc.missing}; {exc.fetch}, or give {option('reference')} the analysis.json of an analysis "
+                    "made where they are cached",
+                    missing=exc.missing,
+                    fetch=exc.fetch,
+                ) from exc
         else:
             analysis = analyze(model, hash_files=False, input_size=input_size)
         out += placements_from(analysis, names, options, model=model)
