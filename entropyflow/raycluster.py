@@ -53,9 +53,38 @@ def loopback_only() -> Iterator[None]:
     previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with own_session():
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+@contextlib.contextmanager
+def own_session() -> Iterator[None]:
+    """While a local Ray starts: its processes (the GCS, the raylet, and through the raylet every
+    worker) run in a session of their own, out of this process's group. A signal sent to the whole
+    group (``timeout -s TERM``, a process manager stopping a job by its group) then reaches this
+    process only, which stops the run gracefully and shuts its Ray down; otherwise the GCS dies with
+    it first and Ray's client waits 60 s for it before ending the process with status 1. Ray blocks
+    only SIGINT in them. Done only where the kernel ends them with this process if it dies (Linux's
+    parent-death signal, which Ray sets), as Ray itself requires before leaving the group."""
+    from ray._private import services, utils
+
+    if not utils.detect_fate_sharing_support() or not isinstance(services.ConsolePopen, type):
+        yield
+        return
+    base = services.ConsolePopen
+
+    class Detached(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("start_new_session", True)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = Detached  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        services.ConsolePopen = base  # type: ignore[misc]
 
 
 def check_loopback() -> None:

@@ -569,6 +569,7 @@ def _imported() -> tuple[str, ...]:
     return tuple(name for name in VERSIONED if name in sys.modules)
 
 
+RAY_STAGE = "starting Ray"  # the progress step of a Ray started or joined for the run
 Done = Callable[[int, "AnalysisResult | None", "bytes | None", "EntropyflowError | None"], None]
 
 
@@ -626,8 +627,8 @@ class _OnRay:
 
     WAIT_S = 0.5  # ray.wait's timeout: Ctrl-C is noticed within it
 
-    def __init__(self, parallel: ParallelOptions, done: Done):
-        self.parallel, self.done = parallel, done
+    def __init__(self, parallel: ParallelOptions, done: Done, progress: ProgressFn | None = None):
+        self.parallel, self.done, self.progress = parallel, done, progress
         self.cap = parallel.workers if parallel.address else None  # a local Ray has exactly `workers` CPUs
         self.stack = contextlib.ExitStack()
         self.ray: Any = None
@@ -642,7 +643,11 @@ class _OnRay:
         from . import raycluster
 
         par = self.parallel
+        if self.progress:  # its own step: Ray's start-up (seconds) is not the first checkpoint's analysis
+            self.progress(RAY_STAGE, 0, 1)
         self.started_here = self.stack.enter_context(raycluster.session(par.address, par.workers, par.working_dir))
+        if self.progress:
+            self.progress(RAY_STAGE, 1, 1)
         self.ray = ray
         self.task = ray.remote(num_cpus=1)(_analyse_task)
 
@@ -699,12 +704,14 @@ class _OnRay:
 
 
 @contextlib.contextmanager
-def _runner(parallel: ParallelOptions, shared: SharedArchitecture, done: Done) -> Iterator[_Here | _OnRay]:
+def _runner(
+    parallel: ParallelOptions, shared: SharedArchitecture, done: Done, progress: ProgressFn | None = None
+) -> Iterator[_Here | _OnRay]:
     """Where the analyses run: here, or as Ray tasks (Ray started or joined when needed, and left)."""
     if not parallel.on_ray:
         yield _Here(shared, done)
         return
-    runner = _OnRay(parallel, done)
+    runner = _OnRay(parallel, done, progress)
     interrupted = True
     try:
         yield runner
@@ -726,6 +733,8 @@ def _prefetch_digest(paths: Sequence[Path], k: int) -> None:
 
 def _interrupted(exc: KeyboardInterrupt, cache: Path) -> Interrupted:
     signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+    if not (cache.is_dir() and any(cache.glob("*.record.json"))):
+        return Interrupted(signum, "no checkpoint had finished, so nothing was cached")
     return Interrupted(
         signum, f"the checkpoints analysed so far are cached in {cache}; the same command again analyses only the rest"
     )
@@ -799,7 +808,7 @@ def track(
     # on Ray the cache keys (sha256 of every checkpoint, here) would bound the run: hashed ahead, on threads
     ahead = min(HASH_AHEAD, os.cpu_count() or 1) if par.on_ray else 0
     try:
-        with _runner(par, shared, done) as runner:
+        with _runner(par, shared, done, progress) as runner:
             finished()
             for k in range(ahead):
                 _prefetch_digest(paths, k)
