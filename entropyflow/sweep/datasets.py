@@ -71,13 +71,19 @@ def _root(root: str | Path | None, what: str) -> Path:
     return Path(root).expanduser()
 
 
+def where(path: Path | str, limit: int = 200) -> str:
+    """A file's full path for a one-line message, shortened from the left (the file name is kept)."""
+    text = printable(path)
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
 def _read_bounded(path: Path) -> bytes:
     """A file's bytes (gunzipped for ``.gz``), at most :data:`MAX_FILE_BYTES` either way."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise InputUnreadableError(
-                f"{printable(path.name)}: {size:,} bytes (a dataset file is read up to {MAX_FILE_BYTES >> 20} MiB)"
+                f"{where(path)}: {size:,} bytes (a dataset file is read up to {MAX_FILE_BYTES >> 20} MiB)"
             )
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
@@ -85,9 +91,9 @@ def _read_bounded(path: Path) -> bytes:
         else:
             data = path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputUnreadableError(f"cannot read {printable(path.name)} ({printable(exc, 120)})") from exc
+        raise InputUnreadableError(f"cannot read {where(path)} ({printable(exc, 120)})") from exc
     if len(data) > MAX_FILE_BYTES:
-        raise InputUnreadableError(f"{printable(path.name)}: more than {MAX_FILE_BYTES >> 20} MiB once decompressed")
+        raise InputUnreadableError(f"{where(path)}: more than {MAX_FILE_BYTES >> 20} MiB once decompressed")
     return data
 
 
@@ -96,28 +102,56 @@ def _read_bounded(path: Path) -> bytes:
 IDX_UBYTE = 0x08
 
 
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An idx file of unsigned bytes with ``ndim`` dimensions (magic ``0x0000 08 ndim``, then the
-    dimensions as big-endian uint32, then the data), checked against the file's length."""
-    data = _read_bounded(path)
-    name = printable(path.name)
+def _idx_header(name: str, head: bytes, length: int, ndim: int) -> tuple[int, ...]:
+    """The shape an idx header states (magic ``0x0000 08 ndim``, then the dimensions as big-endian
+    uint32), checked against the file's ``length`` before anything is allocated."""
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise InputUnreadableError(f"{name}: {len(data)} bytes, shorter than an idx header ({header} bytes)")
-    zero, dtype, dims = struct.unpack(">HBB", data[:4])
+    if length < header:
+        raise InputUnreadableError(f"{name}: {length} bytes, shorter than an idx header ({header} bytes)")
+    zero, dtype, dims = struct.unpack(">HBB", head[:4])
     if zero != 0 or dtype != IDX_UBYTE or dims != ndim:
         raise InputUnreadableError(
             f"{name}: not an idx file of {ndim}-d unsigned bytes "
-            f"(magic 0x{data[:4].hex()}, expected 0x000008{ndim:02x})"
+            f"(magic 0x{head[:4].hex()}, expected 0x000008{ndim:02x})"
         )
-    shape = struct.unpack(f">{ndim}I", data[4:header])
+    shape = tuple(int(v) for v in struct.unpack(f">{ndim}I", head[4:header]))
     count = int(np.prod(shape, dtype=np.int64))
-    if len(data) != header + count:
+    if length != header + count:
         raise InputUnreadableError(
             f"{name}: the header says {' × '.join(map(str, shape))} = {count:,} bytes of data, the file has "
-            f"{len(data) - header:,} (truncated or not an idx file)"
+            f"{length - header:,} (truncated or not an idx file)"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    return shape
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An idx file of unsigned bytes with ``ndim`` dimensions, checked against the file's length."""
+    data = _read_bounded(path)
+    shape = _idx_header(where(path), data[: 4 + 4 * ndim], len(data), ndim)
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def idx_shape(path: Path, ndim: int) -> tuple[int, ...]:
+    """An idx file's shape from its header, checked as :func:`read_idx` checks it without holding
+    the data (a ``.gz`` is decompressed in chunks to count its length)."""
+    name = where(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputUnreadableError(
+                f"{name}: {size:,} bytes (a dataset file is read up to {MAX_FILE_BYTES >> 20} MiB)"
+            )
+        gz = path.suffix == ".gz"
+        with gzip.open(path, "rb") if gz else open(path, "rb") as f:
+            head = f.read(4 + 4 * ndim)
+            length = len(head) if gz else size
+            while gz and (chunk := f.read(1 << 20)):
+                length += len(chunk)
+                if length > MAX_FILE_BYTES:
+                    raise InputUnreadableError(f"{name}: more than {MAX_FILE_BYTES >> 20} MiB once decompressed")
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputUnreadableError(f"cannot read {name} ({printable(exc, 120)})") from exc
+    return _idx_header(name, head, length, ndim)
 
 
 def _idx_path(raw: Path, stem: str) -> Path:
@@ -183,16 +217,17 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 python batch: (uint8 N×3×32×32, int64 labels)."""
-    name = printable(path.name)
+    name = where(path)
     data = _read_bounded(path)
     try:
         check_pickles(path, zipped=False)  # a pickle bomb is refused from its opcodes, before it is unpickled
     except CheckpointFormatError as exc:
-        raise UnsafePickleError(str(exc)) from exc
+        message, short = str(exc), printable(path.name)
+        raise UnsafePickleError(name + message[len(short) :] if message.startswith(short) else message) from exc
     try:
         doc = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"{name}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - a malformed pickle raises many types; all mean 'not a batch'
         raise InputUnreadableError(f"{name}: not a CIFAR-10 python batch ({type(exc).__name__})") from exc
     if not isinstance(doc, dict):
@@ -276,14 +311,14 @@ def _open_image(path: Path, mode: str) -> np.ndarray:
         with Image.open(path) as img:
             img.draft("RGB", (1024, 1024))  # a large JPEG is decoded at a reduced scale where possible
             if img.width * img.height > 100_000_000:
-                raise InputUnreadableError(f"{printable(path.name)}: {img.width}×{img.height} pixels (too large)")
+                raise InputUnreadableError(f"{where(path)}: {img.width}×{img.height} pixels (too large)")
             if mode == "mask" and img.mode == "P":
                 return np.asarray(img)  # VOC's palette indices are the class ids
             return np.asarray(img.convert("L" if mode == "mask" else "RGB"))
     except InputUnreadableError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
-        raise InputUnreadableError(f"cannot decode {printable(path.name)} ({type(exc).__name__})") from exc
+        raise InputUnreadableError(f"cannot decode {where(path)} ({type(exc).__name__})") from exc
 
 
 def resize_crop(image: torch.Tensor, size: int, resize: int, nearest: bool = False) -> torch.Tensor:
@@ -341,7 +376,7 @@ def segmentation(root: str | Path | None) -> tuple[SegmentationSplit, Segmentati
             text = _read_bounded(listing).decode("utf-8", "replace")
             stems = [s.strip() for s in text.splitlines() if s.strip()]
             if len(stems) > MAX_IMAGES or any("/" in s or "\\" in s or s.startswith(".") for s in stems):
-                raise InputUnreadableError(f"{printable(listing.name)}: not a list of image ids")
+                raise InputUnreadableError(f"{where(listing)}: not a list of image ids")
             images = tuple(voc / "JPEGImages" / f"{s}.jpg" for s in stems)
             masks = tuple(voc / "SegmentationClass" / f"{s}.png" for s in stems)
             for p in images[:1] + masks[:1]:
@@ -375,7 +410,7 @@ def load_pairs(split: SegmentationSplit, indices: Sequence[int], size: int) -> t
         mask = torch.from_numpy(_open_image(split.masks[k], "mask").astype(np.int64))[None, None].float()
         if rgb.shape[-2:] != mask.shape[-2:]:
             raise InputUnreadableError(
-                f"{printable(split.masks[k].name)}: {tuple(mask.shape[-2:])} pixels, its image {tuple(rgb.shape[-2:])}"
+                f"{where(split.masks[k])}: {tuple(mask.shape[-2:])} pixels, its image {tuple(rgb.shape[-2:])}"
             )
         images[i] = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
         m = F.interpolate(mask, size=(size, size), mode="nearest")[0, 0]
@@ -384,33 +419,104 @@ def load_pairs(split: SegmentationSplit, indices: Sequence[int], size: int) -> t
     return images.clamp_(0, 255) / 255, targets
 
 
-def check(kind: str, root: str | Path | None) -> None:
-    """Before a sweep starts: the folder a task reads is there (its files are checked when a trial
-    reads them). Raises the one-line :func:`missing` error otherwise."""
+def unpaired(root: str | Path | None) -> tuple[list[Path], list[Path]]:
+    """For the ``ROOT/images`` + ``ROOT/masks`` layout: (images without a mask, masks without an
+    image), matched by stem as :func:`segmentation` pairs them; both empty for VOC's layout."""
+    base = _root(root, "segmentation")
+    if (base / "VOCdevkit" / "VOC2012").is_dir():
+        return [], []
+    images, masks = _images_in(base / "images"), _images_in(base / "masks")
+    image_stems, mask_stems = {p.stem for p in images}, {p.stem for p in masks}
+    return [p for p in images if p.stem not in mask_stems], [p for p in masks if p.stem not in image_stems]
+
+
+def _check_mnist(base: Path) -> None:
+    raw = base / "MNIST" / "raw"
+    for split in ("train", "t10k"):
+        paths = [_idx_path(raw, f"{split}-{part}-ubyte") for part in ("images-idx3", "labels-idx1")]
+        shape = idx_shape(paths[0], 3)
+        labels = read_idx(paths[1], 1)  # 60 kB: read whole, every label checked
+        if shape[0] != len(labels) or shape[1:] != (28, 28):
+            raise InputUnreadableError(
+                f"{where(raw)}: {split} has {shape[0]} images of {shape[1:]} but {len(labels)} labels "
+                "(expected N × 28 × 28 and N labels)"
+            )
+        if len(labels) and int(labels.max()) > 9:
+            raise InputUnreadableError(f"{where(paths[1])}: a label of {int(labels.max())} (expected 0 … 9)")
+
+
+IMAGENETTE_CLASSES = 10  # the Table 2 models have 10 outputs
+
+
+def _check_image_folder(base: Path) -> None:
+    from PIL import Image
+
+    train, val = image_folder(base)
+    if len(train.classes) > IMAGENETTE_CLASSES:
+        raise InputUnreadableError(
+            f"{where(base / 'train')}: {len(train.classes)} class folders (ImageNette has {IMAGENETTE_CLASSES}; "
+            "the models have 10 outputs)"
+        )
+    for split, folder in (("train", train), ("val", val)):
+        labels = folder.labels.tolist()
+        for k, cls in enumerate(folder.classes):
+            if k not in labels:
+                raise missing("imagenette", base / split / cls / "*.JPEG")
+            first = folder.paths[labels.index(k)]
+            try:  # the header of each class's first file (cheap: nothing is decoded)
+                with Image.open(first) as img:
+                    img.size  # noqa: B018 - read from the header
+            except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a bad file
+                raise InputUnreadableError(f"cannot read {where(first)} as an image ({type(exc).__name__})") from exc
+        _open_image(folder.paths[0], "rgb")  # one image of each split decoded whole
+
+
+def _check_segmentation(base: Path) -> tuple[str, ...]:
+    train, val = segmentation(base)
+    for split in (train, val):
+        lost = [p for p in split.images + split.masks if not p.is_file()]
+        if lost:
+            raise InputUnreadableError(f"{len(lost)} listed files are missing, e.g. {where(lost[0])}")
+    load_pairs(train, [0], 16)  # the first pair decoded: image and mask readable, the same size
+    images, masks = unpaired(base)
+    notes = []
+    if images:
+        notes.append(
+            f"{len(images)} image(s) in {where(base / 'images')} have no mask of the same name in "
+            f"{where(base / 'masks')} and are left out, e.g. {where(images[0])}"
+        )
+    if masks:
+        notes.append(f"{len(masks)} mask(s) have no image of the same name and are left out, e.g. {where(masks[0])}")
+    if notes:
+        notes.append(f"{len(train.images) + len(val.images)} image/mask pairs are used")
+    return ("; ".join(notes),) if notes else ()
+
+
+def check(kind: str, root: str | Path | None) -> tuple[str, ...]:
+    """Before a sweep starts: the dataset a task reads is there and readable, checked cheaply in
+    the driver (MNIST: the idx headers against the file lengths, the labels; CIFAR-10: every batch
+    read by the restricted unpickler; ImageNette: the class folders, each one's first file's header,
+    one image per split decoded; segmentation: the pairs, the first decoded). Raises the one-line
+    error a trial would raise, naming the file's full path; returns notes for the run's output
+    (segmentation images or masks left out for want of their pair)."""
     base = _root(root, kind)
     if kind == "mnist":
-        raw = base / "MNIST" / "raw"
-        for split in ("train", "t10k"):
-            for part in ("images-idx3", "labels-idx1"):
-                _idx_path(raw, f"{split}-{part}-ubyte")
+        _check_mnist(base)
     elif kind == "cifar10":
         folder = base / "cifar-10-batches-py"
-        for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        for n in names:
             if not (folder / n).is_file():
                 raise missing(kind, folder / n)
+        for n in names:
+            read_cifar_batch(folder / n)  # 30 MB each: the check a trial makes, then dropped
     elif kind == "imagenette":
         for split in ("train", "val"):
             if not (base / split).is_dir():
                 raise missing(kind, base / split)
+        _check_image_folder(base)
     elif kind == "segmentation":
-        voc = base / "VOCdevkit" / "VOC2012"
-        if voc.is_dir():
-            for split in ("train", "val"):
-                if not (voc / "ImageSets" / "Segmentation" / f"{split}.txt").is_file():
-                    raise missing(kind, voc / "ImageSets" / "Segmentation" / f"{split}.txt")
-        else:
-            for sub in ("images", "masks"):
-                if not (base / sub).is_dir():
-                    raise missing(kind, base / sub)
+        return _check_segmentation(base)
     else:
         raise OptionError(f"unknown dataset kind '{printable(kind, 30)}'")
+    return ()

@@ -300,6 +300,9 @@ def _log_scale(curves: dict[str, Any]) -> bool:
     return bool(values.size and np.all(values > 0) and values.max() / values.min() > 10)
 
 
+FEW_EPOCHS = 12  #: curves up to this many epochs get a marker per epoch and a tick per epoch
+
+
 def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
     spec = summary.spec
     curves = _curves(outcomes, spec.metric)
@@ -319,7 +322,8 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
                 if name not in curves:
                     continue
                 x, mean, se, stops = curves[name]
-                ax.plot(x, mean, color=color, linewidth=1.4, label=name)
+                dots = {"marker": "o", "markersize": 3.5} if len(x) <= FEW_EPOCHS else {}  # one epoch draws no line
+                ax.plot(x, mean, color=color, linewidth=1.4, label=name, **dots)
                 ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
                 if spec.patience is not None:  # where each run stopped: a rug on the epoch axis
                     ax.plot(stops, [0.0] * len(stops), "|", color=color, markersize=9, alpha=0.8,
@@ -337,13 +341,19 @@ def learning_curves(summary: SweepSummary, outcomes: Sequence[Any]) -> Figure:
             if shown:
                 shown[-1].xaxis.set_tick_params(labelbottom=True)
                 shown[-1].set_xlabel("epoch")
+        longest = max((len(curves[n][0]) for n in curves), default=1)
         for ax in axes.flat:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+            if longest <= FEW_EPOCHS:  # every epoch ticked, half an epoch of room either side (not 0.945 … 1.05)
+                ax.set_xlim(0.5, longest + 0.5)
+                ax.set_xticks(range(1, longest + 1))
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
             if not log:
                 ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
         for ax in axes[:, 0]:
             ax.set_ylabel(spec.metric)
-        title = f"{spec.metric} over training: mean ± 1 s.e. over {len(spec.seeds)} seeds, each cell over the baseline"
+        seeds = f"{len(spec.seeds)} seed{'s' * (len(spec.seeds) != 1)}"
+        title = f"{spec.metric} over training: mean ± 1 s.e. over {seeds}, each cell over the baseline"
         fig.suptitle(wrap_phrases(title, int(fig.get_figwidth() / 0.09)), fontsize=11)
         caption = f"verdicts on {describe(summary.primary, spec)}"
         if spec.patience is not None:

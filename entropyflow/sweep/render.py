@@ -7,7 +7,8 @@ import math
 from collections import Counter
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -75,15 +76,37 @@ class TrialBoard:
         return Group(head, table)
 
 
+class Trimmed:
+    """A renderable drawn without the spaces that pad its lines on the right (a table's last
+    column is padded to its widest cell): piped output carries no trailing blanks."""
+
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line[-1]
+                line[-1] = Segment(last.text.rstrip(" "), last.style)
+            yield from line
+            yield Segment.line()
+
+
 def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, ...] = ()) -> None:
     spec = summary.spec
-    console.print(
+    seeds = f"{len(spec.seeds)} seed{'s' * (len(spec.seeds) != 1)}"
+
+    def say(text: Text) -> None:  # wrapped on a terminal, between words; no line ends in blanks
+        console.print(Trimmed(text), highlight=False)
+
+    say(
         Text.assemble(
             ("entropyflow sweep", "bold"),
-            f"  ·  {len(summary.cells)} cells × {len(spec.seeds)} seeds  ·  {spec.metric} "
+            f"  ·  {len(summary.cells)} cells × {seeds}  ·  {spec.metric} "
             f"({spec.mode})" + (f"  ·  target {spec.target:g}" if spec.target is not None else ""),
-        ),
-        highlight=False,
+        )
     )
     for outcome in summary.outcomes:
         title = describe(outcome, spec)
@@ -94,9 +117,8 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
             title += "  (exploratory: estimates and intervals, no verdict)"
         if outcome in WALL_CLOCK:
             title += f"  ({SHARED}; first epoch excluded: see below)"
+        say(Text(title, style="bold"))  # its own line: wraps at the console's width, not the table's
         table = Table(
-            title=Text(title, style="bold"),
-            title_justify="left",
             box=None,
             show_edge=False,
             pad_edge=False,
@@ -132,8 +154,8 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
                 _num(effect.p_holm, 2),
                 Text(verdict, style=VERDICT_STYLE.get(stats.kind(verdict), "dim")),
             )
-        console.print(table)
-    console.print(
+        console.print(Trimmed(table))
+    say(
         Text(
             "paired by seed against the baseline; Δ = cell − baseline; "
             + "; ".join(sorted({f"{describe(o, spec)}: {test_of(o)}" for o in summary.outcomes}))
@@ -143,12 +165,10 @@ def render_summary(summary: SweepSummary, console: Console, failed: tuple[str, .
         )
     )
     if any(o in WALL_CLOCK for o in summary.outcomes):
-        console.print(Text(wall_clock_note(summary), style="dim"))
-    console.print(
-        Text.assemble(("best: ", "bold"), printable(summary.best or "none"), f"  ·  {printable(summary.reason)}")
-    )
+        say(Text(wall_clock_note(summary), style="dim"))
+    say(Text.assemble(("best: ", "bold"), printable(summary.best or "none"), f"  ·  {printable(summary.reason)}"))
     for f in failed:
-        console.print(Text(f"failed trial: {printable(f, 300)}", style="yellow"))
+        say(Text(f"failed trial: {printable(f, 300)}", style="yellow"))
 
 
 def wall_clock_note(summary: SweepSummary) -> str:

@@ -39,7 +39,7 @@ from .events import RayOptions, TrialEvent, TrialOutcome
 from .output import sweep_files
 from .spec import STRUCTURAL, Placement, SweepSpec, placements_from, rules
 from .summary import SweepSummary, Timing, summarize, trial_summary
-from .tasks import task, train_function
+from .tasks import TASKS, task, train_function
 
 SPEC_FILE = records.SPEC_FILE
 
@@ -258,13 +258,47 @@ def task_spec(
     """The grid of a built-in task (its paper setting), with overrides. ``reference``: a trained
     model of the architecture (or its analysis.json) for the placements that read weights;
     ``max_epochs`` caps the epochs (a pilot); ``params["data"]`` is the dataset's folder, checked here."""
+    return _task_grid(
+        name,
+        seeds=seeds,
+        first_seed=first_seed,
+        epochs=epochs,
+        lambdas=lambdas,
+        placement_names=placement_names,
+        target=target,
+        params=params,
+        reference=reference,
+        max_epochs=max_epochs,
+    )[0]
+
+
+def _task_grid(
+    name: str,
+    *,
+    seeds: int = 10,
+    first_seed: int = 0,
+    epochs: int | None = None,
+    lambdas: Sequence[float] | None = None,
+    placement_names: Sequence[str] | None = None,
+    target: float | None = None,
+    params: dict[str, Any] | None = None,
+    reference: str | None = None,
+    max_epochs: int | None = None,
+) -> tuple[SweepSpec, tuple[str, ...]]:
+    """:func:`task_spec`, and the notes its dataset check made (e.g. images left out for want of a mask)."""
     t = task(name)
     names = tuple(placement_names) if placement_names is not None else t.placements
     if placement_names is None and reference is not None:
         names += t.reference_placements  # e.g. Table 2's `empirical`, from the user's pretrained weights
     params = dict(params or {})
+    notes: tuple[str, ...] = ()
     if t.dataset is not None:
-        datasets.check(t.dataset, params.get("data"))  # a missing dataset: one line, before Ray starts
+        notes = datasets.check(t.dataset, params.get("data"))  # a missing or bad dataset: one line, before Ray starts
+    elif params.get("data") is not None:
+        raise OptionError(
+            f"the {name} task trains on scikit-learn's bundled digits: it reads no {arg('data', 'ROOT', quote=False)} "
+            f"(the tasks that do: {', '.join(n for n, other in TASKS.items() if other.dataset is not None)})"
+        )
     model = None
     if reference is None:
         reference = t.reference
@@ -295,7 +329,7 @@ def task_spec(
         patience=t.patience,
         primary=t.primary,
     )
-    return spec
+    return spec, notes
 
 
 MAX_SEEDS = 1000
@@ -382,8 +416,9 @@ def sweep(
     figures = [f"learning_curves.{request.plot_format}", f"outcomes.{request.plot_format}"]
     preflight(out, "sweep", ["trials.csv", "summary.csv", "summary.json", "best.yaml", *figures])  # before any trial
     request = pilot(request)
+    data_notes: tuple[str, ...] = ()
     if request.task is not None:
-        spec = task_spec(
+        spec, data_notes = _task_grid(
             request.task,
             seeds=request.seeds,
             first_seed=request.first_seed,
@@ -423,7 +458,7 @@ def sweep(
             primary=request.primary,
         )
         train = request.train
-    return run_sweep(
+    result = run_sweep(
         train,
         spec,
         out=out,
@@ -432,6 +467,7 @@ def sweep(
         plot_format=request.plot_format,
         on_event=on_event,
     )
+    return replace(result, notes=data_notes + result.notes) if data_notes else result
 
 
 __all__ = ["SweepResult", "SweepRequest", "run_sweep", "sweep", "task_spec", "placements", "task", "parse_params"]
