@@ -80,6 +80,13 @@ def reference_analyses(
         if progress:
             progress("seeds", k, n)
         out.append(analyze(arch, replace(opts, random_init=True, seed=s), progress=progress))
+    load_seed_statistics()  # part of the seeds' time, so that the stage that shows it accounts for it
     if progress:
         progress("seeds", n, n)
     return tuple(out)
+
+
+def load_seed_statistics() -> None:
+    """Import what the seeds' statistics need (scipy.stats: about a second, the first time) while
+    the seeds stage still runs, rather than after it, when no progress stage shows the wait."""
+    import scipy.stats  # noqa: F401  # lazy: estimate.seeds imports it on first use, too

@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 
 from ..errors import CheckpointFormatError, InputNotFoundError, InputUnreadableError, OptionError, one_line
+from ..extras import install_hint, missing
 from ..text import printable
 
 __all__ = ["hub_cache", "resolve_hub"]
@@ -79,7 +80,7 @@ def _snapshot(cache: Path, folder: Path, repo: str, rev: str, fetch: str) -> Pat
     if not folder.is_dir():
         raise InputNotFoundError(
             f"hf:{repo} is not in the local Hugging Face cache ({printable(cache)}); entropyflow never downloads: "
-            f"fetch it with `{fetch}` (or set HF_HUB_CACHE), or pass a local folder with config.json"
+            f"fetch it with `{fetch}` (or set HF_HUB_CACHE), or pass a local folder with config.json{_needs_hf()}"
         )
     root = _within(folder, cache.resolve(strict=True), f"hf:{repo}: its cache folder", fetch)
     commit = rev if _COMMIT.fullmatch(rev) else None
@@ -88,12 +89,14 @@ def _snapshot(cache: Path, folder: Path, repo: str, rev: str, fetch: str) -> Pat
         if not (ref.exists() or ref.is_symlink()):
             raise InputNotFoundError(
                 f"hf:{repo}@{rev} is not in the local Hugging Face cache (no refs/{printable(rev)} in "
-                f"{printable(folder)}); fetch it with `{fetch}`"
+                f"{printable(folder)}); fetch it with `{fetch}`{_needs_hf()}"
             )
         commit = _read_ref(_within(ref, root, f"hf:{repo}@{rev}: refs/{rev}", fetch), repo, rev, fetch)
     snapshot = root / "snapshots" / commit
     if not snapshot.is_dir():
-        raise InputNotFoundError(f"hf:{repo}@{rev}: the cache has no snapshot {commit[:12]}; fetch it with `{fetch}`")
+        raise InputNotFoundError(
+            f"hf:{repo}@{rev}: the cache has no snapshot {commit[:12]}; fetch it with `{fetch}`{_needs_hf()}"
+        )
     snapshot = _within(snapshot, root, f"hf:{repo}@{rev}: snapshots/{commit[:12]}", fetch)
     with os.scandir(snapshot) as entries:
         for n, entry in enumerate(entries):
@@ -105,6 +108,17 @@ def _snapshot(cache: Path, folder: Path, repo: str, rev: str, fetch: str) -> Pat
             if entry.is_symlink():
                 _within(Path(entry.path), root, f"hf:{repo}@{rev}: {printable(entry.name, 60)}", fetch)
     return snapshot
+
+
+def _needs_hf() -> str:
+    """What a model not yet fetched will also need when transformers is not installed: without it
+    a fetched model is analysed from its weights alone, without its architecture."""
+    if not missing("hf"):
+        return ""
+    return (
+        f"; its architecture also needs transformers: {install_hint('hf')} (without it, only the weights are "
+        "analysed: no order, geometry or totals)"
+    )
 
 
 def _within(path: Path, root: Path, what: str, fetch: str) -> Path:

@@ -91,7 +91,6 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
     """Box per layer, panels side by side with a shared y axis (Figure 1 when comparing)."""
     _check(panels, options)
     with matplotlib.rc_context(STYLE):
-        n_layers = max(len(p.layers) for p in panels)
         width = sum(_panel_width(len(p.layers), options.labels) for p in panels) + 0.6
         fig = new_figure(width, 4.6 + _name_height(panels, options))
         axes = fig.subplots(
@@ -105,10 +104,11 @@ def entropy_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
         pad = max(_title_pad(panel) for panel in panels)  # one pad: the panel titles share a baseline
         for ax, panel in zip(axes, panels, strict=True):
             _draw_boxes(ax, panel, options, legend)
-            _style_axis(ax, panel, options, n_layers, pad=pad)
+            _style_axis(ax, panel)
         axes[0].set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend(fig, legend)
         suptitle(fig, options.title or _default_title(panels, "entropy change per layer"))
+        _set_titles(fig, list(axes), panels, pad)
         _finish(fig, list(axes), panels, options.labels)
     return fig
 
@@ -168,7 +168,7 @@ def profile_figure(panels: Sequence[Panel], options: PlotOptions = PlotOptions()
                 )
             )
         _mark_neginf(ax, panels[0], options)
-        _style_axis(ax, panels[0], options, n_layers, title=False)
+        _style_axis(ax, panels[0])
         ax.set_ylabel(y_label(options, panels[0].results[0].estimator))
         _legend_below(fig, handles)
         suptitle(fig, options.title or _default_title(panels, "mean entropy change per layer"))
@@ -461,17 +461,36 @@ def _title_pad(panel: Panel) -> float:
     return 6
 
 
-def _style_axis(
-    ax, panel: Panel, options: PlotOptions, n_layers: int, title: bool = True, pad: float | None = None
-) -> None:
+def _style_axis(ax, panel: Panel) -> None:
     ax.set_xlim(0.4, len(panel.layers) + 0.6)
     ax.grid(axis="y", color="#e5e5e5", linewidth=0.7)
     ax.set_xlabel(f"layer ({panel.results[0].model.order})")
-    if title:
-        c = panel.results[0].counts
-        text = label(f"{panel.title}  ({c.conv} conv, {c.dense} dense)")
-        chars = max(24, int(ax.get_position().width * ax.figure.get_figwidth() / 0.075))  # 10 pt characters
-        ax.set_title(wrap_phrases(text, chars), loc="left", pad=_title_pad(panel) if pad is None else pad)
+
+
+def _set_titles(fig: Figure, axes: list, panels: Sequence[Panel], pad: float) -> None:
+    """Each panel's title (its name, then its layer counts), wrapped to the width its axes get once
+    laid out, all with one pad and one number of lines, so that they share a baseline and a top."""
+    fig.draw_without_rendering()  # the axes' real widths (titles change heights, not widths)
+    chars = [max(24, int(ax.get_position().width * fig.get_figwidth() / 0.075)) for ax in axes]  # 10 pt characters
+    heads = [label(panel.title) for panel in panels]
+    counts = [f"({p.results[0].counts.conv} conv, {p.results[0].counts.dense} dense)" for p in panels]
+    for ax, text in zip(axes, panel_titles(heads, counts, chars), strict=True):
+        ax.set_title(text, loc="left", pad=pad)
+
+
+def panel_titles(heads: Sequence[str], counts: Sequence[str], chars: Sequence[int]) -> list[str]:
+    """Titles ``head  counts`` wrapped to ``chars`` characters between phrases only. When one of
+    them needs a second line, every one puts its counts on a line of their own under its head
+    (the same break in every panel), and the shorter ones end in empty lines: the same number of
+    lines in every title, so that they line up at the top as well as at the baseline."""
+    one = [wrap_phrases(f"{h}  {c}", w) for h, c, w in zip(heads, counts, chars, strict=True)]
+    if all("\n" not in t for t in one):
+        return one
+    titles = [
+        f"{wrap_phrases(h, w)}\n{c}" if len(c) <= w else t for h, c, w, t in zip(heads, counts, chars, one, strict=True)
+    ]
+    lines = max(t.count("\n") + 1 for t in titles)
+    return [t + "\n" * (lines - 1 - t.count("\n")) for t in titles]
 
 
 def _legend(fig: Figure, legend: dict) -> None:
