@@ -234,3 +234,21 @@ def test_terminal_bar_has_one_row_per_running_stage_and_hides_finished_ones():
         shown("load", 0, 1)  # a second analysis: a new row
         assert [t.visible for t in shown.bar.tasks] == [False, True]
     assert "spectral dense svdvals" in text.getvalue()
+
+
+def test_the_eta_counts_the_rate_after_the_first_result_not_the_start_up():
+    """A parallel track: Ray and the workers take 7 s before the first checkpoint, then one lands every
+    0.1 s. The estimate after the first result is the only one that can include the start-up."""
+    shown, text, clock = _piped()
+    shown("track", 0, 24)
+    clock.now += 7.0
+    shown("track", 1, 24)
+    assert shown._eta(shown.stages["track"], clock.now) == "2:41"  # 7 s × 23: no rate to go on yet
+    for done in range(2, 12):
+        clock.now += 0.1
+        shown("track", done, 24)
+    stage = shown.stages["track"]
+    assert shown._eta(stage, clock.now) == "0:01"  # 13 left at 0.1 s each, not 13 × 8 s / 11 = 0:09
+    clock.now += 0.1
+    shown("track", 12, 24)
+    assert math.isclose((clock.now - stage.first_at) / (12 - stage.first_done), 0.1)

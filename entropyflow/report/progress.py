@@ -26,6 +26,8 @@ class _Stage:
     total: int = 1
     said: float | None = None  # when its last line was written (piped)
     finished: bool = False
+    first_at: float | None = None  # when the first part was done (what came before: start-up, not a part's cost)
+    first_done: int = 0
     task: Any = None  # rich TaskID
 
 
@@ -138,6 +140,11 @@ class ProgressDisplay:
             return _clock(0)
         if stage.done <= 0:
             return "?"
+        if stage.key in self.COUNTED and stage.first_at is not None and stage.done > stage.first_done:
+            # whole analyses: the rate since the first was done, so that a start-up (Ray's, each worker's imports)
+            # before the first result does not inflate every later estimate
+            per = (now - stage.first_at) / (stage.done - stage.first_done)
+            return _clock(per * (stage.total - stage.done))
         elapsed = now - stage.started
         return _clock(elapsed * (stage.total - stage.done) / stage.done)
 
@@ -173,6 +180,8 @@ class ProgressDisplay:
                 run = self.stages[stage] = _Stage(stage, self._label(stage), now)
             run.done, run.total = max(0, done), max(1, total)
             run.finished = done >= total
+            if run.first_at is None and run.done > 0:
+                run.first_at, run.first_done = now, run.done
             if self.bar:
                 fields = {"amount": self._amount(stage, run), "eta": self._eta(run, now)}
                 if run.task is None:
