@@ -39,3 +39,12 @@ def nonzero_weights():
         return module
 
     return fill
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread (several oversubscribe a shared CPU by 10-20x)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

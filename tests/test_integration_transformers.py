@@ -30,12 +30,8 @@ QUERY = "bert.encoder.layer.0.attention.self.query.weight"  # BERT's q projectio
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (several oversubscribe a shared CPU by 10-20x)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # conftest.one_thread, for every test here
     yield
-    torch.set_num_threads(before)
 
 
 def gpt2() -> torch.nn.Module:

@@ -28,11 +28,8 @@ Q = "transformer.h.0.attn.c_attn.weight"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):  # conftest.one_thread, for every test here
     yield
-    torch.set_num_threads(before)
 
 
 def gpt2(use_cache: bool = False) -> torch.nn.Module:

@@ -148,7 +148,8 @@ def test_segmentation_images_without_a_mask_are_noted_with_their_count_and_an_ex
         png(tmp_path / "images" / f"im{k:02d}.png")
         if k % 2 == 0:
             png(tmp_path / "masks" / f"im{k:02d}.png", array=np.zeros((20, 24, 3), np.uint8))
-    spec, notes = runner._task_grid("segmentation-unet", seeds=1, params={"data": str(tmp_path)})
+    notes: list[str] = []
+    runner.task_spec("segmentation-unet", seeds=1, params={"data": str(tmp_path)}, notes=notes)
     assert len(notes) == 1
     assert notes[0].startswith(
         f"6 image(s) in {tmp_path / 'images'} have no mask of the same name in {tmp_path / 'masks'} and are "

@@ -254,46 +254,21 @@ def task_spec(
     params: dict[str, Any] | None = None,
     reference: str | None = None,
     max_epochs: int | None = None,
+    notes: list[str] | None = None,
 ) -> SweepSpec:
     """The grid of a built-in task (its paper setting), with overrides. ``reference``: a trained
     model of the architecture (or its analysis.json) for the placements that read weights;
-    ``max_epochs`` caps the epochs (a pilot); ``params["data"]`` is the dataset's folder, checked here."""
-    return _task_grid(
-        name,
-        seeds=seeds,
-        first_seed=first_seed,
-        epochs=epochs,
-        lambdas=lambdas,
-        placement_names=placement_names,
-        target=target,
-        params=params,
-        reference=reference,
-        max_epochs=max_epochs,
-    )[0]
-
-
-def _task_grid(
-    name: str,
-    *,
-    seeds: int = 10,
-    first_seed: int = 0,
-    epochs: int | None = None,
-    lambdas: Sequence[float] | None = None,
-    placement_names: Sequence[str] | None = None,
-    target: float | None = None,
-    params: dict[str, Any] | None = None,
-    reference: str | None = None,
-    max_epochs: int | None = None,
-) -> tuple[SweepSpec, tuple[str, ...]]:
-    """:func:`task_spec`, and the notes its dataset check made (e.g. images left out for want of a mask)."""
+    ``max_epochs`` caps the epochs (a pilot); ``params["data"]`` is the dataset's folder, checked here.
+    ``notes``: the dataset check's notes are appended to it (e.g. images left out for want of a mask)."""
     t = task(name)
     names = tuple(placement_names) if placement_names is not None else t.placements
     if placement_names is None and reference is not None:
         names += t.reference_placements  # e.g. Table 2's `empirical`, from the user's pretrained weights
     params = dict(params or {})
-    notes: tuple[str, ...] = ()
     if t.dataset is not None:
-        notes = datasets.check(t.dataset, params.get("data"))  # a missing or bad dataset: one line, before Ray starts
+        found_notes = datasets.check(t.dataset, params.get("data"))  # a missing or bad dataset: one line, before Ray
+        if notes is not None:
+            notes.extend(found_notes)
     elif params.get("data") is not None:
         raise OptionError(
             f"the {name} task trains on scikit-learn's bundled digits: it reads no {arg('data', 'ROOT', quote=False)} "
@@ -317,7 +292,7 @@ def _task_grid(
         found = tuple(structural[n] if n in structural else by_name[n] for n in names)
     else:
         found = placements(names, reference, model=model, options=options, input_size=t.input_size)
-    spec = SweepSpec(
+    return SweepSpec(
         lambdas=tuple(lambdas) if lambdas is not None else t.lambdas,
         placements=found,
         seeds=tuple(range(first_seed, first_seed + seeds)),
@@ -329,7 +304,6 @@ def _task_grid(
         patience=t.patience,
         primary=t.primary,
     )
-    return spec, notes
 
 
 MAX_SEEDS = 1000
@@ -416,9 +390,9 @@ def sweep(
     figures = [f"learning_curves.{request.plot_format}", f"outcomes.{request.plot_format}"]
     preflight(out, "sweep", ["trials.csv", "summary.csv", "summary.json", "best.yaml", *figures])  # before any trial
     request = pilot(request)
-    data_notes: tuple[str, ...] = ()
+    data_notes: list[str] = []
     if request.task is not None:
-        spec, data_notes = _task_grid(
+        spec = task_spec(
             request.task,
             seeds=request.seeds,
             first_seed=request.first_seed,
@@ -429,6 +403,7 @@ def sweep(
             params=request.params,
             reference=request.reference,
             max_epochs=request.max_epochs,
+            notes=data_notes,
         )
         spec = replace(
             spec,
@@ -467,7 +442,7 @@ def sweep(
         plot_format=request.plot_format,
         on_event=on_event,
     )
-    return replace(result, notes=data_notes + result.notes) if data_notes else result
+    return replace(result, notes=(*data_notes, *result.notes)) if data_notes else result
 
 
 __all__ = ["SweepResult", "SweepRequest", "run_sweep", "sweep", "task_spec", "placements", "task", "parse_params"]
